@@ -1,0 +1,100 @@
+//! `dials`: the local command line of the DIALS functions.
+
+mod dump;
+mod inspect;
+mod scan;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// DIALS on your machine: read DQMIO files, build and serve the lake.
+#[derive(Parser)]
+#[command(name = "dials", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Summarise a DQMIO file: runs, lumisections, elements per kind, element names.
+    Inspect {
+        /// DQMIO file.
+        file: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every element as JSON Lines (one line per element per run and lumisection).
+    Dump {
+        /// DQMIO file.
+        file: PathBuf,
+        /// Only elements whose name matches this regular expression (unanchored).
+        #[arg(long)]
+        me_regex: Option<String>,
+    },
+    /// Decode every element without printing it: an integrity and speed check.
+    Scan {
+        /// DQMIO files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Decoding threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+}
+
+/// Exit code for unreadable input or a failed operation.
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    // A bug must still end as a clear message and exit code 2, never as 101 or a signal.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("dials: internal error: {info}");
+        std::process::exit(i32::from(EXIT_BAD_INPUT));
+    }));
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("DIALS_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect { file, json } => inspect::run(&file, json),
+        Command::Dump { file, me_regex } => dump::run(&file, me_regex.as_deref()),
+        Command::Scan { files, threads } => scan::run(&files, threads),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dials: {e}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+/// Errors of the command line, each naming the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The file could not be read or decoded.
+    #[error("{path}: {source}")]
+    Read {
+        /// File.
+        path: String,
+        /// Cause.
+        #[source]
+        source: dials_dqmio::Error,
+    },
+    /// Writing the output failed (e.g. a closed pipe).
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+    /// A bad command-line argument.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Opens a DQMIO file, attaching the path to any error.
+pub fn open(path: &std::path::Path) -> Result<dials_dqmio::DqmioFile, CliError> {
+    dials_dqmio::DqmioFile::open_path(path).map_err(|source| CliError::Read { path: path.display().to_string(), source })
+}

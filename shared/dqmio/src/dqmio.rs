@@ -1,0 +1,468 @@
+//! The DQMIO layer: the `Indices` tree and one tree per monitoring-element kind.
+//!
+//! `Indices` rows say which entries of which kind's tree belong to a (run, lumisection); rows with
+//! `Lumi == 0` hold per-run elements and rows of type 1000 only record that a lumisection was seen.
+//! Kinds are resolved by tree name, never by trusting a type number alone: a type number must name a
+//! tree that exists and whose `Value` branch stores the matching class.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::file::RootFile;
+use crate::hist::{self, Framing, Histogram, MeKind};
+use crate::source::ByteSource;
+use crate::tree::{read_basket, Basket, Branch, BranchKind, Tree};
+
+/// Type numbers of the writer's enum (CMSSW DQMServices/FwkIO format.h), in order. Files written
+/// before TH1I/TH2I existed have only the first twelve trees.
+const TYPE_ORDER: [MeKind; 14] = [
+    MeKind::Int,
+    MeKind::Float,
+    MeKind::String,
+    MeKind::TH1F,
+    MeKind::TH1S,
+    MeKind::TH1D,
+    MeKind::TH2F,
+    MeKind::TH2S,
+    MeKind::TH2D,
+    MeKind::TH3F,
+    MeKind::TProfile,
+    MeKind::TProfile2D,
+    MeKind::TH1I,
+    MeKind::TH2I,
+];
+
+/// `Type` value of rows that only record a lumisection without elements.
+pub const TYPE_NOTHING: u32 = 1000;
+
+/// One row of the `Indices` tree.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexEntry {
+    /// Run number.
+    pub run: u32,
+    /// Lumisection number (0 for per-run elements).
+    pub lumi: u32,
+    /// Process history index.
+    pub process_history: u32,
+    /// Begin time (ns since epoch, as CMSSW writes it).
+    pub begin_time: u64,
+    /// End time.
+    pub end_time: u64,
+    /// Writer's type number.
+    pub type_code: u32,
+    /// Kind resolved from the type number (None for type 1000).
+    pub kind: Option<MeKind>,
+    /// First entry (inclusive) of the kind's tree.
+    pub first: u64,
+    /// Last entry (inclusive).
+    pub last: u64,
+}
+
+impl IndexEntry {
+    /// Number of elements this row covers.
+    pub fn count(&self) -> u64 {
+        if self.kind.is_some() {
+            self.last - self.first + 1
+        } else {
+            0
+        }
+    }
+}
+
+/// A kind's tree with its three branches.
+#[derive(Debug, Clone)]
+pub struct MeTree {
+    /// Kind stored.
+    pub kind: MeKind,
+    /// The TTree.
+    pub tree: Tree,
+    framing: Framing,
+}
+
+impl MeTree {
+    fn branch(&self, name: &str) -> Result<&Branch> {
+        self.tree.branch(name).ok_or_else(|| Error::NotDqmio(format!("tree {} has no branch {name}", self.tree.name)))
+    }
+}
+
+/// The value of one monitoring element.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum MeValue {
+    /// Int scalar.
+    Int(i64),
+    /// Float scalar.
+    Float(f64),
+    /// String.
+    String(String),
+    /// Any histogram.
+    Hist(Histogram),
+}
+
+/// One monitoring element of one (run, lumisection).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonitorElement {
+    /// Run number.
+    pub run: u32,
+    /// Lumisection (0 for per-run elements).
+    pub lumi: u32,
+    /// Full name (`Folder/Sub/name`).
+    pub name: String,
+    /// Kind.
+    pub kind: MeKind,
+    /// DQM flags.
+    pub flags: u32,
+    /// Value.
+    pub value: MeValue,
+}
+
+/// What to read. The default reads everything.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only elements whose name matches (unanchored search).
+    pub name: Option<Regex>,
+    /// Only elements whose name starts with one of these prefixes (empty = no prefix filter).
+    pub prefixes: Vec<String>,
+    /// Only these kinds (None = all).
+    pub kinds: Option<Vec<MeKind>>,
+    /// Skip per-run elements (lumi 0).
+    pub skip_per_run: bool,
+}
+
+impl Selection {
+    /// True if an element with this name passes the name filters.
+    pub fn wants_name(&self, name: &str) -> bool {
+        (self.prefixes.is_empty() || self.prefixes.iter().any(|p| name.starts_with(p.as_str())))
+            && self.name.as_ref().is_none_or(|r| r.is_match(name))
+    }
+
+    /// True if this kind is selected.
+    pub fn wants_kind(&self, kind: MeKind) -> bool {
+        self.kinds.as_ref().is_none_or(|k| k.contains(&kind))
+    }
+}
+
+/// An open DQMIO file.
+#[derive(Debug)]
+pub struct DqmioFile {
+    file: RootFile,
+    indices: Vec<IndexEntry>,
+    trees: BTreeMap<MeKind, MeTree>,
+}
+
+impl DqmioFile {
+    /// Opens a DQMIO file from any byte source and reads its index.
+    pub fn open(source: Arc<dyn ByteSource>) -> Result<Self> {
+        let file = RootFile::open(source)?;
+        let idx_key = file.key("Indices").ok_or_else(|| Error::NotDqmio("no 'Indices' tree".into()))?.clone();
+        let idx_tree = Tree::read(&file, &idx_key)?;
+        let mut trees = BTreeMap::new();
+        for kind in MeKind::ALL {
+            let Some(key) = file.key(kind.tree_name()).cloned() else { continue };
+            let tree = Tree::read(&file, &key)?;
+            let framing = check_tree(&tree, kind)?;
+            trees.insert(kind, MeTree { kind, tree, framing });
+        }
+        if trees.is_empty() {
+            return Err(Error::NotDqmio("no monitoring-element trees (TH1Fs, Ints, ...)".into()));
+        }
+        let indices = read_indices(&file, &idx_tree, &trees)?;
+        Ok(DqmioFile { file, indices, trees })
+    }
+
+    /// Opens a local file.
+    pub fn open_path(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::open(Arc::new(crate::source::LocalFile::open(path)?))
+    }
+
+    /// The underlying ROOT file.
+    pub fn root(&self) -> &RootFile {
+        &self.file
+    }
+
+    /// Rows of the `Indices` tree, in file order.
+    pub fn indices(&self) -> &[IndexEntry] {
+        &self.indices
+    }
+
+    /// The element trees present, by kind.
+    pub fn trees(&self) -> &BTreeMap<MeKind, MeTree> {
+        &self.trees
+    }
+
+    /// Old (12-tree) or current (14-tree) layout.
+    pub fn layout(&self) -> usize {
+        if self.trees.contains_key(&MeKind::TH1I) || self.trees.contains_key(&MeKind::TH2I) {
+            14
+        } else {
+            12
+        }
+    }
+
+    /// Visits every selected element, in `Indices` order (run, lumisection, kind as written).
+    pub fn for_each(&self, sel: &Selection, mut f: impl FnMut(MonitorElement) -> Result<()>) -> Result<()> {
+        let mut readers: BTreeMap<MeKind, EntryReader<'_>> = BTreeMap::new();
+        for row in &self.indices {
+            let Some(kind) = row.kind else { continue };
+            if !sel.wants_kind(kind) || (sel.skip_per_run && row.lumi == 0) {
+                continue;
+            }
+            let reader = match readers.entry(kind) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => v.insert(self.reader(kind)?),
+            };
+            for entry in row.first..=row.last {
+                if let Some(me) = reader.read(entry, row, sel)? {
+                    f(me)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Visits the selected elements of one kind only (one tree), in entry order. Lets callers
+    /// decode different kinds on different threads.
+    pub fn for_each_of_kind(
+        &self,
+        kind: MeKind,
+        sel: &Selection,
+        mut f: impl FnMut(MonitorElement) -> Result<()>,
+    ) -> Result<()> {
+        if !self.trees.contains_key(&kind) || !sel.wants_kind(kind) {
+            return Ok(());
+        }
+        let mut rows: Vec<&IndexEntry> = self.indices.iter().filter(|r| r.kind == Some(kind)).collect();
+        rows.sort_by_key(|r| r.first);
+        let mut reader = self.reader(kind)?;
+        for row in rows {
+            if sel.skip_per_run && row.lumi == 0 {
+                continue;
+            }
+            for entry in row.first..=row.last {
+                if let Some(me) = reader.read(entry, row, sel)? {
+                    f(me)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// All `FullName` entries of a kind's tree, in entry order (values are not read).
+    pub fn names(&self, kind: MeKind) -> Result<Vec<String>> {
+        let t = self.trees.get(&kind).ok_or_else(|| Error::NotDqmio(format!("no {} tree", kind.tree_name())))?;
+        let branch = t.branch("FullName")?;
+        let mut out = Vec::with_capacity(t.tree.entries.min(1 << 20) as usize);
+        for i in 0..branch.baskets.len() {
+            let b = read_basket(&self.file, branch, i)?;
+            for e in 0..b.len() {
+                out.push(decode_string(entry_bytes(&b, e)?, b.seek)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn reader(&self, kind: MeKind) -> Result<EntryReader<'_>> {
+        let t = self.trees.get(&kind).ok_or_else(|| Error::NotDqmio(format!("no {} tree", kind.tree_name())))?;
+        Ok(EntryReader {
+            file: &self.file,
+            tree: t,
+            names: BasketCache::new(t.branch("FullName")?),
+            flags: BasketCache::new(t.branch("Flags")?),
+            values: BasketCache::new(t.branch("Value")?),
+        })
+    }
+}
+
+/// Checks a kind's tree has the DQMIO branches and returns how its `Value` entries are framed.
+fn check_tree(tree: &Tree, kind: MeKind) -> Result<Framing> {
+    for b in ["FullName", "Flags", "Value"] {
+        if tree.branch(b).is_none() {
+            return Err(Error::NotDqmio(format!("tree {} has no branch {b}", tree.name)));
+        }
+    }
+    let value = tree.branch("Value").ok_or_else(|| Error::NotDqmio("no Value".into()))?;
+    let mismatch = |found: &str| {
+        Error::NotDqmio(format!("tree {} stores {found} in Value, expected {}", tree.name, kind.class_name()))
+    };
+    match (&value.kind, kind.dim()) {
+        (BranchKind::Basic, 0) if kind != MeKind::String => Ok(Framing::Members),
+        (BranchKind::Element { class_name, .. }, 0) if kind == MeKind::String => {
+            if class_name == "string" || class_name.contains("basic_string") {
+                Ok(Framing::Members)
+            } else {
+                Err(mismatch(class_name))
+            }
+        }
+        (BranchKind::Element { class_name, .. }, d) if d > 0 => {
+            if class_name == kind.class_name() {
+                Ok(Framing::Members)
+            } else {
+                Err(mismatch(class_name))
+            }
+        }
+        (BranchKind::Object { class_name }, d) if d > 0 => {
+            if class_name == kind.class_name() {
+                Ok(Framing::Object)
+            } else {
+                Err(mismatch(class_name))
+            }
+        }
+        (other, _) => Err(mismatch(&format!("{other:?}"))),
+    }
+}
+
+fn read_indices(file: &RootFile, tree: &Tree, trees: &BTreeMap<MeKind, MeTree>) -> Result<Vec<IndexEntry>> {
+    let col = |name: &str| -> Result<Vec<i128>> {
+        tree.branch(name)
+            .ok_or_else(|| Error::NotDqmio(format!("Indices has no branch {name}")))?
+            .read_integers(file)
+    };
+    let run = col("Run")?;
+    let lumi = col("Lumi")?;
+    let ty = col("Type")?;
+    let first = col("FirstIndex")?;
+    let last = col("LastIndex")?;
+    let optional = |name: &str| -> Result<Vec<i128>> {
+        match tree.branch(name) {
+            Some(b) => b.read_integers(file),
+            None => Ok(vec![0; run.len()]),
+        }
+    };
+    let ph = optional("ProcessHistoryIndex")?;
+    let bt = optional("BeginTime")?;
+    let et = optional("EndTime")?;
+    let n = run.len();
+    if [lumi.len(), ty.len(), first.len(), last.len(), ph.len(), bt.len(), et.len()].iter().any(|l| *l != n) {
+        return Err(Error::NotDqmio("Indices branches have different lengths".into()));
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let bad = |what: &str| Error::NotDqmio(format!("Indices row {i}: {what}"));
+        let type_code = u32::try_from(ty[i]).map_err(|_| bad("bad type"))?;
+        let (kind, f, l) = if type_code == TYPE_NOTHING {
+            (None, 0, 0)
+        } else {
+            let kind = *TYPE_ORDER.get(type_code as usize).ok_or_else(|| bad(&format!("unknown type {type_code}")))?;
+            let t = trees.get(&kind).ok_or_else(|| {
+                bad(&format!("type {type_code} means {} but the file has no such tree", kind.tree_name()))
+            })?;
+            let f = u64::try_from(first[i]).map_err(|_| bad("negative FirstIndex"))?;
+            let l = u64::try_from(last[i]).map_err(|_| bad("negative LastIndex"))?;
+            if f > l || l >= t.tree.entries {
+                return Err(bad(&format!("entries {f}..={l} outside {} ({} entries)", kind.tree_name(), t.tree.entries)));
+            }
+            (Some(kind), f, l)
+        };
+        out.push(IndexEntry {
+            run: u32::try_from(run[i]).map_err(|_| bad("bad run"))?,
+            lumi: u32::try_from(lumi[i]).map_err(|_| bad("bad lumi"))?,
+            process_history: u32::try_from(ph[i]).unwrap_or(0),
+            begin_time: u64::try_from(bt[i]).unwrap_or(0),
+            end_time: u64::try_from(et[i]).unwrap_or(0),
+            type_code,
+            kind,
+            first: f,
+            last: l,
+        });
+    }
+    Ok(out)
+}
+
+/// Keeps the last basket read from one branch, so sequential entries decompress each basket once.
+struct BasketCache<'a> {
+    branch: &'a Branch,
+    current: Option<(usize, Basket)>,
+}
+
+impl<'a> BasketCache<'a> {
+    fn new(branch: &'a Branch) -> Self {
+        Self { branch, current: None }
+    }
+
+    /// The basket holding `entry` and the entry's index inside it.
+    fn get(&mut self, file: &RootFile, entry: u64) -> Result<(&Basket, usize)> {
+        let idx = self.branch.basket_of(entry).ok_or_else(|| {
+            Error::malformed("branch", 0, format!("entry {entry} of '{}' is in no basket", self.branch.name))
+        })?;
+        if self.current.as_ref().is_none_or(|(i, _)| *i != idx) {
+            self.current = Some((idx, read_basket(file, self.branch, idx)?));
+        }
+        let (_, b) = self.current.as_ref().ok_or_else(|| Error::malformed("branch", 0, "basket cache"))?;
+        Ok((b, (entry - b.first_entry) as usize))
+    }
+}
+
+/// Reads entries of one kind's tree.
+struct EntryReader<'a> {
+    file: &'a RootFile,
+    tree: &'a MeTree,
+    names: BasketCache<'a>,
+    flags: BasketCache<'a>,
+    values: BasketCache<'a>,
+}
+
+impl EntryReader<'_> {
+    fn read(&mut self, entry: u64, row: &IndexEntry, sel: &Selection) -> Result<Option<MonitorElement>> {
+        let (b, i) = self.names.get(self.file, entry)?;
+        let name = decode_string(entry_bytes(b, i)?, b.seek)?;
+        if !sel.wants_name(&name) {
+            return Ok(None);
+        }
+        let (b, i) = self.flags.get(self.file, entry)?;
+        let raw = entry_bytes(b, i)?;
+        let flags = u32::from_be_bytes(raw.try_into().map_err(|_| Error::malformed("Flags", b.seek, "entry is not 4 bytes"))?);
+        let kind = self.tree.kind;
+        let (b, i) = self.values.get(self.file, entry)?;
+        let raw = entry_bytes(b, i)?;
+        let origin = u64::from(b.keylen) + u64::from(b.offsets[i]);
+        let value = match kind {
+            MeKind::Int => MeValue::Int(i64::from_be_bytes(
+                raw.try_into().map_err(|_| Error::malformed("Ints", b.seek, "entry is not 8 bytes"))?,
+            )),
+            MeKind::Float => MeValue::Float(f64::from_be_bytes(
+                raw.try_into().map_err(|_| Error::malformed("Floats", b.seek, "entry is not 8 bytes"))?,
+            )),
+            MeKind::String => MeValue::String(decode_string(raw, b.seek)?),
+            _ => MeValue::Hist(hist::decode(kind, raw, origin, b.seek, self.tree.framing).map_err(|e| with_context(e, &name, row))?),
+        };
+        Ok(Some(MonitorElement { run: row.run, lumi: row.lumi, name, kind, flags, value }))
+    }
+}
+
+fn with_context(e: Error, name: &str, row: &IndexEntry) -> Error {
+    match e {
+        Error::Malformed { what, at, detail } => Error::Malformed {
+            what,
+            at,
+            detail: format!("{detail} (element '{name}', run {} lumi {})", row.run, row.lumi),
+        },
+        other => other,
+    }
+}
+
+fn entry_bytes(b: &Basket, i: usize) -> Result<&[u8]> {
+    b.entry(i).ok_or_else(|| Error::malformed("basket", b.seek, format!("no entry {i}")))
+}
+
+/// Decodes a `std::string` entry: optionally a `[bytecount][version]` header, then a length-prefixed string.
+fn decode_string(raw: &[u8], at: u64) -> Result<String> {
+    let body = if raw.len() >= 6 {
+        let first = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+        if first & 0x4000_0000 != 0 && (first & !0x4000_0000) as usize == raw.len() - 4 {
+            &raw[6..]
+        } else {
+            raw
+        }
+    } else {
+        raw
+    };
+    let mut c = crate::cursor::Cursor::new(body, 0, at);
+    let s = c.tstring()?;
+    if c.remaining() != 0 {
+        return Err(Error::malformed("string", at, format!("{} bytes after the string", c.remaining())));
+    }
+    Ok(s)
+}
