@@ -171,7 +171,8 @@ impl<'a> Cursor<'a> {
     /// Reads an object header: optional byte count, then the version.
     pub fn header(&mut self, what: &'static str) -> Result<Header> {
         let at = self.at();
-        let first = self.u32()?;
+        let begin = self.pos;
+        let first = if self.remaining() >= 4 { self.u32()? } else { u32::from(self.u16()?) << 16 };
         let (end, version) = if first & BYTECOUNT_MASK != 0 {
             let count = (first & !BYTECOUNT_MASK) as usize;
             let end = self.pos.checked_add(count).filter(|e| *e <= self.buf.len()).ok_or_else(|| {
@@ -182,8 +183,9 @@ impl<'a> Cursor<'a> {
             }
             (Some(end), self.u16()?)
         } else {
-            self.pos -= 4;
-            (None, self.u16()?)
+            // No byte count: the first two bytes were the version.
+            self.pos = begin + 2;
+            (None, (first >> 16) as u16)
         };
         if version & STREAMED_MEMBERWISE != 0 {
             return Err(Error::Unsupported(format!("member-wise streamed {what} at offset {at}")));

@@ -126,8 +126,14 @@ impl RootFile {
             return Err(Error::NotRoot(shown));
         }
         let header = parse_header(&head)?;
-        if header.begin >= len {
-            return Err(Error::Truncated { what: "file", at: header.begin, needed: 1, available: 0 });
+        if header.begin >= len || header.end > len {
+            // fEND is where the writer stopped: a shorter file lost its tail (keys, StreamerInfo).
+            return Err(Error::Truncated {
+                what: "file",
+                at: len,
+                needed: header.end.saturating_sub(len).max(1),
+                available: 0,
+            });
         }
         // The TFile key at `begin` is followed by the top directory record.
         let dir_at = header.begin + u64::from(header.nbytes_name);

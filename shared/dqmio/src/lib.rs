@@ -12,6 +12,7 @@
 pub mod compress;
 pub mod cursor;
 pub mod dqmio;
+pub mod dump;
 pub mod error;
 pub mod file;
 pub mod hist;
