@@ -40,6 +40,9 @@ impl fmt::Display for Algorithm {
 #[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The file could not be opened.
+    #[error("cannot open: {0}")]
+    Open(#[source] std::io::Error),
     /// The byte source failed (file system, object store).
     #[error("read of {len} bytes at offset {offset} failed: {source}")]
     Io {

@@ -60,8 +60,12 @@ impl LocalFile {
     /// Opens `path` for reading.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = std::fs::File::open(&path).map_err(|source| Error::Io { offset: 0, len: 0, source })?;
-        let len = file.metadata().map_err(|source| Error::Io { offset: 0, len: 0, source })?.len();
+        let file = std::fs::File::open(&path).map_err(Error::Open)?;
+        let meta = file.metadata().map_err(Error::Open)?;
+        if meta.is_dir() {
+            return Err(Error::Open(std::io::Error::other("is a directory")));
+        }
+        let len = meta.len();
         Ok(Self { path, file, len, stats: IoStats::default() })
     }
 

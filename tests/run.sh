@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The project's test command (README): everything CI checks, runnable on a fresh machine.
+#
+#   bash tests/run.sh            # all stages
+#   FUZZ_SECONDS=0 bash tests/run.sh   # skip the bounded fuzz run
+#
+# Stages: prerequisites (PyROOT for the fixture generator, cargo-fuzz) → big fixtures generated with
+# real ROOT → one cargo build of every test binary (profile `ci`) → cargo test → bounded fuzz run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+start=$(date +%s)
+stage() { echo "==> [$(( $(date +%s) - start ))s] $*"; }
+
+py="${PYTHON:-python3}"
+stage "prerequisites"
+if ! "$py" -c "import ROOT" >/dev/null 2>&1; then
+  "$py" -m pip install --quiet "root==0.1a12"   # ROOT 6.40 with PyROOT (writes the fixtures)
+fi
+if [[ "${FUZZ_SECONDS:-90}" != 0 ]] && ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install --locked cargo-fuzz@0.13.2
+fi
+
+stage "fixtures > 16 MiB (tests/fixtures/regen.sh --big, written by ROOT)"
+if [[ ! -f tests/fixtures/big/big_none.expected.jsonl ]]; then
+  PYTHON="$py" bash tests/fixtures/regen.sh --big
+fi
+
+stage "build (profile ci, all test binaries)"
+cargo test --profile ci --workspace --no-run
+
+stage "cargo test"
+log=$(mktemp)
+cargo test --profile ci --workspace 2>&1 | tee "$log"
+passed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log")
+failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$log")
+
+if [[ "${FUZZ_SECONDS:-90}" != 0 ]]; then
+  stage "fuzz dqmio_open for ${FUZZ_SECONDS:-90}s from the committed seed corpus"
+  corpus=$(mktemp -d)
+  cp fuzz/corpus/dqmio_open/* "$corpus/"
+  # cargo-fuzz needs nightly flags; the one stable toolchain here accepts them with RUSTC_BOOTSTRAP.
+  fuzzlog=$(mktemp)
+  if (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run dqmio_open "$corpus" -- \
+      -max_total_time="${FUZZ_SECONDS:-90}" -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1) >"$fuzzlog" 2>&1; then
+    grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" "$fuzzlog" || true
+    passed=$((passed + 1))
+  else
+    tail -40 "$fuzzlog"
+    echo "fuzzing found a failure (see fuzz/artifacts)"
+    failed=$((failed + 1))
+  fi
+fi
+stage "done"
+echo "tests: ${passed} passed, ${failed} failed"
+test "$failed" -eq 0
