@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use dials_dqmio::{MeKind, Selection};
+use dials_dqmio::MeKind;
 use serde::Serialize;
 
 use crate::CliError;
@@ -20,6 +20,10 @@ struct Summary {
     elements: BTreeMap<&'static str, u64>,
     /// Distinct element names with their kind.
     names: BTreeMap<String, &'static str>,
+    /// Top-level keys (name → class), and the contents of subdirectories such as `MetaData/`.
+    keys: BTreeMap<String, String>,
+    /// Classes recorded in the file's StreamerInfo list, with their versions.
+    streamer_infos: BTreeMap<String, i32>,
 }
 
 #[derive(Serialize, Default)]
@@ -60,6 +64,16 @@ pub fn run(path: &Path, json: bool) -> Result<(), CliError> {
             }
         }
     }
+    let read_err = |source| CliError::Read { path: path.display().to_string(), source };
+    for key in file.root().keys() {
+        s.keys.insert(key.name.clone(), key.class_name.clone());
+        if key.class_name.starts_with("TDirectory") {
+            for sub in file.root().dir_keys(key).map_err(read_err)? {
+                s.keys.insert(format!("{}/{}", key.name, sub.name), sub.class_name);
+            }
+        }
+    }
+    s.streamer_infos = file.root().streamer_infos().map_err(read_err)?.into_iter().collect();
     // Names come from the FullName branches only; values are not decoded.
     for kind in file.trees().keys() {
         let names = file.names(*kind).map_err(|source| CliError::Read { path: s.file.clone(), source })?;
@@ -67,12 +81,13 @@ pub fn run(path: &Path, json: bool) -> Result<(), CliError> {
             s.names.insert(n, kind.as_str());
         }
     }
-    let _ = Selection::default();
     if json {
         println!("{}", serde_json::to_string_pretty(&s).map_err(std::io::Error::from)?);
         return Ok(());
     }
     println!("{}  ({} bytes, ROOT {}, compression {}, {}-tree layout)", s.file, s.file_size, fmt_version(s.root_version), s.compression, s.layout);
+    let keys: Vec<String> = s.keys.iter().map(|(k, c)| format!("{k} ({c})")).collect();
+    println!("keys: {}", keys.join(", "));
     println!("runs: {}", s.runs.len());
     for (run, r) in &s.runs {
         let ls: Vec<u32> = r.lumisections.iter().copied().collect();

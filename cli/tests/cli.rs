@@ -70,6 +70,14 @@ fn inspect_and_scan_summarise() {
     let out = dials(&["inspect", "--json", &fixture("layout12.root")]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["layout"], 12);
+    let out = dials(&["inspect", "--json", &fixture("small_zlib.root")]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["keys"]["Indices"], "TTree");
+    assert_eq!(v["keys"]["MetaData/ProcessHistories"], "TTree");
+    assert_eq!(v["keys"]["MetaData/ParameterSets"], "TTree");
+    assert_eq!(v["streamer_infos"]["TH1"], 8, "ROOT 6.40 writes TH1 v8");
+    assert_eq!(v["streamer_infos"]["TAttMarker"], 3);
+    assert_eq!(v["streamer_infos"]["TTree"], 20);
 
     let out = dials(&["scan", &fixture("small_lz4.root"), &fixture("small_lzma.root")]);
     assert!(out.status.success());
