@@ -27,10 +27,14 @@ pub fn run(path: &Path, me_regex: Option<&str>) -> Result<(), CliError> {
         }
         Ok(())
     })
-    .map_err(|source| match io_err.take() {
-        Some(e) => CliError::Output(e),
-        None => CliError::Read { path: path.display().to_string(), source },
+    .or_else(|source| match io_err.take() {
+        // The reader went away (`| head`): stop quietly, as Unix tools do.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Some(e) => Err(CliError::Output(e)),
+        None => Err(CliError::Read { path: path.display().to_string(), source }),
     })?;
-    out.flush()?;
-    Ok(())
+    match out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(CliError::Output),
+    }
 }

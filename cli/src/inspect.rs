@@ -1,6 +1,7 @@
 //! `dials inspect`: a summary a person reads.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::Path;
 
 use dials_dqmio::MeKind;
@@ -82,16 +83,17 @@ pub fn run(path: &Path, json: bool) -> Result<(), CliError> {
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&s).map_err(std::io::Error::from)?);
-        return Ok(());
+        let text = serde_json::to_string_pretty(&s).map_err(std::io::Error::from)?;
+        return crate::emit(&(text + "\n"));
     }
-    println!("{}  ({} bytes, ROOT {}, compression {}, {}-tree layout)", s.file, s.file_size, fmt_version(s.root_version), s.compression, s.layout);
+    let mut out = String::new();
+    let _ = writeln!(out, "{}  ({} bytes, ROOT {}, compression {}, {}-tree layout)", s.file, s.file_size, fmt_version(s.root_version), s.compression, s.layout);
     let keys: Vec<String> = s.keys.iter().map(|(k, c)| format!("{k} ({c})")).collect();
-    println!("keys: {}", keys.join(", "));
-    println!("runs: {}", s.runs.len());
+    let _ = writeln!(out, "keys: {}", keys.join(", "));
+    let _ = writeln!(out, "runs: {}", s.runs.len());
     for (run, r) in &s.runs {
         let ls: Vec<u32> = r.lumisections.iter().copied().collect();
-        println!(
+        let _ = writeln!(out, 
             "  run {run}: {} lumisections ({}), {} per-run elements{}",
             ls.len(),
             ranges(&ls),
@@ -103,17 +105,17 @@ pub fn run(path: &Path, json: bool) -> Result<(), CliError> {
             }
         );
     }
-    println!("elements per kind:");
+    let _ = writeln!(out, "elements per kind:");
     for kind in MeKind::ALL {
         if let Some(n) = s.elements.get(kind.as_str()) {
-            println!("  {:<11} {n}", kind.as_str());
+            let _ = writeln!(out, "  {:<11} {n}", kind.as_str());
         }
     }
-    println!("distinct element names: {}", s.names.len());
+    let _ = writeln!(out, "distinct element names: {}", s.names.len());
     for (name, kind) in &s.names {
-        println!("  {kind:<11} {name}");
+        let _ = writeln!(out, "  {kind:<11} {name}");
     }
-    Ok(())
+    crate::emit(&out)
 }
 
 fn fmt_version(v: u32) -> String {

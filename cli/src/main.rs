@@ -98,3 +98,13 @@ pub enum CliError {
 pub fn open(path: &std::path::Path) -> Result<dials_dqmio::DqmioFile, CliError> {
     dials_dqmio::DqmioFile::open_path(path).map_err(|source| CliError::Read { path: path.display().to_string(), source })
 }
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
+pub fn emit(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(CliError::Output),
+    }
+}

@@ -19,7 +19,7 @@ pub fn run(files: &[PathBuf], threads: Option<usize>) -> Result<(), CliError> {
     let mut failed = Vec::new();
     for path in files {
         match pool.install(|| scan_one(path)) {
-            Ok(line) => println!("{line}"),
+            Ok(line) => crate::emit(&format!("{line}\n"))?,
             Err(e) => {
                 eprintln!("dials: {e}");
                 failed.push(path.display().to_string());
