@@ -1,6 +1,7 @@
 //! `dials`: the local command line of the DIALS functions.
 
 mod dump;
+mod ingest;
 mod inspect;
 mod scan;
 
@@ -35,6 +36,24 @@ enum Command {
         #[arg(long)]
         me_regex: Option<String>,
     },
+    /// Ingest DQMIO files (paths, folders, s3:// URLs) into a lake (folder or s3://bucket/prefix).
+    Ingest {
+        /// Files, folders (searched for *.root) or s3://bucket/key URLs.
+        #[arg(required = true)]
+        inputs: Vec<String>,
+        /// Lake root: a folder or s3://bucket/prefix.
+        #[arg(long, env = "DIALS_LAKE", default_value = "lake")]
+        lake: String,
+        /// Workspaces config (JSON; local path or s3:// URL). Default: one workspace keeping everything.
+        #[arg(long, env = "DIALS_WORKSPACES")]
+        workspaces: Option<String>,
+        /// Dataset of files whose names are not CMS logical file names (/store/...).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Files ingested concurrently.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+    },
     /// Decode every element without printing it: an integrity and speed check.
     Scan {
         /// DQMIO files.
@@ -64,6 +83,9 @@ fn main() -> ExitCode {
         Command::Inspect { file, json } => inspect::run(&file, json),
         Command::Dump { file, me_regex } => dump::run(&file, me_regex.as_deref()),
         Command::Scan { files, threads } => scan::run(&files, threads),
+        Command::Ingest { inputs, lake, workspaces, dataset, concurrency } => {
+            ingest::run(ingest::Args { inputs, lake, workspaces, dataset, concurrency })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -203,7 +203,18 @@ impl DqmioFile {
     }
 
     /// Visits every selected element, in `Indices` order (run, lumisection, kind as written).
-    pub fn for_each(&self, sel: &Selection, mut f: impl FnMut(MonitorElement) -> Result<()>) -> Result<()> {
+    pub fn for_each(&self, sel: &Selection, f: impl FnMut(MonitorElement) -> Result<()>) -> Result<()> {
+        self.for_each_filtered(sel, &|_| true, f)
+    }
+
+    /// Like [`for_each`](Self::for_each), with an extra name predicate checked before any value is
+    /// decoded or its basket fetched (e.g. "does any workspace keep this ME?").
+    pub fn for_each_filtered(
+        &self,
+        sel: &Selection,
+        keep: &dyn Fn(&str) -> bool,
+        mut f: impl FnMut(MonitorElement) -> Result<()>,
+    ) -> Result<()> {
         let mut readers: BTreeMap<MeKind, EntryReader<'_>> = BTreeMap::new();
         for row in &self.indices {
             let Some(kind) = row.kind else { continue };
@@ -215,7 +226,7 @@ impl DqmioFile {
                 std::collections::btree_map::Entry::Vacant(v) => v.insert(self.reader(kind)?),
             };
             for entry in row.first..=row.last {
-                if let Some(me) = reader.read(entry, row, sel)? {
+                if let Some(me) = reader.read(entry, row, sel, keep)? {
                     f(me)?;
                 }
             }
@@ -242,7 +253,7 @@ impl DqmioFile {
                 continue;
             }
             for entry in row.first..=row.last {
-                if let Some(me) = reader.read(entry, row, sel)? {
+                if let Some(me) = reader.read(entry, row, sel, &|_| true)? {
                     f(me)?;
                 }
             }
@@ -405,10 +416,16 @@ struct EntryReader<'a> {
 }
 
 impl EntryReader<'_> {
-    fn read(&mut self, entry: u64, row: &IndexEntry, sel: &Selection) -> Result<Option<MonitorElement>> {
+    fn read(
+        &mut self,
+        entry: u64,
+        row: &IndexEntry,
+        sel: &Selection,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<MonitorElement>> {
         let (b, i) = self.names.get(self.file, entry)?;
         let name = decode_string(entry_bytes(b, i)?, b.seek)?;
-        if !sel.wants_name(&name) {
+        if !sel.wants_name(&name) || !keep(&name) {
             return Ok(None);
         }
         let (b, i) = self.flags.get(self.file, entry)?;

@@ -1,0 +1,197 @@
+//! `dials ingest`: DQMIO files (local or s3://) into a lake (folder or s3://), with the same code the
+//! ingest function runs.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dials_dqmio::{ByteSource, LocalFile};
+use dials_lake::ingest::IngestReport;
+use dials_lake::{IngestError, IngestRequest, Location, ObjectSource, Workspaces};
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+
+use crate::CliError;
+
+/// Options of `dials ingest`.
+pub struct Args {
+    /// Files, folders (searched for *.root) or s3:// URLs.
+    pub inputs: Vec<String>,
+    /// Lake location.
+    pub lake: String,
+    /// Workspaces config (local path or s3:// URL).
+    pub workspaces: Option<String>,
+    /// Explicit dataset for files whose names are not CMS logical file names.
+    pub dataset: Option<String>,
+    /// Files ingested at once.
+    pub concurrency: usize,
+}
+
+/// The logical file name of a path or key: from `/store/` on when present (so the same file gets
+/// the same id whether it comes from a folder or a bucket), else the name as given.
+pub fn logical_file_name(name: &str) -> String {
+    match name.find("/store/") {
+        Some(i) => name[i..].to_string(),
+        None if name.starts_with("store/") => format!("/{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// Loads the workspaces config from a local file or an s3:// object; none → the default workspace.
+pub async fn load_workspaces(spec: Option<&str>) -> Result<Workspaces, CliError> {
+    let Some(spec) = spec else { return Ok(Workspaces::default()) };
+    let text = if let Some(rest) = spec.strip_prefix("s3://") {
+        let (bucket, key) = rest.split_once('/').ok_or_else(|| CliError::Usage(format!("--workspaces {spec}: no key")))?;
+        let store = dials_lake::store::s3_store(bucket).map_err(|e| CliError::Usage(e.to_string()))?;
+        let got = store.get(&object_store::path::Path::from(key)).await.map_err(|e| CliError::Usage(format!("{spec}: {e}")))?;
+        let b = got.bytes().await.map_err(|e| CliError::Usage(format!("{spec}: {e}")))?;
+        String::from_utf8_lossy(&b).into_owned()
+    } else {
+        std::fs::read_to_string(spec).map_err(|e| CliError::Usage(format!("--workspaces {spec}: {e}")))?
+    };
+    Workspaces::from_json(&text).map_err(|e| CliError::Usage(format!("{spec}: {e}")))
+}
+
+fn expand(inputs: &[String]) -> Result<Vec<String>, CliError> {
+    let mut out = Vec::new();
+    for i in inputs {
+        if i.starts_with("s3://") {
+            out.push(i.clone());
+            continue;
+        }
+        let p = PathBuf::from(i);
+        if p.is_dir() {
+            let mut stack = vec![p];
+            while let Some(d) = stack.pop() {
+                let rd = std::fs::read_dir(&d).map_err(|e| CliError::Usage(format!("{}: {e}", d.display())))?;
+                for e in rd.flatten() {
+                    let q = e.path();
+                    if q.is_dir() {
+                        stack.push(q);
+                    } else if q.extension().is_some_and(|x| x == "root") {
+                        out.push(q.display().to_string());
+                    }
+                }
+            }
+        } else {
+            out.push(i.clone());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Opens an input as a byte source, with a closure reporting (bytes, requests) read.
+pub async fn open_input(
+    input: &str,
+) -> Result<(Arc<dyn ByteSource>, Arc<dyn Fn() -> (u64, u64) + Send + Sync>), IngestError> {
+    if let Some(rest) = input.strip_prefix("s3://") {
+        let (bucket, key) = rest.split_once('/').ok_or_else(|| IngestError::NotAvailable(format!("{input}: no key")))?;
+        let store = dials_lake::store::s3_store(bucket).map_err(|e| IngestError::NotAvailable(e.to_string()))?;
+        let src = Arc::new(
+            ObjectSource::open(store, object_store::path::Path::from(key), input.to_string())
+                .await
+                .map_err(|e| match e {
+                    object_store::Error::NotFound { .. } => IngestError::NotAvailable(format!("{input}: not found")),
+                    other => IngestError::Store(other),
+                })?,
+        );
+        let s2 = src.clone();
+        return Ok((src, Arc::new(move || (s2.stats().bytes(), s2.stats().requests()))));
+    }
+    let src = Arc::new(LocalFile::open(input).map_err(|e| IngestError::NotAvailable(format!("{input}: {e}")))?);
+    let s2 = src.clone();
+    Ok((src, Arc::new(move || (s2.stats().bytes(), s2.stats().requests()))))
+}
+
+/// Ingests one input, recording a failure in the lake when it fails. Returns the report or the error.
+pub async fn ingest_one(lake: &Location, ws: &Workspaces, input: &str, dataset: Option<String>) -> Result<IngestReport, IngestError> {
+    let req = IngestRequest { logical_file_name: logical_file_name(input.strip_prefix("s3://").map_or(input, |r| r.split_once('/').map_or(r, |x| x.1))), dataset };
+    let opened = open_input(input).await;
+    let result = match opened {
+        Ok((src, stats)) => dials_lake::ingest(lake, ws, &req, src, Some(stats)).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        if !e.is_transient() {
+            let size = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
+            if let Err(e2) = dials_lake::record_failure(lake, ws, &req, size, e.status(), &e.to_string()).await {
+                tracing::error!(input, error = %e2, "could not record the failure");
+            }
+        }
+    }
+    result
+}
+
+/// Runs `dials ingest`.
+pub fn run(args: Args) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
+    rt.block_on(async move {
+        let lake = Location::parse(&args.lake, true).map_err(|e| CliError::Usage(format!("--lake: {e}")))?;
+        let ws = load_workspaces(args.workspaces.as_deref()).await?;
+        let inputs = expand(&args.inputs)?;
+        if inputs.is_empty() {
+            return Err(CliError::Usage("no input files".into()));
+        }
+        let tty = std::io::stderr().is_terminal();
+        let t0 = Instant::now();
+        let total = inputs.len();
+        let mut failed = 0usize;
+        let (mut hists, mut bytes) = (0u64, 0u64);
+        let mut stream = futures::stream::iter(inputs.into_iter().map(|input| {
+            let (lake, ws, dataset) = (lake.clone(), ws.clone(), args.dataset.clone());
+            async move {
+                let r = ingest_one(&lake, &ws, &input, dataset).await;
+                (input, r)
+            }
+        }))
+        .buffer_unordered(args.concurrency.max(1));
+        let mut done = 0usize;
+        while let Some((input, r)) = stream.next().await {
+            done += 1;
+            match r {
+                Ok(rep) => {
+                    hists += rep.histograms;
+                    bytes += rep.file_size;
+                    let rows: u64 = rep.workspaces.iter().map(|w| w.th1_rows + w.th2_rows).sum();
+                    if tty {
+                        eprintln!(
+                            "[{done}/{total}] FINISHED {input}: {} histograms, {rows} rows in {} workspace(s), runs {:?}, {} lumisections, {:.2} s ({:.0} hist/s, {:.1} MB/s)",
+                            rep.histograms,
+                            rep.workspaces.len(),
+                            rep.runs,
+                            rep.lumisections,
+                            rep.seconds,
+                            rep.histograms as f64 / rep.seconds.max(1e-9),
+                            rep.file_size as f64 / 1e6 / rep.seconds.max(1e-9)
+                        );
+                    } else {
+                        tracing::info!(input, status = "FINISHED", histograms = rep.histograms, rows, seconds = rep.seconds, bytes_read = rep.bytes_read, read_requests = rep.read_requests, "ingested");
+                    }
+                    crate::emit(&format!("{}\n", serde_json::to_string(&rep).map_err(std::io::Error::from)?))?;
+                }
+                Err(e) => {
+                    failed += 1;
+                    if tty {
+                        eprintln!("[{done}/{total}] {} {input}: {e}", e.status());
+                    } else {
+                        tracing::error!(input, status = e.status(), error = %e, "ingest failed");
+                    }
+                }
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "ingested {} of {total} file(s) into {}: {hists} histograms, {:.1} MB in {secs:.2} s ({:.0} hist/s)",
+            total - failed,
+            lake.url,
+            bytes as f64 / 1e6,
+            hists as f64 / secs.max(1e-9)
+        );
+        if failed > 0 {
+            return Err(CliError::Usage(format!("{failed} file(s) failed (status recorded in file_index)")));
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,128 @@
+//! Workspaces: which datasets feed a workspace and which monitoring elements it keeps.
+//!
+//! A JSON file (local path or an object in the lake bucket):
+//! `{"default": "tracker", "workspaces": [{"name": "tracker", "datasets": ["/ZeroBias/*Run202*/DQMIO"],
+//!   "me_prefixes": ["PixelPhase1/"], "me_names": ["OfflinePV/..."]}]}`.
+//! Dataset patterns use `*` as "any characters" over the whole name. Without a config there is one
+//! workspace, `default`, that keeps everything.
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// One workspace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Workspace {
+    /// Name (folder under the lake, value of the `Workspace` header).
+    pub name: String,
+    /// Dataset patterns (`*` wildcards); empty = every dataset.
+    #[serde(default)]
+    pub datasets: Vec<String>,
+    /// ME name prefixes kept; empty together with `me_names` = every ME.
+    #[serde(default)]
+    pub me_prefixes: Vec<String>,
+    /// Exact ME names kept in addition to the prefixes.
+    #[serde(default)]
+    pub me_names: Vec<String>,
+}
+
+/// The workspaces configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Workspaces {
+    /// Workspace used when a request names none.
+    pub default: String,
+    /// All workspaces.
+    pub workspaces: Vec<Workspace>,
+}
+
+impl Default for Workspaces {
+    fn default() -> Self {
+        Workspaces {
+            default: "default".into(),
+            workspaces: vec![Workspace { name: "default".into(), datasets: vec![], me_prefixes: vec![], me_names: vec![] }],
+        }
+    }
+}
+
+/// Errors in a workspaces file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not valid JSON of the expected shape.
+    #[error("workspaces config: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A semantic problem.
+    #[error("workspaces config: {0}")]
+    Invalid(String),
+}
+
+impl Workspaces {
+    /// Parses and validates a config.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let w: Workspaces = serde_json::from_str(text)?;
+        if w.workspaces.is_empty() {
+            return Err(ConfigError::Invalid("no workspaces".into()));
+        }
+        for ws in &w.workspaces {
+            if ws.name.is_empty() || !ws.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(ConfigError::Invalid(format!("workspace name '{}' must be [A-Za-z0-9_-]+", ws.name)));
+            }
+        }
+        if !w.workspaces.iter().any(|x| x.name == w.default) {
+            return Err(ConfigError::Invalid(format!("default workspace '{}' is not defined", w.default)));
+        }
+        Ok(w)
+    }
+
+    /// Workspaces fed by `dataset`.
+    pub fn for_dataset(&self, dataset: &str) -> Vec<&Workspace> {
+        self.workspaces.iter().filter(|w| w.wants_dataset(dataset)).collect()
+    }
+
+    /// A workspace by name (case-insensitive, as DIALS's header handling).
+    pub fn get(&self, name: &str) -> Option<&Workspace> {
+        self.workspaces.iter().find(|w| w.name.eq_ignore_ascii_case(name))
+    }
+}
+
+impl Workspace {
+    /// True if this workspace is fed by `dataset`.
+    pub fn wants_dataset(&self, dataset: &str) -> bool {
+        self.datasets.is_empty() || self.datasets.iter().any(|p| glob_match(p, dataset))
+    }
+
+    /// True if this workspace keeps the ME named `me`.
+    pub fn wants_me(&self, me: &str) -> bool {
+        (self.me_prefixes.is_empty() && self.me_names.is_empty())
+            || self.me_prefixes.iter().any(|p| me.starts_with(p.as_str()))
+            || self.me_names.iter().any(|n| n == me)
+    }
+}
+
+/// `*` matches any run of characters; everything else is literal; the whole string must match.
+pub fn glob_match(pattern: &str, s: &str) -> bool {
+    let re = format!("^{}$", pattern.split('*').map(regex::escape).collect::<Vec<_>>().join(".*"));
+    Regex::new(&re).map(|r| r.is_match(s)).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_style_config() {
+        let w = Workspaces::from_json(
+            r#"{"default":"tracker","workspaces":[
+              {"name":"tracker","datasets":["/ZeroBias/*Run202*/DQMIO","/StreamExpress/*Run202*/DQMIO"],"me_prefixes":["PixelPhase1/","SiStrip/"],"me_names":["OfflinePV/offlinePrimaryVertices/tagVtxProb"]},
+              {"name":"ecal","datasets":["/ZeroBias/*Run202*/DQMIO"],"me_prefixes":["EcalBarrel/","EcalEndcap/"]}]}"#,
+        )
+        .unwrap();
+        let names: Vec<_> = w.for_dataset("/ZeroBias/Run2024C-PromptReco-v1/DQMIO").iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["tracker", "ecal"]);
+        assert!(w.for_dataset("/JetMET0/Run2024C-PromptReco-v1/DQMIO").is_empty());
+        let t = w.get("TRACKER").unwrap();
+        assert!(t.wants_me("PixelPhase1/Tracks/x"));
+        assert!(t.wants_me("OfflinePV/offlinePrimaryVertices/tagVtxProb"));
+        assert!(!t.wants_me("EcalBarrel/x"));
+        assert!(Workspaces::from_json(r#"{"default":"x","workspaces":[]}"#).is_err());
+        assert!(Workspaces::from_json(r#"{"default":"x","workspaces":[{"name":"../x"}]}"#).is_err());
+    }
+}

@@ -1,0 +1,507 @@
+//! Ingest one DQMIO file into the lake: decode once, route rows to every workspace that wants them,
+//! stream Parquet to the object store, then publish the index records.
+//!
+//! Exactly once, without locks: every object a file produces is named by the file's id
+//! (`part-<file_id>.parquet`), so a re-upload, an SQS redelivery or a concurrent duplicate writes the
+//! same keys with the same rows instead of adding rows. Each object appears atomically (single PUT or
+//! completed multipart upload). Per-file index objects mean concurrent files never read-modify-write a
+//! shared object. The `file_index` record is written last: FINISHED means every object is in place.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, Int64Array, ListArray, RecordBatch, StringArray};
+use arrow::datatypes::SchemaRef;
+use dials_dqmio::{ByteSource, DqmioFile, MeKind, MeValue, Selection};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::buffered::BufWriter;
+use parquet::arrow::async_writer::AsyncArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use tokio::sync::mpsc;
+
+use crate::config::{Workspace, Workspaces};
+use crate::dataset::{self, DatasetInfo};
+use crate::ids;
+use crate::store::Location;
+use crate::tables::{self, HistRow};
+
+/// Row group byte budget: a writer flushes when its in-progress row group passes this.
+const ROW_GROUP_BYTES: usize = 64 << 20;
+
+/// Errors of ingestion.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The file could not be read as ROOT/DQMIO.
+    #[error("{0}")]
+    Read(#[from] dials_dqmio::Error),
+    /// No dataset could be derived and none was given.
+    #[error("no dataset for '{0}': not a CMS logical file name (/store/...) and none given")]
+    NoDataset(String),
+    /// The input object is missing or unreadable.
+    #[error("file not available: {0}")]
+    NotAvailable(String),
+    /// The object store failed (after its own retries).
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    /// Encoding Parquet failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// Building Arrow arrays failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The decoding task died.
+    #[error("decoder task: {0}")]
+    Task(String),
+}
+
+impl IngestError {
+    /// DIALS file status for this error.
+    pub fn status(&self) -> &'static str {
+        use dials_dqmio::Error as E;
+        match self {
+            IngestError::Read(E::NotRoot(_) | E::Truncated { .. } | E::Decompress { .. } | E::Checksum { .. }) => {
+                "ROOTFILE_ERROR"
+            }
+            IngestError::Read(E::Io { .. } | E::Open(_)) | IngestError::NotAvailable(_) => "FILE_NOT_AVAILABLE",
+            IngestError::Read(_) | IngestError::NoDataset(_) => "PARSING_ERROR",
+            _ => "FILE_NOT_AVAILABLE",
+        }
+    }
+
+    /// Transient errors are worth retrying (store throttling, 5xx, timeouts); bad files are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            IngestError::Store(e) => !matches!(e, object_store::Error::NotFound { .. }),
+            IngestError::Read(dials_dqmio::Error::Io { .. }) => true,
+            IngestError::Task(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// One file to ingest.
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    /// Logical file name: the object key or path (`/store/...` names give the dataset).
+    pub logical_file_name: String,
+    /// Explicit dataset (object metadata or CLI flag); wins over the logical file name.
+    pub dataset: Option<String>,
+}
+
+/// Per-workspace outcome.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WorkspaceReport {
+    /// Workspace.
+    pub workspace: String,
+    /// `th1` rows.
+    pub th1_rows: u64,
+    /// `th2` rows.
+    pub th2_rows: u64,
+    /// Objects written.
+    pub objects: Vec<String>,
+}
+
+/// Summary of one ingested file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IngestReport {
+    /// Logical file name.
+    pub logical_file_name: String,
+    /// Dataset.
+    pub dataset: String,
+    /// File id.
+    pub file_id: i64,
+    /// File size in bytes.
+    pub file_size: u64,
+    /// Runs present.
+    pub runs: Vec<u32>,
+    /// Lumisections present.
+    pub lumisections: usize,
+    /// Histograms decoded (kept by at least one workspace).
+    pub histograms: u64,
+    /// Per workspace.
+    pub workspaces: Vec<WorkspaceReport>,
+    /// Input bytes fetched and requests made (object stores; local files count reads).
+    pub bytes_read: u64,
+    /// Requests made to read the input.
+    pub read_requests: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Resolves the dataset: explicit, or from the logical file name; never guessed.
+pub fn resolve_dataset(req: &IngestRequest) -> Result<DatasetInfo, IngestError> {
+    match &req.dataset {
+        Some(d) => dataset::from_name(d).ok_or_else(|| IngestError::NoDataset(d.clone())),
+        None => dataset::from_lfn(&req.logical_file_name).ok_or_else(|| IngestError::NoDataset(req.logical_file_name.clone())),
+    }
+}
+
+/// Writer settings for every lake table (one place).
+pub fn writer_props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(16 * 1024))
+        .set_data_page_row_count_limit(1024)
+        .build()
+}
+
+/// A batch on its way from the decoder to the writers.
+struct Routed {
+    workspace: usize,
+    dim: u8,
+    run: u32,
+    batch: RecordBatch,
+}
+
+/// Ingests one file into `lake` for every workspace of `config` fed by its dataset.
+/// `source` gives the bytes; `stats` (if any) are read for the report at the end.
+pub async fn ingest(
+    lake: &Location,
+    config: &Workspaces,
+    req: &IngestRequest,
+    source: Arc<dyn ByteSource>,
+    io_stats: Option<Arc<dyn Fn() -> (u64, u64) + Send + Sync>>,
+) -> Result<IngestReport, IngestError> {
+    let t0 = Instant::now();
+    let ds = resolve_dataset(req)?;
+    let dataset_id = ids::dataset_id(&ds.dataset);
+    let file_id = ids::file_id(&req.logical_file_name);
+    let file_size = source.len();
+    let workspaces: Vec<Workspace> = config.for_dataset(&ds.dataset).into_iter().cloned().collect();
+    let part = format!("part-{file_id}.parquet");
+    for ws in &workspaces {
+        write_file_record(lake, &ws.name, &ds.dataset, dataset_id, file_id, file_size, &req.logical_file_name, "STARTED", None, &[]).await?;
+    }
+    let previous = previous_objects(lake, &workspaces, &part).await;
+
+    // Decode on a blocking thread; batches flow to the async writers through a bounded channel, so
+    // memory holds at most a few lumisections' rows plus each writer's open row group.
+    let (tx, mut rx) = mpsc::channel::<Routed>(4);
+    let ws_for_decoder = workspaces.clone();
+    let ds_name = ds.dataset.clone();
+    let decoder = tokio::task::spawn_blocking(move || decode(source, &ws_for_decoder, &ds_name, dataset_id, file_id, tx));
+
+    let mut writers: BTreeMap<(usize, u8, u32), AsyncArrowWriter<BufWriter>> = BTreeMap::new();
+    let mut reports: Vec<WorkspaceReport> =
+        workspaces.iter().map(|w| WorkspaceReport { workspace: w.name.clone(), ..Default::default() }).collect();
+    let write_result: Result<(), IngestError> = async {
+        while let Some(r) = rx.recv().await {
+            let key = (r.workspace, r.dim, r.run);
+            if !writers.contains_key(&key) {
+                let table = if r.dim == 1 { "th1" } else { "th2" };
+                let path = lake.child(&[&workspaces[r.workspace].name, table, &format!("run_number={}", r.run), &part]);
+                reports[r.workspace].objects.push(path.to_string());
+                let w = BufWriter::new(lake.store.clone(), path);
+                writers.insert(key, AsyncArrowWriter::try_new(w, r.batch.schema(), Some(writer_props()))?);
+            }
+            let w = writers.get_mut(&key).ok_or_else(|| IngestError::Task("writer vanished".into()))?;
+            if r.dim == 1 {
+                reports[r.workspace].th1_rows += r.batch.num_rows() as u64;
+            } else {
+                reports[r.workspace].th2_rows += r.batch.num_rows() as u64;
+            }
+            w.write(&r.batch).await?;
+            if w.in_progress_size() > ROW_GROUP_BYTES {
+                w.flush().await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let decoded = decoder.await.map_err(|e| IngestError::Task(e.to_string()))?;
+    write_result?;
+    let summary = decoded?;
+    // Every data object completes (becomes visible) only now, after the whole file decoded cleanly.
+    for (_, w) in std::mem::take(&mut writers) {
+        w.close().await?;
+    }
+    for (i, ws) in workspaces.iter().enumerate() {
+        let lumis = &summary.lumis[i];
+        let objects = &mut reports[i].objects;
+        objects.push(put_batch(lake, &[&ws.name, "lumisection_index", &part], &lumisection_batch(dataset_id, file_id, lumis)?).await?);
+        objects.push(put_batch(lake, &[&ws.name, "me_index", &part], &me_batch(file_id, &summary.mes[i])?).await?);
+        let dpart = format!("part-{dataset_id}.parquet");
+        put_batch(lake, &[&ws.name, "dataset_index", &dpart], &dataset_batch(dataset_id, &ds)?).await?;
+        // Objects an earlier version of this file produced and this one did not: remove them.
+        if let Some(old) = previous.get(&ws.name) {
+            for o in old.iter().filter(|o| !objects.contains(o)) {
+                match lake.store.delete(&Path::from(o.as_str())).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        write_file_record(lake, &ws.name, &ds.dataset, dataset_id, file_id, file_size, &req.logical_file_name, "FINISHED", None, objects).await?;
+    }
+    let (bytes_read, read_requests) = io_stats.map(|f| f()).unwrap_or((0, 0));
+    Ok(IngestReport {
+        logical_file_name: req.logical_file_name.clone(),
+        dataset: ds.dataset,
+        file_id,
+        file_size,
+        runs: summary.runs.into_iter().collect(),
+        lumisections: summary.lumi_count,
+        histograms: summary.histograms,
+        workspaces: reports,
+        bytes_read,
+        read_requests,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Records a failed file: status + error text in `file_index` of every workspace its dataset feeds
+/// (the default workspace if the dataset is unknown), and no data rows (earlier rows are removed).
+pub async fn record_failure(
+    lake: &Location,
+    config: &Workspaces,
+    req: &IngestRequest,
+    file_size: u64,
+    status: &str,
+    message: &str,
+) -> Result<(), IngestError> {
+    let (dataset, dataset_id, names) = match resolve_dataset(req) {
+        Ok(ds) => {
+            let id = ids::dataset_id(&ds.dataset);
+            let names: Vec<String> = config.for_dataset(&ds.dataset).iter().map(|w| w.name.clone()).collect();
+            (ds.dataset, id, names)
+        }
+        Err(_) => (String::new(), 0, vec![config.default.clone()]),
+    };
+    let file_id = ids::file_id(&req.logical_file_name);
+    let part = format!("part-{file_id}.parquet");
+    let wss: Vec<Workspace> = names
+        .iter()
+        .map(|n| Workspace { name: n.clone(), datasets: vec![], me_prefixes: vec![], me_names: vec![] })
+        .collect();
+    let previous = previous_objects(lake, &wss, &part).await;
+    for name in &names {
+        for o in previous.get(name).into_iter().flatten() {
+            let _ = lake.store.delete(&Path::from(o.as_str())).await;
+        }
+        write_file_record(lake, name, &dataset, dataset_id, file_id, file_size, &req.logical_file_name, status, Some(message), &[]).await?;
+    }
+    Ok(())
+}
+
+struct DecodeSummary {
+    runs: BTreeSet<u32>,
+    lumi_count: usize,
+    histograms: u64,
+    /// Per workspace: (run, ls) → (th1, th2) counts.
+    lumis: Vec<BTreeMap<(u32, u32), (i64, i64)>>,
+    /// Per workspace: me → (dim, kind, count).
+    mes: Vec<BTreeMap<String, (u8, MeKind, i64)>>,
+}
+
+fn decode(
+    source: Arc<dyn ByteSource>,
+    workspaces: &[Workspace],
+    dataset: &str,
+    dataset_id: i64,
+    file_id: i64,
+    tx: mpsc::Sender<Routed>,
+) -> Result<DecodeSummary, IngestError> {
+    let dq = DqmioFile::open(source)?;
+    let hist_kinds = vec![
+        MeKind::TH1F, MeKind::TH1S, MeKind::TH1D, MeKind::TH1I,
+        MeKind::TH2F, MeKind::TH2S, MeKind::TH2D, MeKind::TH2I,
+    ];
+    // Union of what the workspaces keep: names no workspace wants are never decoded or fetched.
+    let sel = Selection { kinds: Some(hist_kinds), skip_per_run: true, ..Default::default() };
+    let mut summary = DecodeSummary {
+        runs: BTreeSet::new(),
+        lumi_count: 0,
+        histograms: 0,
+        lumis: vec![BTreeMap::new(); workspaces.len()],
+        mes: vec![BTreeMap::new(); workspaces.len()],
+    };
+    let mut all_lumis = BTreeSet::new();
+    for row in dq.indices() {
+        if row.lumi != 0 {
+            all_lumis.insert((row.run, row.lumi));
+            for l in summary.lumis.iter_mut() {
+                l.entry((row.run, row.lumi)).or_default();
+            }
+        }
+    }
+    summary.runs = all_lumis.iter().map(|(r, _)| *r).collect();
+    summary.lumi_count = all_lumis.len();
+
+    // Rows of the current lumisection, per (workspace, dim); flushed sorted by ME name.
+    let mut pending: BTreeMap<(usize, u8), Vec<HistRow>> = BTreeMap::new();
+    let mut current: Option<(u32, u32)> = None;
+    let flush = |pending: &mut BTreeMap<(usize, u8), Vec<HistRow>>, run: u32| -> Result<(), IngestError> {
+        for ((wi, dim), mut rows) in std::mem::take(pending) {
+            rows.sort_by(|a, b| a.me.cmp(&b.me));
+            let batch = tables::hist_batch(dim, dataset, &rows)?;
+            tx.blocking_send(Routed { workspace: wi, dim, run, batch })
+                .map_err(|_| IngestError::Task("writer stopped".into()))?;
+        }
+        Ok(())
+    };
+    let wants_any = |name: &str| workspaces.iter().any(|w| w.wants_me(name));
+    let mut err = None;
+    let res = dq.for_each_filtered(&sel, &wants_any, |me| {
+        if current != Some((me.run, me.lumi)) {
+            if let Some((run, _)) = current {
+                if let Err(e) = flush(&mut pending, run) {
+                    err = Some(e);
+                    return Err(dials_dqmio::Error::Unsupported("stopped".into()));
+                }
+            }
+            current = Some((me.run, me.lumi));
+        }
+        let MeValue::Hist(hist) = me.value else { return Ok(()) };
+        let dim = me.kind.dim();
+        summary.histograms += 1;
+        let me_id = ids::me_id(&me.name);
+        for (wi, ws) in workspaces.iter().enumerate() {
+            if !ws.wants_me(&me.name) {
+                continue;
+            }
+            let c = summary.lumis[wi].entry((me.run, me.lumi)).or_default();
+            if dim == 1 { c.0 += 1 } else { c.1 += 1 }
+            summary.mes[wi].entry(me.name.clone()).or_insert((dim, me.kind, 0)).2 += 1;
+            pending.entry((wi, dim)).or_default().push(HistRow {
+                dataset_id,
+                file_id,
+                ls_number: i64::from(me.lumi),
+                me_id,
+                me: me.name.clone(),
+                flags: me.flags,
+                hist: hist.clone(),
+            });
+        }
+        Ok(())
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    res?;
+    if let Some((run, _)) = current {
+        flush(&mut pending, run)?;
+    }
+    Ok(summary)
+}
+
+async fn put_batch(lake: &Location, parts: &[&str], batch: &RecordBatch) -> Result<String, IngestError> {
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_props()))?;
+    w.write(batch)?;
+    w.close()?;
+    let path = lake.child(parts);
+    lake.store.put(&path, PutPayload::from(buf)).await?;
+    Ok(path.to_string())
+}
+
+/// The objects the last ingest of this file recorded, per workspace (empty if none).
+async fn previous_objects(lake: &Location, workspaces: &[Workspace], part: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for ws in workspaces {
+        let path = lake.child(&[&ws.name, "file_index", part]);
+        let Ok(got) = lake.store.get(&path).await else { continue };
+        let Ok(bytes) = got.bytes().await else { continue };
+        let Ok(reader) = ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()) else { continue };
+        let mut objs = Vec::new();
+        for batch in reader.flatten() {
+            if let Some(list) = batch.column_by_name("objects").and_then(|c| c.as_any().downcast_ref::<ListArray>()) {
+                for i in 0..list.len() {
+                    let v = list.value(i);
+                    if let Some(s) = v.as_any().downcast_ref::<StringArray>() {
+                        objs.extend(s.iter().flatten().map(str::to_string));
+                    }
+                }
+            }
+        }
+        out.insert(ws.name.clone(), objs);
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_file_record(
+    lake: &Location,
+    workspace: &str,
+    dataset: &str,
+    dataset_id: i64,
+    file_id: i64,
+    file_size: u64,
+    lfn: &str,
+    status: &str,
+    err: Option<&str>,
+    objects: &[String],
+) -> Result<(), IngestError> {
+    let batch = tables::file_batch(dataset_id, dataset, file_id, file_size, lfn, status, err, objects)?;
+    put_batch(lake, &[workspace, "file_index", &format!("part-{file_id}.parquet")], &batch).await?;
+    Ok(())
+}
+
+fn lumisection_batch(dataset_id: i64, file_id: i64, lumis: &BTreeMap<(u32, u32), (i64, i64)>) -> Result<RecordBatch, IngestError> {
+    let col = |f: &dyn Fn(&(u32, u32), &(i64, i64)) -> i64| -> ArrayRef {
+        Arc::new(Int64Array::from(lumis.iter().map(|(k, v)| f(k, v)).collect::<Vec<_>>()))
+    };
+    Ok(RecordBatch::try_new(
+        tables::lumisection_schema(),
+        vec![
+            col(&|_, _| dataset_id),
+            col(&|_, _| file_id),
+            col(&|k, _| i64::from(k.0)),
+            col(&|k, _| i64::from(k.1)),
+            col(&|_, v| v.0),
+            col(&|_, v| v.1),
+        ],
+    )?)
+}
+
+fn me_batch(file_id: i64, mes: &BTreeMap<String, (u8, MeKind, i64)>) -> Result<RecordBatch, IngestError> {
+    let schema: SchemaRef = tables::me_schema();
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(mes.keys().map(|m| ids::me_id(m)).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(mes.keys().cloned().collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(mes.values().map(|v| i64::from(v.0)).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(mes.values().map(|v| v.1.as_str()).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(mes.values().map(|v| v.2).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(vec![file_id; mes.len()])),
+        ],
+    )?)
+}
+
+fn dataset_batch(dataset_id: i64, ds: &DatasetInfo) -> Result<RecordBatch, IngestError> {
+    let s = |v: &str| Arc::new(StringArray::from(vec![v.to_string()])) as ArrayRef;
+    let i = |v: i64| Arc::new(Int64Array::from(vec![v])) as ArrayRef;
+    Ok(RecordBatch::try_new(
+        tables::dataset_schema(),
+        vec![
+            i(dataset_id),
+            s(&ds.dataset),
+            s(&ds.era),
+            s(&ds.data_tier),
+            s(&ds.primary_ds_name),
+            s(&ds.processed_ds_name),
+            i(ds.processing_version),
+            s(&tables::now_rfc3339()),
+        ],
+    )?)
+}
+
+/// Lists the objects under a location (used by tests and `dials` to show the lake).
+pub async fn list(lake: &Location, prefix: &[&str]) -> Result<Vec<String>, IngestError> {
+    let p = lake.child(prefix);
+    let items: Vec<_> = lake.store.list(Some(&p)).try_collect().await?;
+    Ok(items.into_iter().map(|m| m.location.to_string()).collect())
+}
+
+/// The store of a location, for callers that need raw access.
+pub fn store(lake: &Location) -> Arc<dyn ObjectStore> {
+    lake.store.clone()
+}

@@ -1,0 +1,19 @@
+//! The DIALS lake: what an ingested DQMIO file becomes.
+//!
+//! Per workspace, one Parquet table per resource under `<lake>/<workspace>/<table>/`, Hive-partitioned
+//! by run (`run_number=<n>/`) for the per-lumisection tables, with one file per ingested DQMIO file
+//! (`part-<file_id>.parquet`) so a re-ingest replaces instead of duplicating. See `docs/lake.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dataset;
+pub mod ids;
+pub mod ingest;
+pub mod store;
+pub mod tables;
+
+pub use config::{Workspace, Workspaces};
+pub use dataset::DatasetInfo;
+pub use ingest::{ingest, record_failure, IngestError, IngestReport, IngestRequest};
+pub use store::{Location, ObjectSource};

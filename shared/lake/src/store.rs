@@ -1,0 +1,177 @@
+//! Where bytes live: a lake root (local folder or `s3://bucket/prefix`) and DQMIO inputs read with
+//! ranged GETs through the reader's `ByteSource` trait.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use dials_dqmio::source::IoStats;
+use dials_dqmio::{ByteSource, Error as ReadError};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+/// Errors locating or opening a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Bad location string.
+    #[error("bad location '{0}': {1}")]
+    Location(String, String),
+    /// The object store refused.
+    #[error("{0}")]
+    Store(#[from] object_store::Error),
+    /// Local folder problem.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// A place in an object store: the store and a key prefix.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Key prefix (or key) inside it.
+    pub path: Path,
+    /// How a person wrote it (`s3://b/p` or a folder).
+    pub url: String,
+}
+
+/// Builds an S3 store for `bucket` from the environment (`AWS_ENDPOINT_URL`, region, credentials);
+/// plain-http endpoints (LocalStack, moto) are allowed when the endpoint says `http://`.
+pub fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).ok();
+    if let Some(ep) = endpoint {
+        b = b.with_endpoint(&ep).with_allow_http(ep.starts_with("http://"));
+    }
+    if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+        b = b.with_region("us-east-1");
+    }
+    Ok(Arc::new(b.build()?))
+}
+
+impl Location {
+    /// Parses `s3://bucket/prefix` or a local folder (created if missing when `create`).
+    pub fn parse(s: &str, create: bool) -> Result<Location, StoreError> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(StoreError::Location(s.into(), "no bucket".into()));
+            }
+            let path = Path::parse(key.trim_end_matches('/')).map_err(|e| StoreError::Location(s.into(), e.to_string()))?;
+            return Ok(Location { store: s3_store(bucket)?, path, url: s.into() });
+        }
+        if s.contains("://") {
+            return Err(StoreError::Location(s.into(), "only s3:// URLs and local paths are supported".into()));
+        }
+        if create {
+            std::fs::create_dir_all(s).map_err(|e| StoreError::Io(s.into(), e))?;
+        }
+        let abs = std::fs::canonicalize(s).map_err(|e| StoreError::Io(s.into(), e))?;
+        let store = LocalFileSystem::new_with_prefix(&abs).map_err(StoreError::Store)?;
+        Ok(Location { store: Arc::new(store), path: Path::default(), url: abs.display().to_string() })
+    }
+
+    /// A child path under this location.
+    pub fn child(&self, parts: &[&str]) -> Path {
+        let mut p = self.path.clone();
+        for part in parts {
+            p = p.clone().join(*part);
+        }
+        p
+    }
+}
+
+/// A DQMIO object read with ranged GETs, through an aligned block cache so that the reader's many
+/// small reads (key headers, tree records) cost few requests. Memory: at most `max_blocks` blocks.
+pub struct ObjectSource {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    len: u64,
+    rt: tokio::runtime::Handle,
+    block: u64,
+    max_blocks: usize,
+    cache: Mutex<HashMap<u64, Bytes>>,
+    stats: IoStats,
+    name: String,
+}
+
+impl ObjectSource {
+    /// Opens `path` (one HEAD request). Must be called from inside a tokio runtime; reads then
+    /// happen from blocking threads (`spawn_blocking`).
+    pub async fn open(store: Arc<dyn ObjectStore>, path: Path, name: String) -> Result<Self, object_store::Error> {
+        let meta = store.head(&path).await?;
+        Ok(ObjectSource {
+            store,
+            path,
+            len: meta.size,
+            rt: tokio::runtime::Handle::current(),
+            block: 256 << 10,
+            max_blocks: 16,
+            cache: Mutex::new(HashMap::new()),
+            stats: IoStats::default(),
+            name,
+        })
+    }
+
+    /// Requests and bytes fetched so far.
+    pub fn stats(&self) -> &IoStats {
+        &self.stats
+    }
+
+    fn fetch(&self, range: Range<u64>) -> Result<Bytes, ReadError> {
+        let (off, len) = (range.start, range.end - range.start);
+        self.stats.record(len);
+        self.rt
+            .block_on(self.store.get_range(&self.path, range))
+            .map_err(|e| ReadError::Io { offset: off, len, source: std::io::Error::other(e) })
+    }
+}
+
+impl ByteSource for ObjectSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, ReadError> {
+        let end = offset + len as u64;
+        // Large reads (baskets) go straight to the store; small ones through the block cache.
+        if len as u64 >= self.block / 4 {
+            return self.fetch(offset..end);
+        }
+        let first = offset / self.block;
+        let last = (end.saturating_sub(1)) / self.block;
+        let mut out = Vec::with_capacity(len);
+        for b in first..=last {
+            let cached = self.cache.lock().ok().and_then(|c| c.get(&b).cloned());
+            let data = match cached {
+                Some(d) => d,
+                None => {
+                    let start = b * self.block;
+                    let d = self.fetch(start..(start + self.block).min(self.len))?;
+                    if let Ok(mut c) = self.cache.lock() {
+                        if c.len() >= self.max_blocks {
+                            c.clear();
+                        }
+                        c.insert(b, d.clone());
+                    }
+                    d
+                }
+            };
+            let bstart = b * self.block;
+            let lo = offset.max(bstart) - bstart;
+            let hi = end.min(bstart + data.len() as u64) - bstart;
+            if lo > hi || hi as usize > data.len() {
+                return Err(ReadError::Truncated { what: "object", at: offset, needed: len as u64, available: 0 });
+            }
+            out.extend_from_slice(&data[lo as usize..hi as usize]);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
