@@ -177,10 +177,13 @@ pub async fn ingest(
     let file_size = source.len();
     let workspaces: Vec<Workspace> = config.for_dataset(&ds.dataset).into_iter().cloned().collect();
     let part = format!("part-{file_id}.parquet");
-    for ws in &workspaces {
-        write_file_record(lake, &ws.name, &ds.dataset, dataset_id, file_id, file_size, &req.logical_file_name, "STARTED", None, &[]).await?;
-    }
+    // What an earlier ingest of this file wrote; carried in the STARTED record so that a failure
+    // now can still find (and remove) those rows.
     let previous = previous_objects(lake, &workspaces, &part).await;
+    for ws in &workspaces {
+        let prev = previous.get(&ws.name).cloned().unwrap_or_default();
+        write_file_record(lake, &ws.name, &ds.dataset, dataset_id, file_id, file_size, &req.logical_file_name, "STARTED", None, &prev).await?;
+    }
 
     // Decode on a blocking thread; batches flow to the async writers through a bounded channel, so
     // memory holds at most a few lumisections' rows plus each writer's open row group.
