@@ -10,7 +10,6 @@ use dials_dqmio::{ByteSource, LocalFile};
 use dials_lake::ingest::IngestReport;
 use dials_lake::{IngestError, IngestRequest, Location, ObjectSource, Workspaces};
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 
 use crate::CliError;
 
@@ -28,29 +27,12 @@ pub struct Args {
     pub concurrency: usize,
 }
 
-/// The logical file name of a path or key: from `/store/` on when present (so the same file gets
-/// the same id whether it comes from a folder or a bucket), else the name as given.
-pub fn logical_file_name(name: &str) -> String {
-    match name.find("/store/") {
-        Some(i) => name[i..].to_string(),
-        None if name.starts_with("store/") => format!("/{name}"),
-        None => name.to_string(),
-    }
-}
-
-/// Loads the workspaces config from a local file or an s3:// object; none → the default workspace.
+/// Loads the workspaces config; none → the default workspace.
 pub async fn load_workspaces(spec: Option<&str>) -> Result<Workspaces, CliError> {
-    let Some(spec) = spec else { return Ok(Workspaces::default()) };
-    let text = if let Some(rest) = spec.strip_prefix("s3://") {
-        let (bucket, key) = rest.split_once('/').ok_or_else(|| CliError::Usage(format!("--workspaces {spec}: no key")))?;
-        let store = dials_lake::store::s3_store(bucket).map_err(|e| CliError::Usage(e.to_string()))?;
-        let got = store.get(&object_store::path::Path::from(key)).await.map_err(|e| CliError::Usage(format!("{spec}: {e}")))?;
-        let b = got.bytes().await.map_err(|e| CliError::Usage(format!("{spec}: {e}")))?;
-        String::from_utf8_lossy(&b).into_owned()
-    } else {
-        std::fs::read_to_string(spec).map_err(|e| CliError::Usage(format!("--workspaces {spec}: {e}")))?
-    };
-    Workspaces::from_json(&text).map_err(|e| CliError::Usage(format!("{spec}: {e}")))
+    match spec {
+        None => Ok(Workspaces::default()),
+        Some(s) => dials_lake::config::load(s).await.map_err(|e| CliError::Usage(e.to_string())),
+    }
 }
 
 fn expand(inputs: &[String]) -> Result<Vec<String>, CliError> {
@@ -107,7 +89,7 @@ pub async fn open_input(
 
 /// Ingests one input, recording a failure in the lake when it fails. Returns the report or the error.
 pub async fn ingest_one(lake: &Location, ws: &Workspaces, input: &str, dataset: Option<String>) -> Result<IngestReport, IngestError> {
-    let req = IngestRequest { logical_file_name: logical_file_name(input.strip_prefix("s3://").map_or(input, |r| r.split_once('/').map_or(r, |x| x.1))), dataset };
+    let req = IngestRequest { logical_file_name: dials_lake::ingest::logical_file_name(input.strip_prefix("s3://").map_or(input, |r| r.split_once('/').map_or(r, |x| x.1))), dataset };
     let opened = open_input(input).await;
     let result = match opened {
         Ok((src, stats)) => dials_lake::ingest(lake, ws, &req, src, Some(stats)).await,

@@ -4,6 +4,7 @@ mod dump;
 mod ingest;
 mod inspect;
 mod scan;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,30 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
     },
+    /// Poll an SQS queue of S3 notifications and ingest what it announces (the function's path, locally).
+    Worker {
+        /// Queue URL.
+        #[arg(long, env = "DIALS_QUEUE_URL")]
+        queue_url: String,
+        /// Lake root: a folder or s3://bucket/prefix.
+        #[arg(long, env = "DIALS_LAKE")]
+        lake: String,
+        /// Workspaces config (JSON; local path or s3:// URL).
+        #[arg(long, env = "DIALS_WORKSPACES")]
+        workspaces: Option<String>,
+        /// Dataset of objects whose keys are not CMS logical file names.
+        #[arg(long, env = "DIALS_DEFAULT_DATASET")]
+        default_dataset: Option<String>,
+        /// Invoke the function through a Lambda runtime API endpoint (e.g. cargo lambda watch) instead of in-process.
+        #[arg(long)]
+        invoke_url: Option<String>,
+        /// Exit after this many seconds without messages (0: run until stopped).
+        #[arg(long, default_value_t = 0)]
+        idle_exit: u64,
+        /// The queue's maxReceiveCount (after it, a failing message goes to the DLQ).
+        #[arg(long, env = "DIALS_MAX_RECEIVES", default_value_t = 3)]
+        max_receives: u32,
+    },
     /// Decode every element without printing it: an integrity and speed check.
     Scan {
         /// DQMIO files.
@@ -83,6 +108,9 @@ fn main() -> ExitCode {
         Command::Inspect { file, json } => inspect::run(&file, json),
         Command::Dump { file, me_regex } => dump::run(&file, me_regex.as_deref()),
         Command::Scan { files, threads } => scan::run(&files, threads),
+        Command::Worker { queue_url, lake, workspaces, default_dataset, invoke_url, idle_exit, max_receives } => {
+            worker::run(worker::Args { queue_url, lake, workspaces, default_dataset, invoke_url, idle_exit, max_receives })
+        }
         Command::Ingest { inputs, lake, workspaces, dataset, concurrency } => {
             ingest::run(ingest::Args { inputs, lake, workspaces, dataset, concurrency })
         }

@@ -97,6 +97,24 @@ impl Workspace {
     }
 }
 
+/// Loads a workspaces config from a local path or an `s3://bucket/key` URL.
+pub async fn load(spec: &str) -> Result<Workspaces, ConfigError> {
+    use object_store::ObjectStoreExt;
+    let text = if let Some(rest) = spec.strip_prefix("s3://") {
+        let (bucket, key) = rest.split_once('/').ok_or_else(|| ConfigError::Invalid(format!("{spec}: no key")))?;
+        let store = crate::store::s3_store(bucket).map_err(|e| ConfigError::Invalid(format!("{spec}: {e}")))?;
+        let got = store
+            .get(&object_store::path::Path::from(key))
+            .await
+            .map_err(|e| ConfigError::Invalid(format!("{spec}: {e}")))?;
+        let b = got.bytes().await.map_err(|e| ConfigError::Invalid(format!("{spec}: {e}")))?;
+        String::from_utf8_lossy(&b).into_owned()
+    } else {
+        std::fs::read_to_string(spec).map_err(|e| ConfigError::Invalid(format!("{spec}: {e}")))?
+    };
+    Workspaces::from_json(&text)
+}
+
 /// `*` matches any run of characters; everything else is literal; the whole string must match.
 pub fn glob_match(pattern: &str, s: &str) -> bool {
     let re = format!("^{}$", pattern.split('*').map(regex::escape).collect::<Vec<_>>().join(".*"));

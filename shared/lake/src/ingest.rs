@@ -134,6 +134,16 @@ pub struct IngestReport {
     pub seconds: f64,
 }
 
+/// The logical file name of a path or key: from `/store/` on when present (so the same file gets
+/// the same id whether it comes from a folder or a bucket), else the name as given.
+pub fn logical_file_name(name: &str) -> String {
+    match name.find("/store/") {
+        Some(i) => name[i..].to_string(),
+        None if name.starts_with("store/") => format!("/{name}"),
+        None => name.to_string(),
+    }
+}
+
 /// Resolves the dataset: explicit, or from the logical file name; never guessed.
 pub fn resolve_dataset(req: &IngestRequest) -> Result<DatasetInfo, IngestError> {
     match &req.dataset {

@@ -1,0 +1,124 @@
+//! `dials worker`: the S3 → SQS → function path, run locally against a queue (LocalStack, moto, AWS).
+//!
+//! Long-polls the queue, wraps each batch into the exact event Lambda's SQS integration delivers
+//! (`Records[].eventSource = "aws:sqs"`, `body`, `attributes.ApproximateReceiveCount`) and either
+//! runs the handler in-process or invokes the real function binary through the Lambda runtime API
+//! (`--invoke-url`, e.g. `cargo lambda watch`). Messages the function does not report in
+//! `batchItemFailures` are deleted; the others become visible again and, after the queue's
+//! maxReceiveCount, SQS moves them to the dead-letter queue.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use dials_lake::events::{handle_event, Deps};
+use serde_json::{json, Value};
+
+use crate::CliError;
+
+/// Options of `dials worker`.
+pub struct Args {
+    /// Queue URL.
+    pub queue_url: String,
+    /// Lake location.
+    pub lake: String,
+    /// Workspaces config.
+    pub workspaces: Option<String>,
+    /// Dataset for non-LFN keys.
+    pub default_dataset: Option<String>,
+    /// Invoke a function through the runtime API instead of in-process.
+    pub invoke_url: Option<String>,
+    /// Stop after this many idle seconds (0 = run forever).
+    pub idle_exit: u64,
+    /// maxReceiveCount of the queue.
+    pub max_receives: u32,
+}
+
+/// Runs `dials worker`.
+pub fn run(args: Args) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
+    rt.block_on(async move {
+        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sqs = aws_sdk_sqs::Client::new(&conf);
+        let deps = Deps {
+            lake: dials_lake::Location::parse(&args.lake, !args.lake.starts_with("s3://"))
+                .map_err(|e| CliError::Usage(format!("--lake: {e}")))?,
+            workspaces: crate::ingest::load_workspaces(args.workspaces.as_deref()).await?,
+            default_dataset: args.default_dataset.clone(),
+            max_receives: args.max_receives,
+        };
+        let http = args.invoke_url.as_ref().map(|_| reqwest::Client::new());
+        let mut idle_since = Instant::now();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&args.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(if args.idle_exit > 0 { 1 } else { 10 })
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await
+                .map_err(|e| CliError::Usage(format!("receive from {}: {}", args.queue_url, aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                if args.idle_exit > 0 && idle_since.elapsed() > Duration::from_secs(args.idle_exit) {
+                    return Ok(());
+                }
+                continue;
+            }
+            idle_since = Instant::now();
+            let records: Vec<Value> = messages
+                .iter()
+                .map(|m| {
+                    let count = m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .cloned()
+                        .unwrap_or_else(|| "1".into());
+                    json!({
+                        "messageId": m.message_id().unwrap_or_default(),
+                        "receiptHandle": m.receipt_handle().unwrap_or_default(),
+                        "body": m.body().unwrap_or_default(),
+                        "attributes": { "ApproximateReceiveCount": count },
+                        "eventSource": "aws:sqs",
+                    })
+                })
+                .collect();
+            let event = json!({ "Records": records });
+            let response = match (&http, &args.invoke_url) {
+                (Some(client), Some(url)) => invoke(client, url, &event).await,
+                _ => handle_event(&deps, &event).await,
+            };
+            let failed: Vec<String> = match &response {
+                Ok(v) => v["batchItemFailures"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|f| f["itemIdentifier"].as_str().map(str::to_string)).collect())
+                    .unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "function failed the whole batch");
+                    messages.iter().filter_map(|m| m.message_id().map(str::to_string)).collect()
+                }
+            };
+            for m in &messages {
+                if failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
+                    continue;
+                }
+                if let Some(h) = m.receipt_handle() {
+                    if let Err(e) = sqs.delete_message().queue_url(&args.queue_url).receipt_handle(h).send().await {
+                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "delete failed; the message will be redelivered");
+                    }
+                }
+            }
+            eprintln!("worker: {} message(s), {} to retry", messages.len(), failed.len());
+        }
+    })
+}
+
+async fn invoke(client: &reqwest::Client, url: &str, event: &Value) -> Result<Value, String> {
+    let resp = client.post(url).json(event).send().await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body: Value = resp.json().await.map_err(|e| e.to_string())?;
+    if !status.is_success() || body.get("errorMessage").is_some() {
+        return Err(format!("{status}: {body}"));
+    }
+    Ok(body)
+}

@@ -1,0 +1,248 @@
+//! The ingest function's events: SQS messages carrying S3 notifications (production), or S3
+//! notifications delivered directly. Parsed leniently: emulators and AWS differ (moto omits
+//! `userIdentity`; S3 first sends an `s3:TestEvent`; keys are form-encoded differently).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Workspaces;
+use crate::ingest::{IngestError, IngestReport, IngestRequest};
+use crate::store::Location;
+
+/// One S3 object to ingest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// Bucket.
+    pub bucket: String,
+    /// Decoded key.
+    pub key: String,
+    /// Size if the event carries it.
+    pub size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct S3Notification {
+    #[serde(rename = "Records", default)]
+    records: Vec<S3Record>,
+}
+
+#[derive(Deserialize)]
+struct S3Record {
+    #[serde(rename = "eventName", default)]
+    event_name: String,
+    s3: S3Entity,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: S3Bucket,
+    object: S3Object,
+}
+
+#[derive(Deserialize)]
+struct S3Bucket {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct S3Object {
+    key: String,
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+/// Decodes an S3 event key: `+` is a space, then percent-decoding (handles AWS, LocalStack, moto).
+pub fn decode_key(key: &str) -> String {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The objects an S3 notification (as JSON) names; test events and non-create events give none.
+pub fn objects_in_s3_event(v: &Value) -> Vec<ObjectRef> {
+    let Ok(n) = serde_json::from_value::<S3Notification>(v.clone()) else { return Vec::new() };
+    n.records
+        .into_iter()
+        .filter(|r| r.event_name.is_empty() || r.event_name.starts_with("ObjectCreated") || r.event_name.starts_with("s3:ObjectCreated"))
+        .map(|r| ObjectRef { bucket: r.s3.bucket.name, key: decode_key(&r.s3.object.key), size: r.s3.object.size })
+        .collect()
+}
+
+/// One SQS message of a Lambda SQS event.
+#[derive(Debug, Clone)]
+pub struct QueueMessage {
+    /// Message id (reported back on failure).
+    pub id: String,
+    /// Body (an S3 notification as JSON text).
+    pub body: String,
+    /// How many times SQS has delivered it.
+    pub receive_count: u32,
+}
+
+/// The messages of a Lambda SQS event, or `None` if the event is not an SQS event.
+pub fn sqs_messages(v: &Value) -> Option<Vec<QueueMessage>> {
+    let recs = v.get("Records")?.as_array()?;
+    if recs.is_empty() || recs.iter().any(|r| r.get("eventSource").and_then(Value::as_str) != Some("aws:sqs")) {
+        return None;
+    }
+    Some(
+        recs.iter()
+            .map(|r| QueueMessage {
+                id: r.get("messageId").and_then(Value::as_str).unwrap_or_default().to_string(),
+                body: r.get("body").and_then(Value::as_str).unwrap_or_default().to_string(),
+                receive_count: r
+                    .pointer("/attributes/ApproximateReceiveCount")
+                    .and_then(|c| c.as_str().and_then(|s| s.parse().ok()).or_else(|| c.as_u64().map(|n| n as u32)))
+                    .unwrap_or(1),
+            })
+            .collect(),
+    )
+}
+
+/// Everything the handler needs, built once per process.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    /// The lake.
+    pub lake: Location,
+    /// Workspaces.
+    pub workspaces: Workspaces,
+    /// Dataset for objects whose keys are not CMS logical file names (None: such files fail).
+    pub default_dataset: Option<String>,
+    /// Deliveries after which a transiently failing message is given up (the queue's maxReceiveCount).
+    pub max_receives: u32,
+}
+
+/// Outcome of one object.
+#[derive(Debug, Serialize)]
+pub struct ObjectOutcome {
+    /// `s3://bucket/key`.
+    pub object: String,
+    /// FINISHED or the error status.
+    pub status: String,
+    /// Error text.
+    pub error: Option<String>,
+    /// True if the message must be retried.
+    pub retry: bool,
+}
+
+/// Ingests one object; records permanent failures; tells whether to retry.
+pub async fn handle_object(deps: &Deps, obj: &ObjectRef, receive_count: u32) -> ObjectOutcome {
+    let url = format!("s3://{}/{}", obj.bucket, obj.key);
+    let req = IngestRequest {
+        logical_file_name: crate::ingest::logical_file_name(&obj.key),
+        dataset: if crate::dataset::from_lfn(&obj.key).is_some() { None } else { deps.default_dataset.clone() },
+    };
+    let result: Result<IngestReport, IngestError> = async {
+        let store = crate::store::s3_store(&obj.bucket).map_err(|e| IngestError::NotAvailable(e.to_string()))?;
+        let src = crate::store::ObjectSource::open(store, object_store::path::Path::from(obj.key.as_str()), url.clone())
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => IngestError::NotAvailable(format!("{url}: not found")),
+                other => IngestError::Store(other),
+            })?;
+        let src = std::sync::Arc::new(src);
+        let s2 = src.clone();
+        crate::ingest::ingest(&deps.lake, &deps.workspaces, &req, src, Some(std::sync::Arc::new(move || (s2.stats().bytes(), s2.stats().requests())))).await
+    }
+    .await;
+    match result {
+        Ok(rep) => {
+            tracing::info!(object = %url, histograms = rep.histograms, seconds = rep.seconds, bytes_read = rep.bytes_read, read_requests = rep.read_requests, "FINISHED");
+            ObjectOutcome { object: url, status: "FINISHED".into(), error: None, retry: false }
+        }
+        Err(e) => {
+            let transient = e.is_transient();
+            let give_up = transient && receive_count >= deps.max_receives;
+            let (status, msg) = if give_up {
+                ("FILE_NOT_AVAILABLE", format!("{e} (gave up after {receive_count} attempts; the message goes to the dead-letter queue)"))
+            } else {
+                (e.status(), e.to_string())
+            };
+            if !transient || give_up {
+                if let Err(e2) = crate::ingest::record_failure(&deps.lake, &deps.workspaces, &req, obj.size.unwrap_or(0), status, &msg).await {
+                    tracing::error!(object = %url, error = %e2, "could not record the failure");
+                }
+            }
+            tracing::warn!(object = %url, status, error = %msg, retry = transient, "ingest failed");
+            ObjectOutcome { object: url, status: status.into(), error: Some(msg), retry: transient }
+        }
+    }
+}
+
+/// Handles a Lambda event: SQS (returns `{"batchItemFailures": [...]}` for messages to retry) or a
+/// direct S3 notification (returns the outcomes; an error if any must be retried).
+pub async fn handle_event(deps: &Deps, event: &Value) -> Result<Value, String> {
+    if let Some(messages) = sqs_messages(event) {
+        let mut failures = Vec::new();
+        for m in messages {
+            let Ok(body) = serde_json::from_str::<Value>(&m.body) else {
+                tracing::warn!(message = %m.id, "message body is not JSON; dropped");
+                continue;
+            };
+            // Messages routed through SNS wrap the notification in "Message".
+            let body = match body.get("Message").and_then(Value::as_str).and_then(|s| serde_json::from_str(s).ok()) {
+                Some(inner) => inner,
+                None => body,
+            };
+            let mut retry = false;
+            for obj in objects_in_s3_event(&body) {
+                retry |= handle_object(deps, &obj, m.receive_count).await.retry;
+            }
+            if retry {
+                failures.push(serde_json::json!({ "itemIdentifier": m.id }));
+            }
+        }
+        return Ok(serde_json::json!({ "batchItemFailures": failures }));
+    }
+    let mut outcomes = Vec::new();
+    for obj in objects_in_s3_event(event) {
+        outcomes.push(handle_object(deps, &obj, 1).await);
+    }
+    if outcomes.iter().any(|o| o.retry) {
+        return Err(serde_json::to_string(&outcomes).unwrap_or_default());
+    }
+    Ok(serde_json::json!({ "outcomes": outcomes }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_decode_for_every_emulator() {
+        assert_eq!(decode_key("a/b+c%2Bd.txt"), "a/b c+d.txt"); // AWS
+        assert_eq!(decode_key("a/b%20c%2Bd.txt"), "a/b c+d.txt"); // LocalStack
+        assert_eq!(decode_key("a%2Fb+c%2Bd.txt"), "a/b c+d.txt"); // moto
+        assert_eq!(decode_key("bad%zz%2"), "bad%zz%2");
+    }
+
+    #[test]
+    fn sqs_and_direct_events_parse() {
+        let s3 = serde_json::json!({"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"raw"},"object":{"key":"store/x+y.root","size":5}}}]});
+        assert_eq!(objects_in_s3_event(&s3), vec![ObjectRef { bucket: "raw".into(), key: "store/x y.root".into(), size: Some(5) }]);
+        let test_event = serde_json::json!({"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"raw"});
+        assert!(objects_in_s3_event(&test_event).is_empty());
+        let sqs = serde_json::json!({"Records":[{"eventSource":"aws:sqs","messageId":"m1","body":s3.to_string(),"attributes":{"ApproximateReceiveCount":"2"}}]});
+        let m = sqs_messages(&sqs).unwrap();
+        assert_eq!(m[0].receive_count, 2);
+        assert!(sqs_messages(&s3).is_none());
+    }
+}
