@@ -4,6 +4,7 @@
 
 export LC_ALL=C
 EMU_HOME="${DIALS_EMU_HOME:-$HOME/.cache/dials-emulators}"
+EMU_HOME="$(mkdir -p "$EMU_HOME" && cd "$EMU_HOME" && pwd)"   # absolute: the start scripts cd elsewhere
 EMU_RUN="$EMU_HOME/run"
 EMU_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 READY_TIMEOUT="${DIALS_EMU_READY_TIMEOUT:-90}"
@@ -36,7 +37,7 @@ emu_spawn() {
   local -a sess=()
   command -v setsid >/dev/null 2>&1 && sess=(setsid)
   rm -f "$pidfile"
-  nohup "${sess[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >"$logfile" 2>&1 </dev/null &
+  nohup ${sess[@]+"${sess[@]}"} bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >"$logfile" 2>&1 </dev/null &
   local i
   for i in $(seq 50); do [[ -s "$pidfile" ]] && return 0; sleep 0.1; done
   emu_die "process did not start (no $pidfile)"

@@ -7,6 +7,7 @@
 #
 # Files: $DIALS_EMU_HOME/run/localstack-<port>.pid, .log, and localstack-<port>/ (TMPDIR and
 # FILESYSTEM_ROOT, wiped at each start: no persistence). Already running on that port → prints so, exit 0.
+# Other LocalStack settings in the caller's environment (LS_LOG=debug, GATEWAY_SERVER=hypercorn) pass through.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -17,6 +18,11 @@ logfile="$EMU_RUN/localstack-$port.log"
 state="$EMU_RUN/localstack-$port"
 pattern="localstack.runtime.main"
 health="http://127.0.0.1:$port/_localstack/health"
+gateway_server="${GATEWAY_SERVER:-twisted}"
+case "$gateway_server" in
+  twisted) bound="0.0.0.0:$port (twisted ignores the host; GATEWAY_SERVER=hypercorn for 127.0.0.1 only)" ;;
+  *) bound="127.0.0.1:$port" ;;
+esac
 
 [[ -x "$venv/bin/python" && -f "$venv/.dials-installed" ]] \
   || emu_die "LocalStack is not installed in $venv: run 'bash $EMU_HERE/install.sh localstack' first"
@@ -34,13 +40,17 @@ emu_port_busy "$port" && emu_die "port 127.0.0.1:$port is already in use by anot
 rm -rf "$state"
 mkdir -p "$state/tmp" "$state/fs"
 
+cd "$state"   # -P and a neutral cwd: nothing from the caller's directory lands on sys.path
 t0="$(emu_now)"
 # SERVICES/EAGER_SERVICE_LOADING: only S3 + SQS, loaded before "Ready." (no first-request delay).
 # LOCALSTACK_HOST + SQS_ENDPOINT_STRATEGY=path: queue URLs http://127.0.0.1:<port>/queue/<region>/<acct>/<name>
 #   (otherwise *.localhost.localstack.cloud, which needs public DNS).
 # DISABLE_EVENTS: no analytics phone-home. SKIP_SSL_CERT_DOWNLOAD: no certificate download at start.
 # DNS_ADDRESS=0: no DNS server (it would bind UDP 0.0.0.0:53 as root, or try sudo otherwise).
+# GATEWAY_SERVER: LocalStack's default HTTP server, twisted, ignores the host part of GATEWAY_LISTEN and
+#   listens on 0.0.0.0:<port>; GATEWAY_SERVER=hypercorn listens on 127.0.0.1 only (same S3/SQS results here).
 emu_spawn "$pidfile" "$logfile" env \
+  GATEWAY_SERVER="$gateway_server" \
   SERVICES=s3,sqs \
   EAGER_SERVICE_LOADING=1 \
   GATEWAY_LISTEN="127.0.0.1:$port" \
@@ -52,7 +62,7 @@ emu_spawn "$pidfile" "$logfile" env \
   PERSISTENCE=0 \
   TMPDIR="$state/tmp" \
   FILESYSTEM_ROOT="$state/fs" \
-  "$venv/bin/python" -m localstack.runtime.main
+  "$venv/bin/python" -P -m localstack.runtime.main
 pid="$(cat "$pidfile")"
 
 while :; do
@@ -64,8 +74,9 @@ while :; do
     break
   fi
   if awk -v a="$t0" -v b="$(emu_now)" -v t="$READY_TIMEOUT" 'BEGIN { exit !(b - a > t) }'; then
-    emu_fail_with_log "$logfile" "LocalStack not ready after $READY_TIMEOUT s (still running as pid $pid; stop.sh stops it)"
+    emu_stop "LocalStack :$port" "$pidfile" "$pattern" >/dev/null 2>&1
+    emu_fail_with_log "$logfile" "LocalStack not ready after $READY_TIMEOUT s (pid $pid stopped)"
   fi
   sleep 0.1
 done
-emu_log "LocalStack ready on http://127.0.0.1:$port after $(emu_elapsed "$t0") s (pid $pid, RSS $(emu_rss_mb "$pid") MB, log $logfile)"
+emu_log "LocalStack ready on http://127.0.0.1:$port after $(emu_elapsed "$t0") s (pid $pid, RSS $(emu_rss_mb "$pid") MB, $gateway_server listening on $bound, log $logfile)"

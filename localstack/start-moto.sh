@@ -33,6 +33,7 @@ emu_port_busy "$port" && emu_die "port 127.0.0.1:$port is already in use by anot
 rm -rf "$state"
 mkdir -p "$state"
 
+cd "$state"
 t0="$(emu_now)"
 # moto keeps objects in RAM; TMPDIR only catches large spooled request bodies.
 emu_spawn "$pidfile" "$logfile" env TMPDIR="$state" \
@@ -46,7 +47,8 @@ while :; do
   fi
   curl -fsS --max-time 2 "$probe" >/dev/null 2>&1 && break
   if awk -v a="$t0" -v b="$(emu_now)" -v t="$READY_TIMEOUT" 'BEGIN { exit !(b - a > t) }'; then
-    emu_fail_with_log "$logfile" "moto not ready after $READY_TIMEOUT s (still running as pid $pid; stop.sh stops it)"
+    emu_stop "moto :$port" "$pidfile" "$pattern" >/dev/null 2>&1
+    emu_fail_with_log "$logfile" "moto not ready after $READY_TIMEOUT s (pid $pid stopped)"
   fi
   sleep 0.1
 done

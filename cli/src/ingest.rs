@@ -88,8 +88,18 @@ pub async fn open_input(
 }
 
 /// Ingests one input, recording a failure in the lake when it fails. Returns the report or the error.
-pub async fn ingest_one(lake: &Location, ws: &Workspaces, input: &str, dataset: Option<String>) -> Result<IngestReport, IngestError> {
-    let req = IngestRequest { logical_file_name: dials_lake::ingest::logical_file_name(input.strip_prefix("s3://").map_or(input, |r| r.split_once('/').map_or(r, |x| x.1))), dataset };
+/// `name` is the file's name for identity (its key, or its path relative to an inbox).
+pub async fn ingest_one(
+    lake: &Location,
+    ws: &Workspaces,
+    input: &str,
+    name: &str,
+    dataset: Option<String>,
+) -> Result<IngestReport, IngestError> {
+    let lfn = dials_lake::ingest::logical_file_name(name);
+    // An explicit dataset applies only to files whose names do not carry one.
+    let dataset = if dials_lake::dataset::from_lfn(&lfn).is_some() { None } else { dataset };
+    let req = IngestRequest { logical_file_name: lfn, dataset };
     let opened = open_input(input).await;
     let result = match opened {
         Ok((src, stats)) => dials_lake::ingest(lake, ws, &req, src, Some(stats)).await,
@@ -124,7 +134,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         let mut stream = futures::stream::iter(inputs.into_iter().map(|input| {
             let (lake, ws, dataset) = (lake.clone(), ws.clone(), args.dataset.clone());
             async move {
-                let r = ingest_one(&lake, &ws, &input, dataset).await;
+                let name = input.strip_prefix("s3://").map_or(input.as_str(), |r| r.split_once('/').map_or(r, |x| x.1)).to_string();
+                let r = ingest_one(&lake, &ws, &input, &name, dataset).await;
                 (input, r)
             }
         }))

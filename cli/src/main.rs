@@ -4,6 +4,7 @@ mod dump;
 mod ingest;
 mod inspect;
 mod scan;
+mod serve;
 mod worker;
 
 use std::path::PathBuf;
@@ -54,6 +55,36 @@ enum Command {
         /// Files ingested concurrently.
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
+    },
+    /// Serve the DIALS REST API (/api/v1, as cmsdials expects) over a lake.
+    Serve {
+        /// Lake root: a folder or s3://bucket/prefix.
+        #[arg(long, env = "DIALS_LAKE", default_value = "lake")]
+        lake: String,
+        /// Workspaces config (JSON; local path or s3:// URL).
+        #[arg(long, env = "DIALS_WORKSPACES")]
+        workspaces: Option<String>,
+        /// Address to listen on.
+        #[arg(long, env = "DIALS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// The embedded default: ingest every DQMIO file dropped into an inbox folder and serve the API.
+    Up {
+        /// Folder watched for *.root files (the "bucket").
+        #[arg(long, default_value = "inbox")]
+        inbox: String,
+        /// Lake folder (Parquet output).
+        #[arg(long, env = "DIALS_LAKE", default_value = "lake")]
+        lake: String,
+        /// Workspaces config (JSON).
+        #[arg(long, env = "DIALS_WORKSPACES")]
+        workspaces: Option<String>,
+        /// Dataset of files whose paths are not CMS logical file names (store/data/<era>/<primary>/DQMIO/...).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Address to listen on.
+        #[arg(long, env = "DIALS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
     },
     /// Poll an SQS queue of S3 notifications and ingest what it announces (the function's path, locally).
     Worker {
@@ -108,6 +139,8 @@ fn main() -> ExitCode {
         Command::Inspect { file, json } => inspect::run(&file, json),
         Command::Dump { file, me_regex } => dump::run(&file, me_regex.as_deref()),
         Command::Scan { files, threads } => scan::run(&files, threads),
+        Command::Serve { lake, workspaces, listen } => serve::serve(&lake, workspaces.as_deref(), &listen),
+        Command::Up { inbox, lake, workspaces, dataset, listen } => serve::up(&inbox, &lake, workspaces.as_deref(), dataset, &listen),
         Command::Worker { queue_url, lake, workspaces, default_dataset, invoke_url, idle_exit, max_receives } => {
             worker::run(worker::Args { queue_url, lake, workspaces, default_dataset, invoke_url, idle_exit, max_receives })
         }

@@ -1,0 +1,93 @@
+//! `dials serve` (the API over a lake) and `dials up` (the embedded default: watch an inbox folder,
+//! ingest what lands there, serve the API) — no external service needed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use dials_api::{router, App, Engine};
+use dials_lake::{Location, Workspaces};
+
+use crate::CliError;
+
+async fn serve_api(lake: &Location, ws: Workspaces, listen: &str) -> Result<(), CliError> {
+    let engine = Engine::new(lake, ws).await.map_err(|e| CliError::Usage(format!("lake {}: {e}", lake.url)))?;
+    let app = router(Arc::new(App { engine }));
+    let addr: SocketAddr = listen.parse().map_err(|e| CliError::Usage(format!("--listen {listen}: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| CliError::Usage(format!("--listen {listen}: {e}")))?;
+    eprintln!("dials: serving the DIALS API for {} on http://{addr}/api/v1/", lake.url);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(CliError::Output)
+}
+
+/// Runs `dials serve`.
+pub fn serve(lake: &str, workspaces: Option<&str>, listen: &str) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
+    rt.block_on(async {
+        let lake = Location::parse(lake, !lake.starts_with("s3://")).map_err(|e| CliError::Usage(format!("--lake: {e}")))?;
+        let ws = crate::ingest::load_workspaces(workspaces).await?;
+        serve_api(&lake, ws, listen).await
+    })
+}
+
+/// Runs `dials up`: ingest loop over `inbox` + API, until Ctrl-C.
+pub fn up(inbox: &str, lake: &str, workspaces: Option<&str>, dataset: Option<String>, listen: &str) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
+    rt.block_on(async {
+        std::fs::create_dir_all(inbox).map_err(|e| CliError::Usage(format!("--inbox {inbox}: {e}")))?;
+        let lake = Location::parse(lake, true).map_err(|e| CliError::Usage(format!("--lake: {e}")))?;
+        let ws = crate::ingest::load_workspaces(workspaces).await?;
+        eprintln!("dials: watching {inbox}/ for DQMIO files (*.root); lake in {}", lake.url);
+        let (lake2, ws2, inbox) = (lake.clone(), ws.clone(), PathBuf::from(inbox));
+        tokio::spawn(async move { watch(&inbox, &lake2, &ws2, dataset).await });
+        serve_api(&lake, ws, listen).await
+    })
+}
+
+/// Polls the inbox; a file is ingested once its size and mtime held still for one poll, and again
+/// whenever it changes. Ingest is idempotent, so a restart simply re-ingests (same rows).
+async fn watch(inbox: &PathBuf, lake: &Location, ws: &Workspaces, dataset: Option<String>) {
+    let mut seen: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
+    let mut done: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
+    loop {
+        let mut stack = vec![inbox.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                if p.extension().is_none_or(|x| x != "root") {
+                    continue;
+                }
+                let Ok(meta) = e.metadata() else { continue };
+                let sig = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+                if done.get(&p) == Some(&sig) {
+                    continue;
+                }
+                if seen.insert(p.clone(), sig) != Some(sig) {
+                    continue; // still changing (or new): look again next poll
+                }
+                let input = p.display().to_string();
+                let rel = p.strip_prefix(inbox).map(|r| r.display().to_string()).unwrap_or_else(|_| input.clone());
+                match crate::ingest::ingest_one(lake, ws, &input, &rel, dataset.clone()).await {
+                    Ok(rep) => eprintln!(
+                        "dials: ingested {rel}: {} histograms, runs {:?}, {:.2} s",
+                        rep.histograms, rep.runs, rep.seconds
+                    ),
+                    Err(e) => eprintln!("dials: {} {rel}: {e}", e.status()),
+                }
+                done.insert(p, sig);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,14 @@
+//! The DIALS REST API over the lake: the same router serves `dials serve`, `dials up` and the
+//! query Lambda function. Errors map to HTTP in one place (`error.rs`); every filter is a bound
+//! SQL parameter (`params.rs`); the engine registers the lake tables once (`engine.rs`).
+
+pub mod bulk;
+pub mod engine;
+pub mod error;
+pub mod openapi;
+pub mod params;
+pub mod routes;
+
+pub use engine::Engine;
+pub use error::ApiError;
+pub use routes::{router, App};

@@ -1,0 +1,80 @@
+//! The OpenAPI 3 document of the API (served at `/api/v1/openapi.json`).
+
+use serde_json::{json, Value};
+
+fn param(name: &str, ty: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "schema": { "type": ty } })
+}
+
+fn list_op(summary: &str, params: &[(&str, &str)], item: Value, paginated: bool) -> Value {
+    let mut ps: Vec<Value> = params.iter().map(|(n, t)| param(n, t)).collect();
+    ps.push(json!({ "name": "Workspace", "in": "header", "required": false, "schema": { "type": "string" } }));
+    let body = if paginated {
+        ps.push(param("page_size", "integer"));
+        ps.push(param("next_token", "string"));
+        json!({ "type": "object", "required": ["next", "previous", "results"], "properties": {
+            "next": { "type": ["string", "null"] }, "previous": { "type": ["string", "null"] },
+            "results": { "type": "array", "items": item } } })
+    } else {
+        json!({ "type": "array", "items": item })
+    };
+    json!({ "get": { "summary": summary, "parameters": ps, "responses": {
+        "200": { "description": "OK", "content": { "application/json": { "schema": body } } },
+        "400": { "description": "Bad parameter", "content": { "application/json": { "schema": { "type": "object" } } } },
+        "404": { "description": "Unknown workspace", "content": { "application/json": { "schema": { "type": "object" } } } } } } })
+}
+
+fn obj(fields: &[(&str, &str)]) -> Value {
+    let props: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|(n, t)| {
+            let s = match *t {
+                "int?" => json!({ "type": ["integer", "null"] }),
+                "num?" => json!({ "type": ["number", "null"] }),
+                "str?" => json!({ "type": ["string", "null"] }),
+                "array" => json!({ "type": "array" }),
+                other => json!({ "type": other }),
+            };
+            (n.to_string(), s)
+        })
+        .collect();
+    json!({ "type": "object", "properties": props, "required": fields.iter().map(|(n, _)| *n).collect::<Vec<_>>() })
+}
+
+/// The document.
+pub fn document() -> Value {
+    let hist_params: Vec<(&str, &str)> = vec![
+        ("dataset_id", "integer"), ("file_id", "integer"), ("run_number", "integer"), ("run_number__gte", "integer"),
+        ("run_number__lte", "integer"), ("ls_number", "integer"), ("ls_number__gte", "integer"), ("ls_number__lte", "integer"),
+        ("ls_numbet__lte", "integer"), ("me_id", "integer"), ("entries__gte", "integer"), ("dataset", "string"),
+        ("dataset__regex", "string"), ("logical_file_name", "string"), ("logical_file_name__regex", "string"),
+        ("me", "string"), ("me__regex", "string"), ("format", "string"),
+    ];
+    let th1 = obj(&[("dataset", "string"), ("me", "string"), ("dataset_id", "integer"), ("file_id", "integer"),
+        ("run_number", "integer"), ("ls_number", "integer"), ("me_id", "integer"), ("x_min", "number"), ("x_max", "number"),
+        ("x_bin", "integer"), ("entries", "integer"), ("data", "array")]);
+    let th2 = obj(&[("dataset", "string"), ("me", "string"), ("dataset_id", "integer"), ("file_id", "integer"),
+        ("run_number", "integer"), ("ls_number", "integer"), ("me_id", "integer"), ("x_min", "number"), ("x_max", "number"),
+        ("x_bin", "integer"), ("y_min", "number"), ("y_max", "number"), ("y_bin", "integer"), ("entries", "integer"), ("data", "array")]);
+    let run = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("run_number", "integer"), ("ls_count", "integer"), ("ls_completeness", "num?")]);
+    let ls = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("run_number", "integer"), ("ls_number", "integer"), ("th1_count", "integer"), ("th2_count", "integer")]);
+    let file = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("file_id", "integer"), ("file_size", "integer"),
+        ("creation_date", "string"), ("last_modification_date", "string"), ("logical_file_name", "string"), ("status", "string"), ("err_trace", "str?")]);
+    let ds = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("era", "string"), ("data_tier", "string"),
+        ("primary_ds_name", "string"), ("processed_ds_name", "string"), ("processing_version", "integer"), ("last_modification_date", "string")]);
+    let me = obj(&[("me_id", "integer"), ("me", "string"), ("count", "integer"), ("dim", "integer")]);
+    let run_p = [("dataset_id", "integer"), ("run_number", "integer"), ("run_number__gte", "integer"), ("run_number__lte", "integer"), ("dataset", "string"), ("dataset__regex", "string")];
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "DIALS API (dials-rs)", "version": env!("CARGO_PKG_VERSION") },
+        "paths": {
+            "/api/v1/th1/": list_op("Per-lumisection 1D histograms", &hist_params, th1, true),
+            "/api/v1/th2/": list_op("Per-lumisection 2D histograms", &hist_params, th2, true),
+            "/api/v1/run/": list_op("Runs", &run_p, run, true),
+            "/api/v1/lumisection/": list_op("Lumisections", &[("dataset_id", "integer"), ("run_number", "integer"), ("ls_number", "integer"), ("ls_number__gte", "integer"), ("ls_number__lte", "integer"), ("dataset", "string"), ("dataset__regex", "string")], ls, true),
+            "/api/v1/file-index/": list_op("Ingested files", &[("dataset_id", "integer"), ("logical_file_name", "string"), ("logical_file_name__regex", "string"), ("status", "string"), ("min_size", "integer"), ("dataset", "string"), ("dataset__regex", "string")], file, true),
+            "/api/v1/dataset-index/": list_op("Datasets", &[("dataset", "string"), ("dataset__regex", "string")], ds, true),
+            "/api/v1/mes/": list_op("Monitoring elements", &[("me", "string"), ("me__regex", "string"), ("dim", "integer")], me, false),
+        }
+    })
+}

@@ -1,0 +1,516 @@
+//! The `/api/v1` router: resources, filters, cursor pagination, workspaces, output formats.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+use datafusion::scalar::ScalarValue;
+use serde_json::{json, Value};
+
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::params::{self, Conditions, Filter, Op};
+
+/// Default and maximum page sizes (DIALS).
+const DEFAULT_PAGE: usize = 10;
+const MAX_PAGE: usize = 500;
+/// Rows returned at most by one bulk (Arrow/Parquet) request.
+const MAX_BULK_ROWS: usize = 2_000_000;
+
+/// Shared state of the API.
+pub struct App {
+    /// Query engine.
+    pub engine: Engine,
+}
+
+/// A listable resource.
+struct Resource {
+    name: &'static str,
+    /// Table (in the workspace) or a subquery template with `{ws:<table>}` and `{finished}` markers.
+    from: &'static str,
+    columns: &'static str,
+    pk: &'static [&'static str],
+    filters: &'static [Filter],
+    /// Only rows of files whose ingestion finished.
+    committed_only: bool,
+}
+
+const fn f(param: &'static str, column: &'static str, op: Op) -> Filter {
+    Filter { param, column, op }
+}
+
+const HIST_FILTERS: &[Filter] = &[
+    f("dataset_id", "dataset_id", Op::IntEq),
+    f("dataset_id__in", "dataset_id", Op::IntIn),
+    f("file_id", "file_id", Op::IntEq),
+    f("run_number", "run_number", Op::IntEq),
+    f("run_number__gte", "run_number", Op::IntGte),
+    f("run_number__lte", "run_number", Op::IntLte),
+    f("run_number__in", "run_number", Op::IntIn),
+    f("ls_number", "ls_number", Op::IntEq),
+    f("ls_number__gte", "ls_number", Op::IntGte),
+    f("ls_number__lte", "ls_number", Op::IntLte),
+    f("ls_numbet__lte", "ls_number", Op::IntLte), // cmsdials 2.4.1 sends this spelling
+    f("me_id", "me_id", Op::IntEq),
+    f("entries__gte", "entries", Op::IntGte),
+    f("dataset", "dataset_id", Op::NameToId("dataset")),
+    f("dataset__regex", "dataset", Op::Regex),
+    f("logical_file_name", "file_id", Op::NameToId("file")),
+    f("logical_file_name__regex", "file_id", Op::LfnRegex),
+    f("me", "me_id", Op::NameToId("me")),
+    f("me__regex", "me", Op::Regex),
+];
+
+const TH1: Resource = Resource {
+    name: "th1",
+    from: "{ws:th1}",
+    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, entries, data",
+    pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id"],
+    filters: HIST_FILTERS,
+    committed_only: true,
+};
+
+const TH2: Resource = Resource {
+    name: "th2",
+    from: "{ws:th2}",
+    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, y_min, y_max, y_bin, entries, data",
+    pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id"],
+    filters: HIST_FILTERS,
+    committed_only: true,
+};
+
+const RUN: Resource = Resource {
+    name: "run",
+    from: "(SELECT l.dataset_id AS dataset_id, d.dataset AS dataset, l.run_number AS run_number, \
+           CAST(COUNT(DISTINCT l.ls_number) AS BIGINT) AS ls_count, CAST(NULL AS DOUBLE) AS ls_completeness \
+           FROM {ws:lumisection_index} l JOIN {ws:dataset_index} d ON l.dataset_id = d.dataset_id \
+           WHERE l.file_id IN {finished} GROUP BY l.dataset_id, d.dataset, l.run_number) AS r",
+    columns: "dataset_id, dataset, run_number, ls_count, ls_completeness",
+    pk: &["dataset_id", "run_number"],
+    filters: &[
+        f("dataset_id", "dataset_id", Op::IntEq),
+        f("dataset_id__in", "dataset_id", Op::IntIn),
+        f("run_number", "run_number", Op::IntEq),
+        f("run_number__gte", "run_number", Op::IntGte),
+        f("run_number__lte", "run_number", Op::IntLte),
+        f("run_number__in", "run_number", Op::IntIn),
+        f("dataset", "dataset_id", Op::NameToId("dataset")),
+        f("dataset__regex", "dataset", Op::Regex),
+    ],
+    committed_only: false,
+};
+
+const LUMISECTION: Resource = Resource {
+    name: "lumisection",
+    from: "(SELECT l.dataset_id AS dataset_id, d.dataset AS dataset, l.run_number AS run_number, l.ls_number AS ls_number, \
+           CAST(SUM(l.th1_count) AS BIGINT) AS th1_count, CAST(SUM(l.th2_count) AS BIGINT) AS th2_count \
+           FROM {ws:lumisection_index} l JOIN {ws:dataset_index} d ON l.dataset_id = d.dataset_id \
+           WHERE l.file_id IN {finished} GROUP BY l.dataset_id, d.dataset, l.run_number, l.ls_number) AS s",
+    columns: "dataset_id, dataset, run_number, ls_number, th1_count, th2_count",
+    pk: &["dataset_id", "run_number", "ls_number"],
+    filters: &[
+        f("dataset_id", "dataset_id", Op::IntEq),
+        f("dataset_id__in", "dataset_id", Op::IntIn),
+        f("run_number", "run_number", Op::IntEq),
+        f("run_number__gte", "run_number", Op::IntGte),
+        f("run_number__lte", "run_number", Op::IntLte),
+        f("ls_number", "ls_number", Op::IntEq),
+        f("ls_number__gte", "ls_number", Op::IntGte),
+        f("ls_number__lte", "ls_number", Op::IntLte),
+        f("dataset", "dataset_id", Op::NameToId("dataset")),
+        f("dataset__regex", "dataset", Op::Regex),
+    ],
+    committed_only: false,
+};
+
+const FILE_INDEX: Resource = Resource {
+    name: "file-index",
+    from: "{ws:file_index}",
+    columns: "dataset_id, dataset, file_id, file_size, creation_date, last_modification_date, logical_file_name, status, err_trace",
+    pk: &["dataset_id", "file_id"],
+    filters: &[
+        f("dataset_id", "dataset_id", Op::IntEq),
+        f("file_id", "file_id", Op::IntEq),
+        f("logical_file_name", "logical_file_name", Op::StrEq),
+        f("logical_file_name__regex", "logical_file_name", Op::Regex),
+        f("status", "status", Op::StrEq),
+        f("min_size", "file_size", Op::IntGte),
+        f("dataset", "dataset_id", Op::NameToId("dataset")),
+        f("dataset__regex", "dataset", Op::Regex),
+    ],
+    committed_only: false,
+};
+
+const DATASET_INDEX: Resource = Resource {
+    name: "dataset-index",
+    from: "{ws:dataset_index}",
+    columns: "dataset_id, dataset, era, data_tier, primary_ds_name, processed_ds_name, processing_version, last_modification_date",
+    pk: &["dataset_id"],
+    filters: &[
+        f("dataset_id", "dataset_id", Op::IntEq),
+        f("dataset", "dataset_id", Op::NameToId("dataset")),
+        f("dataset__regex", "dataset", Op::Regex),
+    ],
+    committed_only: false,
+};
+
+const MES: Resource = Resource {
+    name: "mes",
+    from: "(SELECT me_id, me, CAST(SUM(\"count\") AS BIGINT) AS \"count\", MAX(dim) AS dim FROM {ws:me_index} \
+           WHERE file_id IN {finished} GROUP BY me_id, me) AS m",
+    columns: "me_id, me, \"count\", dim",
+    pk: &["me_id"],
+    filters: &[
+        f("me_id", "me_id", Op::IntEq),
+        f("me", "me_id", Op::NameToId("me")),
+        f("me__regex", "me", Op::Regex),
+        f("dim", "dim", Op::IntEq),
+    ],
+    committed_only: false,
+};
+
+/// Builds the router (used by `dials serve` and the Lambda function alike).
+pub fn router(app: Arc<App>) -> Router {
+    let list = |r: &'static Resource| {
+        move |State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, RawQuery(q): RawQuery| async move {
+            respond(&headers, list_resource(&app, r, &headers, &uri, q.as_deref().unwrap_or("")).await)
+        }
+    };
+    let count = |r: &'static Resource| {
+        move |State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQuery| async move {
+            respond(&headers, count_resource(&app, r, &headers, q.as_deref().unwrap_or("")).await)
+        }
+    };
+    Router::new()
+        .route("/api/v1/th1/", get(list(&TH1)))
+        .route("/api/v1/th2/", get(list(&TH2)))
+        .route("/api/v1/run/", get(list(&RUN)))
+        .route("/api/v1/lumisection/", get(list(&LUMISECTION)))
+        .route("/api/v1/file-index/", get(list(&FILE_INDEX)))
+        .route("/api/v1/dataset-index/", get(list(&DATASET_INDEX)))
+        .route("/api/v1/mes/", get(mes_list))
+        .route("/api/v1/run/count/", get(count(&RUN)))
+        .route("/api/v1/lumisection/count/", get(count(&LUMISECTION)))
+        .route("/api/v1/file-index/count/", get(count(&FILE_INDEX)))
+        .route("/api/v1/th1/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &TH1)))
+        .route("/api/v1/th2/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &TH2)))
+        .route("/api/v1/run/{dataset_id}/{run_number}/", get(get_run))
+        .route("/api/v1/lumisection/{dataset_id}/{run_number}/{ls_number}/", get(get_lumisection))
+        .route("/api/v1/file-index/{dataset_id}/{file_id}/", get(get_file))
+        .route("/api/v1/dataset-index/{dataset_id}/{file_id}/", get(get_dataset))
+        .route("/api/v1/dataset-index/{dataset_id}/", get(get_dataset_one))
+        .route("/api/v1/mes/{me_id}/", get(get_me))
+        .route("/api/v1/mes/{dataset_id}/{run_number}/", get(mes_of_run))
+        .route("/api/v1/workspaces/", get(workspaces))
+        .route("/api/v1/workspaces/my-default/", get(my_default))
+        .route("/api/v1/openapi.json", get(|| async { axum::Json(crate::openapi::document()) }))
+        .fallback(|| async { ApiError::NotFound("Not found.".into()) })
+        .with_state(app)
+}
+
+/// A JSON (or bulk) response with ETag/Cache-Control; `If-None-Match` gives 304.
+fn respond(req: &HeaderMap, r: Result<Response, ApiError>) -> Response {
+    match r {
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::error!(error = %e, "request failed");
+            }
+            e.into_response()
+        }
+        Ok(mut resp) => {
+            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=30"));
+            if let Some(etag) = resp.headers().get(header::ETAG).cloned() {
+                if req.get(header::IF_NONE_MATCH) == Some(&etag) {
+                    return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+                }
+            }
+            resp
+        }
+    }
+}
+
+fn json_response(v: &Value) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(v).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let etag = format!("W/\"{:016x}\"", xxhash_rust::xxh64::xxh64(&body, 0));
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+fn parse_query(q: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+}
+
+/// The workspace of a request: the `Workspace` header (case-insensitive), else the default.
+fn workspace(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers.get("workspace").and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(app.engine.workspaces.default.clone()),
+        Some(w) => app
+            .engine
+            .workspaces
+            .get(w)
+            .map(|x| x.name.clone())
+            .ok_or_else(|| ApiError::NotFound(format!("Workspace '{w}' not found"))),
+    }
+}
+
+/// Expands `{ws:<table>}` and `{finished}` in a FROM template.
+fn expand(engine: &Engine, ws: &str, template: &str) -> String {
+    let mut s = template.replace("{finished}", &format!("(SELECT file_id FROM {} WHERE status = 'FINISHED')", engine.table(ws, "file_index")));
+    for t in crate::engine::TABLES {
+        s = s.replace(&format!("{{ws:{t}}}"), &engine.table(ws, t));
+    }
+    s
+}
+
+fn conditions(app: &App, r: &Resource, ws: &str, query: &[(String, String)]) -> Result<Conditions, ApiError> {
+    let mut conds = Conditions::default();
+    params::apply(r.filters, query, &mut conds, &app.engine.table(ws, "file_index"))?;
+    if r.committed_only {
+        conds.sql.push(format!("file_id IN {}", expand(&app.engine, ws, "{finished}")));
+    }
+    Ok(conds)
+}
+
+fn page_size(query: &[(String, String)]) -> Result<usize, ApiError> {
+    match query.iter().rev().find(|(k, _)| k == "page_size") {
+        None => Ok(DEFAULT_PAGE),
+        Some((_, v)) => {
+            let n = params::int("page_size", v)?;
+            if n < 1 {
+                return Err(ApiError::bad("page_size", "Ensure this value is greater than or equal to 1."));
+            }
+            Ok((n as usize).min(MAX_PAGE))
+        }
+    }
+}
+
+fn encode_cursor(values: &[i64]) -> String {
+    let s: Vec<String> = values.iter().map(i64::to_string).collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s.join(","))
+}
+
+fn decode_cursor(token: &str, n: usize) -> Result<Vec<i64>, ApiError> {
+    let bad = || ApiError::bad("next_token", "Invalid cursor.");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let v: Vec<i64> = text.split(',').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    if v.len() != n {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
+/// `(a, b, c) > (x, y, z)` as SQL.
+fn after(pk: &[&str], values: &[i64], conds: &mut Conditions) -> String {
+    let mut ors = Vec::new();
+    for i in 0..pk.len() {
+        let mut ands = Vec::new();
+        for j in 0..i {
+            ands.push(format!("{} = {}", pk[j], conds.bind(ScalarValue::Int64(Some(values[j])))));
+        }
+        ands.push(format!("{} > {}", pk[i], conds.bind(ScalarValue::Int64(Some(values[i])))));
+        ors.push(format!("({})", ands.join(" AND ")));
+    }
+    format!("({})", ors.join(" OR "))
+}
+
+fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, ApiError> {
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow::json::writer::JsonArray>(&mut buf);
+        for b in batches {
+            w.write(b)?;
+        }
+        w.finish()?;
+    }
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&buf).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// The absolute URL of this request with `next_token` replaced (behind API Gateway: forwarded headers).
+fn next_url(headers: &HeaderMap, uri: &Uri, query: &[(String, String)], token: &str) -> String {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim().to_string());
+    let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
+    let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "localhost".into());
+    let prefix = h("x-forwarded-prefix").unwrap_or_default();
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in query.iter().filter(|(k, _)| k != "next_token") {
+        ser.append_pair(k, v);
+    }
+    ser.append_pair("next_token", token);
+    format!("{proto}://{host}{prefix}{}?{}", uri.path(), ser.finish())
+}
+
+async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, q: &str) -> Result<Response, ApiError> {
+    let ws = workspace(app, headers)?;
+    let query = parse_query(q);
+    let mut conds = conditions(app, r, &ws, &query)?;
+    let from = expand(&app.engine, &ws, r.from);
+    if let Some(fmt) = bulk_format(headers, &query)? {
+        if r.name != "th1" && r.name != "th2" {
+            return Err(ApiError::NotAcceptable(format!("format '{fmt}' is offered for th1/th2 only")));
+        }
+        let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", r.columns, conds.where_clause(), r.pk.join(", "), MAX_BULK_ROWS);
+        let batches = app.engine.query(&sql, conds.values).await?;
+        return crate::bulk::encode(fmt, &batches);
+    }
+    let size = page_size(&query)?;
+    if let Some((_, token)) = query.iter().find(|(k, _)| k == "next_token") {
+        let cur = decode_cursor(token, r.pk.len())?;
+        let c = after(r.pk, &cur, &mut conds);
+        conds.sql.push(c);
+    }
+    let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", r.columns, conds.where_clause(), r.pk.join(", "), size + 1);
+    let batches = app.engine.query(&sql, conds.values).await?;
+    let mut rows = batches_to_json(&batches)?;
+    let next = if rows.len() > size {
+        rows.truncate(size);
+        let last = rows.last().cloned().unwrap_or(Value::Null);
+        let key: Vec<i64> = r.pk.iter().map(|c| last[*c].as_i64().unwrap_or(0)).collect();
+        Value::String(next_url(headers, uri, &query, &encode_cursor(&key)))
+    } else {
+        Value::Null
+    };
+    json_response(&json!({ "next": next, "previous": Value::Null, "results": rows }))
+}
+
+async fn count_resource(app: &App, r: &Resource, headers: &HeaderMap, q: &str) -> Result<Response, ApiError> {
+    let ws = workspace(app, headers)?;
+    let query = parse_query(q);
+    let conds = conditions(app, r, &ws, &query)?;
+    let sql = format!("SELECT COUNT(*) AS n FROM {} {}", expand(&app.engine, &ws, r.from), conds.where_clause());
+    let rows = batches_to_json(&app.engine.query(&sql, conds.values).await?)?;
+    json_response(&json!({ "count": rows.first().and_then(|v| v["n"].as_i64()).unwrap_or(0) }))
+}
+
+async fn one(app: &App, r: &Resource, headers: &HeaderMap, keys: &[(&'static str, &str)], what: &str) -> Result<Response, ApiError> {
+    let ws = workspace(app, headers)?;
+    let mut conds = Conditions::default();
+    for (col, v) in keys {
+        let n = v.parse::<i64>().map_err(|_| ApiError::NotFound(format!("No {what} matches the given query.")))?;
+        let p = conds.bind(ScalarValue::Int64(Some(n)));
+        conds.sql.push(format!("{col} = {p}"));
+    }
+    if r.committed_only {
+        conds.sql.push(format!("file_id IN {}", expand(&app.engine, &ws, "{finished}")));
+    }
+    let sql = format!("SELECT {} FROM {} {} ORDER BY {} LIMIT 1", r.columns, expand(&app.engine, &ws, r.from), conds.where_clause(), r.pk.join(", "));
+    let rows = batches_to_json(&app.engine.query(&sql, conds.values).await?)?;
+    match rows.into_iter().next() {
+        Some(v) => json_response(&v),
+        None => Err(ApiError::NotFound(format!("No {what} matches the given query."))),
+    }
+}
+
+async fn get_hist(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((d, run, ls, me)): Path<(String, String, String, String)>,
+    r: &'static Resource,
+) -> Response {
+    let keys = [("dataset_id", d.as_str()), ("run_number", run.as_str()), ("ls_number", ls.as_str()), ("me_id", me.as_str())];
+    respond(&headers, one(&app, r, &headers, &keys, "histogram").await)
+}
+
+async fn get_run(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, run)): Path<(String, String)>) -> Response {
+    respond(&headers, one(&app, &RUN, &headers, &[("dataset_id", &d), ("run_number", &run)], "run").await)
+}
+
+async fn get_lumisection(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((d, run, ls)): Path<(String, String, String)>,
+) -> Response {
+    respond(&headers, one(&app, &LUMISECTION, &headers, &[("dataset_id", &d), ("run_number", &run), ("ls_number", &ls)], "lumisection").await)
+}
+
+async fn get_file(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, file)): Path<(String, String)>) -> Response {
+    respond(&headers, one(&app, &FILE_INDEX, &headers, &[("dataset_id", &d), ("file_id", &file)], "file").await)
+}
+
+async fn get_dataset(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, _file)): Path<(String, String)>) -> Response {
+    respond(&headers, one(&app, &DATASET_INDEX, &headers, &[("dataset_id", &d)], "dataset").await)
+}
+
+async fn get_dataset_one(State(app): State<Arc<App>>, headers: HeaderMap, Path(d): Path<String>) -> Response {
+    respond(&headers, one(&app, &DATASET_INDEX, &headers, &[("dataset_id", &d)], "dataset").await)
+}
+
+async fn get_me(State(app): State<Arc<App>>, headers: HeaderMap, Path(me): Path<String>) -> Response {
+    respond(&headers, one(&app, &MES, &headers, &[("me_id", &me)], "monitoring element").await)
+}
+
+async fn mes_list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let r = async {
+        let ws = workspace(&app, &headers)?;
+        let query = parse_query(q.as_deref().unwrap_or(""));
+        let conds = conditions(&app, &MES, &ws, &query)?;
+        let sql = format!("SELECT {} FROM {} {} ORDER BY me_id", MES.columns, expand(&app.engine, &ws, MES.from), conds.where_clause());
+        let rows = batches_to_json(&app.engine.query(&sql, conds.values).await?)?;
+        json_response(&Value::Array(rows))
+    }
+    .await;
+    respond(&headers, r)
+}
+
+async fn mes_of_run(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, run)): Path<(String, String)>) -> Response {
+    let r = async {
+        let ws = workspace(&app, &headers)?;
+        let bad = |p: &str| ApiError::NotFound(format!("No run matches the given query ({p})."));
+        let d: i64 = d.parse().map_err(|_| bad("dataset_id"))?;
+        let run: i64 = run.parse().map_err(|_| bad("run_number"))?;
+        let e = &app.engine;
+        let finished = expand(e, &ws, "{finished}");
+        let sql = format!(
+            "SELECT me_id, me, CAST(COUNT(*) AS BIGINT) AS \"count\", MAX(dim) AS dim FROM (\
+             SELECT me_id, me, 1 AS dim FROM {} WHERE dataset_id = $1 AND run_number = $2 AND file_id IN {finished} \
+             UNION ALL SELECT me_id, me, 2 AS dim FROM {} WHERE dataset_id = $1 AND run_number = $2 AND file_id IN {finished}) \
+             GROUP BY me_id, me ORDER BY me_id",
+            e.table(&ws, "th1"),
+            e.table(&ws, "th2")
+        );
+        let rows = batches_to_json(&e.query(&sql, vec![ScalarValue::Int64(Some(d)), ScalarValue::Int64(Some(run))]).await?)?;
+        json_response(&Value::Array(rows))
+    }
+    .await;
+    respond(&headers, r)
+}
+
+async fn workspaces(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let names: Vec<&str> = app.engine.workspaces.workspaces.iter().map(|w| w.name.as_str()).collect();
+    respond(&headers, json_response(&json!({ "workspaces": names, "default": app.engine.workspaces.default })))
+}
+
+async fn my_default(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    respond(&headers, json_response(&json!({ "workspace": app.engine.workspaces.default })))
+}
+
+/// `format=arrow|parquet` or an Arrow/Parquet `Accept` header asks for bulk output.
+fn bulk_format(headers: &HeaderMap, query: &[(String, String)]) -> Result<Option<&'static str>, ApiError> {
+    if let Some((_, f)) = query.iter().find(|(k, _)| k == "format") {
+        return match f.as_str() {
+            "json" => Ok(None),
+            "arrow" => Ok(Some("arrow")),
+            "parquet" => Ok(Some("parquet")),
+            other => Err(ApiError::bad("format", format!("Unknown format '{other}': use json, arrow or parquet."))),
+        };
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    Ok(if accept.contains("application/vnd.apache.arrow.stream") {
+        Some("arrow")
+    } else if accept.contains("application/vnd.apache.parquet") {
+        Some("parquet")
+    } else {
+        None
+    })
+}
