@@ -18,7 +18,7 @@ logfile="$EMU_RUN/localstack-$port.log"
 state="$EMU_RUN/localstack-$port"
 pattern="localstack.runtime.main"
 health="http://127.0.0.1:$port/_localstack/health"
-gateway_server="${GATEWAY_SERVER:-twisted}"
+gateway_server="${GATEWAY_SERVER:-hypercorn}"
 case "$gateway_server" in
   twisted) bound="0.0.0.0:$port (twisted ignores the host; GATEWAY_SERVER=hypercorn for 127.0.0.1 only)" ;;
   *) bound="127.0.0.1:$port" ;;
