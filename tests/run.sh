@@ -12,10 +12,9 @@ start=$(date +%s)
 stage() { echo "==> [$(( $(date +%s) - start ))s] $*"; }
 
 py="${PYTHON:-python3}"
-stage "prerequisites"
-if ! "$py" -c "import ROOT" >/dev/null 2>&1; then
-  "$py" -m pip install --quiet "root==0.1a12"   # ROOT 6.40 with PyROOT (writes the fixtures)
-fi
+stage "prerequisites (Python test deps incl. ROOT 6.40 + PyROOT; S3/SQS emulators; cargo-fuzz)"
+"$py" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+bash localstack/install.sh
 if [[ "${FUZZ_SECONDS:-90}" != 0 ]] && ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz@0.13.2
 fi
@@ -25,14 +24,28 @@ if [[ ! -f tests/fixtures/big/big_none.expected.jsonl ]]; then
   PYTHON="$py" bash tests/fixtures/regen.sh --big
 fi
 
-stage "build (profile ci, all test binaries)"
+stage "build (profile ci: every binary and test binary, once)"
+cargo build --profile ci --workspace --bins
 cargo test --profile ci --workspace --no-run
 
 stage "cargo test"
 log=$(mktemp)
-cargo test --profile ci --workspace 2>&1 | tee "$log"
+set +e
+cargo test --profile ci --workspace --no-fail-fast 2>&1 | tee "$log"
+cargostatus=${PIPESTATUS[0]}
+set -e
 passed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log")
 failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$log")
+
+stage "python: cmsdials client, lake readers (DuckDB, Polars, pyarrow, Spark), LocalStack + moto end to end"
+pylog=$(mktemp)
+set +e
+DIALS_BIN="$PWD/target/ci/dials" "$py" -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$pylog"
+pystatus=${PIPESTATUS[0]}
+set -e
+passed=$((passed + $(grep -Eo '[0-9]+ passed' "$pylog" | tail -1 | grep -Eo '[0-9]+' || echo 0)))
+failed=$((failed + $(grep -Eo '[0-9]+ (failed|error)' "$pylog" | awk '{ s += $1 } END { print s + 0 }')))
+if [[ $pystatus -ne 0 || $cargostatus -ne 0 ]] && [[ $failed -eq 0 ]]; then failed=1; fi
 
 if [[ "${FUZZ_SECONDS:-90}" != 0 ]]; then
   stage "fuzz dqmio_open for ${FUZZ_SECONDS:-90}s from the committed seed corpus"
