@@ -43,9 +43,14 @@ set +e
 DIALS_BIN="$PWD/target/ci/dials" "$py" -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$pylog"
 pystatus=${PIPESTATUS[0]}
 set -e
-passed=$((passed + $(grep -Eo '[0-9]+ passed' "$pylog" | tail -1 | grep -Eo '[0-9]+' || echo 0)))
-failed=$((failed + $(grep -Eo '[0-9]+ (failed|error)' "$pylog" | awk '{ s += $1 } END { print s + 0 }')))
+# pytest's closing line, e.g. "11 passed, 1 warning in 22.79s" or "2 failed, 9 passed in ...".
+pysummary=$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$pylog" | tail -1 || true)
+passed=$((passed + $(echo "$pysummary" | awk '{ for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }')))
+failed=$((failed + $(echo "$pysummary" | awk '{ for (i = 1; i < NF; i++) if ($(i+1) ~ /^(failed|error)/) s += $i } END { print s + 0 }')))
 if [[ $pystatus -ne 0 || $cargostatus -ne 0 ]] && [[ $failed -eq 0 ]]; then failed=1; fi
+
+stage "sam-template.yaml: cfn-lint + sam validate --lint (infra/validate.sh)"
+if bash infra/validate.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
 if [[ "${FUZZ_SECONDS:-90}" != 0 ]]; then
   stage "fuzz dqmio_open for ${FUZZ_SECONDS:-90}s from the committed seed corpus"

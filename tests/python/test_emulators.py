@@ -1,6 +1,7 @@
 """S3 → SQS → function → lake on real emulators (LocalStack and moto, started by this test from the
 venvs localstack/install.sh made): uploads with CMS-shaped keys, the queue drained by `dials worker`
-(in-process handler, or the function binary behind the Lambda runtime API when DIALS_INVOKE_URL is set),
+(in-process handler, and for LocalStack also the function binary itself behind cargo-lambda's Lambda
+runtime API),
 then the lake in the emulated bucket served by `dials serve --lake s3://...` and checked value by value."""
 
 import json
@@ -19,9 +20,10 @@ EMU = {"localstack": ("start-localstack.sh", "LOCALSTACK_PORT"), "moto": ("start
 KEY = "store/data/Run2024C/{primary}/DQMIO/PromptReco-v1/000/380/310/00000/{name}.root"
 
 
-@pytest.fixture(params=["localstack", "moto"])
+@pytest.fixture(params=["localstack", "moto", "localstack+lambda"])
 def emulator(request, tmp_path):
-    name = request.param
+    name = request.param.split("+")[0]
+    via_lambda = request.param.endswith("+lambda")
     port = free_port()
     script, port_var = EMU[name]
     env = dict(os.environ, **{port_var: str(port)})
@@ -34,7 +36,31 @@ def emulator(request, tmp_path):
     out = subprocess.run([str(py), str(REPO / "localstack/init.py"), "--endpoint", endpoint, "--visibility-timeout", "5"],
                          check=True, capture_output=True, text=True, env=dict(os.environ, **aws))
     info = json.loads(out.stdout.strip().splitlines()[-1])
-    yield {"name": name, "endpoint": endpoint, "env": dict(os.environ, **aws), "info": info}
+    full_env = dict(os.environ, **aws)
+    watch = None
+    invoke_url = None
+    if via_lambda:
+        # The ingest function binary itself, behind cargo-lambda's Lambda runtime API emulator.
+        lport = free_port()
+        fn_env = dict(full_env, DIALS_LAKE="s3://dials-lake/lake", DIALS_MAX_RECEIVES="3")
+        watch = subprocess.Popen(
+            ["cargo", "lambda", "watch", "--profile", os.environ.get("DIALS_CARGO_PROFILE", "ci"), "-p", "dials-ingest-function",
+             "--bin", "dials-ingest", "-A", "127.0.0.1", "-P", str(lport), "--ignore-changes"],
+            cwd=REPO, env=fn_env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "watch.log", "w"))
+        invoke_url = f"http://127.0.0.1:{lport}/2015-03-31/functions/dials-ingest/invocations"
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(urllib.request.Request(invoke_url, data=b'{"Records":[]}', method="POST"), timeout=120)
+                break
+            except Exception:
+                if watch.poll() is not None:
+                    raise RuntimeError((tmp_path / "watch.log").read_text()[-3000:])
+                time.sleep(1)
+    yield {"name": name, "endpoint": endpoint, "env": full_env, "info": info, "invoke_url": invoke_url}
+    if watch:
+        watch.terminate()
+        watch.wait(timeout=20)
     subprocess.run(["bash", str(REPO / "localstack/stop.sh"), name], env=env, capture_output=True)
 
 
@@ -60,8 +86,8 @@ def test_bucket_to_lake_through_the_queue(emulator, tmp_path):
     s3.put_object(Bucket=raw, Key="inbox/unnamed.root", Body=(FIXTURES / "small_lz4.root").read_bytes())
 
     worker = [dials_bin(), "worker", "--queue-url", queue, "--lake", "s3://dials-lake/lake", "--idle-exit", "4"]
-    if os.environ.get("DIALS_INVOKE_URL"):
-        worker += ["--invoke-url", os.environ["DIALS_INVOKE_URL"]]
+    if emulator["invoke_url"]:
+        worker += ["--invoke-url", emulator["invoke_url"]]
     r = subprocess.run(worker, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     for q in (queue, dlq):
