@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         if inflate_only {
                             let tree = &dq.trees()[kind].tree;
                             for b in &tree.branches {
-                                for i in 0..b.baskets.len() {
+                                for i in 0..b.basket_count() {
                                     let basket = read_basket(dq.root(), b, i).expect("basket");
                                     local += basket.data.len() as f64 * 0.0;
                                     if b.name == "Value" {

@@ -266,7 +266,7 @@ impl DqmioFile {
         let t = self.trees.get(&kind).ok_or_else(|| Error::NotDqmio(format!("no {} tree", kind.tree_name())))?;
         let branch = t.branch("FullName")?;
         let mut out = Vec::with_capacity(t.tree.entries.min(1 << 20) as usize);
-        for i in 0..branch.baskets.len() {
+        for i in 0..branch.basket_count() {
             let b = read_basket(&self.file, branch, i)?;
             for e in 0..b.len() {
                 out.push(decode_string(entry_bytes(&b, e)?, b.seek)?);

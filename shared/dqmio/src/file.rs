@@ -57,8 +57,18 @@ pub struct Key {
 }
 
 impl Key {
-    /// Parses a key header from `c` (positioned at its first byte).
+    /// Parses a key header from `c` (positioned at its first byte) and checks it describes a record.
     pub fn parse(c: &mut Cursor<'_>) -> Result<Self> {
+        let at = c.at();
+        let k = Self::parse_fields(c)?;
+        if k.nbytes < u32::from(k.keylen) {
+            return Err(Error::malformed("key", at, format!("key '{}' is shorter ({}) than its header ({})", k.name, k.nbytes, k.keylen)));
+        }
+        Ok(k)
+    }
+
+    /// Parses the key fields without requiring a stored record (embedded baskets have `fNbytes` 0).
+    pub fn parse_fields(c: &mut Cursor<'_>) -> Result<Self> {
         let at = c.at();
         let nbytes = c.i32()?;
         let version = c.i16()?;
@@ -76,9 +86,6 @@ impl Key {
         let title = c.tstring()?;
         if nbytes < 0 || objlen < 0 || keylen <= 0 || seek_key < 0 || seek_pdir < 0 {
             return Err(Error::malformed("key", at, format!("negative size or offset in key '{name}'")));
-        }
-        if (nbytes as i64) < keylen as i64 {
-            return Err(Error::malformed("key", at, format!("key '{name}' is shorter ({nbytes}) than its header ({keylen})")));
         }
         Ok(Key {
             nbytes: nbytes as u32,

@@ -72,6 +72,9 @@ pub struct Branch {
     pub entry_offset_len: i32,
     /// Baskets written to the file.
     pub baskets: Vec<BasketLoc>,
+    /// The basket still in memory when the tree was written, stored inside the TTree record
+    /// (entries after the last written basket).
+    pub embedded: Option<Basket>,
     /// Bytes stored on disk (compressed).
     pub zip_bytes: i64,
     /// Bytes before compression.
@@ -238,15 +241,16 @@ fn parse_branch(
     }
     let leaves = parse_objarray(c, parse_leaf)?;
     // Baskets still in memory when the tree was written are stored inside the branch record.
-    let embedded = parse_objarray(c, |class, c| {
+    let mut embedded = parse_objarray(c, |class, c| {
         if class != "TBasket" {
             return Err(Error::malformed("TBranch", c.at(), format!("{class} in basket list")));
         }
-        Ok(())
+        parse_embedded_basket(c)
     })?;
-    if !embedded.is_empty() {
-        return Err(Error::Unsupported(format!("branch '{name}' keeps {} basket(s) inside the TTree record", embedded.len())));
+    if embedded.len() > 1 {
+        return Err(Error::Unsupported(format!("branch '{name}' keeps {} baskets inside the TTree record", embedded.len())));
     }
+    let mut embedded = embedded.pop();
     let max_baskets = usize::try_from(max_baskets).map_err(|_| Error::malformed("TBranch", c.at(), "negative basket count"))?;
     let write_basket = usize::try_from(write_basket).map_err(|_| Error::malformed("TBranch", c.at(), "negative basket index"))?;
     if write_basket > max_baskets {
@@ -281,9 +285,86 @@ fn parse_branch(
         }
         baskets.push(BasketLoc { seek: seek as u64, bytes: bytes as u32, first_entry: first as u64, end_entry: end as u64 });
     }
-    let mut b = Branch { name, kind: BranchKind::Basic, leaves, entries, entry_offset_len, baskets, zip_bytes, tot_bytes };
+    if let Some(e) = embedded.as_mut() {
+        // The in-memory basket holds the entries after the last written one.
+        let first = if write_basket < max_baskets {
+            i64::from_be_bytes(entry_raw[write_basket * 8..write_basket * 8 + 8].try_into().unwrap_or_default())
+        } else {
+            -1
+        };
+        let first = u64::try_from(first).map_err(|_| Error::malformed("TBranch", c.at(), "embedded basket without first entry"))?;
+        if first + e.len() as u64 != entries {
+            return Err(Error::malformed(
+                "TBranch",
+                c.at(),
+                format!("embedded basket of '{name}' holds {} entries from {first}, branch has {entries}", e.len()),
+            ));
+        }
+        e.first_entry = first;
+    }
+    let mut b = Branch { name, kind: BranchKind::Basic, leaves, entries, entry_offset_len, baskets, embedded, zip_bytes, tot_bytes };
     b.kind = kind(c)?;
     Ok(b)
+}
+
+/// A `TBasket` streamed inside its branch: `[TKey fields][version][fBufferSize][fNevBufSize][fNevBuf]
+/// [fLast][flag]`, optional entry offsets, then the raw (uncompressed) buffer of `fLast` bytes whose first
+/// `fKeylen` bytes are a copy of the key.
+fn parse_embedded_basket(c: &mut Cursor<'_>) -> Result<Basket> {
+    let at = c.at();
+    let key = Key::parse_fields(c)?;
+    let _version = c.header("TBasket")?;
+    let _buffer_size = c.i32()?;
+    let nev_buf_size = c.i32()?;
+    if nev_buf_size < 0 {
+        let _io_bits = c.u8()?;
+    }
+    let nev_buf = usize::try_from(c.i32()?).map_err(|_| Error::malformed("embedded basket", at, "negative entry count"))?;
+    let last = usize::try_from(c.i32()?).map_err(|_| Error::malformed("embedded basket", at, "negative fLast"))?;
+    let mut flag = c.u8()?;
+    let generated = flag >= 80;
+    if generated {
+        flag -= 80;
+    }
+    let mut offsets: Option<Vec<i64>> = None;
+    if !generated && flag != 0 && flag % 10 != 2 {
+        if nev_buf > 0 {
+            let n = c.count(4, "embedded basket offsets")?;
+            let raw = c.bytes(n * 4)?;
+            offsets = Some(raw.chunks_exact(4).map(|w| i64::from(i32::from_be_bytes([w[0], w[1], w[2], w[3]]) & !(0xFF << 24))).collect());
+        }
+        if flag > 40 {
+            c.skip_array(ArrayKind::I)?; // displacements
+        }
+    }
+    if !(flag == 1 || flag > 10) {
+        return Err(Error::malformed("embedded basket", at, format!("flag {flag}: no buffer stored")));
+    }
+    let buf = c.bytes(last)?;
+    let keylen = usize::from(key.keylen);
+    let data = buf.get(keylen..).ok_or_else(|| Error::malformed("embedded basket", at, "buffer shorter than its key"))?;
+    let border = data.len();
+    let offsets: Vec<u32> = match offsets {
+        Some(offs) => {
+            let mut v = Vec::with_capacity(nev_buf + 1);
+            for o in offs.iter().take(nev_buf) {
+                let o = u32::try_from(o - keylen as i64).ok().filter(|o| (*o as usize) <= border).ok_or_else(|| {
+                    Error::malformed("embedded basket", at, format!("entry offset {o} outside {border} bytes"))
+                })?;
+                v.push(o);
+            }
+            v.push(border as u32);
+            v
+        }
+        None => {
+            let size = if nev_buf == 0 { 0 } else { border / nev_buf };
+            if size * nev_buf != border {
+                return Err(Error::malformed("embedded basket", at, format!("{border} bytes are not {nev_buf} equal entries")));
+            }
+            (0..=nev_buf).map(|i| (i * size) as u32).collect()
+        }
+    };
+    Ok(Basket { data: Bytes::copy_from_slice(data), offsets, keylen: key.keylen, first_entry: 0, seek: at })
 }
 
 fn parse_leaf(class: &str, c: &mut Cursor<'_>) -> Result<Leaf> {
@@ -407,6 +488,11 @@ pub fn decode_basket(raw: &[u8], loc: &BasketLoc, fixed_entry_size: Option<usize
 
 /// Reads basket `index` of `branch` from `file`.
 pub fn read_basket(file: &RootFile, branch: &Branch, index: usize) -> Result<Basket> {
+    if index == branch.baskets.len() {
+        if let Some(e) = &branch.embedded {
+            return Ok(e.clone());
+        }
+    }
     let loc = branch
         .baskets
         .get(index)
@@ -425,10 +511,19 @@ impl Branch {
         usize::try_from(total).ok().filter(|s| *s > 0)
     }
 
-    /// Index of the basket holding `entry`.
+    /// Index of the basket holding `entry` (`baskets.len()` for the embedded basket).
     pub fn basket_of(&self, entry: u64) -> Option<usize> {
         let i = self.baskets.partition_point(|b| b.end_entry <= entry);
-        (i < self.baskets.len() && self.baskets[i].first_entry <= entry).then_some(i)
+        if i < self.baskets.len() && self.baskets[i].first_entry <= entry {
+            return Some(i);
+        }
+        let e = self.embedded.as_ref()?;
+        (e.first_entry <= entry && entry < e.first_entry + e.len() as u64).then_some(self.baskets.len())
+    }
+
+    /// Number of baskets including the embedded one.
+    pub fn basket_count(&self) -> usize {
+        self.baskets.len() + usize::from(self.embedded.is_some())
     }
 
     /// Reads all entries of a fixed-size numeric branch as `u64`/`i64` bit patterns widened to i128.
@@ -438,7 +533,7 @@ impl Branch {
             Error::malformed("leaf", 0, format!("'{}' has element size {}", leaf.name, leaf.len_type))
         })?;
         let mut out = Vec::with_capacity(self.entries.min(1 << 24) as usize);
-        for i in 0..self.baskets.len() {
+        for i in 0..self.basket_count() {
             let b = read_basket(file, self, i)?;
             for e in 0..b.len() {
                 let raw = b.entry(e).unwrap_or_default();
