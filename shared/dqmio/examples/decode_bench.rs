@@ -15,16 +15,7 @@ use std::time::Instant;
 use dials_dqmio::tree::read_basket;
 use dials_dqmio::{DqmioFile, MeKind, MeValue, Selection};
 
-const KINDS: [MeKind; 8] = [
-    MeKind::TH1F,
-    MeKind::TH1S,
-    MeKind::TH1D,
-    MeKind::TH1I,
-    MeKind::TH2F,
-    MeKind::TH2S,
-    MeKind::TH2D,
-    MeKind::TH2I,
-];
+const KINDS: [MeKind; 8] = MeKind::DIALS_HISTOGRAMS;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -58,6 +58,18 @@ impl MeKind {
         MeKind::TProfile2D,
     ];
 
+    /// The kinds DIALS stores per lumisection (TH1F/S/D/I and TH2F/S/D/I).
+    pub const DIALS_HISTOGRAMS: [MeKind; 8] = [
+        MeKind::TH1F,
+        MeKind::TH1S,
+        MeKind::TH1D,
+        MeKind::TH1I,
+        MeKind::TH2F,
+        MeKind::TH2S,
+        MeKind::TH2D,
+        MeKind::TH2I,
+    ];
+
     /// Name as used in `dials dump` (`"TH1F"`, `"Int"`, ...).
     pub fn as_str(self) -> &'static str {
         match self {

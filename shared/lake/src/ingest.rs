@@ -29,7 +29,7 @@ use crate::config::{Workspace, Workspaces};
 use crate::dataset::{self, DatasetInfo};
 use crate::ids;
 use crate::store::Location;
-use crate::tables::{self, HistRow};
+use crate::tables::{self, FileRecord, HistRow};
 
 /// Row group byte budget: a writer flushes when its in-progress row group passes this.
 const ROW_GROUP_BYTES: usize = 64 << 20;
@@ -187,12 +187,22 @@ pub async fn ingest(
     let file_size = source.len();
     let workspaces: Vec<Workspace> = config.for_dataset(&ds.dataset).into_iter().cloned().collect();
     let part = format!("part-{file_id}.parquet");
+    let record = FileRecord {
+        dataset_id,
+        dataset: &ds.dataset,
+        file_id,
+        file_size,
+        logical_file_name: &req.logical_file_name,
+        status: "STARTED",
+        err_trace: None,
+        objects: &[],
+    };
     // What an earlier ingest of this file wrote; carried in the STARTED record so that a failure
     // now can still find (and remove) those rows.
     let previous = previous_objects(lake, &workspaces, &part).await;
     for ws in &workspaces {
         let prev = previous.get(&ws.name).cloned().unwrap_or_default();
-        write_file_record(lake, &ws.name, &ds.dataset, dataset_id, file_id, file_size, &req.logical_file_name, "STARTED", None, &prev).await?;
+        write_file_record(lake, &ws.name, &FileRecord { status: "STARTED", objects: &prev, ..record }).await?;
     }
 
     // Decode on a blocking thread; batches flow to the async writers through a bounded channel, so
@@ -252,7 +262,7 @@ pub async fn ingest(
                 }
             }
         }
-        write_file_record(lake, &ws.name, &ds.dataset, dataset_id, file_id, file_size, &req.logical_file_name, "FINISHED", None, objects).await?;
+        write_file_record(lake, &ws.name, &FileRecord { status: "FINISHED", objects: objects.as_slice(), ..record }).await?;
     }
     let (bytes_read, read_requests) = io_stats.map(|f| f()).unwrap_or((0, 0));
     Ok(IngestReport {
@@ -299,7 +309,17 @@ pub async fn record_failure(
         for o in previous.get(name).into_iter().flatten() {
             let _ = lake.store.delete(&Path::from(o.as_str())).await;
         }
-        write_file_record(lake, name, &dataset, dataset_id, file_id, file_size, &req.logical_file_name, status, Some(message), &[]).await?;
+        let record = FileRecord {
+            dataset_id,
+            dataset: &dataset,
+            file_id,
+            file_size,
+            logical_file_name: &req.logical_file_name,
+            status,
+            err_trace: Some(message),
+            objects: &[],
+        };
+        write_file_record(lake, name, &record).await?;
     }
     Ok(())
 }
@@ -323,10 +343,7 @@ fn decode(
     tx: mpsc::Sender<Routed>,
 ) -> Result<DecodeSummary, IngestError> {
     let dq = DqmioFile::open(source)?;
-    let hist_kinds = vec![
-        MeKind::TH1F, MeKind::TH1S, MeKind::TH1D, MeKind::TH1I,
-        MeKind::TH2F, MeKind::TH2S, MeKind::TH2D, MeKind::TH2I,
-    ];
+    let hist_kinds = MeKind::DIALS_HISTOGRAMS.to_vec();
     // Union of what the workspaces keep: names no workspace wants are never decoded or fetched.
     let sel = Selection { kinds: Some(hist_kinds), skip_per_run: true, ..Default::default() };
     let mut summary = DecodeSummary {
@@ -439,21 +456,9 @@ async fn previous_objects(lake: &Location, workspaces: &[Workspace], part: &str)
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn write_file_record(
-    lake: &Location,
-    workspace: &str,
-    dataset: &str,
-    dataset_id: i64,
-    file_id: i64,
-    file_size: u64,
-    lfn: &str,
-    status: &str,
-    err: Option<&str>,
-    objects: &[String],
-) -> Result<(), IngestError> {
-    let batch = tables::file_batch(dataset_id, dataset, file_id, file_size, lfn, status, err, objects)?;
-    put_batch(lake, &[workspace, "file_index", &format!("part-{file_id}.parquet")], &batch).await?;
+async fn write_file_record(lake: &Location, workspace: &str, r: &FileRecord<'_>) -> Result<(), IngestError> {
+    let part = format!("part-{}.parquet", r.file_id);
+    put_batch(lake, &[workspace, "file_index", &part], &tables::file_batch(r)?).await?;
     Ok(())
 }
 

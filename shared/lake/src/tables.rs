@@ -239,41 +239,50 @@ pub fn file_schema() -> SchemaRef {
     ]))
 }
 
+/// What `file_index` records about one file.
+#[derive(Debug, Clone, Copy)]
+pub struct FileRecord<'a> {
+    /// Dataset id (0 when unknown).
+    pub dataset_id: i64,
+    /// Dataset name (empty when unknown).
+    pub dataset: &'a str,
+    /// File id.
+    pub file_id: i64,
+    /// Size in bytes.
+    pub file_size: u64,
+    /// Logical file name.
+    pub logical_file_name: &'a str,
+    /// Status (`STARTED`, `FINISHED`, or an error status).
+    pub status: &'a str,
+    /// Error text.
+    pub err_trace: Option<&'a str>,
+    /// Lake keys this ingest wrote (or, while `STARTED`, what the previous one wrote).
+    pub objects: &'a [String],
+}
+
 /// The one-row `file_index` batch of a file.
-#[allow(clippy::too_many_arguments)]
-pub fn file_batch(
-    dataset_id: i64,
-    dataset: &str,
-    file_id: i64,
-    file_size: u64,
-    lfn: &str,
-    status: &str,
-    err: Option<&str>,
-    objects: &[String],
-) -> Result<RecordBatch, arrow::error::ArrowError> {
+pub fn file_batch(r: &FileRecord<'_>) -> Result<RecordBatch, arrow::error::ArrowError> {
     let now = now_rfc3339();
     let s = |v: &str| Arc::new(StringBuilder::new().tap_one(v)) as ArrayRef;
     let i = |v: i64| Arc::new(arrow::array::Int64Array::from(vec![v])) as ArrayRef;
     let mut e = StringBuilder::new();
-    e.append_option(err);
+    e.append_option(r.err_trace);
     let mut objs = ListBuilder::new(StringBuilder::new());
-    for o in objects {
+    for o in r.objects {
         objs.values().append_value(o);
     }
     objs.append(true);
-    let schema = file_schema();
-    // The list field of the builder must match the schema's (nullable items named "item").
     RecordBatch::try_new(
-        schema,
+        file_schema(),
         vec![
-            i(dataset_id),
-            s(dataset),
-            i(file_id),
-            i(file_size as i64),
+            i(r.dataset_id),
+            s(r.dataset),
+            i(r.file_id),
+            i(r.file_size as i64),
             s(&now),
             s(&now),
-            s(lfn),
-            s(status),
+            s(r.logical_file_name),
+            s(r.status),
             Arc::new(e.finish()),
             Arc::new(objs.finish()),
         ],
