@@ -64,9 +64,9 @@ def main():
     con = duckdb.connect()
     th1 = f"read_parquet('{lake}/default/th1/**/*.parquet', hive_partitioning = true)"
     li = f"read_parquet('{lake}/default/lumisection_index/*.parquet')"
-    n_hist = con.sql(f"SELECT COUNT(*) FROM {th1}").fetchone()[0] + con.sql(
+    n_hist = con.execute(f"SELECT COUNT(*) FROM {th1}").fetchone()[0] + con.execute(
         f"SELECT COUNT(*) FROM read_parquet('{lake}/default/th2/**/*.parquet', hive_partitioning = true)").fetchone()[0]
-    me = con.sql(f"SELECT me FROM {th1} WHERE me LIKE 'PixelPhase1/%' LIMIT 1").fetchone()[0]
+    me = con.execute(f"SELECT me FROM {th1} WHERE me LIKE 'PixelPhase1/%' LIMIT 1").fetchone()[0]
     run = 380000 + a.runs // 2
     ls = a.lumis // 2
     port = 18000 + os.getpid() % 1000
@@ -108,7 +108,7 @@ def main():
                 if i >= 3:
                     ours.append(dt)
                 t = time.perf_counter()
-                res = con.sql(sql).fetchall()
+                res = con.execute(sql).fetchall()
                 dt = time.perf_counter() - t
                 if i >= 3:
                     duck.append(dt)

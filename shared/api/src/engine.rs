@@ -1,13 +1,17 @@
 //! The query engine: one DataFusion `SessionContext` with every lake table of every workspace
 //! registered once (explicit schemas, so empty tables work), queried with parameterised SQL.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 use datafusion::scalar::ScalarValue;
 use dials_lake::{tables, Location, Workspaces};
@@ -17,11 +21,18 @@ use crate::error::ApiError;
 /// Names of the lake tables and their schemas.
 pub const TABLES: [&str; 6] = ["th1", "th2", "file_index", "dataset_index", "lumisection_index", "me_index"];
 
+/// How long a directory listing (and the set of committed files) is reused before the lake is listed
+/// again: new ingests become visible within this time. `DIALS_LISTING_TTL_MS` overrides it.
+const DEFAULT_LISTING_TTL: Duration = Duration::from_secs(2);
+
 /// Query engine over a lake.
 pub struct Engine {
     ctx: SessionContext,
     /// Workspaces served.
     pub workspaces: Workspaces,
+    ttl: Duration,
+    /// Per workspace: ids of FINISHED files and when they were read.
+    finished: Mutex<HashMap<String, (Instant, Arc<Vec<i64>>)>>,
 }
 
 impl Engine {
@@ -31,7 +42,16 @@ impl Engine {
             .with_target_partitions(2)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
-        let ctx = SessionContext::new_with_config(config);
+        let ttl = std::env::var("DIALS_LISTING_TTL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(DEFAULT_LISTING_TTL, Duration::from_millis);
+        // Listings are cached for `ttl` (DataFusion's default keeps them forever, which would hide new
+        // ingests); Parquet footers/page indexes are cached and revalidated by size and mtime.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_ttl(Some(ttl)))
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         let base = if lake.url.starts_with("s3://") {
             let bucket = lake.url.trim_start_matches("s3://").split('/').next().unwrap_or_default().to_string();
             let url = url::Url::parse(&format!("s3://{bucket}")).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -63,7 +83,31 @@ impl Engine {
                 ctx.register_table(Self::name(&ws.name, table), Arc::new(ListingTable::try_new(cfg)?))?;
             }
         }
-        Ok(Engine { ctx, workspaces })
+        Ok(Engine { ctx, workspaces, ttl, finished: Mutex::new(HashMap::new()) })
+    }
+
+    /// Ids of the files whose ingestion FINISHED in `ws` (cached for the listing TTL).
+    pub async fn finished_files(&self, ws: &str) -> Result<Arc<Vec<i64>>, ApiError> {
+        if let Ok(cache) = self.finished.lock() {
+            if let Some((at, ids)) = cache.get(ws) {
+                if at.elapsed() < self.ttl {
+                    return Ok(ids.clone());
+                }
+            }
+        }
+        let sql = format!("SELECT DISTINCT file_id FROM {} WHERE status = 'FINISHED'", self.table(ws, "file_index"));
+        let mut ids = Vec::new();
+        for b in self.query(&sql, vec![]).await? {
+            if let Some(col) = b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>() {
+                ids.extend(col.iter().flatten());
+            }
+        }
+        ids.sort_unstable();
+        let ids = Arc::new(ids);
+        if let Ok(mut cache) = self.finished.lock() {
+            cache.insert(ws.to_string(), (Instant::now(), ids.clone()));
+        }
+        Ok(ids)
     }
 
     /// Registered name of a workspace's table.

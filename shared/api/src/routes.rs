@@ -235,13 +235,7 @@ fn respond(req: &HeaderMap, r: Result<Response, ApiError>) -> Response {
 }
 
 fn json_response(v: &Value) -> Result<Response, ApiError> {
-    let body = serde_json::to_vec(v).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let etag = format!("W/\"{:016x}\"", xxhash_rust::xxh64::xxh64(&body, 0));
-    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
-    Ok(resp)
+    bytes_response(serde_json::to_vec(v).map_err(|e| ApiError::Internal(e.to_string()))?)
 }
 
 fn parse_query(q: &str) -> Vec<(String, String)> {
@@ -261,20 +255,30 @@ fn workspace(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
-/// Expands `{ws:<table>}` and `{finished}` in a FROM template.
-fn expand(engine: &Engine, ws: &str, template: &str) -> String {
-    let mut s = template.replace("{finished}", &format!("(SELECT file_id FROM {} WHERE status = 'FINISHED')", engine.table(ws, "file_index")));
+/// `(id, id, ...)` of the committed files; ids are our own integers, never user input.
+async fn finished_list(app: &App, ws: &str) -> Result<String, ApiError> {
+    let ids = app.engine.finished_files(ws).await?;
+    if ids.is_empty() {
+        return Ok("(NULL)".to_string());
+    }
+    let parts: Vec<String> = ids.iter().map(i64::to_string).collect();
+    Ok(format!("({})", parts.join(", ")))
+}
+
+/// Expands `{ws:<table>}` and `{finished}` (the committed-file list) in a FROM template.
+fn expand(engine: &Engine, ws: &str, template: &str, finished: &str) -> String {
+    let mut s = template.replace("{finished}", finished);
     for t in crate::engine::TABLES {
         s = s.replace(&format!("{{ws:{t}}}"), &engine.table(ws, t));
     }
     s
 }
 
-fn conditions(app: &App, r: &Resource, ws: &str, query: &[(String, String)]) -> Result<Conditions, ApiError> {
+fn conditions(app: &App, r: &Resource, ws: &str, query: &[(String, String)], finished: &str) -> Result<Conditions, ApiError> {
     let mut conds = Conditions::default();
     params::apply(r.filters, query, &mut conds, &app.engine.table(ws, "file_index"))?;
     if r.committed_only {
-        conds.sql.push(format!("file_id IN {}", expand(&app.engine, ws, "{finished}")));
+        conds.sql.push(format!("file_id IN {finished}"));
     }
     Ok(conds)
 }
@@ -354,8 +358,9 @@ fn next_url(headers: &HeaderMap, uri: &Uri, query: &[(String, String)], token: &
 async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, q: &str) -> Result<Response, ApiError> {
     let ws = workspace(app, headers)?;
     let query = parse_query(q);
-    let mut conds = conditions(app, r, &ws, &query)?;
-    let from = expand(&app.engine, &ws, r.from);
+    let finished = finished_list(app, &ws).await?;
+    let mut conds = conditions(app, r, &ws, &query, &finished)?;
+    let from = expand(&app.engine, &ws, r.from, &finished);
     if let Some(fmt) = bulk_format(headers, &query)? {
         if r.name != "th1" && r.name != "th2" {
             return Err(ApiError::NotAcceptable(format!("format '{fmt}' is offered for th1/th2 only")));
@@ -372,23 +377,72 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
     }
     let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", r.columns, conds.where_clause(), r.pk.join(", "), size + 1);
     let batches = app.engine.query(&sql, conds.values).await?;
-    let mut rows = batches_to_json(&batches)?;
-    let next = if rows.len() > size {
-        rows.truncate(size);
-        let last = rows.last().cloned().unwrap_or(Value::Null);
-        let key: Vec<i64> = r.pk.iter().map(|c| last[*c].as_i64().unwrap_or(0)).collect();
+    // Keep `size` rows; if there was one more, the cursor is the primary key of the last kept row.
+    let mut kept = Vec::with_capacity(batches.len());
+    let mut left = size;
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    for b in &batches {
+        if left == 0 {
+            break;
+        }
+        let take = b.num_rows().min(left);
+        kept.push(b.slice(0, take));
+        left -= take;
+    }
+    let next = if total > size {
+        let last = kept.last().ok_or_else(|| ApiError::Internal("empty page".into()))?;
+        let row = last.num_rows() - 1;
+        let mut key = Vec::with_capacity(r.pk.len());
+        for c in r.pk {
+            let col = last
+                .column_by_name(c)
+                .and_then(|a| a.as_any().downcast_ref::<arrow::array::Int64Array>())
+                .ok_or_else(|| ApiError::Internal(format!("cursor column {c} is not int64")))?;
+            key.push(col.value(row));
+        }
         Value::String(next_url(headers, uri, &query, &encode_cursor(&key)))
     } else {
         Value::Null
     };
-    json_response(&json!({ "next": next, "previous": Value::Null, "results": rows }))
+    // Rows go from Arrow to JSON bytes once, straight into the response body.
+    let mut body = Vec::with_capacity(1024 + kept.iter().map(RecordBatch::get_array_memory_size).sum::<usize>());
+    body.extend_from_slice(b"{\"next\":");
+    serde_json::to_writer(&mut body, &next).map_err(|e| ApiError::Internal(e.to_string()))?;
+    body.extend_from_slice(b",\"previous\":null,\"results\":");
+    write_json_rows(&mut body, &kept)?;
+    body.push(b'}');
+    bytes_response(body)
+}
+
+/// Writes batches as a JSON array of objects (every key present, nulls explicit).
+fn write_json_rows(out: &mut Vec<u8>, batches: &[RecordBatch]) -> Result<(), ApiError> {
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        out.extend_from_slice(b"[]");
+        return Ok(());
+    }
+    let mut w = arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow::json::writer::JsonArray>(out);
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+fn bytes_response(body: Vec<u8>) -> Result<Response, ApiError> {
+    let etag = format!("W/\"{:016x}\"", xxhash_rust::xxh64::xxh64(&body, 0));
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
 }
 
 async fn count_resource(app: &App, r: &Resource, headers: &HeaderMap, q: &str) -> Result<Response, ApiError> {
     let ws = workspace(app, headers)?;
     let query = parse_query(q);
-    let conds = conditions(app, r, &ws, &query)?;
-    let sql = format!("SELECT COUNT(*) AS n FROM {} {}", expand(&app.engine, &ws, r.from), conds.where_clause());
+    let finished = finished_list(app, &ws).await?;
+    let conds = conditions(app, r, &ws, &query, &finished)?;
+    let sql = format!("SELECT COUNT(*) AS n FROM {} {}", expand(&app.engine, &ws, r.from, &finished), conds.where_clause());
     let rows = batches_to_json(&app.engine.query(&sql, conds.values).await?)?;
     json_response(&json!({ "count": rows.first().and_then(|v| v["n"].as_i64()).unwrap_or(0) }))
 }
@@ -401,10 +455,11 @@ async fn one(app: &App, r: &Resource, headers: &HeaderMap, keys: &[(&'static str
         let p = conds.bind(ScalarValue::Int64(Some(n)));
         conds.sql.push(format!("{col} = {p}"));
     }
+    let finished = finished_list(app, &ws).await?;
     if r.committed_only {
-        conds.sql.push(format!("file_id IN {}", expand(&app.engine, &ws, "{finished}")));
+        conds.sql.push(format!("file_id IN {finished}"));
     }
-    let sql = format!("SELECT {} FROM {} {} ORDER BY {} LIMIT 1", r.columns, expand(&app.engine, &ws, r.from), conds.where_clause(), r.pk.join(", "));
+    let sql = format!("SELECT {} FROM {} {} ORDER BY {} LIMIT 1", r.columns, expand(&app.engine, &ws, r.from, &finished), conds.where_clause(), r.pk.join(", "));
     let rows = batches_to_json(&app.engine.query(&sql, conds.values).await?)?;
     match rows.into_iter().next() {
         Some(v) => json_response(&v),
@@ -454,8 +509,9 @@ async fn mes_list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): 
     let r = async {
         let ws = workspace(&app, &headers)?;
         let query = parse_query(q.as_deref().unwrap_or(""));
-        let conds = conditions(&app, &MES, &ws, &query)?;
-        let sql = format!("SELECT {} FROM {} {} ORDER BY me_id", MES.columns, expand(&app.engine, &ws, MES.from), conds.where_clause());
+        let finished = finished_list(&app, &ws).await?;
+        let conds = conditions(&app, &MES, &ws, &query, &finished)?;
+        let sql = format!("SELECT {} FROM {} {} ORDER BY me_id", MES.columns, expand(&app.engine, &ws, MES.from, &finished), conds.where_clause());
         let rows = batches_to_json(&app.engine.query(&sql, conds.values).await?)?;
         json_response(&Value::Array(rows))
     }
@@ -470,7 +526,7 @@ async fn mes_of_run(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, ru
         let d: i64 = d.parse().map_err(|_| bad("dataset_id"))?;
         let run: i64 = run.parse().map_err(|_| bad("run_number"))?;
         let e = &app.engine;
-        let finished = expand(e, &ws, "{finished}");
+        let finished = finished_list(&app, &ws).await?;
         let sql = format!(
             "SELECT me_id, me, CAST(COUNT(*) AS BIGINT) AS \"count\", MAX(dim) AS dim FROM (\
              SELECT me_id, me, 1 AS dim FROM {} WHERE dataset_id = $1 AND run_number = $2 AND file_id IN {finished} \

@@ -179,3 +179,51 @@ async fn bad_input_is_4xx_json_never_5xx() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["results"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagination_is_stable_while_files_are_ingested_and_new_files_appear() {
+    // Listings are cached for DIALS_LISTING_TTL_MS; a short TTL keeps the test quick.
+    std::env::set_var("DIALS_LISTING_TTL_MS", "200");
+    let dir = std::env::temp_dir().join(format!("dials-api-test-{}-concurrent", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    let ws = Workspaces::default();
+    let lfn = |i: usize| format!("/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/c{i}.root");
+    let ingest_one = |i: usize| {
+        let (lake, ws) = (lake.clone(), ws.clone());
+        async move {
+            let req = IngestRequest { logical_file_name: lfn(i), dataset: None };
+            ingest(&lake, &ws, &req, Arc::new(LocalFile::open(fixtures().join("small_zlib.root")).expect("fx")), None).await.expect("ingest");
+        }
+    };
+    ingest_one(0).await;
+    let app = router(Arc::new(App { engine: Engine::new(&lake, ws.clone()).await.expect("engine") }));
+    let mut uri = "/api/v1/th1/?page_size=7".to_string();
+    let mut keys = Vec::new();
+    let mut page = 0;
+    loop {
+        let (s, v) = call(&app, &uri, &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        for r in v["results"].as_array().unwrap() {
+            keys.push((r["run_number"].as_i64().unwrap(), r["ls_number"].as_i64().unwrap(), r["me_id"].as_i64().unwrap(), r["file_id"].as_i64().unwrap()));
+        }
+        page += 1;
+        if page == 2 {
+            ingest_one(1).await; // a second file lands while a client is paging
+        }
+        match v["next"].as_str() {
+            Some(n) => uri = n.trim_start_matches("http://dials.test").to_string(),
+            None => break,
+        }
+    }
+    let mut dedup = keys.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(dedup.len(), keys.len(), "no row twice across pages");
+    assert!(keys.len() >= 40, "every row of the first file");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (_, v) = call(&app, "/api/v1/file-index/count/?status=FINISHED", &[]).await;
+    assert_eq!(v["count"], 2, "a new file is visible after the listing TTL");
+    let (_, v) = call(&app, "/api/v1/th1/?page_size=500", &[]).await;
+    assert_eq!(v["results"].as_array().unwrap().len(), 80);
+}
