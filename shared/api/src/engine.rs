@@ -33,6 +33,10 @@ pub struct Engine {
     ttl: Duration,
     /// Per workspace: ids of FINISHED files and when they were read.
     finished: Mutex<HashMap<String, (Instant, Arc<Vec<i64>>)>>,
+    /// Materialised aggregate views (runs, lumisections) and when they were computed.
+    views: Mutex<HashMap<String, Instant>>,
+    /// Serialises view refreshes so concurrent requests do not recompute the same view.
+    refresh: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -83,7 +87,38 @@ impl Engine {
                 ctx.register_table(Self::name(&ws.name, table), Arc::new(ListingTable::try_new(cfg)?))?;
             }
         }
-        Ok(Engine { ctx, workspaces, ttl, finished: Mutex::new(HashMap::new()) })
+        Ok(Engine {
+            ctx,
+            workspaces,
+            ttl,
+            finished: Mutex::new(HashMap::new()),
+            views: Mutex::new(HashMap::new()),
+            refresh: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// A small aggregate over the index tables (runs, lumisections), materialised in memory and
+    /// recomputed at most once per listing TTL. Returns the quoted table name to query.
+    pub async fn view(&self, ws: &str, name: &str, sql: &str) -> Result<String, ApiError> {
+        let key = format!("{}__view_{name}", ws.replace('-', "_"));
+        let fresh = |views: &HashMap<String, Instant>| views.get(&key).is_some_and(|at| at.elapsed() < self.ttl);
+        if self.views.lock().map(|v| fresh(&v)).unwrap_or(false) {
+            return Ok(format!("\"{key}\""));
+        }
+        let _guard = self.refresh.lock().await;
+        if self.views.lock().map(|v| fresh(&v)).unwrap_or(false) {
+            return Ok(format!("\"{key}\""));
+        }
+        let df = self.ctx.sql(sql).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+        let _ = self.ctx.deregister_table(key.as_str())?;
+        self.ctx.register_table(key.as_str(), Arc::new(table))?;
+        if let Ok(mut v) = self.views.lock() {
+            v.insert(key.clone(), Instant::now());
+        }
+        Ok(format!("\"{key}\""))
     }
 
     /// Ids of the files whose ingestion FINISHED in `ws` (cached for the listing TTL).

@@ -38,6 +38,8 @@ struct Resource {
     filters: &'static [Filter],
     /// Only rows of files whose ingestion finished.
     committed_only: bool,
+    /// `from` is an aggregate materialised in memory per listing TTL (see `Engine::view`).
+    materialise: bool,
 }
 
 const fn f(param: &'static str, column: &'static str, op: Op) -> Filter {
@@ -73,6 +75,7 @@ const TH1: Resource = Resource {
     pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id"],
     filters: HIST_FILTERS,
     committed_only: true,
+    materialise: false,
 };
 
 const TH2: Resource = Resource {
@@ -82,6 +85,7 @@ const TH2: Resource = Resource {
     pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id"],
     filters: HIST_FILTERS,
     committed_only: true,
+    materialise: false,
 };
 
 const RUN: Resource = Resource {
@@ -103,6 +107,7 @@ const RUN: Resource = Resource {
         f("dataset__regex", "dataset", Op::Regex),
     ],
     committed_only: false,
+    materialise: true,
 };
 
 const LUMISECTION: Resource = Resource {
@@ -126,6 +131,7 @@ const LUMISECTION: Resource = Resource {
         f("dataset__regex", "dataset", Op::Regex),
     ],
     committed_only: false,
+    materialise: true,
 };
 
 const FILE_INDEX: Resource = Resource {
@@ -144,6 +150,7 @@ const FILE_INDEX: Resource = Resource {
         f("dataset__regex", "dataset", Op::Regex),
     ],
     committed_only: false,
+    materialise: false,
 };
 
 const DATASET_INDEX: Resource = Resource {
@@ -157,6 +164,7 @@ const DATASET_INDEX: Resource = Resource {
         f("dataset__regex", "dataset", Op::Regex),
     ],
     committed_only: false,
+    materialise: false,
 };
 
 const MES: Resource = Resource {
@@ -172,6 +180,7 @@ const MES: Resource = Resource {
         f("dim", "dim", Op::IntEq),
     ],
     committed_only: false,
+    materialise: false,
 };
 
 /// Builds the router (used by `dials serve` and the Lambda function alike).
@@ -253,6 +262,16 @@ fn workspace(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
             .map(|x| x.name.clone())
             .ok_or_else(|| ApiError::NotFound(format!("Workspace '{w}' not found"))),
     }
+}
+
+/// The FROM clause of a resource: its table or subquery, or the materialised view of it.
+async fn from_clause(app: &App, r: &Resource, ws: &str, finished: &str) -> Result<String, ApiError> {
+    let from = expand(&app.engine, ws, r.from, finished);
+    if !r.materialise {
+        return Ok(from);
+    }
+    let sql = format!("SELECT {} FROM {from}", r.columns);
+    app.engine.view(ws, r.name, &sql).await
 }
 
 /// `(id, id, ...)` of the committed files; ids are our own integers, never user input.
@@ -360,7 +379,7 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
     let query = parse_query(q);
     let finished = finished_list(app, &ws).await?;
     let mut conds = conditions(app, r, &ws, &query, &finished)?;
-    let from = expand(&app.engine, &ws, r.from, &finished);
+    let from = from_clause(app, r, &ws, &finished).await?;
     if let Some(fmt) = bulk_format(headers, &query)? {
         if r.name != "th1" && r.name != "th2" {
             return Err(ApiError::NotAcceptable(format!("format '{fmt}' is offered for th1/th2 only")));
@@ -442,7 +461,7 @@ async fn count_resource(app: &App, r: &Resource, headers: &HeaderMap, q: &str) -
     let query = parse_query(q);
     let finished = finished_list(app, &ws).await?;
     let conds = conditions(app, r, &ws, &query, &finished)?;
-    let sql = format!("SELECT COUNT(*) AS n FROM {} {}", expand(&app.engine, &ws, r.from, &finished), conds.where_clause());
+    let sql = format!("SELECT COUNT(*) AS n FROM {} {}", from_clause(app, r, &ws, &finished).await?, conds.where_clause());
     let rows = batches_to_json(&app.engine.query(&sql, conds.values).await?)?;
     json_response(&json!({ "count": rows.first().and_then(|v| v["n"].as_i64()).unwrap_or(0) }))
 }
@@ -459,7 +478,7 @@ async fn one(app: &App, r: &Resource, headers: &HeaderMap, keys: &[(&'static str
     if r.committed_only {
         conds.sql.push(format!("file_id IN {finished}"));
     }
-    let sql = format!("SELECT {} FROM {} {} ORDER BY {} LIMIT 1", r.columns, expand(&app.engine, &ws, r.from, &finished), conds.where_clause(), r.pk.join(", "));
+    let sql = format!("SELECT {} FROM {} {} ORDER BY {} LIMIT 1", r.columns, from_clause(app, r, &ws, &finished).await?, conds.where_clause(), r.pk.join(", "));
     let rows = batches_to_json(&app.engine.query(&sql, conds.values).await?)?;
     match rows.into_iter().next() {
         Some(v) => json_response(&v),
