@@ -84,16 +84,19 @@ impl Location {
     }
 }
 
-/// A DQMIO object read with ranged GETs, through an aligned block cache so that the reader's many
-/// small reads (key headers, tree records) cost few requests. Memory: at most `max_blocks` blocks.
+/// A DQMIO object read with ranged GETs. Reads of at least `direct` bytes (value baskets) fetch exactly
+/// their range, so a selective read never pays for what it skips; smaller reads (key headers, tree
+/// records, name and flag baskets) go through an aligned block cache, so they cost few requests.
+/// Memory: at most `max_blocks` blocks, evicted oldest first.
 pub struct ObjectSource {
     store: Arc<dyn ObjectStore>,
     path: Path,
     len: u64,
     rt: tokio::runtime::Handle,
     block: u64,
+    direct: u64,
     max_blocks: usize,
-    cache: Mutex<HashMap<u64, Bytes>>,
+    cache: Mutex<(HashMap<u64, Bytes>, std::collections::VecDeque<u64>)>,
     stats: IoStats,
     name: String,
 }
@@ -108,9 +111,10 @@ impl ObjectSource {
             path,
             len: meta.size,
             rt: tokio::runtime::Handle::current(),
-            block: 256 << 10,
-            max_blocks: 16,
-            cache: Mutex::new(HashMap::new()),
+            block: 64 << 10,
+            direct: 24 << 10,
+            max_blocks: 64,
+            cache: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
             stats: IoStats::default(),
             name,
         })
@@ -138,24 +142,32 @@ impl ByteSource for ObjectSource {
     fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, ReadError> {
         let end = offset + len as u64;
         // Large reads (baskets) go straight to the store; small ones through the block cache.
-        if len as u64 >= self.block / 4 {
+        if len as u64 >= self.direct {
             return self.fetch(offset..end);
         }
         let first = offset / self.block;
         let last = (end.saturating_sub(1)) / self.block;
         let mut out = Vec::with_capacity(len);
         for b in first..=last {
-            let cached = self.cache.lock().ok().and_then(|c| c.get(&b).cloned());
+            let cached = self.cache.lock().ok().and_then(|c| c.0.get(&b).cloned());
             let data = match cached {
                 Some(d) => d,
                 None => {
                     let start = b * self.block;
                     let d = self.fetch(start..(start + self.block).min(self.len))?;
                     if let Ok(mut c) = self.cache.lock() {
-                        if c.len() >= self.max_blocks {
-                            c.clear();
+                        let (map, order) = &mut *c;
+                        while map.len() >= self.max_blocks {
+                            match order.pop_front() {
+                                Some(old) => {
+                                    map.remove(&old);
+                                }
+                                None => break,
+                            }
                         }
-                        c.insert(b, d.clone());
+                        if map.insert(b, d.clone()).is_none() {
+                            order.push_back(b);
+                        }
                     }
                     d
                 }
