@@ -163,10 +163,24 @@ pub async fn handle_object(deps: &Deps, obj: &ObjectRef, receive_count: u32) -> 
         crate::ingest::ingest(&deps.lake, &deps.workspaces, &req, src, Some(std::sync::Arc::new(move || (s2.stats().bytes(), s2.stats().requests())))).await
     }
     .await;
+    settle(deps, &req, &url, obj.size.unwrap_or(0), result, receive_count).await
+}
+
+/// Decides what happens after one ingest attempt: success; a permanent failure recorded in the lake
+/// (no retry); a transient failure retried (SQS redelivers); or, at the last delivery, a transient failure
+/// recorded as `FILE_NOT_AVAILABLE` and still failed, so SQS moves the message to the dead-letter queue.
+pub async fn settle(
+    deps: &Deps,
+    req: &IngestRequest,
+    url: &str,
+    size: u64,
+    result: Result<IngestReport, IngestError>,
+    receive_count: u32,
+) -> ObjectOutcome {
     match result {
         Ok(rep) => {
             tracing::info!(object = %url, histograms = rep.histograms, seconds = rep.seconds, bytes_read = rep.bytes_read, read_requests = rep.read_requests, "FINISHED");
-            ObjectOutcome { object: url, status: "FINISHED".into(), error: None, retry: false }
+            ObjectOutcome { object: url.to_string(), status: "FINISHED".into(), error: None, retry: false }
         }
         Err(e) => {
             let transient = e.is_transient();
@@ -177,12 +191,12 @@ pub async fn handle_object(deps: &Deps, obj: &ObjectRef, receive_count: u32) -> 
                 (e.status(), e.to_string())
             };
             if !transient || give_up {
-                if let Err(e2) = crate::ingest::record_failure(&deps.lake, &deps.workspaces, &req, obj.size.unwrap_or(0), status, &msg).await {
+                if let Err(e2) = crate::ingest::record_failure(&deps.lake, &deps.workspaces, req, size, status, &msg).await {
                     tracing::error!(object = %url, error = %e2, "could not record the failure");
                 }
             }
             tracing::warn!(object = %url, status, error = %msg, retry = transient, "ingest failed");
-            ObjectOutcome { object: url, status: status.into(), error: Some(msg), retry: transient }
+            ObjectOutcome { object: url.to_string(), status: status.into(), error: Some(msg), retry: transient }
         }
     }
 }

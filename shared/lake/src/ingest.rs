@@ -78,6 +78,8 @@ impl IngestError {
     pub fn is_transient(&self) -> bool {
         match self {
             IngestError::Store(e) => !matches!(e, object_store::Error::NotFound { .. }),
+            // The async Parquet writer reports the object store's errors as `External`.
+            IngestError::Parquet(parquet::errors::ParquetError::External(_)) => true,
             IngestError::Read(dials_dqmio::Error::Io { .. }) => true,
             IngestError::Task(_) => true,
             _ => false,

@@ -1,0 +1,150 @@
+//! Injected object-store faults: transient write errors are retried (no half-visible rows, status stays
+//! STARTED), the retry succeeds exactly once; at the last delivery the failure is recorded as
+//! FILE_NOT_AVAILABLE and the message still fails, so SQS moves it to the dead-letter queue.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arrow::array::AsArray;
+use async_trait::async_trait;
+use dials_dqmio::LocalFile;
+use dials_lake::events::{settle, Deps};
+use dials_lake::{ingest, IngestRequest, Location, Workspaces};
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// Fails data-object writes (th1/th2) while `failures` > 0 (usize::MAX: always), like a throttled S3.
+#[derive(Debug)]
+struct Faulty {
+    inner: Arc<dyn ObjectStore>,
+    failures: AtomicUsize,
+}
+
+impl fmt::Display for Faulty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Faulty({})", self.inner)
+    }
+}
+
+impl Faulty {
+    fn check(&self, location: &Path) -> object_store::Result<()> {
+        let p = location.as_ref();
+        if !(p.contains("/th1/") || p.contains("/th2/")) {
+            return Ok(());
+        }
+        let n = self.failures.load(Ordering::SeqCst);
+        if n == 0 {
+            return Ok(());
+        }
+        if n != usize::MAX {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+        }
+        Err(object_store::Error::Generic { store: "faulty", source: "injected 503 SlowDown".into() })
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Faulty {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+        self.check(location)?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.check(location)?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/data/small_zlib.root")
+}
+
+fn parquet_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn status(dir: &std::path::Path) -> String {
+    let f = parquet_files(&dir.join("default/file_index"));
+    let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f[0]).unwrap()).unwrap().build().unwrap();
+    let b = r.into_iter().next().unwrap().unwrap();
+    b.column_by_name("status").unwrap().as_string::<i32>().value(0).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_are_retried_then_dead_lettered_with_status() {
+    let dir = std::env::temp_dir().join(format!("dials-faults-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let local = Location::parse(dir.to_str().unwrap(), true).unwrap();
+    let faulty = Arc::new(Faulty { inner: local.store.clone(), failures: AtomicUsize::new(2) });
+    let lake = Location { store: faulty.clone(), path: local.path.clone(), url: local.url.clone() };
+    let deps = Deps { lake: lake.clone(), workspaces: Workspaces::default(), default_dataset: None, max_receives: 3 };
+    let req = IngestRequest {
+        logical_file_name: "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/x.root".into(),
+        dataset: None,
+    };
+    let attempt = |n: u32| {
+        let (deps, req) = (deps.clone(), req.clone());
+        async move {
+            let r = ingest(&deps.lake, &deps.workspaces, &req, Arc::new(LocalFile::open(fixture()).unwrap()), None).await;
+            settle(&deps, &req, "s3://raw/x.root", 1, r, n).await
+        }
+    };
+    // Delivery 1: the injected error hits; retry, no data object visible, file not FINISHED.
+    let o = attempt(1).await;
+    assert!(o.retry, "{o:?}");
+    assert!(parquet_files(&dir.join("default/th1")).is_empty() && parquet_files(&dir.join("default/th2")).is_empty());
+    assert_eq!(status(&dir), "STARTED");
+    // Delivery 2: one more fault left; still retried. Delivery 3: clean, FINISHED, exact rows.
+    assert!(attempt(2).await.retry);
+    let o = attempt(3).await;
+    assert!(!o.retry && o.status == "FINISHED", "{o:?}");
+    assert_eq!(status(&dir), "FINISHED");
+    let rows: usize = parquet_files(&dir.join("default/th1"))
+        .iter()
+        .map(|p| ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(p).unwrap()).unwrap().build().unwrap().map(|b| b.unwrap().num_rows()).sum::<usize>())
+        .sum();
+    assert_eq!(rows, 40, "exactly one copy of the file's TH1 rows");
+    // A store that keeps failing: at the last delivery the status says so and the message fails (→ DLQ).
+    faulty.failures.store(usize::MAX, Ordering::SeqCst);
+    assert!(attempt(1).await.retry);
+    let o = attempt(3).await;
+    assert!(o.retry, "still failed, so SQS dead-letters it");
+    assert_eq!(o.status, "FILE_NOT_AVAILABLE");
+    assert!(o.error.as_deref().unwrap_or_default().contains("dead-letter"));
+    assert_eq!(status(&dir), "FILE_NOT_AVAILABLE");
+    assert!(parquet_files(&dir.join("default/th1")).is_empty(), "no rows of a failed file stay visible");
+}
