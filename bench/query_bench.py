@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--lumis", type=int, default=200)
     ap.add_argument("--requests", type=int, default=30)
+    ap.add_argument("--s3", action="store_true", help="serve the lake from LocalStack (uploaded once) instead of the folder")
     a = ap.parse_args()
     work = "/tmp/dials-bench"
     os.makedirs(work, exist_ok=True)
@@ -70,7 +71,22 @@ def main():
     run = 380000 + a.runs // 2
     ls = a.lumis // 2
     port = 18000 + os.getpid() % 1000
-    srv = subprocess.Popen([DIALS, "serve", "--lake", lake, "--listen", f"127.0.0.1:{port}"], stderr=subprocess.DEVNULL)
+    serve_lake, env = lake, dict(os.environ)
+    if a.s3:
+        env.update(AWS_ENDPOINT_URL="http://127.0.0.1:4566", AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="test",
+                   AWS_SECRET_ACCESS_KEY="test", AWS_ALLOW_HTTP="true")
+        subprocess.run(["bash", f"{REPO}/localstack/start-localstack.sh"], check=True, capture_output=True)
+        py = os.path.expanduser("~/.cache/dials-emulators/moto-venv/bin/python")
+        subprocess.run([py, f"{REPO}/localstack/init.py"], check=True, capture_output=True, env=env)
+        import boto3
+        s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        for root, _, files in os.walk(lake):
+            for f in files:
+                if f.endswith(".parquet"):
+                    full = os.path.join(root, f)
+                    s3.upload_file(full, "dials-lake", "qlake/" + os.path.relpath(full, lake))
+        serve_lake = "s3://dials-lake/qlake"
+    srv = subprocess.Popen([DIALS, "serve", "--lake", serve_lake, "--listen", f"127.0.0.1:{port}"], stderr=subprocess.DEVNULL, env=env)
     base = f"http://127.0.0.1:{port}/api/v1"
     for _ in range(100):
         try:
@@ -117,6 +133,7 @@ def main():
     finally:
         srv.terminate()
     du = subprocess.run(["du", "-sb", lake], capture_output=True, text=True).stdout.split()[0]
+    print(f"ours served from: {serve_lake}; DuckDB reads the local folder")
     print(f"lake: {n_hist:,} histograms, {int(du) / 1e9:.2f} GB, {a.runs} runs x {a.lumis} lumisections; {a.requests} warm requests each")
     print()
     print("| query | rows (ours / DuckDB) | ours p50 ms | ours p95 ms | DuckDB p50 ms | DuckDB p95 ms | p50 ratio ours/DuckDB |")
