@@ -35,27 +35,31 @@ pub async fn load_workspaces(spec: Option<&str>) -> Result<Workspaces, CliError>
     }
 }
 
+/// Every `*.root` file under `dir` (recursively), sorted.
+pub fn root_files(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)?.flatten() {
+            let q = e.path();
+            if q.is_dir() {
+                stack.push(q);
+            } else if q.extension().is_some_and(|x| x == "root") {
+                out.push(q);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 fn expand(inputs: &[String]) -> Result<Vec<String>, CliError> {
     let mut out = Vec::new();
     for i in inputs {
-        if i.starts_with("s3://") {
-            out.push(i.clone());
-            continue;
-        }
         let p = PathBuf::from(i);
-        if p.is_dir() {
-            let mut stack = vec![p];
-            while let Some(d) = stack.pop() {
-                let rd = std::fs::read_dir(&d).map_err(|e| CliError::Usage(format!("{}: {e}", d.display())))?;
-                for e in rd.flatten() {
-                    let q = e.path();
-                    if q.is_dir() {
-                        stack.push(q);
-                    } else if q.extension().is_some_and(|x| x == "root") {
-                        out.push(q.display().to_string());
-                    }
-                }
-            }
+        if !i.starts_with("s3://") && p.is_dir() {
+            let files = root_files(&p).map_err(|e| CliError::Usage(format!("{i}: {e}")))?;
+            out.extend(files.into_iter().map(|f| f.display().to_string()));
         } else {
             out.push(i.clone());
         }

@@ -56,37 +56,25 @@ async fn watch(inbox: &PathBuf, lake: &Location, ws: &Workspaces, dataset: Optio
     let mut seen: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
     let mut done: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
     loop {
-        let mut stack = vec![inbox.clone()];
-        while let Some(d) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else { continue };
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                    continue;
-                }
-                if p.extension().is_none_or(|x| x != "root") {
-                    continue;
-                }
-                let Ok(meta) = e.metadata() else { continue };
-                let sig = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
-                if done.get(&p) == Some(&sig) {
-                    continue;
-                }
-                if seen.insert(p.clone(), sig) != Some(sig) {
-                    continue; // still changing (or new): look again next poll
-                }
-                let input = p.display().to_string();
-                let rel = p.strip_prefix(inbox).map(|r| r.display().to_string()).unwrap_or_else(|_| input.clone());
-                match crate::ingest::ingest_one(lake, ws, &input, &rel, dataset.clone()).await {
-                    Ok(rep) => eprintln!(
-                        "dials: ingested {rel}: {} histograms, runs {:?}, {:.2} s",
-                        rep.histograms, rep.runs, rep.seconds
-                    ),
-                    Err(e) => eprintln!("dials: {} {rel}: {e}", e.status()),
-                }
-                done.insert(p, sig);
+        for p in crate::ingest::root_files(inbox).unwrap_or_default() {
+            let Ok(meta) = std::fs::metadata(&p) else { continue };
+            let sig = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+            if done.get(&p) == Some(&sig) {
+                continue;
             }
+            if seen.insert(p.clone(), sig) != Some(sig) {
+                continue; // still changing (or new): look again next poll
+            }
+            let input = p.display().to_string();
+            let rel = p.strip_prefix(inbox).map(|r| r.display().to_string()).unwrap_or_else(|_| input.clone());
+            match crate::ingest::ingest_one(lake, ws, &input, &rel, dataset.clone()).await {
+                Ok(rep) => eprintln!(
+                    "dials: ingested {rel}: {} histograms, runs {:?}, {:.2} s",
+                    rep.histograms, rep.runs, rep.seconds
+                ),
+                Err(e) => eprintln!("dials: {} {rel}: {e}", e.status()),
+            }
+            done.insert(p, sig);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

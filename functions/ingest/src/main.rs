@@ -25,12 +25,8 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn deps_from_env() -> Result<Deps, Error> {
-    let lake = std::env::var("DIALS_LAKE").map_err(|_| "DIALS_LAKE is not set (s3://bucket/prefix)")?;
-    let lake = dials_lake::Location::parse(&lake, false)?;
-    let workspaces = match std::env::var("DIALS_WORKSPACES") {
-        Ok(spec) => dials_lake::config::load(&spec).await?,
-        Err(_) => dials_lake::Workspaces::default(),
-    };
+    let lake = dials_lake::Location::from_env()?;
+    let workspaces = dials_lake::config::from_env().await?;
     let max_receives = std::env::var("DIALS_MAX_RECEIVES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     Ok(Deps { lake, workspaces, default_dataset: std::env::var("DIALS_DEFAULT_DATASET").ok(), max_receives })
 }

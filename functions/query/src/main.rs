@@ -16,12 +16,8 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let started = std::time::Instant::now();
-    let lake = std::env::var("DIALS_LAKE").map_err(|_| "DIALS_LAKE is not set (s3://bucket/prefix)")?;
-    let lake = dials_lake::Location::parse(&lake, false)?;
-    let workspaces = match std::env::var("DIALS_WORKSPACES") {
-        Ok(spec) => dials_lake::config::load(&spec).await?,
-        Err(_) => dials_lake::Workspaces::default(),
-    };
+    let lake = dials_lake::Location::from_env()?;
+    let workspaces = dials_lake::config::from_env().await?;
     let engine = Engine::new(&lake, workspaces).await?;
     tracing::info!(init_ms = started.elapsed().as_secs_f64() * 1e3, "ready");
     lambda_http::run(router(Arc::new(App { engine }))).await

@@ -115,6 +115,14 @@ pub async fn load(spec: &str) -> Result<Workspaces, ConfigError> {
     Workspaces::from_json(&text)
 }
 
+/// The workspaces named by `DIALS_WORKSPACES` (path or s3:// URL), or the default workspace.
+pub async fn from_env() -> Result<Workspaces, ConfigError> {
+    match std::env::var("DIALS_WORKSPACES") {
+        Ok(spec) => load(&spec).await,
+        Err(_) => Ok(Workspaces::default()),
+    }
+}
+
 /// `*` matches any run of characters; everything else is literal; the whole string must match.
 pub fn glob_match(pattern: &str, s: &str) -> bool {
     let re = format!("^{}$", pattern.split('*').map(regex::escape).collect::<Vec<_>>().join(".*"));

@@ -74,6 +74,13 @@ impl Location {
         Ok(Location { store: Arc::new(store), path: Path::default(), url: abs.display().to_string() })
     }
 
+    /// The lake named by `DIALS_LAKE` (what the functions are configured with).
+    pub fn from_env() -> Result<Location, StoreError> {
+        let url = std::env::var("DIALS_LAKE")
+            .map_err(|_| StoreError::Location(String::new(), "DIALS_LAKE is not set (s3://bucket/prefix)".into()))?;
+        Location::parse(&url, false)
+    }
+
     /// A child path under this location.
     pub fn child(&self, parts: &[&str]) -> Path {
         let mut p = self.path.clone();
