@@ -38,7 +38,10 @@ def timed(cmd, env=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lumis", type=int, nargs="+", default=[50, 200, 800])
+    ap.add_argument("--realistic", type=int, nargs="*", default=[],
+                    help="also files of N lumis x (5,000 TH1F + 200 TH2F): ME folders are long runs of one tree")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-local", action="store_true", help="skip the local-file row")
     a = ap.parse_args()
     work = "/tmp/dials-bench"
     os.makedirs(work, exist_ok=True)
@@ -55,12 +58,15 @@ def main():
     aclic = os.path.join(work, "aclic")
     os.makedirs(aclic, exist_ok=True)
     rows = []
-    for n in a.lumis:
-        path = os.path.join(work, f"ingest-{n}.root")
+    files = [(str(n), f"ingest-{n}.root", ["--lumis", str(n)]) for n in a.lumis]
+    files += [(f"{n} (realistic)", f"ingest-real-{n}.root",
+               ["--lumis", str(n), "--bench-float-only", "--bench-th1", "5000", "--bench-th2", "200"]) for n in a.realistic]
+    for n, name, gen in files:
+        path = os.path.join(work, name)
         if not os.path.exists(path):
-            subprocess.run([sys.executable, f"{REPO}/tests/fixtures/gen_dqmio.py", path, "--bench", "--lumis", str(n)], check=True, capture_output=True)
+            subprocess.run([sys.executable, f"{REPO}/tests/fixtures/gen_dqmio.py", path, "--bench"] + gen, check=True, capture_output=True)
         size = os.path.getsize(path)
-        key = KEY.format(n=n)
+        key = KEY.format(n=name.removesuffix(".root"))
         s3.upload_file(path, "dials-raw", key)
         cxx = ["root", "-l", "-b", "-q", "-e", f'gSystem->SetBuildDir("{aclic}", true)', f'{HERE}/reference/read_dqmio.C+("{path}")']
         subprocess.run(cxx, capture_output=True)
@@ -68,8 +74,9 @@ def main():
             json.loads([l for l in subprocess.run(cxx, capture_output=True, text=True).stdout.splitlines() if l.startswith("{")][0])["hist_per_s"]
             for _ in range(a.repeat))
         res = {}
-        for label, cmd in [
-            ("local file -> lake folder", [DIALS, "ingest", path, "--lake", os.path.join(work, f"lake-{n}"), "--dataset", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"]),
+        cases = [] if a.no_local else [
+            ("local file -> lake folder", [DIALS, "ingest", path, "--lake", os.path.join(work, f"lake-{name}"), "--dataset", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"])]
+        for label, cmd in cases + [
             ("S3 -> S3 (LocalStack)", [DIALS, "ingest", f"s3://dials-raw/{key}", "--lake", "s3://dials-lake/bench"]),
             ("S3 -> S3, workspace keeps 10 %", [DIALS, "ingest", f"s3://dials-raw/{key}", "--lake", "s3://dials-lake/bench10", "--workspaces", ten]),
         ]:

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::file::RootFile;
 use crate::hist::{self, Framing, Histogram, MeKind};
 use crate::source::ByteSource;
+use crate::prefetch::{Feed, Plan};
 use crate::tree::{read_basket, Basket, Branch, BranchKind, Tree};
 
 /// Type numbers of the writer's enum (CMSSW DQMServices/FwkIO format.h), in order. Files written
@@ -209,29 +210,90 @@ impl DqmioFile {
 
     /// Like [`for_each`](Self::for_each), with an extra name predicate checked before any value is
     /// decoded or its basket fetched (e.g. "does any workspace keep this ME?").
+    ///
+    /// Two passes, each over a read plan fetched and decompressed ahead on a second thread (see
+    /// [`crate::prefetch`]): first the `FullName` baskets, to decide which entries are wanted; then
+    /// the name, flag and value baskets of wanted entries only. Baskets holding no wanted entry are
+    /// never fetched.
     pub fn for_each_filtered(
         &self,
         sel: &Selection,
         keep: &dyn Fn(&str) -> bool,
         mut f: impl FnMut(MonitorElement) -> Result<()>,
     ) -> Result<()> {
-        let mut readers: BTreeMap<MeKind, EntryReader<'_>> = BTreeMap::new();
+        // Selected rows, each with the slot of its kind (one reader per kind).
+        let mut kinds: Vec<MeKind> = Vec::new();
+        let mut rows: Vec<(usize, &IndexEntry)> = Vec::new();
         for row in &self.indices {
             let Some(kind) = row.kind else { continue };
             if !sel.wants_kind(kind) || (sel.skip_per_run && row.lumi == 0) {
                 continue;
             }
-            let reader = match readers.entry(kind) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(v) => v.insert(self.reader(kind)?),
-            };
-            for entry in row.first..=row.last {
-                if let Some(me) = reader.read(entry, row, sel, keep)? {
-                    f(me)?;
+            let slot = kinds.iter().position(|k| *k == kind).unwrap_or_else(|| {
+                kinds.push(kind);
+                kinds.len() - 1
+            });
+            rows.push((slot, row));
+        }
+        let trees: Vec<&MeTree> = kinds
+            .iter()
+            .map(|k| self.trees.get(k).ok_or_else(|| Error::NotDqmio(format!("no {} tree", k.tree_name()))))
+            .collect::<Result<_>>()?;
+        let source: &dyn ByteSource = self.file.source().as_ref();
+        std::thread::scope(|scope| -> Result<()> {
+            // Pass 1: names decide which entries are wanted.
+            let mut plan = Plan::default();
+            for (slot, row) in &rows {
+                let b = trees[*slot].branch("FullName")?;
+                let mut e = row.first;
+                while e <= row.last {
+                    let Some(idx) = b.basket_of(e) else { break };
+                    plan.push(*slot, b, idx);
+                    e = basket_end(b, idx).max(e + 1);
                 }
             }
-        }
-        Ok(())
+            let mut wanted: Vec<Vec<u64>> = trees.iter().map(|t| vec![0u64; t.tree.entries.div_ceil(64) as usize]).collect();
+            {
+                let mut feed = Feed::start(scope, &self.file, source, plan);
+                let mut names: Vec<BasketCache<'_>> =
+                    trees.iter().map(|t| Ok(BasketCache::new(t.branch("FullName")?))).collect::<Result<_>>()?;
+                for (slot, row) in &rows {
+                    for entry in row.first..=row.last {
+                        let (b, i) = names[*slot].get(&mut feed, entry)?;
+                        let name = decode_string(entry_bytes(b, i)?, b.seek)?;
+                        if sel.wants_name(&name) && keep(&name) {
+                            if let Some(w) = wanted[*slot].get_mut((entry / 64) as usize) {
+                                *w |= 1 << (entry % 64);
+                            }
+                        }
+                    }
+                }
+            }
+            let is_wanted = |slot: usize, entry: u64| wanted[slot].get((entry / 64) as usize).is_some_and(|w| w & (1 << (entry % 64)) != 0);
+            // Pass 2: the baskets of wanted entries, in the order the readers will ask for them.
+            let mut plan = Plan::default();
+            for (slot, row) in &rows {
+                let t = trees[*slot];
+                let branches = [t.branch("FullName")?, t.branch("Flags")?, t.branch("Value")?];
+                for entry in (row.first..=row.last).filter(|e| is_wanted(*slot, *e)) {
+                    for (j, b) in branches.iter().enumerate() {
+                        if let Some(idx) = b.basket_of(entry) {
+                            plan.push(slot * 3 + j, b, idx);
+                        }
+                    }
+                }
+            }
+            let mut feed = Feed::start(scope, &self.file, source, plan);
+            let mut readers: Vec<EntryReader<'_>> = kinds.iter().map(|k| self.reader(*k)).collect::<Result<_>>()?;
+            for (slot, row) in &rows {
+                for entry in (row.first..=row.last).filter(|e| is_wanted(*slot, *e)) {
+                    if let Some(me) = readers[*slot].read(&mut feed, entry, row, sel, keep)? {
+                        f(me)?;
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Visits the selected elements of one kind only (one tree), in entry order. Lets callers
@@ -248,12 +310,13 @@ impl DqmioFile {
         let mut rows: Vec<&IndexEntry> = self.indices.iter().filter(|r| r.kind == Some(kind)).collect();
         rows.sort_by_key(|r| r.first);
         let mut reader = self.reader(kind)?;
+        let mut feed = Feed::direct(&self.file);
         for row in rows {
             if sel.skip_per_run && row.lumi == 0 {
                 continue;
             }
             for entry in row.first..=row.last {
-                if let Some(me) = reader.read(entry, row, sel, &|_| true)? {
+                if let Some(me) = reader.read(&mut feed, entry, row, sel, &|_| true)? {
                     f(me)?;
                 }
             }
@@ -278,7 +341,6 @@ impl DqmioFile {
     fn reader(&self, kind: MeKind) -> Result<EntryReader<'_>> {
         let t = self.trees.get(&kind).ok_or_else(|| Error::NotDqmio(format!("no {} tree", kind.tree_name())))?;
         Ok(EntryReader {
-            file: &self.file,
             tree: t,
             names: BasketCache::new(t.branch("FullName")?),
             flags: BasketCache::new(t.branch("Flags")?),
@@ -394,12 +456,12 @@ impl<'a> BasketCache<'a> {
     }
 
     /// The basket holding `entry` and the entry's index inside it.
-    fn get(&mut self, file: &RootFile, entry: u64) -> Result<(&Basket, usize)> {
+    fn get(&mut self, feed: &mut Feed<'_>, entry: u64) -> Result<(&Basket, usize)> {
         let idx = self.branch.basket_of(entry).ok_or_else(|| {
             Error::malformed("branch", 0, format!("entry {entry} of '{}' is in no basket", self.branch.name))
         })?;
         if self.current.as_ref().is_none_or(|(i, _)| *i != idx) {
-            self.current = Some((idx, read_basket(file, self.branch, idx)?));
+            self.current = Some((idx, feed.take(self.branch, idx)?));
         }
         let (_, b) = self.current.as_ref().ok_or_else(|| Error::malformed("branch", 0, "basket cache"))?;
         Ok((b, (entry - b.first_entry) as usize))
@@ -408,7 +470,6 @@ impl<'a> BasketCache<'a> {
 
 /// Reads entries of one kind's tree.
 struct EntryReader<'a> {
-    file: &'a RootFile,
     tree: &'a MeTree,
     names: BasketCache<'a>,
     flags: BasketCache<'a>,
@@ -418,21 +479,22 @@ struct EntryReader<'a> {
 impl EntryReader<'_> {
     fn read(
         &mut self,
+        feed: &mut Feed<'_>,
         entry: u64,
         row: &IndexEntry,
         sel: &Selection,
         keep: &dyn Fn(&str) -> bool,
     ) -> Result<Option<MonitorElement>> {
-        let (b, i) = self.names.get(self.file, entry)?;
+        let (b, i) = self.names.get(feed, entry)?;
         let name = decode_string(entry_bytes(b, i)?, b.seek)?;
         if !sel.wants_name(&name) || !keep(&name) {
             return Ok(None);
         }
-        let (b, i) = self.flags.get(self.file, entry)?;
+        let (b, i) = self.flags.get(feed, entry)?;
         let raw = entry_bytes(b, i)?;
         let flags = u32::from_be_bytes(raw.try_into().map_err(|_| Error::malformed("Flags", b.seek, "entry is not 4 bytes"))?);
         let kind = self.tree.kind;
-        let (b, i) = self.values.get(self.file, entry)?;
+        let (b, i) = self.values.get(feed, entry)?;
         let raw = entry_bytes(b, i)?;
         let origin = u64::from(b.keylen) + u64::from(b.offsets[i]);
         let value = match kind {
@@ -457,6 +519,14 @@ fn with_context(e: Error, name: &str, row: &IndexEntry) -> Error {
             detail: format!("{detail} (element '{name}', run {} lumi {})", row.run, row.lumi),
         },
         other => other,
+    }
+}
+
+/// One past the last entry of basket `idx` (the embedded basket is `baskets.len()`).
+fn basket_end(b: &Branch, idx: usize) -> u64 {
+    match b.baskets.get(idx) {
+        Some(loc) => loc.end_entry,
+        None => b.embedded.as_ref().map_or(0, |e| e.first_entry + e.len() as u64),
     }
 }
 

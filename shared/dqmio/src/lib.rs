@@ -16,6 +16,7 @@ pub mod dump;
 pub mod error;
 pub mod file;
 pub mod hist;
+pub mod prefetch;
 pub mod source;
 pub mod tree;
 

@@ -32,7 +32,11 @@ use crate::store::Location;
 use crate::tables::{self, FileRecord, HistRow};
 
 /// Row group byte budget: a writer flushes when its in-progress row group passes this.
-const ROW_GROUP_BYTES: usize = 64 << 20;
+const ROW_GROUP_BYTES: usize = 16 << 20;
+/// Upload buffer per data object: one multipart part (S3's minimum part is 5 MiB).
+const UPLOAD_PART_BYTES: usize = 6 << 20;
+/// Parts of one object uploading at once.
+const UPLOAD_CONCURRENCY: usize = 2;
 
 /// Errors of ingestion.
 #[derive(Debug, thiserror::Error)]
@@ -218,13 +222,25 @@ pub async fn ingest(
     let mut reports: Vec<WorkspaceReport> =
         workspaces.iter().map(|w| WorkspaceReport { workspace: w.name.clone(), ..Default::default() }).collect();
     let write_result: Result<(), IngestError> = async {
+        let mut last_run = None;
         while let Some(r) = rx.recv().await {
+            // A new run: the previous runs' open row groups are complete, so hand them to the upload
+            // instead of holding them to the end (memory stays flat for files with many runs).
+            if last_run.is_some_and(|l| l != r.run) {
+                for ((_, _, run), w) in writers.iter_mut() {
+                    if *run != r.run && w.in_progress_rows() > 0 {
+                        w.flush().await?;
+                    }
+                }
+            }
+            last_run = Some(r.run);
             let key = (r.workspace, r.dim, r.run);
             if !writers.contains_key(&key) {
                 let table = if r.dim == 1 { "th1" } else { "th2" };
                 let path = lake.child(&[&workspaces[r.workspace].name, table, &format!("run_number={}", r.run), &part]);
                 reports[r.workspace].objects.push(path.to_string());
-                let w = BufWriter::new(lake.store.clone(), path);
+                let w = BufWriter::with_capacity(lake.store.clone(), path, UPLOAD_PART_BYTES)
+                    .with_max_concurrency(UPLOAD_CONCURRENCY);
                 writers.insert(key, AsyncArrowWriter::try_new(w, r.batch.schema(), Some(writer_props()))?);
             }
             let w = writers.get_mut(&key).ok_or_else(|| IngestError::Task("writer vanished".into()))?;

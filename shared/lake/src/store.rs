@@ -11,6 +11,7 @@ use dials_dqmio::{ByteSource, Error as ReadError};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt};
 
 /// Errors locating or opening a store.
@@ -106,6 +107,8 @@ pub struct ObjectSource {
     cache: Mutex<(HashMap<u64, Bytes>, std::collections::VecDeque<u64>)>,
     stats: IoStats,
     name: String,
+    merge_gap: u64,
+    concurrency: usize,
 }
 
 impl ObjectSource {
@@ -124,6 +127,8 @@ impl ObjectSource {
             cache: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
             stats: IoStats::default(),
             name,
+            merge_gap: env_u64("DIALS_READ_MERGE_GAP").unwrap_or(MERGE_GAP),
+            concurrency: env_u64("DIALS_READ_CONCURRENCY").map_or(READ_CONCURRENCY, |c| c.clamp(1, 64) as usize),
         })
     }
 
@@ -190,7 +195,91 @@ impl ByteSource for ObjectSource {
         Ok(Bytes::from(out))
     }
 
+    /// Fetches the ranges concurrently ([`READ_CONCURRENCY`] requests in flight), merging ranges
+    /// closer than [`MERGE_GAP`] into one request so neighbouring baskets cost one round trip while
+    /// skipped value baskets are not fetched.
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, ReadError> {
+        let merged = merge_ranges(ranges, self.merge_gap, MERGE_MAX);
+        for m in &merged {
+            self.stats.record(m.end - m.start);
+        }
+        let fetches = merged.iter().cloned().map(|r| {
+            let store = self.store.clone();
+            let path = self.path.clone();
+            async move {
+                let off = r.start;
+                let len = r.end - r.start;
+                store
+                    .get_range(&path, r)
+                    .await
+                    .map_err(|e| ReadError::Io { offset: off, len, source: std::io::Error::other(e) })
+            }
+        });
+        let fetched: Vec<Bytes> =
+            self.rt.block_on(futures::stream::iter(fetches).buffered(self.concurrency).try_collect())?;
+        ranges
+            .iter()
+            .map(|r| {
+                if r.end <= r.start {
+                    return Ok(Bytes::new());
+                }
+                let k = merged.partition_point(|m| m.start <= r.start).saturating_sub(1);
+                let (Some(m), Some(data)) = (merged.get(k), fetched.get(k)) else {
+                    return Err(ReadError::Truncated { what: "object", at: r.start, needed: r.end - r.start, available: 0 });
+                };
+                let (lo, hi) = ((r.start - m.start) as usize, (r.end - m.start) as usize);
+                if r.start < m.start || hi > data.len() {
+                    return Err(ReadError::Truncated { what: "object", at: r.start, needed: r.end - r.start, available: 0 });
+                }
+                Ok(data.slice(lo..hi))
+            })
+            .collect()
+    }
+
     fn name(&self) -> String {
         self.name.clone()
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+/// Requests in flight for one `read_ranges` call (`DIALS_READ_CONCURRENCY`).
+pub const READ_CONCURRENCY: usize = 8;
+/// Ranges closer than this are fetched as one request (name and flag baskets sit between value
+/// baskets; a skipped value basket is larger than this). `DIALS_READ_MERGE_GAP` overrides it.
+pub const MERGE_GAP: u64 = 16 << 10;
+/// Largest merged request.
+pub const MERGE_MAX: u64 = 8 << 20;
+
+/// Sorted, merged cover of `ranges`: ranges closer than `gap` become one, up to `max` bytes each.
+pub fn merge_ranges(ranges: &[Range<u64>], gap: u64, max: u64) -> Vec<Range<u64>> {
+    let mut sorted: Vec<Range<u64>> = ranges.iter().filter(|r| r.end > r.start).cloned().collect();
+    sorted.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        match out.last_mut() {
+            Some(m) if r.start <= m.end.saturating_add(gap) && r.end.max(m.end) - m.start <= max => m.end = m.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_ranges;
+
+    #[test]
+    fn merges_close_ranges_only() {
+        let m = merge_ranges(&[100..200, 0..50, 60..90, 10_000..10_100, 40..70], 20, 1 << 20);
+        assert_eq!(m, vec![0..200, 10_000..10_100]);
+        let m = merge_ranges(&[0..50, 100..200], 10, 1 << 20);
+        assert_eq!(m, vec![0..50, 100..200]);
+        // A cap splits long runs.
+        let m = merge_ranges(&[0..100, 100..200, 200..300], 0, 150);
+        assert_eq!(m, vec![0..100, 100..200, 200..300]);
+        assert!(merge_ranges(&[], 10, 10).is_empty());
     }
 }
