@@ -59,7 +59,12 @@ impl Engine {
         let base = if lake.url.starts_with("s3://") {
             let bucket = lake.url.trim_start_matches("s3://").split('/').next().unwrap_or_default().to_string();
             let url = url::Url::parse(&format!("s3://{bucket}")).map_err(|e| ApiError::Internal(e.to_string()))?;
-            ctx.register_object_store(&url, lake.store.clone());
+            // Warm functions keep the Parquet bytes they read (validated by the listings).
+            let store: Arc<dyn object_store::ObjectStore> = match crate::cache::CachedStore::budget_from_env() {
+                0 => lake.store.clone(),
+                budget => Arc::new(crate::cache::CachedStore::new(lake.store.clone(), budget)),
+            };
+            ctx.register_object_store(&url, store);
             lake.url.trim_end_matches('/').to_string()
         } else {
             format!("file://{}", lake.url.trim_end_matches('/'))

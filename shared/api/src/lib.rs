@@ -3,6 +3,7 @@
 //! SQL parameter (`params.rs`); the engine registers the lake tables once (`engine.rs`).
 
 pub mod bulk;
+pub mod cache;
 pub mod engine;
 pub mod error;
 pub mod openapi;
