@@ -411,13 +411,20 @@ fn decode(
         let dim = me.kind.dim();
         summary.histograms += 1;
         let me_id = ids::me_id(&me.name);
-        for (wi, ws) in workspaces.iter().enumerate() {
-            if !ws.wants_me(&me.name) {
-                continue;
-            }
+        let wanting: Vec<usize> = workspaces.iter().enumerate().filter(|(_, w)| w.wants_me(&me.name)).map(|(i, _)| i).collect();
+        let mut hist = Some(hist);
+        for (n, wi) in wanting.iter().copied().enumerate() {
             let c = summary.lumis[wi].entry((me.run, me.lumi)).or_default();
             if dim == 1 { c.0 += 1 } else { c.1 += 1 }
-            summary.mes[wi].entry(me.name.clone()).or_insert((dim, me.kind, 0)).2 += 1;
+            match summary.mes[wi].get_mut(&me.name) {
+                Some(m) => m.2 += 1,
+                None => {
+                    summary.mes[wi].insert(me.name.clone(), (dim, me.kind, 1));
+                }
+            }
+            // The last workspace takes the histogram; earlier ones get copies.
+            let h = if n + 1 == wanting.len() { hist.take() } else { hist.clone() };
+            let Some(h) = h else { continue };
             pending.entry((wi, dim)).or_default().push(HistRow {
                 dataset_id,
                 file_id,
@@ -425,7 +432,7 @@ fn decode(
                 me_id,
                 me: me.name.clone(),
                 flags: me.flags,
-                hist: hist.clone(),
+                hist: h,
             });
         }
         Ok(())

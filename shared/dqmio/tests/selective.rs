@@ -1,0 +1,114 @@
+//! Selective reads: the name filter runs before any flag or value basket is fetched, and planned
+//! baskets arrive through `read_ranges` (concurrent on object stores) with the same values as a
+//! plain read.
+
+mod common;
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use dials_dqmio::{ByteSource, DqmioFile, LocalFile, MeKind, Selection};
+
+/// Records every byte range read and how many `read_ranges` calls were made.
+struct Recording {
+    inner: LocalFile,
+    reads: Mutex<Vec<Range<u64>>>,
+    batches: Mutex<usize>,
+}
+
+impl ByteSource for Recording {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, offset: u64, len: usize) -> dials_dqmio::Result<Bytes> {
+        self.reads.lock().unwrap().push(offset..offset + len as u64);
+        self.inner.read_at(offset, len)
+    }
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> dials_dqmio::Result<Vec<Bytes>> {
+        *self.batches.lock().unwrap() += 1;
+        ranges.iter().map(|r| self.read_at(r.start, (r.end - r.start) as usize)).collect()
+    }
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+}
+
+fn open(name: &str) -> (Arc<Recording>, DqmioFile) {
+    let src = Arc::new(Recording {
+        inner: LocalFile::open(common::fixtures().join(name)).expect("fixture"),
+        reads: Mutex::default(),
+        batches: Mutex::default(),
+    });
+    let file = DqmioFile::open(src.clone()).expect("open");
+    src.reads.lock().unwrap().clear();
+    (src, file)
+}
+
+/// Byte ranges of the `Value` and `Flags` baskets of every tree, with the tree's kind.
+fn value_baskets(file: &DqmioFile) -> Vec<(MeKind, Range<u64>)> {
+    let mut out = Vec::new();
+    for (kind, t) in file.trees() {
+        for b in ["Value", "Flags"] {
+            for loc in &t.tree.branch(b).expect("branch").baskets {
+                out.push((*kind, loc.seek..loc.seek + u64::from(loc.bytes)));
+            }
+        }
+    }
+    out
+}
+
+fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+#[test]
+fn nothing_wanted_fetches_no_value_or_flag_basket() {
+    let (src, file) = open("small_zlib.root");
+    let baskets = value_baskets(&file);
+    assert!(!baskets.is_empty());
+    let mut seen = 0;
+    file.for_each_filtered(&Selection::default(), &|_| false, |_| {
+        seen += 1;
+        Ok(())
+    })
+    .expect("read");
+    assert_eq!(seen, 0);
+    let reads = src.reads.lock().unwrap();
+    assert!(!reads.is_empty(), "names are read");
+    for r in reads.iter() {
+        for (kind, b) in &baskets {
+            assert!(!overlaps(r, b), "read {r:?} touches a {kind:?} value/flag basket {b:?}");
+        }
+    }
+}
+
+#[test]
+fn only_the_wanted_kinds_baskets_are_fetched_and_values_match_a_full_read() {
+    let (src, file) = open("small_zstd.root");
+    let want = |n: &str| n.starts_with("PixelPhase1/");
+    let mut all = Vec::new();
+    let (_, full) = open("small_zstd.root");
+    full.for_each(&Selection::default(), |me| {
+        if want(&me.name) {
+            all.push(me);
+        }
+        Ok(())
+    })
+    .expect("full read");
+    assert!(!all.is_empty());
+    let mut got = Vec::new();
+    file.for_each_filtered(&Selection::default(), &want, |me| {
+        got.push(me);
+        Ok(())
+    })
+    .expect("filtered read");
+    assert_eq!(got, all, "same elements, same order, same values");
+    assert!(*src.batches.lock().unwrap() >= 2, "names and values come through planned read_ranges batches");
+    // Kinds without any wanted element: none of their value or flag baskets is fetched.
+    let wanted_kinds: Vec<MeKind> = got.iter().map(|m| m.kind).collect();
+    let reads = src.reads.lock().unwrap();
+    for (kind, b) in value_baskets(&file).iter().filter(|(k, _)| !wanted_kinds.contains(k)) {
+        assert!(!reads.iter().any(|r| overlaps(r, b)), "{kind:?} basket {b:?} was fetched");
+    }
+}
