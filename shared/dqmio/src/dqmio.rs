@@ -131,6 +131,11 @@ pub struct Selection {
     pub kinds: Option<Vec<MeKind>>,
     /// Skip per-run elements (lumi 0).
     pub skip_per_run: bool,
+    /// Visit tree by tree (all selected rows of one kind, then the next kind) instead of in
+    /// `Indices` order. Memory then holds the baskets of one kind at a time, which matters for
+    /// large files: ROOT grows basket buffers up to ~25 MB per branch once a tree passes its
+    /// auto-flush size, and in `Indices` order every kind keeps its current basket alive.
+    pub tree_order: bool,
 }
 
 impl Selection {
@@ -235,6 +240,9 @@ impl DqmioFile {
             });
             rows.push((slot, row));
         }
+        if sel.tree_order {
+            rows.sort_by_key(|(slot, row)| (kinds[*slot], row.first));
+        }
         let trees: Vec<&MeTree> = kinds
             .iter()
             .map(|k| self.trees.get(k).ok_or_else(|| Error::NotDqmio(format!("no {} tree", k.tree_name()))))
@@ -257,7 +265,12 @@ impl DqmioFile {
                 let mut feed = Feed::start(scope, &self.file, source, plan);
                 let mut names: Vec<BasketCache<'_>> =
                     trees.iter().map(|t| Ok(BasketCache::new(t.branch("FullName")?))).collect::<Result<_>>()?;
+                let mut prev = usize::MAX;
                 for (slot, row) in &rows {
+                    if sel.tree_order && prev != *slot && prev != usize::MAX {
+                        names[prev].current = None;
+                    }
+                    prev = *slot;
                     for entry in row.first..=row.last {
                         let (b, i) = names[*slot].get(&mut feed, entry)?;
                         let name = decode_string(entry_bytes(b, i)?, b.seek)?;
@@ -285,7 +298,13 @@ impl DqmioFile {
             }
             let mut feed = Feed::start(scope, &self.file, source, plan);
             let mut readers: Vec<EntryReader<'_>> = kinds.iter().map(|k| self.reader(*k)).collect::<Result<_>>()?;
+            let mut prev = usize::MAX;
             for (slot, row) in &rows {
+                if sel.tree_order && prev != *slot && prev != usize::MAX {
+                    // That kind is done: free its baskets before the next kind's arrive.
+                    readers[prev] = self.reader(kinds[prev])?;
+                }
+                prev = *slot;
                 for entry in (row.first..=row.last).filter(|e| is_wanted(*slot, *e)) {
                     if let Some(me) = readers[*slot].read(&mut feed, entry, row, sel, keep)? {
                         f(me)?;

@@ -112,3 +112,31 @@ fn only_the_wanted_kinds_baskets_are_fetched_and_values_match_a_full_read() {
         assert!(!reads.iter().any(|r| overlaps(r, b)), "{kind:?} basket {b:?} was fetched");
     }
 }
+
+#[test]
+fn tree_order_visits_the_same_elements_kind_by_kind() {
+    let (_, file) = open("small_lz4.root");
+    let mut indexed = Vec::new();
+    file.for_each(&Selection::default(), |me| {
+        indexed.push(me);
+        Ok(())
+    })
+    .expect("index order");
+    let mut by_tree = Vec::new();
+    file.for_each(&Selection { tree_order: true, ..Default::default() }, |me| {
+        by_tree.push(me);
+        Ok(())
+    })
+    .expect("tree order");
+    assert_eq!(by_tree.len(), indexed.len());
+    // Kind by kind, each kind in entry (= Indices) order.
+    let kinds: Vec<MeKind> = by_tree.iter().map(|m| m.kind).collect();
+    let mut sorted = kinds.clone();
+    sorted.sort();
+    assert_eq!(kinds, sorted, "one kind after the other");
+    for kind in MeKind::ALL {
+        let a: Vec<_> = indexed.iter().filter(|m| m.kind == kind).collect();
+        let b: Vec<_> = by_tree.iter().filter(|m| m.kind == kind).collect();
+        assert_eq!(a, b, "{kind:?}");
+    }
+}

@@ -363,7 +363,9 @@ fn decode(
     let dq = DqmioFile::open(source)?;
     let hist_kinds = MeKind::DIALS_HISTOGRAMS.to_vec();
     // Union of what the workspaces keep: names no workspace wants are never decoded or fetched.
-    let sel = Selection { kinds: Some(hist_kinds), skip_per_run: true, ..Default::default() };
+    // Tree by tree: one kind's baskets in memory at a time (bounded RSS for large files); each
+    // lumisection's rows then reach the writers kind by kind, still sorted by ME within a kind.
+    let sel = Selection { kinds: Some(hist_kinds), skip_per_run: true, tree_order: true, ..Default::default() };
     let mut summary = DecodeSummary {
         runs: BTreeSet::new(),
         lumi_count: 0,
