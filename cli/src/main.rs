@@ -123,8 +123,20 @@ enum Command {
 
 /// Exit code for unreadable input or a failed operation.
 const EXIT_BAD_INPUT: u8 = 2;
+/// glibc raises its mmap threshold after the first large free; multi-MB baskets then come from heap
+/// arenas that fragment, and RSS grew with the file (1 GB file: 262 MB, pinned: 170 MB). Pinning the
+/// threshold keeps large buffers mmapped, so freeing them returns the memory.
+fn pin_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; it takes the allocator's own lock.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 
 fn main() -> ExitCode {
+    pin_mmap_threshold();
     // A bug must still end as a clear message and exit code 2, never as 101 or a signal.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("dials: internal error: {info}");
