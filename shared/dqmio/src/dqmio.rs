@@ -131,12 +131,28 @@ pub struct Selection {
     pub kinds: Option<Vec<MeKind>>,
     /// Skip per-run elements (lumi 0).
     pub skip_per_run: bool,
-    /// Visit tree by tree (all selected rows of one kind, then the next kind) instead of in
-    /// `Indices` order. Memory then holds the baskets of one kind at a time, which matters for
-    /// large files: ROOT grows basket buffers up to ~25 MB per branch once a tree passes its
-    /// auto-flush size, and in `Indices` order every kind keeps its current basket alive.
-    pub tree_order: bool,
+    /// Visiting order (see [`Order`]).
+    pub order: Order,
 }
+
+/// The order in which elements are visited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// `Indices` order: run, lumisection, kind as written.
+    #[default]
+    Index,
+    /// Tree by tree: all selected rows of one kind, then the next kind. Memory then holds the
+    /// baskets of one kind at a time, which matters for large files: ROOT grows basket buffers up to
+    /// ~25 MB per branch once a tree passes its auto-flush size, and in `Indices` order every kind
+    /// keeps its current basket alive.
+    Tree,
+    /// `Tree` when the kinds' largest baskets together would exceed [`AUTO_TREE_ORDER_BYTES`]
+    /// decompressed, else `Index` (whose reads are close together in the file: fewer, larger requests).
+    Auto,
+}
+
+/// Above this estimate of live decompressed baskets, [`Order::Auto`] reads tree by tree.
+pub const AUTO_TREE_ORDER_BYTES: u64 = 64 << 20;
 
 impl Selection {
     /// True if an element with this name passes the name filters.
@@ -210,11 +226,11 @@ impl DqmioFile {
 
     /// Visits every selected element, in `Indices` order (run, lumisection, kind as written).
     pub fn for_each(&self, sel: &Selection, f: impl FnMut(MonitorElement) -> Result<()>) -> Result<()> {
-        self.for_each_filtered(sel, &|_| true, f)
+        self.for_each_filtered(sel, None, f)
     }
 
     /// Like [`for_each`](Self::for_each), with an extra name predicate checked before any value is
-    /// decoded or its basket fetched (e.g. "does any workspace keep this ME?").
+    /// decoded or its basket fetched (e.g. "does any workspace keep this ME?"). `None` keeps all.
     ///
     /// Two passes, each over a read plan fetched and decompressed ahead on a second thread (see
     /// [`crate::prefetch`]): first the `FullName` baskets, to decide which entries are wanted; then
@@ -223,9 +239,11 @@ impl DqmioFile {
     pub fn for_each_filtered(
         &self,
         sel: &Selection,
-        keep: &dyn Fn(&str) -> bool,
+        keep: Option<&dyn Fn(&str) -> bool>,
         mut f: impl FnMut(MonitorElement) -> Result<()>,
     ) -> Result<()> {
+        let filtering = keep.is_some() || sel.name.is_some() || !sel.prefixes.is_empty();
+        let keep: &dyn Fn(&str) -> bool = keep.unwrap_or(&|_| true);
         // Selected rows, each with the slot of its kind (one reader per kind).
         let mut kinds: Vec<MeKind> = Vec::new();
         let mut rows: Vec<(usize, &IndexEntry)> = Vec::new();
@@ -240,7 +258,12 @@ impl DqmioFile {
             });
             rows.push((slot, row));
         }
-        if sel.tree_order {
+        let tree_order = match sel.order {
+            Order::Index => false,
+            Order::Tree => true,
+            Order::Auto => self.live_basket_bytes(&kinds) > AUTO_TREE_ORDER_BYTES,
+        };
+        if tree_order {
             rows.sort_by_key(|(slot, row)| (kinds[*slot], row.first));
         }
         let trees: Vec<&MeTree> = kinds
@@ -249,9 +272,13 @@ impl DqmioFile {
             .collect::<Result<_>>()?;
         let source: &dyn ByteSource = self.file.source().as_ref();
         std::thread::scope(|scope| -> Result<()> {
-            // Pass 1: names decide which entries are wanted.
+            // Pass 1: names decide which entries are wanted (skipped when nothing filters names).
+            let mut wanted: Vec<Vec<u64>> = trees
+                .iter()
+                .map(|t| vec![if filtering { 0 } else { u64::MAX }; t.tree.entries.div_ceil(64) as usize])
+                .collect();
             let mut plan = Plan::default();
-            for (slot, row) in &rows {
+            for (slot, row) in rows.iter().filter(|_| filtering) {
                 let b = trees[*slot].branch("FullName")?;
                 let mut e = row.first;
                 while e <= row.last {
@@ -260,14 +287,13 @@ impl DqmioFile {
                     e = basket_end(b, idx).max(e + 1);
                 }
             }
-            let mut wanted: Vec<Vec<u64>> = trees.iter().map(|t| vec![0u64; t.tree.entries.div_ceil(64) as usize]).collect();
-            {
+            if filtering {
                 let mut feed = Feed::start(scope, &self.file, source, plan);
                 let mut names: Vec<BasketCache<'_>> =
                     trees.iter().map(|t| Ok(BasketCache::new(t.branch("FullName")?))).collect::<Result<_>>()?;
                 let mut prev = usize::MAX;
                 for (slot, row) in &rows {
-                    if sel.tree_order && prev != *slot && prev != usize::MAX {
+                    if tree_order && prev != *slot && prev != usize::MAX {
                         names[prev].current = None;
                     }
                     prev = *slot;
@@ -300,7 +326,7 @@ impl DqmioFile {
             let mut readers: Vec<EntryReader<'_>> = kinds.iter().map(|k| self.reader(*k)).collect::<Result<_>>()?;
             let mut prev = usize::MAX;
             for (slot, row) in &rows {
-                if sel.tree_order && prev != *slot && prev != usize::MAX {
+                if tree_order && prev != *slot && prev != usize::MAX {
                     // That kind is done: free its baskets before the next kind's arrive.
                     readers[prev] = self.reader(kinds[prev])?;
                 }
@@ -355,6 +381,20 @@ impl DqmioFile {
             }
         }
         Ok(out)
+    }
+
+    /// Estimated decompressed bytes held when every kind in `kinds` keeps its largest `Value`
+    /// basket in memory (largest on-disk basket × the branch's compression ratio).
+    pub fn live_basket_bytes(&self, kinds: &[MeKind]) -> u64 {
+        kinds
+            .iter()
+            .filter_map(|k| self.trees.get(k)?.tree.branch("Value"))
+            .map(|b| {
+                let largest = b.baskets.iter().map(|l| u64::from(l.bytes)).max().unwrap_or(0) as f64;
+                let ratio = if b.zip_bytes > 0 { (b.tot_bytes as f64 / b.zip_bytes as f64).clamp(1.0, 100.0) } else { 1.0 };
+                (largest * ratio) as u64
+            })
+            .sum()
     }
 
     fn reader(&self, kind: MeKind) -> Result<EntryReader<'_>> {

@@ -20,7 +20,7 @@ pub mod prefetch;
 pub mod source;
 pub mod tree;
 
-pub use dqmio::{DqmioFile, IndexEntry, MeValue, MonitorElement, Selection};
+pub use dqmio::{DqmioFile, IndexEntry, MeValue, MonitorElement, Order, Selection};
 pub use error::{Error, Result};
 pub use hist::{Axis, Histogram, MeKind};
 pub use source::{ByteSource, LocalFile, MemSource};

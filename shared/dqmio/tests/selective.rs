@@ -68,7 +68,7 @@ fn nothing_wanted_fetches_no_value_or_flag_basket() {
     let baskets = value_baskets(&file);
     assert!(!baskets.is_empty());
     let mut seen = 0;
-    file.for_each_filtered(&Selection::default(), &|_| false, |_| {
+    file.for_each_filtered(&Selection::default(), Some(&|_| false), |_| {
         seen += 1;
         Ok(())
     })
@@ -98,7 +98,7 @@ fn only_the_wanted_kinds_baskets_are_fetched_and_values_match_a_full_read() {
     .expect("full read");
     assert!(!all.is_empty());
     let mut got = Vec::new();
-    file.for_each_filtered(&Selection::default(), &want, |me| {
+    file.for_each_filtered(&Selection::default(), Some(&want), |me| {
         got.push(me);
         Ok(())
     })
@@ -123,7 +123,7 @@ fn tree_order_visits_the_same_elements_kind_by_kind() {
     })
     .expect("index order");
     let mut by_tree = Vec::new();
-    file.for_each(&Selection { tree_order: true, ..Default::default() }, |me| {
+    file.for_each(&Selection { order: dials_dqmio::Order::Tree, ..Default::default() }, |me| {
         by_tree.push(me);
         Ok(())
     })
@@ -139,4 +139,22 @@ fn tree_order_visits_the_same_elements_kind_by_kind() {
         let b: Vec<_> = by_tree.iter().filter(|m| m.kind == kind).collect();
         assert_eq!(a, b, "{kind:?}");
     }
+}
+
+#[test]
+fn auto_order_reads_small_files_in_index_order() {
+    let (_, file) = open("small_zlib.root");
+    let kinds: Vec<MeKind> = file.trees().keys().copied().collect();
+    let live = file.live_basket_bytes(&kinds);
+    assert!(live > 0 && live < dials_dqmio::dqmio::AUTO_TREE_ORDER_BYTES, "{live}");
+    let collect = |order| {
+        let mut v = Vec::new();
+        file.for_each(&Selection { order, ..Default::default() }, |me| {
+            v.push(me);
+            Ok(())
+        })
+        .expect("read");
+        v
+    };
+    assert_eq!(collect(dials_dqmio::Order::Auto), collect(dials_dqmio::Order::Index));
 }

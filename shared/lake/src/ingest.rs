@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef, Int64Array, ListArray, RecordBatch, StringArray};
 use arrow::datatypes::SchemaRef;
-use dials_dqmio::{ByteSource, DqmioFile, MeKind, MeValue, Selection};
+use dials_dqmio::{ByteSource, DqmioFile, MeKind, MeValue, Order, Selection};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -363,9 +363,9 @@ fn decode(
     let dq = DqmioFile::open(source)?;
     let hist_kinds = MeKind::DIALS_HISTOGRAMS.to_vec();
     // Union of what the workspaces keep: names no workspace wants are never decoded or fetched.
-    // Tree by tree: one kind's baskets in memory at a time (bounded RSS for large files); each
-    // lumisection's rows then reach the writers kind by kind, still sorted by ME within a kind.
-    let sel = Selection { kinds: Some(hist_kinds), skip_per_run: true, tree_order: true, ..Default::default() };
+    // Large files (multi-MB baskets) are read tree by tree, one kind's baskets in memory at a time;
+    // small ones in Indices order, whose reads sit close together (fewer, larger requests).
+    let sel = Selection { kinds: Some(hist_kinds), skip_per_run: true, order: Order::Auto, ..Default::default() };
     let mut summary = DecodeSummary {
         runs: BTreeSet::new(),
         lumi_count: 0,
@@ -398,8 +398,11 @@ fn decode(
         Ok(())
     };
     let wants_any = |name: &str| workspaces.iter().any(|w| w.wants_me(name));
+    // No name filter at all (e.g. only the default workspace): skip the names-only pass.
+    let keeps_all = workspaces.iter().any(|w| w.me_prefixes.is_empty() && w.me_names.is_empty());
+    let keep: Option<&dyn Fn(&str) -> bool> = if keeps_all { None } else { Some(&wants_any) };
     let mut err = None;
-    let res = dq.for_each_filtered(&sel, &wants_any, |me| {
+    let res = dq.for_each_filtered(&sel, keep, |me| {
         if current != Some((me.run, me.lumi)) {
             if let Some((run, _)) = current {
                 if let Err(e) = flush(&mut pending, run) {
