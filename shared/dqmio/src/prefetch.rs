@@ -12,8 +12,10 @@
 //! plain read.
 
 use std::ops::Range;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
+
+use bytes::Bytes;
 
 use crate::error::Result;
 use crate::file::RootFile;
@@ -114,7 +116,14 @@ impl<'a> Feed<'a> {
         let (tx, rx) = channel();
         let shared = Shared::default();
         let producer_shared = shared.clone();
-        scope.spawn(move || produce(source, &plan.items, &tx, &producer_shared));
+        // Two stages: the fetcher runs one chunk ahead of the decompressor, so network time and
+        // decompression overlap (memory: one more raw chunk).
+        let plan: Arc<[Planned]> = plan.items.into();
+        let fetch_plan = plan.clone();
+        let (raw_tx, raw_rx) = sync_channel::<RawChunk>(1);
+        scope.spawn(move || fetch(source, &fetch_plan, &raw_tx));
+        let len = source.len();
+        scope.spawn(move || produce(len, &plan, raw_rx, &tx, &producer_shared));
         Feed { file, rx: Some(rx), next: None, shared }
     }
 
@@ -163,7 +172,11 @@ fn size_of(b: &Basket) -> u64 {
     (b.data.len() + 4 * b.offsets.len()) as u64
 }
 
-fn produce(source: &dyn ByteSource, plan: &[Planned], tx: &Sender<(u64, Option<Basket>)>, shared: &Shared) {
+/// One fetched chunk: positions in the plan and the raw bytes (None when the fetch failed).
+type RawChunk = (Range<usize>, Option<Vec<Bytes>>);
+
+/// Fetches chunk after chunk, one ahead of the decompressor.
+fn fetch(source: &dyn ByteSource, plan: &[Planned], tx: &SyncSender<RawChunk>) {
     let len = source.len();
     let mut i = 0;
     while i < plan.len() {
@@ -174,14 +187,26 @@ fn produce(source: &dyn ByteSource, plan: &[Planned], tx: &Sender<(u64, Option<B
             j += 1;
         }
         let chunk = &plan[i..j];
-        i = j;
-        let in_bounds = |p: &Planned| p.loc.seek.checked_add(u64::from(p.loc.bytes)).is_some_and(|e| e <= len);
         let ranges: Vec<Range<u64>> =
-            chunk.iter().filter(|p| in_bounds(p)).map(|p| p.loc.seek..p.loc.seek + u64::from(p.loc.bytes)).collect();
-        let fetched = source.read_ranges(&ranges).ok();
+            chunk.iter().filter(|p| in_bounds(p, len)).map(|p| p.loc.seek..p.loc.seek + u64::from(p.loc.bytes)).collect();
+        let positions = i..j;
+        i = j;
+        if tx.send((positions, source.read_ranges(&ranges).ok())).is_err() {
+            return;
+        }
+    }
+}
+
+fn in_bounds(p: &Planned, len: u64) -> bool {
+    p.loc.seek.checked_add(u64::from(p.loc.bytes)).is_some_and(|e| e <= len)
+}
+
+/// Decompresses fetched chunks and hands the baskets over within the budget.
+fn produce(len: u64, plan: &[Planned], rx: Receiver<RawChunk>, tx: &Sender<(u64, Option<Basket>)>, shared: &Shared) {
+    for (positions, fetched) in rx {
         let mut raw = fetched.into_iter().flatten();
-        for p in chunk {
-            let basket = if in_bounds(p) { raw.next().and_then(|r| decode_basket(&r, &p.loc, p.fixed).ok()) } else { None };
+        for p in plan.get(positions).unwrap_or_default() {
+            let basket = if in_bounds(p, len) { raw.next().and_then(|r| decode_basket(&r, &p.loc, p.fixed).ok()) } else { None };
             // Wait until the reader has taken enough of what was handed over.
             let size = basket.as_ref().map_or(0, size_of);
             let (lock, cv) = &**shared;
