@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Packages both functions for Lambda with cargo-lambda, the tool `sam build` runs for
+# BuildMethod rust-cargolambda: target/lambda/<binary>/bootstrap.zip, checked to hold an ELF
+# `bootstrap` for the requested architecture.
+#
+#   bash infra/package.sh                      # release profile, x86_64
+#   DIALS_CARGO_PROFILE=ci bash infra/package.sh
+#   DIALS_LAMBDA_ARCH=arm64 bash infra/package.sh   # needs Rust's aarch64-unknown-linux-gnu std
+#
+# The template deploys arm64. Rust's aarch64 std cannot be installed on these machines (one
+# toolchain, no rustup downloads), so CI packages x86_64 with the same tool and flags.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+profile="${DIALS_CARGO_PROFILE:-release}"
+arch="${DIALS_LAMBDA_ARCH:-x86_64}"
+case "$arch" in
+  x86_64) flag=--x86-64; machine=62 ;;
+  arm64) flag=--arm64; machine=183 ;;
+  *) echo "DIALS_LAMBDA_ARCH must be x86_64 or arm64"; exit 2 ;;
+esac
+cargo lambda build --profile "$profile" "$flag" --compiler cargo --output-format zip \
+  -p dials-ingest-function -p dials-query-function
+for bin in dials-ingest dials-query; do
+  python3 - "target/lambda/$bin/bootstrap.zip" "$machine" <<'PY'
+import struct, sys, zipfile
+path, machine = sys.argv[1], int(sys.argv[2])
+with zipfile.ZipFile(path) as z:
+    info = z.getinfo("bootstrap")
+    head = z.open("bootstrap").read(20)
+assert head[:4] == b"\x7fELF", f"{path}: bootstrap is not an ELF file"
+got = struct.unpack_from("<H", head, 18)[0]
+assert got == machine, f"{path}: ELF machine {got}, expected {machine}"
+assert info.external_attr >> 16 & 0o111, f"{path}: bootstrap is not executable"
+print(f"{path}: bootstrap {info.file_size / 1e6:.1f} MB, zip {info.compress_size / 1e6:.1f} MB, ELF machine {got}")
+PY
+done
