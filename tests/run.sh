@@ -4,8 +4,9 @@
 #   bash tests/run.sh            # all stages
 #   FUZZ_SECONDS=0 bash tests/run.sh   # skip the bounded fuzz run
 #
-# Stages: prerequisites (PyROOT for the fixture generator, cargo-fuzz) → big fixtures generated with
-# real ROOT → one cargo build of every test binary (profile `ci`) → cargo test → bounded fuzz run.
+# Stages: prerequisites (PyROOT for the fixture generator, emulators, cargo-fuzz) → big fixtures
+# generated with real ROOT → one cargo build of every test binary (profile `ci`) → cargo test →
+# Python suites → template lint → cargo-lambda packages → bounded fuzz run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 start=$(date +%s)
@@ -51,6 +52,9 @@ if [[ $pystatus -ne 0 || $cargostatus -ne 0 ]] && [[ $failed -eq 0 ]]; then fail
 
 stage "sam-template.yaml: cfn-lint + sam validate --lint (infra/validate.sh)"
 if bash infra/validate.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
+stage "Lambda packages: cargo-lambda build of both functions (infra/package.sh, x86_64, profile ci)"
+if DIALS_CARGO_PROFILE=ci bash infra/package.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
 if [[ "${FUZZ_SECONDS:-90}" != 0 ]]; then
   stage "fuzz dqmio_open for ${FUZZ_SECONDS:-90}s from the committed seed corpus"
