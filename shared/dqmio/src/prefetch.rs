@@ -139,11 +139,10 @@ impl<'a> Feed<'a> {
             }
         }
         if self.next.as_ref().is_some_and(|(seek, _)| *seek == loc.seek) {
-            if let Some((_, basket)) = self.next.take() {
-                if let Some(b) = basket {
-                    self.release(size_of(&b));
-                    return Ok(b);
-                }
+            // A basket the producer could not fetch or decode (None) is read directly below.
+            if let Some((_, Some(b))) = self.next.take() {
+                self.release(size_of(&b));
+                return Ok(b);
             }
         }
         read_basket(self.file, branch, idx)
