@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use dials_dqmio::{ByteSource, LocalFile};
@@ -91,14 +91,55 @@ pub async fn open_input(
     Ok((src, Arc::new(move || (s2.stats().bytes(), s2.stats().requests()))))
 }
 
+/// Inputs being ingested, for the terminal progress line: name, size, (bytes, requests) read so far.
+#[derive(Clone, Default)]
+pub struct InFlight(Arc<Mutex<Vec<(String, u64, Stats)>>>);
+
+type Stats = Arc<dyn Fn() -> (u64, u64) + Send + Sync>;
+
+impl InFlight {
+    fn add(&self, name: &str, size: u64, stats: Stats) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push((name.to_string(), size, stats));
+        }
+    }
+
+    fn remove(&self, name: &str) {
+        if let Ok(mut v) = self.0.lock() {
+            v.retain(|(n, _, _)| n != name);
+        }
+    }
+
+    /// One line: every file in flight with the share of its bytes read so far and the read rate.
+    fn line(&self, since: Instant) -> Option<String> {
+        let v = self.0.lock().ok()?;
+        if v.is_empty() {
+            return None;
+        }
+        let secs = since.elapsed().as_secs_f64().max(1e-3);
+        let parts: Vec<String> = v
+            .iter()
+            .map(|(name, size, stats)| {
+                let (read, _) = stats();
+                let short = name.rsplit('/').next().unwrap_or(name);
+                format!("{short} {:.0} % of {:.0} MB", 100.0 * read as f64 / (*size).max(1) as f64, *size as f64 / 1e6)
+            })
+            .collect();
+        let read: u64 = v.iter().map(|(_, _, s)| s().0).sum();
+        Some(format!("  reading: {} ({:.1} MB/s)", parts.join(", "), read as f64 / 1e6 / secs))
+    }
+}
+
 /// Ingests one input, recording a failure in the lake when it fails. Returns the report or the error.
-/// `name` is the file's name for identity (its key, or its path relative to an inbox).
+/// `name` is the file's name for identity (its key, or its path relative to an inbox); `progress`
+/// (terminal runs) sees the bytes read while the file is decoded.
 pub async fn ingest_one(
     lake: &Location,
     ws: &Workspaces,
     input: &str,
     name: &str,
     dataset: Option<String>,
+    progress: Option<&InFlight>,
 ) -> Result<IngestReport, IngestError> {
     let lfn = dials_lake::ingest::logical_file_name(name);
     // An explicit dataset applies only to files whose names do not carry one.
@@ -106,7 +147,16 @@ pub async fn ingest_one(
     let req = IngestRequest { logical_file_name: lfn, dataset };
     let opened = open_input(input).await;
     let result = match opened {
-        Ok((src, stats)) => dials_lake::ingest(lake, ws, &req, src, Some(stats)).await,
+        Ok((src, stats)) => {
+            if let Some(p) = progress {
+                p.add(input, src.len(), stats.clone());
+            }
+            let r = dials_lake::ingest(lake, ws, &req, src, Some(stats)).await;
+            if let Some(p) = progress {
+                p.remove(input);
+            }
+            r
+        }
         Err(e) => Err(e),
     };
     if let Err(e) = &result {
@@ -132,14 +182,28 @@ pub fn run(args: Args) -> Result<(), CliError> {
         }
         let tty = std::io::stderr().is_terminal();
         let t0 = Instant::now();
+        // On a terminal: a progress line (share of each file read, MB/s), redrawn twice a second.
+        let in_flight = InFlight::default();
+        let ticker = tty.then(|| {
+            let f = in_flight.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    if let Some(line) = f.line(t0) {
+                        eprint!("\r\x1b[K{line}");
+                    }
+                }
+            })
+        });
         let total = inputs.len();
         let mut failed = 0usize;
         let (mut hists, mut bytes) = (0u64, 0u64);
         let mut stream = futures::stream::iter(inputs.into_iter().map(|input| {
             let (lake, ws, dataset) = (lake.clone(), ws.clone(), args.dataset.clone());
+            let progress = tty.then(|| in_flight.clone());
             async move {
                 let name = input.strip_prefix("s3://").map_or(input.as_str(), |r| r.split_once('/').map_or(r, |x| x.1)).to_string();
-                let r = ingest_one(&lake, &ws, &input, &name, dataset).await;
+                let r = ingest_one(&lake, &ws, &input, &name, dataset, progress.as_ref()).await;
                 (input, r)
             }
         }))
@@ -147,6 +211,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
         let mut done = 0usize;
         while let Some((input, r)) = stream.next().await {
             done += 1;
+            if tty {
+                eprint!("\r\x1b[K");
+            }
             match r {
                 Ok(rep) => {
                     hists += rep.histograms;
@@ -177,6 +244,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     }
                 }
             }
+        }
+        if let Some(t) = ticker {
+            t.abort();
+            eprint!("\r\x1b[K");
         }
         let secs = t0.elapsed().as_secs_f64();
         eprintln!(

@@ -67,7 +67,7 @@ async fn watch(inbox: &PathBuf, lake: &Location, ws: &Workspaces, dataset: Optio
             }
             let input = p.display().to_string();
             let rel = p.strip_prefix(inbox).map(|r| r.display().to_string()).unwrap_or_else(|_| input.clone());
-            match crate::ingest::ingest_one(lake, ws, &input, &rel, dataset.clone()).await {
+            match crate::ingest::ingest_one(lake, ws, &input, &rel, dataset.clone(), None).await {
                 Ok(rep) => eprintln!(
                     "dials: ingested {rel}: {} histograms, runs {:?}, {:.2} s",
                     rep.histograms, rep.runs, rep.seconds
