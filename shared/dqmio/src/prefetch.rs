@@ -24,7 +24,7 @@ use crate::tree::{decode_basket, read_basket, Basket, BasketLoc, Branch};
 
 /// Compressed bytes fetched per chunk (one `read_ranges` call). A chunk spans many lumisections of
 /// every selected tree, so when most of a file is wanted its ranges merge into a few large requests.
-pub const CHUNK_BYTES: u64 = 4 << 20;
+pub const CHUNK_BYTES: u64 = 16 << 20;
 /// Baskets per chunk at most.
 pub const CHUNK_BASKETS: usize = 512;
 /// Decompressed baskets handed over and not yet taken, in bytes (the producer waits above this).
