@@ -360,8 +360,9 @@ fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, ApiError> {
     serde_json::from_slice(&buf).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// The absolute URL of this request with `next_token` replaced (behind API Gateway: forwarded headers).
-fn next_url(headers: &HeaderMap, uri: &Uri, query: &[(String, String)], token: &str) -> String {
+/// The absolute URL of this request with `next_token` replaced, or removed for the first page
+/// (behind API Gateway: forwarded headers).
+fn page_url(headers: &HeaderMap, uri: &Uri, query: &[(String, String)], token: Option<&str>) -> String {
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim().to_string());
     let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
     let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "localhost".into());
@@ -370,7 +371,9 @@ fn next_url(headers: &HeaderMap, uri: &Uri, query: &[(String, String)], token: &
     for (k, v) in query.iter().filter(|(k, _)| k != "next_token") {
         ser.append_pair(k, v);
     }
-    ser.append_pair("next_token", token);
+    if let Some(token) = token {
+        ser.append_pair("next_token", token);
+    }
     format!("{proto}://{host}{prefix}{}?{}", uri.path(), ser.finish())
 }
 
@@ -389,10 +392,12 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
         return crate::bulk::encode(fmt, &batches);
     }
     let size = page_size(&query)?;
+    let mut cursor = None;
     if let Some((_, token)) = query.iter().find(|(k, _)| k == "next_token") {
         let cur = decode_cursor(token, r.pk.len())?;
         let c = after(r.pk, &cur, &mut conds);
         conds.sql.push(c);
+        cursor = Some(cur);
     }
     let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", r.columns, conds.where_clause(), r.pk.join(", "), size + 1);
     let batches = app.engine.query(&sql, conds.values).await?;
@@ -419,15 +424,45 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
                 .ok_or_else(|| ApiError::Internal(format!("cursor column {c} is not int64")))?;
             key.push(col.value(row));
         }
-        Value::String(next_url(headers, uri, &query, &encode_cursor(&key)))
+        Value::String(page_url(headers, uri, &query, Some(&encode_cursor(&key))))
     } else {
         Value::Null
+    };
+    // The page before this one: the `size` rows up to the cursor, found walking back over keys only.
+    let previous = match cursor {
+        None => Value::Null,
+        Some(cur) => {
+            let mut back = conditions(app, r, &ws, &query, &finished)?;
+            let c = after(r.pk, &cur, &mut back);
+            back.sql.push(format!("NOT {c}"));
+            let desc: Vec<String> = r.pk.iter().map(|c| format!("{c} DESC")).collect();
+            let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", r.pk.join(", "), back.where_clause(), desc.join(", "), size + 1);
+            let keys = app.engine.query(&sql, back.values).await?;
+            let mut rows = keys.iter().flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)));
+            match rows.nth(size) {
+                // More rows before that page: it starts after this key.
+                Some((b, i)) => {
+                    let mut key = Vec::with_capacity(r.pk.len());
+                    for c in r.pk {
+                        let col = b
+                            .column_by_name(c)
+                            .and_then(|a| a.as_any().downcast_ref::<arrow::array::Int64Array>())
+                            .ok_or_else(|| ApiError::Internal(format!("cursor column {c} is not int64")))?;
+                        key.push(col.value(i));
+                    }
+                    Value::String(page_url(headers, uri, &query, Some(&encode_cursor(&key))))
+                }
+                None => Value::String(page_url(headers, uri, &query, None)),
+            }
+        }
     };
     // Rows go from Arrow to JSON bytes once, straight into the response body.
     let mut body = Vec::with_capacity(1024 + kept.iter().map(RecordBatch::get_array_memory_size).sum::<usize>());
     body.extend_from_slice(b"{\"next\":");
     serde_json::to_writer(&mut body, &next).map_err(|e| ApiError::Internal(e.to_string()))?;
-    body.extend_from_slice(b",\"previous\":null,\"results\":");
+    body.extend_from_slice(b",\"previous\":");
+    serde_json::to_writer(&mut body, &previous).map_err(|e| ApiError::Internal(e.to_string()))?;
+    body.extend_from_slice(b",\"results\":");
     write_json_rows(&mut body, &kept)?;
     body.push(b'}');
     bytes_response(body)

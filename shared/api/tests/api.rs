@@ -60,10 +60,23 @@ async fn endpoints_filters_and_pagination() {
     let mut uri = format!("/api/v1/th1/?dataset={}&page_size=7", enc(ZB));
     let mut rows = Vec::new();
     let mut pages = 0;
+    let mut page_results: Vec<Value> = Vec::new();
     loop {
         let (s, v) = call(&app, &uri, &[]).await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        assert!(v.get("previous").is_some());
+        // `previous` leads back to exactly the page before (null on the first page).
+        match (pages, v["previous"].as_str()) {
+            (0, p) => assert!(p.is_none(), "first page has no previous: {p:?}"),
+            (_, None) => panic!("page {pages} has no previous link"),
+            (_, Some(prev)) => {
+                assert!(prev.starts_with("http://dials.test/api/v1/th1/?"), "{prev}");
+                let (s, back) = call(&app, prev.trim_start_matches("http://dials.test"), &[]).await;
+                assert_eq!(s, StatusCode::OK);
+                assert_eq!(back["results"], page_results[pages - 1], "previous of page {pages}");
+                assert_eq!(back["next"].as_str().map(|n| n.trim_start_matches("http://dials.test").to_string()), Some(uri.clone()));
+            }
+        }
+        page_results.push(v["results"].clone());
         rows.extend(v["results"].as_array().expect("results").clone());
         pages += 1;
         match v["next"].as_str() {
