@@ -345,6 +345,19 @@ fn after(pk: &[&str], values: &[i64], conds: &mut Conditions) -> String {
     format!("({})", ors.join(" OR "))
 }
 
+/// The primary key of row `row` of `batch` (the cursor of that row).
+fn row_key(pk: &[&str], batch: &RecordBatch, row: usize) -> Result<Vec<i64>, ApiError> {
+    pk.iter()
+        .map(|c| {
+            batch
+                .column_by_name(c)
+                .and_then(|a| a.as_any().downcast_ref::<arrow::array::Int64Array>())
+                .map(|col| col.value(row))
+                .ok_or_else(|| ApiError::Internal(format!("cursor column {c} is not int64")))
+        })
+        .collect()
+}
+
 fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, ApiError> {
     let mut buf = Vec::new();
     {
@@ -415,15 +428,7 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
     }
     let next = if total > size {
         let last = kept.last().ok_or_else(|| ApiError::Internal("empty page".into()))?;
-        let row = last.num_rows() - 1;
-        let mut key = Vec::with_capacity(r.pk.len());
-        for c in r.pk {
-            let col = last
-                .column_by_name(c)
-                .and_then(|a| a.as_any().downcast_ref::<arrow::array::Int64Array>())
-                .ok_or_else(|| ApiError::Internal(format!("cursor column {c} is not int64")))?;
-            key.push(col.value(row));
-        }
+        let key = row_key(r.pk, last, last.num_rows() - 1)?;
         Value::String(page_url(headers, uri, &query, Some(&encode_cursor(&key))))
     } else {
         Value::Null
@@ -441,17 +446,7 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
             let mut rows = keys.iter().flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)));
             match rows.nth(size) {
                 // More rows before that page: it starts after this key.
-                Some((b, i)) => {
-                    let mut key = Vec::with_capacity(r.pk.len());
-                    for c in r.pk {
-                        let col = b
-                            .column_by_name(c)
-                            .and_then(|a| a.as_any().downcast_ref::<arrow::array::Int64Array>())
-                            .ok_or_else(|| ApiError::Internal(format!("cursor column {c} is not int64")))?;
-                        key.push(col.value(i));
-                    }
-                    Value::String(page_url(headers, uri, &query, Some(&encode_cursor(&key))))
-                }
+                Some((b, i)) => Value::String(page_url(headers, uri, &query, Some(&encode_cursor(&row_key(r.pk, b, i)?)))),
                 None => Value::String(page_url(headers, uri, &query, None)),
             }
         }
