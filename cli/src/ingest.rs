@@ -117,16 +117,17 @@ impl InFlight {
             return None;
         }
         let secs = since.elapsed().as_secs_f64().max(1e-3);
+        let mut total = 0u64;
         let parts: Vec<String> = v
             .iter()
             .map(|(name, size, stats)| {
                 let (read, _) = stats();
+                total += read;
                 let short = name.rsplit('/').next().unwrap_or(name);
                 format!("{short} {:.0} % of {:.0} MB", 100.0 * read as f64 / (*size).max(1) as f64, *size as f64 / 1e6)
             })
             .collect();
-        let read: u64 = v.iter().map(|(_, _, s)| s().0).sum();
-        Some(format!("  reading: {} ({:.1} MB/s)", parts.join(", "), read as f64 / 1e6 / secs))
+        Some(format!("  reading: {} ({:.1} MB/s)", parts.join(", "), total as f64 / 1e6 / secs))
     }
 }
 

@@ -86,8 +86,9 @@ impl CachedStore {
         s.meta.insert(m.location.clone(), m.clone());
     }
 
-    fn size_of(&self, location: &Path) -> Option<u64> {
-        self.state.lock().ok()?.meta.get(location).map(|m| m.size)
+    /// What the last listing said of `location` (None: never listed, not cached).
+    fn listed(&self, location: &Path) -> Option<ObjectMeta> {
+        self.state.lock().ok()?.meta.get(location).cloned()
     }
 
     /// Reads `ranges` of an object of known `size` through the block cache.
@@ -211,23 +212,19 @@ impl ObjectStore for CachedStore {
             && options.if_unmodified_since.is_none()
             && options.version.is_none()
             && !options.head;
-        let (Some(GetRange::Bounded(range)), true, Some(size)) = (options.range.clone(), plain, self.size_of(location)) else {
+        let (Some(GetRange::Bounded(range)), true, Some(meta)) = (options.range.clone(), plain, self.listed(location)) else {
             return self.inner.get_opts(location, options).await;
         };
-        if self.budget == 0 || range.end > size || range.start >= range.end {
+        if self.budget == 0 || range.end > meta.size || range.start >= range.end {
             return self.inner.get_opts(location, options).await;
         }
-        let data = self.cached_ranges(location, size, std::slice::from_ref(&range)).await?.pop().unwrap_or_default();
-        let meta = {
-            let s = self.state.lock().map_err(|_| short(location, &range))?;
-            s.meta.get(location).cloned().ok_or_else(|| short(location, &range))?
-        };
+        let data = self.cached_ranges(location, meta.size, std::slice::from_ref(&range)).await?.pop().unwrap_or_default();
         let stream = futures::stream::once(async move { Ok(data) }).boxed();
         Ok(GetResult { payload: GetResultPayload::Stream(stream), meta, range, attributes: Default::default() })
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
-        match self.size_of(location) {
+        match self.listed(location).map(|m| m.size) {
             Some(size) if self.budget > 0 && ranges.iter().all(|r| r.end <= size) => self.cached_ranges(location, size, ranges).await,
             _ => self.inner.get_ranges(location, ranges).await,
         }

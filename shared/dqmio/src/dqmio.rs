@@ -243,7 +243,6 @@ impl DqmioFile {
         mut f: impl FnMut(MonitorElement) -> Result<()>,
     ) -> Result<()> {
         let filtering = keep.is_some() || sel.name.is_some() || !sel.prefixes.is_empty();
-        let keep: &dyn Fn(&str) -> bool = keep.unwrap_or(&|_| true);
         // Selected rows, each with the slot of its kind (one reader per kind).
         let mut kinds: Vec<MeKind> = Vec::new();
         let mut rows: Vec<(usize, &IndexEntry)> = Vec::new();
@@ -277,17 +276,17 @@ impl DqmioFile {
                 .iter()
                 .map(|t| vec![if filtering { 0 } else { u64::MAX }; t.tree.entries.div_ceil(64) as usize])
                 .collect();
-            let mut plan = Plan::default();
-            for (slot, row) in rows.iter().filter(|_| filtering) {
-                let b = trees[*slot].branch("FullName")?;
-                let mut e = row.first;
-                while e <= row.last {
-                    let Some(idx) = b.basket_of(e) else { break };
-                    plan.push(*slot, b, idx);
-                    e = basket_end(b, idx).max(e + 1);
-                }
-            }
             if filtering {
+                let mut plan = Plan::default();
+                for (slot, row) in &rows {
+                    let b = trees[*slot].branch("FullName")?;
+                    let mut e = row.first;
+                    while e <= row.last {
+                        let Some(idx) = b.basket_of(e) else { break };
+                        plan.push(*slot, b, idx);
+                        e = basket_end(b, idx).max(e + 1);
+                    }
+                }
                 let mut feed = Feed::start(scope, &self.file, source, plan);
                 let mut names: Vec<BasketCache<'_>> =
                     trees.iter().map(|t| Ok(BasketCache::new(t.branch("FullName")?))).collect::<Result<_>>()?;
@@ -300,7 +299,7 @@ impl DqmioFile {
                     for entry in row.first..=row.last {
                         let (b, i) = names[*slot].get(&mut feed, entry)?;
                         let name = decode_string(entry_bytes(b, i)?, b.seek)?;
-                        if sel.wants_name(&name) && keep(&name) {
+                        if sel.wants_name(&name) && keep.is_none_or(|k| k(&name)) {
                             if let Some(w) = wanted[*slot].get_mut((entry / 64) as usize) {
                                 *w |= 1 << (entry % 64);
                             }
@@ -332,7 +331,8 @@ impl DqmioFile {
                 }
                 prev = *slot;
                 for entry in (row.first..=row.last).filter(|e| is_wanted(*slot, *e)) {
-                    if let Some(me) = readers[*slot].read(&mut feed, entry, row, sel, keep)? {
+                    // Names were tested in pass 1: every entry left here is wanted.
+                    if let Some(me) = readers[*slot].read(&mut feed, entry, row, None)? {
                         f(me)?;
                     }
                 }
@@ -361,7 +361,7 @@ impl DqmioFile {
                 continue;
             }
             for entry in row.first..=row.last {
-                if let Some(me) = reader.read(&mut feed, entry, row, sel, &|_| true)? {
+                if let Some(me) = reader.read(&mut feed, entry, row, Some(sel))? {
                     f(me)?;
                 }
             }
@@ -541,12 +541,11 @@ impl EntryReader<'_> {
         feed: &mut Feed<'_>,
         entry: u64,
         row: &IndexEntry,
-        sel: &Selection,
-        keep: &dyn Fn(&str) -> bool,
+        name_filter: Option<&Selection>,
     ) -> Result<Option<MonitorElement>> {
         let (b, i) = self.names.get(feed, entry)?;
         let name = decode_string(entry_bytes(b, i)?, b.seek)?;
-        if !sel.wants_name(&name) || !keep(&name) {
+        if name_filter.is_some_and(|sel| !sel.wants_name(&name)) {
             return Ok(None);
         }
         let (b, i) = self.flags.get(feed, entry)?;

@@ -2,10 +2,11 @@
 //!
 //! Before a pass over a tree the reader knows exactly which baskets it will need and in which order
 //! (names first to decide what is wanted, then the flag and value baskets of wanted entries only).
-//! A [`Feed`] hands that plan to a producer thread that fetches the baskets in chunks through
-//! [`ByteSource::read_ranges`] (an object store fetches a chunk's ranges concurrently) and
-//! decompresses them, while the caller decodes what came before. Memory stays bounded: one chunk of at
-//! most [`CHUNK_BYTES`] compressed, and at most [`DECODED_BYTES`] of decompressed baskets waiting.
+//! A [`Feed`] hands that plan to a fetcher thread that gets the baskets in chunks through
+//! [`ByteSource::read_ranges`] (an object store fetches a chunk's ranges concurrently), one chunk
+//! ahead of a second thread that decompresses them, while the caller decodes what came before.
+//! Memory stays bounded: two chunks of at most [`CHUNK_BYTES`] compressed, and at most
+//! [`DECODED_BYTES`] of decompressed baskets waiting (or one larger basket).
 //!
 //! The plan is an optimisation, never a source of truth: a basket asked for out of plan order, or
 //! one the producer could not fetch or decode, is read directly, so errors are exactly those of a
@@ -63,19 +64,9 @@ impl Plan {
         }
     }
 
-    /// Number of planned baskets.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
     /// True when nothing is planned.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
-    }
-
-    /// Compressed bytes planned.
-    pub fn bytes(&self) -> u64 {
-        self.items.iter().map(|p| u64::from(p.loc.bytes)).sum()
     }
 }
 

@@ -245,15 +245,17 @@ pub async fn ingest(
             }
             last_run = Some(r.run);
             let key = (r.workspace, r.dim, r.run);
-            if !writers.contains_key(&key) {
-                let table = if r.dim == 1 { "th1" } else { "th2" };
-                let path = lake.child(&[&workspaces[r.workspace].name, table, &format!("run_number={}", r.run), &part]);
-                reports[r.workspace].objects.push(path.to_string());
-                let w = BufWriter::with_capacity(lake.store.clone(), path, UPLOAD_PART_BYTES)
-                    .with_max_concurrency(UPLOAD_CONCURRENCY);
-                writers.insert(key, AsyncArrowWriter::try_new(w, r.batch.schema(), Some(writer_props()))?);
-            }
-            let w = writers.get_mut(&key).ok_or_else(|| IngestError::Task("writer vanished".into()))?;
+            let w = match writers.entry(key) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let table = if r.dim == 1 { "th1" } else { "th2" };
+                    let path = lake.child(&[&workspaces[r.workspace].name, table, &format!("run_number={}", r.run), &part]);
+                    reports[r.workspace].objects.push(path.to_string());
+                    let w = BufWriter::with_capacity(lake.store.clone(), path, UPLOAD_PART_BYTES)
+                        .with_max_concurrency(UPLOAD_CONCURRENCY);
+                    v.insert(AsyncArrowWriter::try_new(w, r.batch.schema(), Some(writer_props()))?)
+                }
+            };
             if r.dim == 1 {
                 reports[r.workspace].th1_rows += r.batch.num_rows() as u64;
             } else {
@@ -426,9 +428,12 @@ fn decode(
         let dim = me.kind.dim();
         summary.histograms += 1;
         let me_id = ids::me_id(&me.name);
-        let wanting: Vec<usize> = workspaces.iter().enumerate().filter(|(_, w)| w.wants_me(&me.name)).map(|(i, _)| i).collect();
+        let Some(last) = workspaces.iter().rposition(|w| w.wants_me(&me.name)) else { return Ok(()) };
         let mut hist = Some(hist);
-        for (n, wi) in wanting.iter().copied().enumerate() {
+        for (wi, ws) in workspaces.iter().enumerate().take(last + 1) {
+            if !ws.wants_me(&me.name) {
+                continue;
+            }
             let c = summary.lumis[wi].entry((me.run, me.lumi)).or_default();
             if dim == 1 { c.0 += 1 } else { c.1 += 1 }
             match summary.mes[wi].get_mut(&me.name) {
@@ -438,7 +443,7 @@ fn decode(
                 }
             }
             // The last workspace takes the histogram; earlier ones get copies.
-            let h = if n + 1 == wanting.len() { hist.take() } else { hist.clone() };
+            let h = if wi == last { hist.take() } else { hist.clone() };
             let Some(h) = h else { continue };
             pending.entry((wi, dim)).or_default().push(HistRow {
                 dataset_id,
