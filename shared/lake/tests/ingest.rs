@@ -224,3 +224,33 @@ async fn workspaces_route_by_dataset_and_me_prefix() {
     }
     assert!(!dir.join("jetmet").exists());
 }
+
+/// The layout docs/lake.md promises, read back from a written file: zstd and dictionary pages,
+/// page statistics and a page index on the key columns, no statistics on the bin lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn written_files_have_the_documented_layout() {
+    use parquet::basic::{Compression, Encoding};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let dir = scratch("layout");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    ingest_fixture(&lake, &Workspaces::default(), "small_zlib.root", &lfn(0)).await;
+    for table in ["th1", "th2"] {
+        let run_dir = std::fs::read_dir(dir.join("default").join(table)).expect("table").flatten().next().expect("run dir").path();
+        let file = std::fs::read_dir(&run_dir).expect("run").flatten().next().expect("part").path();
+        let opts = parquet::file::serialized_reader::ReadOptionsBuilder::new().with_page_index().build();
+        let r = SerializedFileReader::new_with_options(std::fs::File::open(&file).expect("open"), opts).expect("parquet");
+        let meta = r.metadata();
+        assert!(meta.column_index().is_some() && meta.offset_index().is_some(), "{table}: page index");
+        let rg = meta.row_group(0);
+        for c in rg.columns() {
+            let path = c.column_path().string();
+            assert!(matches!(c.compression(), Compression::ZSTD(_)), "{table} {path}: {:?}", c.compression());
+            let bins = path.contains(".list.");
+            assert_eq!(c.statistics().is_some(), !bins, "{table} {path}: statistics only on scalar columns");
+            if ["ls_number", "me_id", "me", "data.list.item", "data.list.item.list.item"].contains(&path.as_str()) {
+                assert!(c.encodings().any(|e| e == Encoding::RLE_DICTIONARY), "{table} {path}: dictionary");
+            }
+        }
+    }
+}
