@@ -108,6 +108,7 @@ pub struct ObjectSource {
     stats: IoStats,
     name: String,
     merge_gap: u64,
+    merge_ratio: u64,
     concurrency: usize,
 }
 
@@ -128,6 +129,7 @@ impl ObjectSource {
             stats: IoStats::default(),
             name,
             merge_gap: env_u64("DIALS_READ_MERGE_GAP").unwrap_or(MERGE_GAP),
+            merge_ratio: env_u64("DIALS_READ_MERGE_RATIO").unwrap_or(MERGE_WASTE_RATIO),
             concurrency: env_u64("DIALS_READ_CONCURRENCY").map_or(READ_CONCURRENCY, |c| c.clamp(1, 64) as usize),
         })
     }
@@ -199,7 +201,7 @@ impl ByteSource for ObjectSource {
     /// closer than [`MERGE_GAP`] into one request so neighbouring baskets cost one round trip while
     /// skipped value baskets are not fetched.
     fn read_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, ReadError> {
-        let merged = merge_ranges(ranges, self.merge_gap, MERGE_MAX);
+        let merged = merge_ranges(ranges, self.merge_gap, self.merge_ratio, MERGE_MAX);
         for m in &merged {
             self.stats.record(m.end - m.start);
         }
@@ -247,22 +249,42 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// Requests in flight for one `read_ranges` call (`DIALS_READ_CONCURRENCY`).
 pub const READ_CONCURRENCY: usize = 8;
-/// Ranges closer than this are fetched as one request (name and flag baskets sit between value
-/// baskets; a skipped value basket is larger than this). `DIALS_READ_MERGE_GAP` overrides it.
+/// Ranges closer than this are always fetched as one request (name and flag baskets sit between
+/// value baskets; a skipped value basket is larger than this). `DIALS_READ_MERGE_GAP` overrides it.
 pub const MERGE_GAP: u64 = 16 << 10;
+/// A larger gap is bridged too while the merged request stays at least `MERGE_WASTE_RATIO` parts
+/// wanted bytes to one part unwanted: dense reads (every basket wanted, holes where another chunk's
+/// baskets sit) become a few large GETs, while sparse reads (small kept baskets among skipped ones)
+/// stay exact. `DIALS_READ_MERGE_RATIO` overrides it (0: only `MERGE_GAP`).
+pub const MERGE_WASTE_RATIO: u64 = 8;
 /// Largest merged request.
 pub const MERGE_MAX: u64 = 8 << 20;
 
-/// Sorted, merged cover of `ranges`: ranges closer than `gap` become one, up to `max` bytes each.
-pub fn merge_ranges(ranges: &[Range<u64>], gap: u64, max: u64) -> Vec<Range<u64>> {
+/// Sorted, merged cover of `ranges`: ranges closer than `gap` become one; a larger hole is bridged
+/// when the merged range's unwanted bytes (all its holes) stay ≤ 1/`ratio` of its wanted bytes
+/// (`ratio` 0 disables that); each merged range at most `max` bytes.
+pub fn merge_ranges(ranges: &[Range<u64>], gap: u64, ratio: u64, max: u64) -> Vec<Range<u64>> {
     let mut sorted: Vec<Range<u64>> = ranges.iter().filter(|r| r.end > r.start).cloned().collect();
     sorted.sort_by_key(|r| r.start);
     let mut out: Vec<Range<u64>> = Vec::with_capacity(sorted.len());
+    // Wanted and unwanted bytes of the last merged range.
+    let (mut wanted, mut waste) = (0u64, 0u64);
     for r in sorted {
-        match out.last_mut() {
-            Some(m) if r.start <= m.end.saturating_add(gap) && r.end.max(m.end) - m.start <= max => m.end = m.end.max(r.end),
-            _ => out.push(r),
+        if let Some(m) = out.last_mut() {
+            let hole = r.start.saturating_sub(m.end);
+            let more = r.end.saturating_sub(m.end.max(r.start));
+            let fits = r.end.max(m.end) - m.start <= max;
+            let cheap = hole <= gap || (ratio > 0 && (waste + hole).saturating_mul(ratio) <= wanted + more);
+            if fits && cheap {
+                wanted += more;
+                waste += hole;
+                m.end = m.end.max(r.end);
+                continue;
+            }
         }
+        wanted = r.end - r.start;
+        waste = 0;
+        out.push(r);
     }
     out
 }
@@ -273,13 +295,34 @@ mod tests {
 
     #[test]
     fn merges_close_ranges_only() {
-        let m = merge_ranges(&[100..200, 0..50, 60..90, 10_000..10_100, 40..70], 20, 1 << 20);
+        let m = merge_ranges(&[100..200, 0..50, 60..90, 10_000..10_100, 40..70], 20, 0, 1 << 20);
         assert_eq!(m, vec![0..200, 10_000..10_100]);
-        let m = merge_ranges(&[0..50, 100..200], 10, 1 << 20);
+        let m = merge_ranges(&[0..50, 100..200], 10, 0, 1 << 20);
         assert_eq!(m, vec![0..50, 100..200]);
         // A cap splits long runs.
-        let m = merge_ranges(&[0..100, 100..200, 200..300], 0, 150);
+        let m = merge_ranges(&[0..100, 100..200, 200..300], 0, 0, 150);
         assert_eq!(m, vec![0..100, 100..200, 200..300]);
-        assert!(merge_ranges(&[], 10, 10).is_empty());
+        assert!(merge_ranges(&[], 10, 0, 10).is_empty());
+    }
+
+    #[test]
+    fn bridges_holes_while_unwanted_bytes_stay_small() {
+        let mb = 1 << 20;
+        // Dense: 1 MB, 100 KB hole, 1 MB -> one request.
+        let m = merge_ranges(&[0..mb, mb + 100_000..2 * mb + 100_000], 16 << 10, 8, 8 * mb);
+        assert_eq!(m, vec![0..2 * mb + 100_000]);
+        // Sparse: small kept baskets after holes as large as themselves stay separate.
+        let m = merge_ranges(&[0..4_000, 104_000..108_000, 208_000..212_000], 16 << 10, 8, 8 * mb);
+        assert_eq!(m.len(), 3);
+        // Holes add up: after 1 MB wanted, 100 KB holes are bridged until they pass 1/8 of it.
+        let mut rs = vec![0..mb];
+        for i in 1..=3 {
+            rs.push(mb + i * 104_000 - 4_000..mb + i * 104_000);
+        }
+        let m = merge_ranges(&rs, 0, 8, 8 * mb);
+        assert_eq!(m, vec![0..mb + 104_000, mb + 204_000..mb + 208_000, mb + 308_000..mb + 312_000]);
+        // Overlapping wanted ranges count once: 1,500 wanted bytes carry a hole of 187, not 200.
+        assert_eq!(merge_ranges(&[0..1000, 500..1500, 1700..1701], 0, 8, mb), vec![0..1500, 1700..1701]);
+        assert_eq!(merge_ranges(&[0..1000, 500..1500, 1687..1688], 0, 8, mb), vec![0..1688]);
     }
 }
