@@ -42,7 +42,9 @@ pub struct Engine {
 impl Engine {
     /// Registers every table of every workspace. Cheap: no file is read until a query runs.
     pub async fn new(lake: &Location, workspaces: Workspaces) -> Result<Self, ApiError> {
-        let config = SessionConfig::new()
+        // DATAFUSION_* environment variables tune the engine (e.g. DATAFUSION_EXECUTION_TARGET_PARTITIONS);
+        // the settings below are ours and win.
+        let config = SessionConfig::from_env()?
             .with_target_partitions(2)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
