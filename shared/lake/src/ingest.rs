@@ -378,7 +378,13 @@ fn decode(
     // Union of what the workspaces keep: names no workspace wants are never decoded or fetched.
     // Large files (multi-MB baskets) are read tree by tree, one kind's baskets in memory at a time;
     // small ones in Indices order, whose reads sit close together (fewer, larger requests).
-    let sel = Selection { kinds: Some(hist_kinds), skip_per_run: true, order: Order::Auto, ..Default::default() };
+    // `DIALS_READ_ORDER` (index | tree | auto) overrides the choice.
+    let order = match std::env::var("DIALS_READ_ORDER").as_deref() {
+        Ok("index") => Order::Index,
+        Ok("tree") => Order::Tree,
+        _ => Order::Auto,
+    };
+    let sel = Selection { kinds: Some(hist_kinds), skip_per_run: true, order, ..Default::default() };
     let mut summary = DecodeSummary {
         runs: BTreeSet::new(),
         lumi_count: 0,
