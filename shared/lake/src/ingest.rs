@@ -435,12 +435,10 @@ fn decode(
         let dim = me.kind.dim();
         summary.histograms += 1;
         let me_id = ids::me_id(&me.name);
-        let Some(last) = workspaces.iter().rposition(|w| w.wants_me(&me.name)) else { return Ok(()) };
         let mut hist = Some(hist);
-        for (wi, ws) in workspaces.iter().enumerate().take(last + 1) {
-            if !ws.wants_me(&me.name) {
-                continue;
-            }
+        // Each workspace's filter is tested once; peeking ahead tells which one is the last taker.
+        let mut wanting = workspaces.iter().enumerate().filter(|(_, w)| w.wants_me(&me.name)).map(|(i, _)| i).peekable();
+        while let Some(wi) = wanting.next() {
             let c = summary.lumis[wi].entry((me.run, me.lumi)).or_default();
             if dim == 1 { c.0 += 1 } else { c.1 += 1 }
             match summary.mes[wi].get_mut(&me.name) {
@@ -450,7 +448,7 @@ fn decode(
                 }
             }
             // The last workspace takes the histogram; earlier ones get copies.
-            let h = if wi == last { hist.take() } else { hist.clone() };
+            let h = if wanting.peek().is_none() { hist.take() } else { hist.clone() };
             let Some(h) = h else { continue };
             pending.entry((wi, dim)).or_default().push(HistRow {
                 dataset_id,
