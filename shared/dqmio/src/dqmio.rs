@@ -146,13 +146,21 @@ pub enum Order {
     /// ~25 MB per branch once a tree passes its auto-flush size, and in `Indices` order every kind
     /// keeps its current basket alive.
     Tree,
-    /// `Tree` when the kinds' largest baskets together would exceed [`AUTO_TREE_ORDER_BYTES`]
-    /// decompressed, else `Index` (whose reads are close together in the file: fewer, larger requests).
+    /// [`Order::Bounded`] with [`AUTO_LIVE_BASKET_BYTES`].
     Auto,
+    /// `Indices` order while every kind's current `Value` basket is small, tree by tree for the rest,
+    /// so that the estimated decompressed baskets alive at once stay under this many bytes.
+    ///
+    /// ROOT writes a tree's first baskets small and grows them once the tree passes its auto-flush
+    /// size, so a large file starts with thousands of small baskets of all kinds interleaved (read
+    /// in `Indices` order they are contiguous: few, large requests) and ends with multi-MB ones
+    /// (read one kind at a time: one kind's basket alive). A file whose largest baskets fit the
+    /// budget together is read in `Indices` order throughout.
+    Bounded(u64),
 }
 
-/// Above this estimate of live decompressed baskets, [`Order::Auto`] reads tree by tree.
-pub const AUTO_TREE_ORDER_BYTES: u64 = 64 << 20;
+/// Default budget of [`Order::Auto`]: estimated decompressed `Value` baskets alive at once.
+pub const AUTO_LIVE_BASKET_BYTES: u64 = 64 << 20;
 
 impl Selection {
     /// True if an element with this name passes the name filters.
@@ -257,14 +265,13 @@ impl DqmioFile {
             });
             rows.push((slot, row));
         }
-        let tree_order = match sel.order {
-            Order::Index => false,
-            Order::Tree => true,
-            Order::Auto => self.live_basket_bytes(&kinds) > AUTO_TREE_ORDER_BYTES,
-        };
-        if tree_order {
-            rows.sort_by_key(|(slot, row)| (kinds[*slot], row.first));
-        }
+        // Rows before each kind's split entry are visited in `Indices` order, the rest after them,
+        // tree by tree (see `Order`). `by_tree` is where that second part starts.
+        let split = self.split_entries(&kinds, sel.order);
+        let (mut rows, mut later): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(slot, row)| row.last < split[*slot]);
+        let by_tree = rows.len();
+        later.sort_by_key(|(slot, row)| (kinds[*slot], row.first));
+        rows.append(&mut later);
         let trees: Vec<&MeTree> = kinds
             .iter()
             .map(|k| self.trees.get(k).ok_or_else(|| Error::NotDqmio(format!("no {} tree", k.tree_name()))))
@@ -291,8 +298,8 @@ impl DqmioFile {
                 let mut names: Vec<BasketCache<'_>> =
                     trees.iter().map(|t| Ok(BasketCache::new(t.branch("FullName")?))).collect::<Result<_>>()?;
                 let mut prev = usize::MAX;
-                for (slot, row) in &rows {
-                    if tree_order && prev != *slot && prev != usize::MAX {
+                for (n, (slot, row)) in rows.iter().enumerate() {
+                    if n > by_tree && prev != *slot {
                         names[prev].current = None;
                     }
                     prev = *slot;
@@ -324,8 +331,8 @@ impl DqmioFile {
             let mut feed = Feed::start(scope, &self.file, source, plan);
             let mut readers: Vec<EntryReader<'_>> = kinds.iter().map(|k| self.reader(*k)).collect::<Result<_>>()?;
             let mut prev = usize::MAX;
-            for (slot, row) in &rows {
-                if tree_order && prev != *slot && prev != usize::MAX {
+            for (n, (slot, row)) in rows.iter().enumerate() {
+                if n > by_tree && prev != *slot {
                     // That kind is done: free its baskets before the next kind's arrive.
                     readers[prev] = self.reader(kinds[prev])?;
                 }
@@ -389,12 +396,31 @@ impl DqmioFile {
         kinds
             .iter()
             .filter_map(|k| self.trees.get(k)?.tree.branch("Value"))
-            .map(|b| {
-                let largest = b.baskets.iter().map(|l| u64::from(l.bytes)).max().unwrap_or(0) as f64;
-                let ratio = if b.zip_bytes > 0 { (b.tot_bytes as f64 / b.zip_bytes as f64).clamp(1.0, 100.0) } else { 1.0 };
-                (largest * ratio) as u64
-            })
+            .map(|b| b.baskets.iter().map(|l| inflated(b, l)).max().unwrap_or(0))
             .sum()
+    }
+
+    /// Per kind in `kinds`, the first entry visited tree by tree under `order` (`u64::MAX`: none;
+    /// 0: all). Under a budget, that is the first entry of the kind's first `Value` basket larger
+    /// than an equal share of the budget, unless the kinds' largest baskets fit the budget together.
+    pub fn split_entries(&self, kinds: &[MeKind], order: Order) -> Vec<u64> {
+        let budget = match order {
+            Order::Index => return vec![u64::MAX; kinds.len()],
+            Order::Tree => return vec![0; kinds.len()],
+            Order::Auto => AUTO_LIVE_BASKET_BYTES,
+            Order::Bounded(b) => b,
+        };
+        if self.live_basket_bytes(kinds) <= budget {
+            return vec![u64::MAX; kinds.len()];
+        }
+        let share = budget / kinds.len().max(1) as u64;
+        kinds
+            .iter()
+            .map(|k| {
+                let Some(b) = self.trees.get(k).and_then(|t| t.tree.branch("Value")) else { return u64::MAX };
+                b.baskets.iter().find(|l| inflated(b, l) > share).map_or(u64::MAX, |l| l.first_entry)
+            })
+            .collect()
     }
 
     fn reader(&self, kind: MeKind) -> Result<EntryReader<'_>> {
@@ -406,6 +432,12 @@ impl DqmioFile {
             values: BasketCache::new(t.branch("Value")?),
         })
     }
+}
+
+/// Estimated decompressed size of a basket: its size on disk × the branch's compression ratio.
+fn inflated(b: &Branch, l: &crate::tree::BasketLoc) -> u64 {
+    let ratio = if b.zip_bytes > 0 { (b.tot_bytes as f64 / b.zip_bytes as f64).clamp(1.0, 100.0) } else { 1.0 };
+    (f64::from(l.bytes) * ratio) as u64
 }
 
 /// Checks a kind's tree has the DQMIO branches and returns how its `Value` entries are framed.

@@ -146,7 +146,7 @@ fn auto_order_reads_small_files_in_index_order() {
     let (_, file) = open("small_zlib.root");
     let kinds: Vec<MeKind> = file.trees().keys().copied().collect();
     let live = file.live_basket_bytes(&kinds);
-    assert!(live > 0 && live < dials_dqmio::dqmio::AUTO_TREE_ORDER_BYTES, "{live}");
+    assert!(live > 0 && live < dials_dqmio::dqmio::AUTO_LIVE_BASKET_BYTES, "{live}");
     let collect = |order| {
         let mut v = Vec::new();
         file.for_each(&Selection { order, ..Default::default() }, |me| {
@@ -157,4 +157,49 @@ fn auto_order_reads_small_files_in_index_order() {
         v
     };
     assert_eq!(collect(dials_dqmio::Order::Auto), collect(dials_dqmio::Order::Index));
+}
+
+#[test]
+fn bounded_order_reads_small_baskets_in_index_order_then_large_ones_tree_by_tree() {
+    // The big fixture: its TH2D tree holds a per-run 1500×1500 histogram in a basket of its own.
+    let (_, file) = open("../big/big_zlib.root");
+    let kinds: Vec<MeKind> = file.trees().keys().copied().collect();
+    let live = file.live_basket_bytes(&kinds);
+    // A budget under which some kinds are read tree by tree (from their first large basket on)
+    // and others in Indices order.
+    let (budget, split) = (2..400u64)
+        .map(|k| live / k)
+        .map(|b| (b, file.split_entries(&kinds, dials_dqmio::Order::Bounded(b))))
+        .find(|(_, s)| s.iter().any(|e| *e != u64::MAX) && s.iter().any(|e| *e > 0))
+        .expect("a budget that splits the kinds");
+    let read = |order| {
+        let mut v = Vec::new();
+        file.for_each(&Selection { order, ..Default::default() }, |me| {
+            v.push(me);
+            Ok(())
+        })
+        .expect("read");
+        v
+    };
+    let indexed = read(dials_dqmio::Order::Index);
+    // Expected: rows wholly before their kind's split entry in Indices order, then the others
+    // sorted by (kind, first entry); within a row, entries in order.
+    let mut early = Vec::new();
+    let mut late = Vec::new();
+    let mut next = indexed.iter();
+    for row in file.indices() {
+        let Some(kind) = row.kind else { continue };
+        let slot = kinds.iter().position(|k| *k == kind).expect("kind");
+        let elems: Vec<_> = next.by_ref().take((row.last - row.first + 1) as usize).cloned().collect();
+        if row.last < split[slot] {
+            early.extend(elems);
+        } else {
+            late.push(((kind, row.first), elems));
+        }
+    }
+    assert!(next.next().is_none(), "every element belongs to a row");
+    assert!(!early.is_empty() && !late.is_empty(), "budget {budget}: both parts used");
+    late.sort_by_key(|(k, _)| *k);
+    early.extend(late.into_iter().flat_map(|(_, e)| e));
+    assert_eq!(read(dials_dqmio::Order::Bounded(budget)), early);
 }
