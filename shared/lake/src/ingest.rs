@@ -376,8 +376,8 @@ fn decode(
     let dq = DqmioFile::open(source)?;
     let hist_kinds = MeKind::DIALS_HISTOGRAMS.to_vec();
     // Union of what the workspaces keep: names no workspace wants are never decoded or fetched.
-    // Large files (multi-MB baskets) are read tree by tree, one kind's baskets in memory at a time;
-    // small ones in Indices order, whose reads sit close together (fewer, larger requests).
+    // Indices order (reads close together: fewer, larger requests) while baskets are small; from a
+    // kind's first multi-MB basket on, tree by tree (one kind's large basket in memory at a time).
     // `DIALS_READ_ORDER` (index | tree | auto) overrides the choice.
     let order = match std::env::var("DIALS_READ_ORDER").as_deref() {
         Ok("index") => Order::Index,
