@@ -188,6 +188,71 @@ struct Routed {
     batch: RecordBatch,
 }
 
+/// What the ingest loop tells a writer task.
+enum WriterMsg {
+    /// Rows to encode.
+    Batch(RecordBatch),
+    /// Close the open row group (its run is done).
+    Flush,
+}
+
+/// A data object's Parquet writer, encoding on a task of its own. Its object completes only when
+/// the caller closes the writer that [`WriterTask::finish_all`] hands back.
+struct WriterTask {
+    tx: mpsc::Sender<WriterMsg>,
+    task: tokio::task::JoinHandle<Result<AsyncArrowWriter<BufWriter>, IngestError>>,
+}
+
+impl WriterTask {
+    fn spawn(mut w: AsyncArrowWriter<BufWriter>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<WriterMsg>(2);
+        let task = tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                match m {
+                    WriterMsg::Batch(b) => {
+                        w.write(&b).await?;
+                        if w.in_progress_size() > ROW_GROUP_BYTES {
+                            w.flush().await?;
+                        }
+                    }
+                    WriterMsg::Flush if w.in_progress_rows() > 0 => w.flush().await?,
+                    WriterMsg::Flush => {}
+                }
+            }
+            // The last row group is encoded here, beside the other writers; closing only writes
+            // the footer and completes the upload.
+            if w.in_progress_rows() > 0 {
+                w.flush().await?;
+            }
+            Ok(w)
+        });
+        WriterTask { tx, task }
+    }
+
+    async fn send(&self, m: WriterMsg) -> Result<(), IngestError> {
+        self.tx.send(m).await.map_err(|_| IngestError::Task("a lake writer stopped".into()))
+    }
+
+    /// Ends every task and returns their writers, still open; the first error if any failed.
+    async fn finish_all(tasks: BTreeMap<(usize, u8, u32), WriterTask>) -> Result<Vec<AsyncArrowWriter<BufWriter>>, IngestError> {
+        let handles: Vec<_> = tasks.into_values().map(|t| t.task).collect();
+        let mut out = Vec::with_capacity(handles.len());
+        let mut first_err = None;
+        for h in handles {
+            match h.await {
+                Ok(Ok(w)) => out.push(w),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(IngestError::Task(e.to_string()));
+                }
+            }
+        }
+        first_err.map_or(Ok(out), Err)
+    }
+}
+
 /// Ingests one file into `lake` for every workspace of `config` fed by its dataset.
 /// `source` gives the bytes; `stats` (if any) are read for the report at the end.
 pub async fn ingest(
@@ -215,12 +280,17 @@ pub async fn ingest(
         objects: &[],
     };
     // What an earlier ingest of this file wrote; carried in the STARTED record so that a failure
-    // now can still find (and remove) those rows.
-    let previous = previous_objects(lake, &workspaces, &part).await;
-    for ws in &workspaces {
-        let prev = previous.get(&ws.name).cloned().unwrap_or_default();
-        write_file_record(lake, &ws.name, &FileRecord { status: "STARTED", objects: &prev, ..record }).await?;
-    }
+    // now can still find (and remove) those rows. Written while the file is already being read and
+    // decoded (saves round trips on small files); it completes before any data object does, since
+    // objects complete only at the end, after both.
+    let started = async {
+        let previous = previous_objects(lake, &workspaces, &part).await;
+        for ws in &workspaces {
+            let prev = previous.get(&ws.name).cloned().unwrap_or_default();
+            write_file_record(lake, &ws.name, &FileRecord { status: "STARTED", objects: &prev, ..record }).await?;
+        }
+        Ok::<_, IngestError>(previous)
+    };
 
     // Decode on a blocking thread; batches flow to the async writers through a bounded channel, so
     // memory holds at most a few lumisections' rows plus each writer's open row group.
@@ -229,18 +299,19 @@ pub async fn ingest(
     let ds_name = ds.dataset.clone();
     let decoder = tokio::task::spawn_blocking(move || decode(source, &ws_for_decoder, &ds_name, dataset_id, file_id, tx));
 
-    let mut writers: BTreeMap<(usize, u8, u32), AsyncArrowWriter<BufWriter>> = BTreeMap::new();
+    // One writer task per data object, so that th1 and th2 (and several runs) encode in parallel.
+    let mut writers: BTreeMap<(usize, u8, u32), WriterTask> = BTreeMap::new();
     let mut reports: Vec<WorkspaceReport> =
         workspaces.iter().map(|w| WorkspaceReport { workspace: w.name.clone(), ..Default::default() }).collect();
-    let write_result: Result<(), IngestError> = async {
+    let write_loop = async {
         let mut last_run = None;
         while let Some(r) = rx.recv().await {
             // A new run: the previous runs' open row groups are complete, so hand them to the upload
             // instead of holding them to the end (memory stays flat for files with many runs).
             if last_run.is_some_and(|l| l != r.run) {
-                for ((_, _, run), w) in writers.iter_mut() {
-                    if *run != r.run && w.in_progress_rows() > 0 {
-                        w.flush().await?;
+                for ((_, _, run), w) in writers.iter() {
+                    if *run != r.run {
+                        w.send(WriterMsg::Flush).await?;
                     }
                 }
             }
@@ -254,7 +325,7 @@ pub async fn ingest(
                     reports[r.workspace].objects.push(path.to_string());
                     let w = BufWriter::with_capacity(lake.store.clone(), path, UPLOAD_PART_BYTES)
                         .with_max_concurrency(UPLOAD_CONCURRENCY);
-                    v.insert(AsyncArrowWriter::try_new(w, r.batch.schema(), Some(writer_props()))?)
+                    v.insert(WriterTask::spawn(AsyncArrowWriter::try_new(w, r.batch.schema(), Some(writer_props()))?))
                 }
             };
             if r.dim == 1 {
@@ -262,28 +333,37 @@ pub async fn ingest(
             } else {
                 reports[r.workspace].th2_rows += r.batch.num_rows() as u64;
             }
-            w.write(&r.batch).await?;
-            if w.in_progress_size() > ROW_GROUP_BYTES {
-                w.flush().await?;
-            }
+            w.send(WriterMsg::Batch(r.batch)).await?;
         }
         Ok(())
-    }
-    .await;
+    };
+    // On an error of either, the other stops (dropping the receiver stops the decoder too).
+    let joined = tokio::try_join!(started, write_loop);
     let decoded = decoder.await.map_err(|e| IngestError::Task(e.to_string()))?;
-    write_result?;
+    // A writer's own error comes first: it is why the loop above could not hand it more rows.
+    let done = WriterTask::finish_all(std::mem::take(&mut writers)).await?;
+    let (previous, ()) = joined?;
     let summary = decoded?;
-    // Every data object completes (becomes visible) only now, after the whole file decoded cleanly.
-    for (_, w) in std::mem::take(&mut writers) {
-        w.close().await?;
-    }
+    // Every data object completes (becomes visible) only now, after the whole file decoded cleanly
+    // and the STARTED record is written.
+    futures::future::try_join_all(done.into_iter().map(AsyncArrowWriter::close)).await?;
     for (i, ws) in workspaces.iter().enumerate() {
         let lumis = &summary.lumis[i];
         let objects = &mut reports[i].objects;
-        objects.push(put_batch(lake, &[&ws.name, "lumisection_index", &part], &lumisection_batch(dataset_id, file_id, lumis)?).await?);
-        objects.push(put_batch(lake, &[&ws.name, "me_index", &part], &me_batch(file_id, &summary.mes[i])?).await?);
         let dpart = format!("part-{dataset_id}.parquet");
-        put_batch(lake, &[&ws.name, "dataset_index", &dpart], &dataset_batch(dataset_id, &ds)?).await?;
+        let (ls_batch, me_rows, ds_batch) =
+            (lumisection_batch(dataset_id, file_id, lumis)?, me_batch(file_id, &summary.mes[i])?, dataset_batch(dataset_id, &ds)?);
+        let (ls_path, me_path, ds_path) = (
+            [ws.name.as_str(), "lumisection_index", part.as_str()],
+            [ws.name.as_str(), "me_index", part.as_str()],
+            [ws.name.as_str(), "dataset_index", dpart.as_str()],
+        );
+        let (ls_object, me_object, _) = tokio::try_join!(
+            put_batch(lake, &ls_path, &ls_batch),
+            put_batch(lake, &me_path, &me_rows),
+            put_batch(lake, &ds_path, &ds_batch),
+        )?;
+        objects.extend([ls_object, me_object]);
         // Objects an earlier version of this file produced and this one did not: remove them.
         if let Some(old) = previous.get(&ws.name) {
             for o in old.iter().filter(|o| !objects.contains(o)) {

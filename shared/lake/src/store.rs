@@ -12,7 +12,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
 /// Errors locating or opening a store.
 #[derive(Debug, thiserror::Error)]
@@ -113,14 +113,36 @@ pub struct ObjectSource {
 }
 
 impl ObjectSource {
-    /// Opens `path` (one HEAD request). Must be called from inside a tokio runtime; reads then
-    /// happen from blocking threads (`spawn_blocking`).
+    /// Opens `path` with one GET of its last [`OPEN_TAIL_BYTES`] (which also tells the object's
+    /// size). ROOT writes a file's keys list, streamer info and tree records at the end, so the
+    /// reader then finds them in the block cache instead of asking for them one round trip at a
+    /// time. Falls back to a HEAD request if the store refuses the suffix range. Must be called
+    /// from inside a tokio runtime; reads then happen from blocking threads (`spawn_blocking`).
     pub async fn open(store: Arc<dyn ObjectStore>, path: Path, name: String) -> Result<Self, object_store::Error> {
-        let meta = store.head(&path).await?;
-        Ok(ObjectSource {
+        let tail = match store.get_opts(&path, GetOptions { range: Some(GetRange::Suffix(OPEN_TAIL_BYTES)), ..Default::default() }).await {
+            Ok(got) => {
+                let (size, range) = (got.meta.size, got.range.clone());
+                let bytes = got.bytes().await?;
+                if bytes.len() as u64 == range.end - range.start {
+                    Some((size, range.start, bytes))
+                } else {
+                    None
+                }
+            }
+            Err(e @ object_store::Error::NotFound { .. }) => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "suffix GET refused; sizing the object with HEAD");
+                None
+            }
+        };
+        let len = match &tail {
+            Some((size, _, _)) => *size,
+            None => store.head(&path).await?.size,
+        };
+        let src = ObjectSource {
             store,
             path,
-            len: meta.size,
+            len,
             rt: tokio::runtime::Handle::current(),
             block: 64 << 10,
             direct: 24 << 10,
@@ -131,7 +153,30 @@ impl ObjectSource {
             merge_gap: env_u64("DIALS_READ_MERGE_GAP").unwrap_or(MERGE_GAP),
             merge_ratio: env_u64("DIALS_READ_MERGE_RATIO").unwrap_or(MERGE_WASTE_RATIO),
             concurrency: env_u64("DIALS_READ_CONCURRENCY").map_or(READ_CONCURRENCY, |c| c.clamp(1, 64) as usize),
-        })
+        };
+        if let Some((_, start, bytes)) = tail {
+            src.stats.record(bytes.len() as u64);
+            src.keep_blocks(start, &bytes);
+        }
+        Ok(src)
+    }
+
+    /// Puts the whole cache blocks inside `bytes` (which start at `start`) into the block cache.
+    fn keep_blocks(&self, start: u64, bytes: &Bytes) {
+        let end = start + bytes.len() as u64;
+        let Ok(mut c) = self.cache.lock() else { return };
+        let (map, order) = &mut *c;
+        let mut b = start.div_ceil(self.block);
+        while b * self.block < end && map.len() < self.max_blocks {
+            let (lo, hi) = (b * self.block, ((b + 1) * self.block).min(self.len));
+            if hi > end {
+                break;
+            }
+            if map.insert(b, bytes.slice((lo - start) as usize..(hi - start) as usize)).is_none() {
+                order.push_back(b);
+            }
+            b += 1;
+        }
     }
 
     /// Requests and bytes fetched so far.
@@ -249,6 +294,10 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// Requests in flight for one `read_ranges` call (`DIALS_READ_CONCURRENCY`).
 pub const READ_CONCURRENCY: usize = 8;
+
+/// Bytes read from the end of an object when it is opened (see [`ObjectSource::open`]).
+pub const OPEN_TAIL_BYTES: u64 = 256 << 10;
+
 /// Ranges closer than this are always fetched as one request (name and flag baskets sit between
 /// value baskets; a skipped value basket is larger than this). `DIALS_READ_MERGE_GAP` overrides it.
 pub const MERGE_GAP: u64 = 16 << 10;
