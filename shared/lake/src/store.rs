@@ -340,7 +340,48 @@ pub fn merge_ranges(ranges: &[Range<u64>], gap: u64, ratio: u64, max: u64) -> Ve
 
 #[cfg(test)]
 mod tests {
-    use super::merge_ranges;
+    use super::{merge_ranges, ObjectSource, OPEN_TAIL_BYTES};
+    use dials_dqmio::ByteSource;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    use std::sync::Arc;
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn opening_reads_the_tail_once_and_serves_it_from_the_cache() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let data = pattern(3 << 20);
+        store.put(&Path::from("big.root"), data.clone().into()).await.expect("put");
+        store.put(&Path::from("small.root"), data[..5_000].to_vec().into()).await.expect("put");
+        let big = Arc::new(ObjectSource::open(store.clone(), Path::from("big.root"), "big".into()).await.expect("open"));
+        assert_eq!(big.len(), data.len() as u64);
+        assert_eq!((big.stats().requests(), big.stats().bytes()), (1, OPEN_TAIL_BYTES));
+        let len = data.len();
+        let b = big.clone();
+        let (tail, head) = tokio::task::spawn_blocking(move || {
+            let tail = b.read_at((len - 1_000) as u64, 900).expect("tail");
+            let after_tail = b.stats().requests();
+            let head = b.read_at(10, 100).expect("head");
+            (tail, (after_tail, head, b.stats().requests()))
+        })
+        .await
+        .expect("join");
+        assert_eq!(&tail[..], &data[len - 1_000..len - 100]);
+        assert_eq!(head.0, 1, "the tail came from the open request");
+        assert_eq!((&head.1[..], head.2), (&data[10..110], 2));
+        // An object smaller than the tail: one request in all.
+        let small = Arc::new(ObjectSource::open(store.clone(), Path::from("small.root"), "small".into()).await.expect("open"));
+        let s = small.clone();
+        let got = tokio::task::spawn_blocking(move || s.read_at(0, 5_000).expect("all")).await.expect("join");
+        assert_eq!((&got[..], small.len(), small.stats().requests()), (&data[..5_000], 5_000, 1));
+        // A missing object is NotFound (FILE_NOT_AVAILABLE upstream), not some other error.
+        let missing = ObjectSource::open(store, Path::from("nope.root"), "nope".into()).await;
+        assert!(matches!(missing, Err(object_store::Error::NotFound { .. })));
+    }
 
     #[test]
     fn merges_close_ranges_only() {
