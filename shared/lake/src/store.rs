@@ -116,7 +116,7 @@ impl ObjectSource {
     /// Opens `path` with one GET of its last [`OPEN_TAIL_BYTES`] (which also tells the object's
     /// size). ROOT writes a file's keys list, streamer info and tree records at the end, so the
     /// reader then finds them in the block cache instead of asking for them one round trip at a
-    /// time. Falls back to a HEAD request if the store refuses the suffix range. Must be called
+    /// time. Falls back to a HEAD request if the store refuses the suffix range (an empty object). Must be called
     /// from inside a tokio runtime; reads then happen from blocking threads (`spawn_blocking`).
     pub async fn open(store: Arc<dyn ObjectStore>, path: Path, name: String) -> Result<Self, object_store::Error> {
         let tail = match store.get_opts(&path, GetOptions { range: Some(GetRange::Suffix(OPEN_TAIL_BYTES)), ..Default::default() }).await {
@@ -129,11 +129,15 @@ impl ObjectSource {
                     None
                 }
             }
-            Err(e @ object_store::Error::NotFound { .. }) => return Err(e),
-            Err(e) => {
+            // A store that answers at once that it cannot serve this range (an empty object: 416, or
+            // a whole-object 200 from some emulators): HEAD tells the size, and the reader then
+            // reports an empty object as not a ROOT file. Missing objects and failures that were
+            // already retried (outages, throttling) are returned as they are.
+            Err(e) if !matches!(e, object_store::Error::NotFound { .. }) && !e.to_string().contains(" retries, max_retries") => {
                 tracing::debug!(error = %e, "suffix GET refused; sizing the object with HEAD");
                 None
             }
+            Err(e) => return Err(e),
         };
         let len = match &tail {
             Some((size, _, _)) => *size,
