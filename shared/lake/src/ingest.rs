@@ -345,25 +345,31 @@ pub async fn ingest(
     let (previous, ()) = joined?;
     let summary = decoded?;
     // Every data object completes (becomes visible) only now, after the whole file decoded cleanly
-    // and the STARTED record is written.
-    futures::future::try_join_all(done.into_iter().map(AsyncArrowWriter::close)).await?;
+    // and the STARTED record is written. The index objects are written at the same time (queries
+    // count only rows of files whose record says FINISHED, and that record comes last).
+    let mut index_objects: Vec<(usize, [String; 3], RecordBatch, bool)> = Vec::new();
     for (i, ws) in workspaces.iter().enumerate() {
-        let lumis = &summary.lumis[i];
-        let objects = &mut reports[i].objects;
+        let name = ws.name.clone();
         let dpart = format!("part-{dataset_id}.parquet");
-        let (ls_batch, me_rows, ds_batch) =
-            (lumisection_batch(dataset_id, file_id, lumis)?, me_batch(file_id, &summary.mes[i])?, dataset_batch(dataset_id, &ds)?);
-        let (ls_path, me_path, ds_path) = (
-            [ws.name.as_str(), "lumisection_index", part.as_str()],
-            [ws.name.as_str(), "me_index", part.as_str()],
-            [ws.name.as_str(), "dataset_index", dpart.as_str()],
-        );
-        let (ls_object, me_object, _) = tokio::try_join!(
-            put_batch(lake, &ls_path, &ls_batch),
-            put_batch(lake, &me_path, &me_rows),
-            put_batch(lake, &ds_path, &ds_batch),
-        )?;
-        objects.extend([ls_object, me_object]);
+        index_objects.push((i, [name.clone(), "lumisection_index".into(), part.clone()], lumisection_batch(dataset_id, file_id, &summary.lumis[i])?, true));
+        index_objects.push((i, [name.clone(), "me_index".into(), part.clone()], me_batch(file_id, &summary.mes[i])?, true));
+        index_objects.push((i, [name, "dataset_index".into(), dpart], dataset_batch(dataset_id, &ds)?, false));
+    }
+    let closes = async {
+        futures::future::try_join_all(done.into_iter().map(AsyncArrowWriter::close)).await.map_err(IngestError::from)
+    };
+    let puts = futures::future::try_join_all(index_objects.iter().map(|(_, parts, batch, _)| async move {
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        put_batch(lake, &parts, batch).await
+    }));
+    let (_, paths) = tokio::try_join!(closes, puts)?;
+    for ((i, _, _, listed), path) in index_objects.iter().zip(paths) {
+        if *listed {
+            reports[*i].objects.push(path);
+        }
+    }
+    for (i, ws) in workspaces.iter().enumerate() {
+        let objects = &mut reports[i].objects;
         // Objects an earlier version of this file produced and this one did not: remove them.
         if let Some(old) = previous.get(&ws.name) {
             for o in old.iter().filter(|o| !objects.contains(o)) {
