@@ -33,7 +33,12 @@ struct Resource {
     name: &'static str,
     /// Table (in the workspace) or a subquery template with `{ws:<table>}` and `{finished}` markers.
     from: &'static str,
+    /// Columns of a response row, in DIALS's order.
     columns: &'static str,
+    /// The same columns in the order the table stores them, if that differs: they are selected in
+    /// that order (the scan then needs no reordering step; DataFusion plans it ~0.3 ms faster) and
+    /// put back in DIALS's order afterwards.
+    scan: Option<&'static str>,
     pk: &'static [&'static str],
     filters: &'static [Filter],
     /// Only rows of files whose ingestion finished.
@@ -72,6 +77,7 @@ const TH1: Resource = Resource {
     name: "th1",
     from: "{ws:th1}",
     columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, entries, data",
+    scan: Some("dataset_id, dataset, file_id, ls_number, me_id, me, x_min, x_max, x_bin, entries, data, run_number"),
     pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id"],
     filters: HIST_FILTERS,
     committed_only: true,
@@ -82,6 +88,7 @@ const TH2: Resource = Resource {
     name: "th2",
     from: "{ws:th2}",
     columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, y_min, y_max, y_bin, entries, data",
+    scan: Some("dataset_id, dataset, file_id, ls_number, me_id, me, x_min, x_max, x_bin, y_min, y_max, y_bin, entries, data, run_number"),
     pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id"],
     filters: HIST_FILTERS,
     committed_only: true,
@@ -95,6 +102,7 @@ const RUN: Resource = Resource {
            FROM {ws:lumisection_index} l JOIN {ws:dataset_index} d ON l.dataset_id = d.dataset_id \
            WHERE l.file_id IN {finished} GROUP BY l.dataset_id, d.dataset, l.run_number) AS r",
     columns: "dataset_id, dataset, run_number, ls_count, ls_completeness",
+    scan: None,
     pk: &["dataset_id", "run_number"],
     filters: &[
         f("dataset_id", "dataset_id", Op::IntEq),
@@ -117,6 +125,7 @@ const LUMISECTION: Resource = Resource {
            FROM {ws:lumisection_index} l JOIN {ws:dataset_index} d ON l.dataset_id = d.dataset_id \
            WHERE l.file_id IN {finished} GROUP BY l.dataset_id, d.dataset, l.run_number, l.ls_number) AS s",
     columns: "dataset_id, dataset, run_number, ls_number, th1_count, th2_count",
+    scan: None,
     pk: &["dataset_id", "run_number", "ls_number"],
     filters: &[
         f("dataset_id", "dataset_id", Op::IntEq),
@@ -138,6 +147,7 @@ const FILE_INDEX: Resource = Resource {
     name: "file-index",
     from: "{ws:file_index}",
     columns: "dataset_id, dataset, file_id, file_size, creation_date, last_modification_date, logical_file_name, status, err_trace",
+    scan: None,
     pk: &["dataset_id", "file_id"],
     filters: &[
         f("dataset_id", "dataset_id", Op::IntEq),
@@ -157,6 +167,7 @@ const DATASET_INDEX: Resource = Resource {
     name: "dataset-index",
     from: "{ws:dataset_index}",
     columns: "dataset_id, dataset, era, data_tier, primary_ds_name, processed_ds_name, processing_version, last_modification_date",
+    scan: None,
     pk: &["dataset_id"],
     filters: &[
         f("dataset_id", "dataset_id", Op::IntEq),
@@ -172,6 +183,7 @@ const MES: Resource = Resource {
     from: "(SELECT me_id, me, CAST(SUM(\"count\") AS BIGINT) AS \"count\", MAX(dim) AS dim FROM {ws:me_index} \
            WHERE file_id IN {finished} GROUP BY me_id, me) AS m",
     columns: "me_id, me, \"count\", dim",
+    scan: None,
     pk: &["me_id"],
     filters: &[
         f("me_id", "me_id", Op::IntEq),
@@ -400,8 +412,8 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
         if r.name != "th1" && r.name != "th2" {
             return Err(ApiError::NotAcceptable(format!("format '{fmt}' is offered for th1/th2 only")));
         }
-        let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", r.columns, conds.where_clause(), r.pk.join(", "), MAX_BULK_ROWS);
-        let batches = app.engine.query(&sql, conds.values).await?;
+        let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", select_list(r), conds.where_clause(), r.pk.join(", "), MAX_BULK_ROWS);
+        let batches = in_response_order(r, app.engine.query(&sql, conds.values).await?)?;
         return crate::bulk::encode(fmt, &batches);
     }
     let size = page_size(&query)?;
@@ -412,8 +424,8 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
         conds.sql.push(c);
         cursor = Some(cur);
     }
-    let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", r.columns, conds.where_clause(), r.pk.join(", "), size + 1);
-    let batches = app.engine.query(&sql, conds.values).await?;
+    let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", select_list(r), conds.where_clause(), r.pk.join(", "), size + 1);
+    let batches = in_response_order(r, app.engine.query(&sql, conds.values).await?)?;
     // Keep `size` rows; if there was one more, the cursor is the primary key of the last kept row.
     let mut kept = Vec::with_capacity(batches.len());
     let mut left = size;
@@ -464,6 +476,30 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
 }
 
 /// Writes batches as a JSON array of objects (every key present, nulls explicit).
+/// What to SELECT for a resource's rows (see [`Resource::scan`]).
+fn select_list(r: &Resource) -> &'static str {
+    r.scan.unwrap_or(r.columns)
+}
+
+/// Puts selected columns back in the resource's response order (a no-op unless `scan` differs).
+fn in_response_order(r: &Resource, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, ApiError> {
+    if r.scan.is_none() {
+        return Ok(batches);
+    }
+    batches
+        .into_iter()
+        .map(|b| {
+            let idx = r
+                .columns
+                .split(", ")
+                .map(|c| b.schema().index_of(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            b.project(&idx).map_err(|e| ApiError::Internal(e.to_string()))
+        })
+        .collect()
+}
+
 fn write_json_rows(out: &mut Vec<u8>, batches: &[RecordBatch]) -> Result<(), ApiError> {
     if batches.iter().all(|b| b.num_rows() == 0) {
         out.extend_from_slice(b"[]");
@@ -508,8 +544,8 @@ async fn one(app: &App, r: &Resource, headers: &HeaderMap, keys: &[(&'static str
     if r.committed_only {
         conds.sql.push(format!("file_id IN {finished}"));
     }
-    let sql = format!("SELECT {} FROM {} {} ORDER BY {} LIMIT 1", r.columns, from_clause(app, r, &ws, &finished).await?, conds.where_clause(), r.pk.join(", "));
-    let rows = batches_to_json(&app.engine.query(&sql, conds.values).await?)?;
+    let sql = format!("SELECT {} FROM {} {} ORDER BY {} LIMIT 1", select_list(r), from_clause(app, r, &ws, &finished).await?, conds.where_clause(), r.pk.join(", "));
+    let rows = batches_to_json(&in_response_order(r, app.engine.query(&sql, conds.values).await?)?)?;
     match rows.into_iter().next() {
         Some(v) => json_response(&v),
         None => Err(ApiError::NotFound(format!("No {what} matches the given query."))),
