@@ -62,6 +62,8 @@ def main():
     os.makedirs(work, exist_ok=True)
     lake = build_lake(work, a.runs, a.lumis)
     import duckdb
+    import pyarrow as pa
+    import pyarrow.ipc  # noqa: F401
     con = duckdb.connect()
     th1 = f"read_parquet('{lake}/default/th1/**/*.parquet', hive_partitioning = true)"
     li = f"read_parquet('{lake}/default/lumisection_index/*.parquet')"
@@ -106,6 +108,9 @@ def main():
         ("me__regex list page (100)",
          f"/th1/?me__regex={q('Tracking/.*_00[0-4]')}&page_size=100",
          f"SELECT {cols} FROM {th1} WHERE regexp_matches(me, 'Tracking/.*_00[0-4]') ORDER BY dataset_id, run_number, ls_number, me_id LIMIT 100"),
+        ("one lumisection x all MEs (all 1,000), Arrow: format=arrow vs DuckDB to_arrow_table()",
+         f"/th1/?run_number={run}&ls_number={ls}&format=arrow",
+         f"SELECT {cols} FROM {th1} WHERE run_number = {run} AND ls_number = {ls} ORDER BY dataset_id, run_number, ls_number, me_id"),
         ("run list",
          "/run/?page_size=100",
          f"SELECT dataset_id, run_number, COUNT(DISTINCT ls_number) FROM {li} GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 100"),
@@ -117,11 +122,12 @@ def main():
     try:
         for name, path, sql in queries:
             ours, recv, duck = [], [], []
+            arrow = "format=arrow" in path
             for i in range(a.requests + 3):
                 t = time.perf_counter()
                 raw = urllib.request.urlopen(base + path, timeout=60).read()
                 t_recv = time.perf_counter() - t
-                body = json.loads(raw)
+                body = pa.ipc.open_stream(raw).read_all() if arrow else json.loads(raw)
                 dt = time.perf_counter() - t
                 if i == 0:
                     first = dt
@@ -129,10 +135,13 @@ def main():
                     ours.append(dt)
                     recv.append(t_recv)
                 t = time.perf_counter()
-                res = con.execute(sql).fetchall()
+                res = con.execute(sql).to_arrow_table() if arrow else con.execute(sql).fetchall()
                 dt = time.perf_counter() - t
                 if i >= 3:
                     duck.append(dt)
+            if arrow:
+                body = {"results": range(body.num_rows)}
+                res = range(res.num_rows)
             n_ours = len(body["results"]) if isinstance(body, dict) else len(body)
             rows.append((name, n_ours, len(res), first, pct(recv, 50), pct(ours, 50), pct(ours, 95), pct(duck, 50), pct(duck, 95)))
     finally:
@@ -142,6 +151,7 @@ def main():
     print(f"lake: {n_hist:,} histograms, {int(du) / 1e9:.2f} GB, {a.runs} runs x {a.lumis} lumisections; {a.requests} warm requests each")
     print()
     print("Ours: body received (HTTP) and parsed into Python objects (json.loads); DuckDB: fetchall() into Python tuples.")
+    print("The Arrow row: ours format=arrow read into a pyarrow Table; DuckDB to_arrow_table() (a pyarrow Table too).")
     print()
     print("| query | rows (ours / DuckDB) | ours first request ms | ours p50 ms, body received | ours p50 ms, parsed | ours p95 ms, parsed | DuckDB p50 ms | DuckDB p95 ms | p50 ratio (parsed) ours/DuckDB |")
     print("|---|---|---|---|---|---|---|---|---|")
