@@ -91,7 +91,10 @@ impl Engine {
                     .with_file_extension(".parquet")
                     .with_table_partition_cols(partitions);
                 let cfg = ListingTableConfig::new(url).with_listing_options(opts).with_schema(schema);
-                ctx.register_table(Self::name(&ws.name, table), Arc::new(ListingTable::try_new(cfg)?))?;
+                // Per-file statistics are kept in the session's cache (validated by size, mtime
+                // and ETag): without it every query re-derives them from each file's footer.
+                let stats_cache = ctx.runtime_env().cache_manager.get_file_statistic_cache();
+                ctx.register_table(Self::name(&ws.name, table), Arc::new(ListingTable::try_new(cfg)?.with_cache(stats_cache)))?;
             }
         }
         Ok(Engine {
