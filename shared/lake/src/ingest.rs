@@ -168,7 +168,7 @@ pub fn writer_props() -> WriterProperties {
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default()))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_row_count(Some(row_group_rows()))
         .set_data_page_row_count_limit(1024);
     for col in ["data.list.item", "data.list.item.list.item", "sumw2.list.item", "x_edges.list.item", "y_edges.list.item"] {
         b = b.set_column_statistics_enabled(col_path(col), EnabledStatistics::None);
@@ -176,10 +176,14 @@ pub fn writer_props() -> WriterProperties {
     b.build()
 }
 
-/// Rows per row group at most. The ingest closes a row group early rather than split a batch (one
-/// lumisection's rows of a table, in `Indices` order) across two, so a one-lumisection query opens
-/// one row group.
+/// Rows per row group at most (`DIALS_ROW_GROUP_ROWS` overrides). The ingest closes a row group
+/// early rather than split a batch (one lumisection's rows of a table, in `Indices` order) across
+/// two, so a one-lumisection query opens one row group.
 const ROW_GROUP_ROWS: usize = 16 * 1024;
+
+fn row_group_rows() -> usize {
+    std::env::var("DIALS_ROW_GROUP_ROWS").ok().and_then(|v| v.parse().ok()).map_or(ROW_GROUP_ROWS, |n: usize| n.clamp(1, 1 << 20))
+}
 
 /// zstd level of the lake files: level 1 costs 10 % less ingest time than 3 for 1 % more bytes
 /// (49 MB bench file, docs/benchmarks.md).
@@ -211,11 +215,12 @@ struct WriterTask {
 impl WriterTask {
     fn spawn(mut w: AsyncArrowWriter<BufWriter>) -> Self {
         let (tx, mut rx) = mpsc::channel::<WriterMsg>(2);
+        let max_rows = row_group_rows();
         let task = tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
                 match m {
                     WriterMsg::Batch(b) => {
-                        if w.in_progress_rows() > 0 && w.in_progress_rows() + b.num_rows() > ROW_GROUP_ROWS {
+                        if w.in_progress_rows() > 0 && w.in_progress_rows() + b.num_rows() > max_rows {
                             w.flush().await?;
                         }
                         w.write(&b).await?;

@@ -1,0 +1,51 @@
+//! Row groups end at lumisection boundaries: a file read in `Indices` order never splits one
+//! lumisection's rows of a table across two row groups, whatever the row-group size. Its own test
+//! binary: the size comes from the environment (`DIALS_ROW_GROUP_ROWS`), set before any thread starts.
+
+mod common;
+
+use common::{expected, ingest_fixture, lfn, rows, scratch};
+use dials_lake::{Location, Workspaces};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::statistics::Statistics;
+
+#[test]
+fn a_lumisection_never_straddles_two_row_groups() {
+    // The fixture has 8 rows per lumisection and table: 12-row groups cut by count alone would
+    // split the second lumisection.
+    std::env::set_var("DIALS_ROW_GROUP_ROWS", "12");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let dir = scratch("row-groups");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    rt.block_on(ingest_fixture(&lake, &Workspaces::default(), "small_zlib.root", &lfn(0)));
+    let mut checked = 0;
+    for table in ["th1", "th2"] {
+        for run_dir in std::fs::read_dir(dir.join("default").join(table)).expect("table").flatten() {
+            for f in std::fs::read_dir(run_dir.path()).expect("run").flatten() {
+                let reader = SerializedFileReader::new(std::fs::File::open(f.path()).expect("open")).expect("parquet");
+                let meta = reader.metadata();
+                let ls_col = meta.file_metadata().schema_descr().columns().iter().position(|c| c.name() == "ls_number").expect("ls");
+                let ranges: Vec<(i64, i64, i64)> = meta
+                    .row_groups()
+                    .iter()
+                    .map(|rg| match rg.column(ls_col).statistics() {
+                        Some(Statistics::Int64(s)) => {
+                            (*s.min_opt().expect("min"), *s.max_opt().expect("max"), rg.num_rows())
+                        }
+                        other => panic!("ls_number statistics: {other:?}"),
+                    })
+                    .collect();
+                assert!(ranges.len() >= 2, "{table}: several row groups at 12 rows ({ranges:?})");
+                for w in ranges.windows(2) {
+                    assert!(w[0].1 < w[1].0, "{table}: lumisection split across row groups: {ranges:?}");
+                }
+                assert!(ranges.iter().all(|r| r.2 <= 12), "{table}: {ranges:?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 4, "th1 and th2 files of both runs");
+    // And the rows are still exactly ROOT's.
+    assert_eq!(rows(&dir.join("default").join("th1"), 1), expected(1));
+    assert_eq!(rows(&dir.join("default").join("th2"), 2), expected(2));
+}
