@@ -6,6 +6,7 @@ pub mod bulk;
 pub mod cache;
 pub mod engine;
 pub mod error;
+pub mod json;
 pub mod openapi;
 pub mod params;
 pub mod routes;

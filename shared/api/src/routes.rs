@@ -501,16 +501,7 @@ fn in_response_order(r: &Resource, batches: Vec<RecordBatch>) -> Result<Vec<Reco
 }
 
 fn write_json_rows(out: &mut Vec<u8>, batches: &[RecordBatch]) -> Result<(), ApiError> {
-    if batches.iter().all(|b| b.num_rows() == 0) {
-        out.extend_from_slice(b"[]");
-        return Ok(());
-    }
-    let mut w = arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow::json::writer::JsonArray>(out);
-    for b in batches {
-        w.write(b)?;
-    }
-    w.finish()?;
-    Ok(())
+    Ok(crate::json::write_rows(out, batches)?)
 }
 
 fn bytes_response(body: Vec<u8>) -> Result<Response, ApiError> {
