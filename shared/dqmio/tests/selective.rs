@@ -141,22 +141,24 @@ fn tree_order_visits_the_same_elements_kind_by_kind() {
     }
 }
 
+/// Every element of `file`, visited in `order`.
+fn read_all(file: &DqmioFile, order: dials_dqmio::Order) -> Vec<dials_dqmio::MonitorElement> {
+    let mut v = Vec::new();
+    file.for_each(&Selection { order, ..Default::default() }, |me| {
+        v.push(me);
+        Ok(())
+    })
+    .expect("read");
+    v
+}
+
 #[test]
 fn auto_order_reads_small_files_in_index_order() {
     let (_, file) = open("small_zlib.root");
     let kinds: Vec<MeKind> = file.trees().keys().copied().collect();
     let live = file.live_basket_bytes(&kinds);
     assert!(live > 0 && live < dials_dqmio::dqmio::AUTO_LIVE_BASKET_BYTES, "{live}");
-    let collect = |order| {
-        let mut v = Vec::new();
-        file.for_each(&Selection { order, ..Default::default() }, |me| {
-            v.push(me);
-            Ok(())
-        })
-        .expect("read");
-        v
-    };
-    assert_eq!(collect(dials_dqmio::Order::Auto), collect(dials_dqmio::Order::Index));
+    assert_eq!(read_all(&file, dials_dqmio::Order::Auto), read_all(&file, dials_dqmio::Order::Index));
 }
 
 #[test]
@@ -172,16 +174,7 @@ fn bounded_order_reads_small_baskets_in_index_order_then_large_ones_tree_by_tree
         .map(|b| (b, file.split_entries(&kinds, dials_dqmio::Order::Bounded(b))))
         .find(|(_, s)| s.iter().any(|e| *e != u64::MAX) && s.iter().any(|e| *e > 0))
         .expect("a budget that splits the kinds");
-    let read = |order| {
-        let mut v = Vec::new();
-        file.for_each(&Selection { order, ..Default::default() }, |me| {
-            v.push(me);
-            Ok(())
-        })
-        .expect("read");
-        v
-    };
-    let indexed = read(dials_dqmio::Order::Index);
+    let indexed = read_all(&file, dials_dqmio::Order::Index);
     // Expected: rows wholly before their kind's split entry in Indices order, then the others
     // sorted by (kind, first entry); within a row, entries in order.
     let mut early = Vec::new();
@@ -201,5 +194,5 @@ fn bounded_order_reads_small_baskets_in_index_order_then_large_ones_tree_by_tree
     assert!(!early.is_empty() && !late.is_empty(), "budget {budget}: both parts used");
     late.sort_by_key(|(k, _)| *k);
     early.extend(late.into_iter().flat_map(|(_, e)| e));
-    assert_eq!(read(dials_dqmio::Order::Bounded(budget)), early);
+    assert_eq!(read_all(&file, dials_dqmio::Order::Bounded(budget)), early);
 }

@@ -5,17 +5,13 @@
 
 mod common;
 
-use common::{expected, ingest_fixture, lfn, rows, scratch};
-use dials_lake::{Location, Workspaces};
+use common::{expected, ingest_small_fixture_blocking, rows};
 
 #[test]
 fn tree_order_lands_the_same_rows_as_index_order() {
     // Two runs: in tree order each run's writers get rows again after other runs' (flushes between).
     std::env::set_var("DIALS_READ_ORDER", "tree");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let dir = scratch("tree-order");
-    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
-    rt.block_on(ingest_fixture(&lake, &Workspaces::default(), "small_zlib.root", &lfn(0)));
+    let dir = ingest_small_fixture_blocking("tree-order");
     for dim in [1u8, 2] {
         let table = if dim == 1 { "th1" } else { "th2" };
         let got = rows(&dir.join("default").join(table), dim);

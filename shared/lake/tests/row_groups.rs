@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{expected, ingest_fixture, lfn, rows, scratch};
-use dials_lake::{Location, Workspaces};
+use common::{expected, ingest_small_fixture_blocking, rows};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 
@@ -14,10 +13,7 @@ fn a_lumisection_never_straddles_two_row_groups() {
     // The fixture has 8 rows per lumisection and table: 12-row groups cut by count alone would
     // split the second lumisection.
     std::env::set_var("DIALS_ROW_GROUP_ROWS", "12");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let dir = scratch("row-groups");
-    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
-    rt.block_on(ingest_fixture(&lake, &Workspaces::default(), "small_zlib.root", &lfn(0)));
+    let dir = ingest_small_fixture_blocking("row-groups");
     let mut checked = 0;
     for table in ["th1", "th2"] {
         for run_dir in std::fs::read_dir(dir.join("default").join(table)).expect("table").flatten() {

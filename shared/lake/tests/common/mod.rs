@@ -122,3 +122,13 @@ pub fn expected(dim: u8) -> BTreeMap<(i64, i64, String), Value> {
     m
 }
 
+
+/// Ingests `small_zlib.root` into a fresh lake folder named after `name`, on a runtime of its own
+/// (for single-test binaries that set the environment first), and returns the folder.
+pub fn ingest_small_fixture_blocking(name: &str) -> PathBuf {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let dir = scratch(name);
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    rt.block_on(ingest_fixture(&lake, &Workspaces::default(), "small_zlib.root", &lfn(0)));
+    dir
+}
