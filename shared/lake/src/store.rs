@@ -168,18 +168,31 @@ impl ObjectSource {
     /// Puts the whole cache blocks inside `bytes` (which start at `start`) into the block cache.
     fn keep_blocks(&self, start: u64, bytes: &Bytes) {
         let end = start + bytes.len() as u64;
-        let Ok(mut c) = self.cache.lock() else { return };
-        let (map, order) = &mut *c;
         let mut b = start.div_ceil(self.block);
-        while b * self.block < end && map.len() < self.max_blocks {
+        while b * self.block < end {
             let (lo, hi) = (b * self.block, ((b + 1) * self.block).min(self.len));
             if hi > end {
                 break;
             }
-            if map.insert(b, bytes.slice((lo - start) as usize..(hi - start) as usize)).is_none() {
-                order.push_back(b);
-            }
+            self.remember(b, bytes.slice((lo - start) as usize..(hi - start) as usize));
             b += 1;
+        }
+    }
+
+    /// Caches block `b`, evicting the oldest blocks beyond `max_blocks`.
+    fn remember(&self, b: u64, data: Bytes) {
+        let Ok(mut c) = self.cache.lock() else { return };
+        let (map, order) = &mut *c;
+        while map.len() >= self.max_blocks {
+            match order.pop_front() {
+                Some(old) => {
+                    map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        if map.insert(b, data).is_none() {
+            order.push_back(b);
         }
     }
 
@@ -218,20 +231,7 @@ impl ByteSource for ObjectSource {
                 None => {
                     let start = b * self.block;
                     let d = self.fetch(start..(start + self.block).min(self.len))?;
-                    if let Ok(mut c) = self.cache.lock() {
-                        let (map, order) = &mut *c;
-                        while map.len() >= self.max_blocks {
-                            match order.pop_front() {
-                                Some(old) => {
-                                    map.remove(&old);
-                                }
-                                None => break,
-                            }
-                        }
-                        if map.insert(b, d.clone()).is_none() {
-                            order.push_back(b);
-                        }
-                    }
+                    self.remember(b, d.clone());
                     d
                 }
             };
