@@ -360,24 +360,25 @@ pub async fn ingest(
     // Every data object completes (becomes visible) only now, after the whole file decoded cleanly
     // and the STARTED record is written. The index objects are written at the same time (queries
     // count only rows of files whose record says FINISHED, and that record comes last).
-    let mut index_objects: Vec<(usize, [String; 3], RecordBatch, bool)> = Vec::new();
-    for (i, ws) in workspaces.iter().enumerate() {
-        let name = ws.name.clone();
-        let dpart = format!("part-{dataset_id}.parquet");
-        index_objects.push((i, [name.clone(), "lumisection_index".into(), part.clone()], lumisection_batch(dataset_id, file_id, &summary.lumis[i])?, true));
-        index_objects.push((i, [name.clone(), "me_index".into(), part.clone()], me_batch(file_id, &summary.mes[i])?, true));
-        index_objects.push((i, [name, "dataset_index".into(), dpart], dataset_batch(dataset_id, &ds)?, false));
+    // Per workspace: (table, object name, rows). The file's own objects are listed in its record;
+    // the dataset's row is shared by every file of the dataset and is not.
+    let dpart = format!("part-{dataset_id}.parquet");
+    let mut index_objects: Vec<(usize, &str, &str, RecordBatch)> = Vec::new();
+    for i in 0..workspaces.len() {
+        index_objects.push((i, "lumisection_index", &part, lumisection_batch(dataset_id, file_id, &summary.lumis[i])?));
+        index_objects.push((i, "me_index", &part, me_batch(file_id, &summary.mes[i])?));
+        index_objects.push((i, "dataset_index", &dpart, dataset_batch(dataset_id, &ds)?));
     }
     let closes = async {
         futures::future::try_join_all(done.into_iter().map(AsyncArrowWriter::close)).await.map_err(IngestError::from)
     };
-    let puts = futures::future::try_join_all(index_objects.iter().map(|(_, parts, batch, _)| async move {
-        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-        put_batch(lake, &parts, batch).await
-    }));
+    let wss = &workspaces;
+    let puts = futures::future::try_join_all(
+        index_objects.iter().map(|(i, table, name, batch)| async move { put_batch(lake, &[&wss[*i].name, table, name], batch).await }),
+    );
     let (_, paths) = tokio::try_join!(closes, puts)?;
-    for ((i, _, _, listed), path) in index_objects.iter().zip(paths) {
-        if *listed {
+    for ((i, table, _, _), path) in index_objects.iter().zip(paths) {
+        if *table != "dataset_index" {
             reports[*i].objects.push(path);
         }
     }
