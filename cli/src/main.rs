@@ -123,21 +123,7 @@ enum Command {
 
 /// Exit code for unreadable input or a failed operation.
 const EXIT_BAD_INPUT: u8 = 2;
-/// glibc raises its mmap threshold after the first large free; multi-MB baskets then come from heap
-/// arenas that fragment, and RSS grew with the file (1 GB file: 262 MB, pinned at 8 MiB: 168 MB).
-/// Pinning the threshold keeps large buffers mmapped, so freeing them returns the memory. (At 1 MiB
-/// the page faults of re-mmapped Arrow/Parquet buffers cost 30 % of ingest time.)
-fn pin_mmap_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes the allocator; it takes the allocator's own lock.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
-    }
-}
-
-
 fn main() -> ExitCode {
-    pin_mmap_threshold();
     // A bug must still end as a clear message and exit code 2, never as 101 or a signal.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("dials: internal error: {info}");
@@ -148,6 +134,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. } | Command::Up { .. }) {
+        dials_malloc::tune_for_serving();
+    } else {
+        dials_malloc::tune_for_ingest();
+    }
     let result = match cli.command {
         Command::Inspect { file, json } => inspect::run(&file, json),
         Command::Dump { file, me_regex } => dump::run(&file, me_regex.as_deref()),

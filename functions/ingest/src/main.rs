@@ -8,22 +8,9 @@
 use dials_lake::events::{handle_event, Deps};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
-/// glibc raises its mmap threshold after the first large free; multi-MB baskets then come from heap
-/// arenas that fragment, and RSS grew with the file (1 GB file: 262 MB, pinned at 8 MiB: 168 MB).
-/// Pinning the threshold keeps large buffers mmapped, so freeing them returns the memory. (At 1 MiB
-/// the page faults of re-mmapped Arrow/Parquet buffers cost 30 % of ingest time.)
-fn pin_mmap_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes the allocator; it takes the allocator's own lock.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
-    }
-}
-
-
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    pin_mmap_threshold();
+    dials_malloc::tune_for_ingest();
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DIALS_LOG").unwrap_or_else(|_| "info".into()))

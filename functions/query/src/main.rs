@@ -10,6 +10,7 @@ use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    dials_malloc::tune_for_serving();
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DIALS_LOG").unwrap_or_else(|_| "info".into()))
