@@ -358,8 +358,10 @@ pub async fn ingest(
         }
         Ok(())
     };
-    // On an error of either, the other stops (dropping the receiver stops the decoder too).
+    // On an error of either, the other stops. The receiver is dropped before waiting for the
+    // decoder: a decoder blocked on a full channel then gets an error instead of waiting forever.
     let joined = tokio::try_join!(started, write_loop);
+    drop(rx);
     let decoded = decoder.await.map_err(|e| IngestError::Task(e.to_string()))?;
     // A writer's own error comes first: it is why the loop above could not hand it more rows.
     let done = WriterTask::finish_all(std::mem::take(&mut writers)).await?;

@@ -20,11 +20,13 @@ use object_store::{
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-/// Fails data-object writes (th1/th2) while `failures` > 0 (usize::MAX: always), like a throttled S3.
+/// Fails writes of objects whose path contains one of `targets` while `failures` > 0 (usize::MAX:
+/// always), like a throttled S3.
 #[derive(Debug)]
 struct Faulty {
     inner: Arc<dyn ObjectStore>,
     failures: AtomicUsize,
+    targets: &'static [&'static str],
 }
 
 impl fmt::Display for Faulty {
@@ -36,7 +38,7 @@ impl fmt::Display for Faulty {
 impl Faulty {
     fn check(&self, location: &Path) -> object_store::Result<()> {
         let p = location.as_ref();
-        if !(p.contains("/th1/") || p.contains("/th2/")) {
+        if !self.targets.iter().any(|t| p.contains(t)) {
             return Ok(());
         }
         let n = self.failures.load(Ordering::SeqCst);
@@ -109,7 +111,7 @@ async fn transient_faults_are_retried_then_dead_lettered_with_status() {
     let dir = std::env::temp_dir().join(format!("dials-faults-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let local = Location::parse(dir.to_str().unwrap(), true).unwrap();
-    let faulty = Arc::new(Faulty { inner: local.store.clone(), failures: AtomicUsize::new(2) });
+    let faulty = Arc::new(Faulty { inner: local.store.clone(), failures: AtomicUsize::new(2), targets: &["/th1/", "/th2/"] });
     let lake = Location { store: faulty.clone(), path: local.path.clone(), url: local.url.clone() };
     let deps = Deps { lake: lake.clone(), workspaces: Workspaces::default(), default_dataset: None, max_receives: 3 };
     let req = IngestRequest {
@@ -147,4 +149,28 @@ async fn transient_faults_are_retried_then_dead_lettered_with_status() {
     assert!(o.error.as_deref().unwrap_or_default().contains("dead-letter"));
     assert_eq!(status(&dir), "FILE_NOT_AVAILABLE");
     assert!(parquet_files(&dir.join("default/th1")).is_empty(), "no rows of a failed file stay visible");
+}
+
+/// A failed STARTED record ends the ingest with that error at once: the decoder, blocked on a full
+/// channel nobody reads any more, is released instead of waiting forever (it used to hang here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_started_record_fails_the_ingest_instead_of_hanging() {
+    let dir = std::env::temp_dir().join(format!("dials-faults-started-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let local = Location::parse(dir.to_str().unwrap(), true).unwrap();
+    let faulty = Arc::new(Faulty { inner: local.store.clone(), failures: AtomicUsize::new(usize::MAX), targets: &["/file_index/"] });
+    let lake = Location { store: faulty, path: local.path.clone(), url: local.url.clone() };
+    let req = IngestRequest {
+        logical_file_name: "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/x.root".into(),
+        dataset: None,
+    };
+    let workspaces = Workspaces::default();
+    for _ in 0..20 {
+        let source = Arc::new(LocalFile::open(fixture()).unwrap());
+        let run = ingest(&lake, &workspaces, &req, source, None);
+        let r = tokio::time::timeout(std::time::Duration::from_secs(20), run).await.expect("ingest hung");
+        let e = r.expect_err("the STARTED record could not be written");
+        assert!(e.to_string().contains("injected 503"), "{e}");
+        assert!(parquet_files(&dir.join("default/th1")).is_empty() && parquet_files(&dir.join("default/th2")).is_empty());
+    }
 }
