@@ -10,6 +10,7 @@ DuckDB runs in-process with one warm connection (no HTTP, no JSON); ours include
 """
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -123,20 +124,31 @@ def main():
         for name, path, sql in queries:
             ours, recv, duck = [], [], []
             arrow = "format=arrow" in path
+            body = res = raw = None
             for i in range(a.requests + 3):
+                # As timeit does: the garbage collector off while a call is timed, and the previous
+                # results freed first, so neither side pays for collecting the other's objects.
+                body = raw = None
+                gc.collect()
+                gc.disable()
                 t = time.perf_counter()
                 raw = urllib.request.urlopen(base + path, timeout=60).read()
                 t_recv = time.perf_counter() - t
                 body = pa.ipc.open_stream(raw).read_all() if arrow else json.loads(raw)
                 dt = time.perf_counter() - t
+                gc.enable()
                 if i == 0:
                     first = dt
                 if i >= 3:
                     ours.append(dt)
                     recv.append(t_recv)
+                res = None
+                gc.collect()
+                gc.disable()
                 t = time.perf_counter()
                 res = con.execute(sql).to_arrow_table() if arrow else con.execute(sql).fetchall()
                 dt = time.perf_counter() - t
+                gc.enable()
                 if i >= 3:
                     duck.append(dt)
             if arrow:
@@ -151,6 +163,7 @@ def main():
     print(f"lake: {n_hist:,} histograms, {int(du) / 1e9:.2f} GB, {a.runs} runs x {a.lumis} lumisections; {a.requests} warm requests each")
     print()
     print("Ours: body received (HTTP) and parsed into Python objects (json.loads); DuckDB: fetchall() into Python tuples.")
+    print("Python's garbage collector is off during each timed call (as timeit does), previous results freed first.")
     print("The Arrow row: ours format=arrow read into a pyarrow Table; DuckDB to_arrow_table() (a pyarrow Table too).")
     print()
     print("| query | rows (ours / DuckDB) | ours first request ms | ours p50 ms, body received | ours p50 ms, parsed | ours p95 ms, parsed | DuckDB p50 ms | DuckDB p95 ms | p50 ratio (parsed) ours/DuckDB |")
