@@ -255,7 +255,12 @@ impl WriterTask {
     }
 
     /// Ends every task and returns their writers, still open; the first error if any failed.
-    async fn finish_all(tasks: BTreeMap<(usize, u8, u32), WriterTask>) -> Result<Vec<AsyncArrowWriter<BufWriter>>, IngestError> {
+    /// `aborted`: the caller stopped the tasks because the ingest failed elsewhere, so a stopped
+    /// task is expected and not itself an error (the caller returns its own).
+    async fn finish_all(
+        tasks: BTreeMap<(usize, u8, u32), WriterTask>,
+        aborted: bool,
+    ) -> Result<Vec<AsyncArrowWriter<BufWriter>>, IngestError> {
         let handles: Vec<_> = tasks.into_values().map(|t| t.task).collect();
         let mut out = Vec::with_capacity(handles.len());
         let mut first_err = None;
@@ -265,6 +270,7 @@ impl WriterTask {
                 Ok(Err(e)) => {
                     first_err.get_or_insert(e);
                 }
+                Err(e) if aborted && e.is_cancelled() => {}
                 Err(e) => {
                     first_err.get_or_insert(IngestError::Task(e.to_string()));
                 }
@@ -362,9 +368,15 @@ pub async fn ingest(
     // decoder: a decoder blocked on a full channel then gets an error instead of waiting forever.
     let joined = tokio::try_join!(started, write_loop);
     drop(rx);
-    let decoded = decoder.await.map_err(|e| IngestError::Task(e.to_string()))?;
+    let decoded = decoder.await.map_err(|e| IngestError::Task(e.to_string())).and_then(|r| r);
+    // Nothing of a failed attempt is committed: its writers are stopped instead of encoding and
+    // uploading their open row groups.
+    let failed = joined.is_err() || decoded.is_err();
+    if failed {
+        writers.values().for_each(|w| w.task.abort());
+    }
     // A writer's own error comes first: it is why the loop above could not hand it more rows.
-    let done = WriterTask::finish_all(std::mem::take(&mut writers)).await?;
+    let done = WriterTask::finish_all(std::mem::take(&mut writers), failed).await?;
     let (previous, ()) = joined?;
     let summary = decoded?;
     // Every data object completes (becomes visible) only now, after the whole file decoded cleanly
@@ -533,6 +545,11 @@ fn decode(
     let mut err = None;
     let res = dq.for_each_filtered(&sel, keep, |me| {
         if current != Some((me.run, me.lumi)) {
+            // The ingest failed on the writing side: stop reading now, not at the next send.
+            if tx.is_closed() {
+                err = Some(IngestError::Task("writer stopped".into()));
+                return Err(dials_dqmio::Error::Unsupported("stopped".into()));
+            }
             if let Some((run, _)) = current {
                 if let Err(e) = flush(&mut pending, run) {
                     err = Some(e);
