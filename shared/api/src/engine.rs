@@ -18,6 +18,15 @@ use dials_lake::{tables, Location, Workspaces};
 
 use crate::error::ApiError;
 
+/// How a query scans its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// Large files split into byte ranges scanned in parallel (DataFusion's default).
+    Wide,
+    /// One range per file.
+    Point,
+}
+
 /// Names of the lake tables and their schemas.
 pub const TABLES: [&str; 6] = ["th1", "th2", "file_index", "dataset_index", "lumisection_index", "me_index"];
 
@@ -167,8 +176,26 @@ impl Engine {
 
     /// Runs parameterised SQL (`$1`, `$2`, ...).
     pub async fn query(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Vec<RecordBatch>, ApiError> {
-        tracing::debug!(sql, ?params, "query");
-        let df = self.ctx.sql(sql).await?;
+        self.run(sql, params, Scan::Wide).await
+    }
+
+    /// As [`Engine::query`], for a query that reads a few rows of one place (one lumisection, one
+    /// histogram): its file is not split into ranges for parallel scanning. Splitting pays for the
+    /// scans of many lumisections (ME × run: 32 → 21 ms) and costs a point query ~0.15–0.2 ms of
+    /// planning and start-up for nothing (one lumisection × all MEs 3.41 → 3.19 ms, A/B).
+    pub async fn query_point(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Vec<RecordBatch>, ApiError> {
+        self.run(sql, params, Scan::Point).await
+    }
+
+    async fn run(&self, sql: &str, params: Vec<ScalarValue>, scan: Scan) -> Result<Vec<RecordBatch>, ApiError> {
+        tracing::debug!(sql, ?params, ?scan, "query");
+        // What `SessionContext::sql` does for a query, with the session's settings adjusted per query.
+        let mut state = self.ctx.state();
+        if scan == Scan::Point {
+            state.config_mut().options_mut().optimizer.repartition_file_scans = false;
+        }
+        let plan = state.create_logical_plan(sql).await?;
+        let df = datafusion::dataframe::DataFrame::new(state, plan);
         let df = if params.is_empty() { df } else { df.with_param_values(params)? };
         Ok(df.collect().await?)
     }
