@@ -5,7 +5,7 @@
 //! s3:// URL or path of the workspaces JSON), `DIALS_DEFAULT_DATASET` (optional), `DIALS_MAX_RECEIVES`
 //! (the queue's maxReceiveCount, default 3), plus the usual AWS variables.
 
-use dials_lake::events::{handle_event, Deps};
+use dials_lake::events::{attempt_deadline, handle_event_until, Deps};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 #[tokio::main]
@@ -19,7 +19,10 @@ async fn main() -> Result<(), Error> {
     let deps = deps_from_env().await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle_event(deps, &event.payload).await.map_err(Error::from)
+        // An attempt that would outlive the invocation ends a little before it, as a status in the
+        // lake and a retry, instead of being killed by the timeout without either.
+        let deadline = invocation_deadline(event.context.deadline).map(attempt_deadline);
+        handle_event_until(deps, &event.payload, deadline).await.map_err(Error::from)
     }))
     .await
 }
@@ -29,4 +32,13 @@ async fn deps_from_env() -> Result<Deps, Error> {
     let workspaces = dials_lake::config::from_env().await?;
     let max_receives = std::env::var("DIALS_MAX_RECEIVES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     Ok(Deps { lake, workspaces, default_dataset: std::env::var("DIALS_DEFAULT_DATASET").ok(), max_receives })
+}
+
+/// The invocation's deadline (milliseconds since the Unix epoch, from the runtime API) as an instant;
+/// none if the runtime gave none that lies ahead (an emulator may send 0), so no attempt is cut short
+/// by a clock it does not keep.
+fn invocation_deadline(deadline_ms: u64) -> Option<std::time::Instant> {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let left = u64::try_from(u128::from(deadline_ms).saturating_sub(now_ms)).ok().filter(|&ms| ms > 0)?;
+    Some(std::time::Instant::now() + std::time::Duration::from_millis(left.min(24 * 3600 * 1000)))
 }

@@ -63,6 +63,9 @@ pub enum IngestError {
     /// The decoding task died.
     #[error("decoder task: {0}")]
     Task(String),
+    /// The attempt ran out of the time its invocation has (the rest is kept for recording the outcome).
+    #[error("ingest did not finish within the invocation's time ({0:.0} s)")]
+    OutOfTime(f64),
 }
 
 impl IngestError {
@@ -86,7 +89,7 @@ impl IngestError {
             // The async Parquet writer reports the object store's errors as `External`.
             IngestError::Parquet(parquet::errors::ParquetError::External(_)) => true,
             IngestError::Read(dials_dqmio::Error::Io { .. }) => true,
-            IngestError::Task(_) => true,
+            IngestError::Task(_) | IngestError::OutOfTime(_) => true,
             _ => false,
         }
     }

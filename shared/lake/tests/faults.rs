@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow::array::AsArray;
 use async_trait::async_trait;
 use dials_dqmio::LocalFile;
-use dials_lake::events::{settle, Deps};
+use dials_lake::events::{settle, within, Deps};
 use dials_lake::{ingest, IngestRequest, Location, Workspaces};
 use futures::stream::BoxStream;
 use object_store::path::Path;
@@ -173,4 +173,33 @@ async fn a_failed_started_record_fails_the_ingest_instead_of_hanging() {
         assert!(e.to_string().contains("injected 503"), "{e}");
         assert!(parquet_files(&dir.join("default/th1")).is_empty() && parquet_files(&dir.join("default/th2")).is_empty());
     }
+}
+
+/// An attempt that outlives its invocation's time ends as a transient error before the deadline, so
+/// the outcome is recorded (at the last delivery: FILE_NOT_AVAILABLE, then the dead-letter queue)
+/// instead of the function being killed with nothing recorded; nothing of the attempt is visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_out_of_time_ends_as_a_recorded_status() {
+    use std::time::{Duration, Instant};
+    let dir = std::env::temp_dir().join(format!("dials-faults-deadline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lake = Location::parse(dir.to_str().unwrap(), true).unwrap();
+    let deps = Deps { lake: lake.clone(), workspaces: Workspaces::default(), default_dataset: None, max_receives: 3 };
+    let req = IngestRequest {
+        logical_file_name: "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/x.root".into(),
+        dataset: None,
+    };
+    let attempt = || ingest(&deps.lake, &deps.workspaces, &req, Arc::new(LocalFile::open(fixture()).unwrap()), None);
+    let r = within(Some(Instant::now() + Duration::from_millis(1)), attempt()).await;
+    let e = r.expect_err("out of time");
+    assert!(e.is_transient() && e.to_string().contains("did not finish within"), "{e}");
+    let o = settle(&deps, &req, "s3://raw/x.root", 1, Err(e), 3).await;
+    assert!(o.retry && o.status == "FILE_NOT_AVAILABLE", "{o:?}");
+    assert_eq!(status(&dir), "FILE_NOT_AVAILABLE");
+    assert!(parquet_files(&dir.join("default/th1")).is_empty() && parquet_files(&dir.join("default/th2")).is_empty());
+    // With time to spare the same attempt completes as usual.
+    let r = within(Some(Instant::now() + Duration::from_secs(60)), attempt()).await;
+    let o = settle(&deps, &req, "s3://raw/x.root", 1, r, 1).await;
+    assert!(!o.retry && o.status == "FINISHED", "{o:?}");
+    assert_eq!(status(&dir), "FINISHED");
 }
