@@ -20,10 +20,13 @@ use crate::error::ApiError;
 
 /// How a query scans its files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scan {
-    /// Large files split into byte ranges scanned in parallel (DataFusion's default).
+pub enum Scan {
+    /// Large files split into byte ranges scanned in parallel (DataFusion's default): pays for the
+    /// scans of many lumisections (ME × run: 32 → 21 ms).
     Wide,
-    /// One range per file.
+    /// One range per file, for a query that reads a few rows of one place (one lumisection, one
+    /// histogram): splitting would cost it ~0.15–0.2 ms of planning and start-up for nothing (one
+    /// lumisection × all MEs 3.41 → 3.19 ms, A/B).
     Point,
 }
 
@@ -176,18 +179,11 @@ impl Engine {
 
     /// Runs parameterised SQL (`$1`, `$2`, ...).
     pub async fn query(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Vec<RecordBatch>, ApiError> {
-        self.run(sql, params, Scan::Wide).await
+        self.query_as(sql, params, Scan::Wide).await
     }
 
-    /// As [`Engine::query`], for a query that reads a few rows of one place (one lumisection, one
-    /// histogram): its file is not split into ranges for parallel scanning. Splitting pays for the
-    /// scans of many lumisections (ME × run: 32 → 21 ms) and costs a point query ~0.15–0.2 ms of
-    /// planning and start-up for nothing (one lumisection × all MEs 3.41 → 3.19 ms, A/B).
-    pub async fn query_point(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Vec<RecordBatch>, ApiError> {
-        self.run(sql, params, Scan::Point).await
-    }
-
-    async fn run(&self, sql: &str, params: Vec<ScalarValue>, scan: Scan) -> Result<Vec<RecordBatch>, ApiError> {
+    /// As [`Engine::query`], scanning as `scan` says.
+    pub async fn query_as(&self, sql: &str, params: Vec<ScalarValue>, scan: Scan) -> Result<Vec<RecordBatch>, ApiError> {
         tracing::debug!(sql, ?params, ?scan, "query");
         // What `SessionContext::sql` does for a query, with the session's settings adjusted per query.
         let mut state = self.ctx.state();

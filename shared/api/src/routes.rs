@@ -12,7 +12,7 @@ use base64::Engine as _;
 use datafusion::scalar::ScalarValue;
 use serde_json::{json, Value};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Scan};
 use crate::error::ApiError;
 use crate::params::{self, Conditions, Filter, Op};
 
@@ -388,21 +388,14 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
     let finished = finished_list(app, &ws).await?;
     let mut conds = conditions(app, r, &ws, &query, &finished)?;
     let from = from_clause(app, r, &ws, &finished).await?;
-    // One lumisection of a histogram table: a point query (see `Engine::query_point`).
-    let point = matches!(r.name, "th1" | "th2") && query.iter().any(|(k, _)| k == "ls_number");
-    let run = |sql: String, values| async move {
-        if point {
-            app.engine.query_point(&sql, values).await
-        } else {
-            app.engine.query(&sql, values).await
-        }
-    };
+    // One lumisection of a histogram table is a point query.
+    let scan = if matches!(r.name, "th1" | "th2") && query.iter().any(|(k, _)| k == "ls_number") { Scan::Point } else { Scan::Wide };
     if let Some(fmt) = bulk_format(headers, &query)? {
         if r.name != "th1" && r.name != "th2" {
             return Err(ApiError::NotAcceptable(format!("format '{fmt}' is offered for th1/th2 only")));
         }
         let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", select_list(r), conds.where_clause(), r.pk.join(", "), MAX_BULK_ROWS);
-        let batches = in_response_order(r, run(sql, conds.values).await?)?;
+        let batches = in_response_order(r, app.engine.query_as(&sql, conds.values, scan).await?)?;
         return crate::bulk::encode(fmt, &batches);
     }
     let size = page_size(&query)?;
@@ -414,7 +407,7 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
         cursor = Some(cur);
     }
     let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", select_list(r), conds.where_clause(), r.pk.join(", "), size + 1);
-    let batches = in_response_order(r, run(sql, conds.values).await?)?;
+    let batches = in_response_order(r, app.engine.query_as(&sql, conds.values, scan).await?)?;
     // Keep `size` rows; if there was one more, the cursor is the primary key of the last kept row.
     let mut kept = Vec::with_capacity(batches.len());
     let mut left = size;
@@ -443,7 +436,7 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
             back.sql.push(format!("NOT {c}"));
             let desc: Vec<String> = r.pk.iter().map(|c| format!("{c} DESC")).collect();
             let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", r.pk.join(", "), back.where_clause(), desc.join(", "), size + 1);
-            let keys = run(sql, back.values).await?;
+            let keys = app.engine.query_as(&sql, back.values, scan).await?;
             let mut rows = keys.iter().flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)));
             match rows.nth(size) {
                 // More rows before that page: it starts after this key.
@@ -535,7 +528,7 @@ async fn one(app: &App, r: &Resource, headers: &HeaderMap, keys: &[(&'static str
         conds.sql.push(format!("file_id IN {finished}"));
     }
     let sql = format!("SELECT {} FROM {} {} ORDER BY {} LIMIT 1", select_list(r), from_clause(app, r, &ws, &finished).await?, conds.where_clause(), r.pk.join(", "));
-    let rows = batches_to_json(&in_response_order(r, app.engine.query_point(&sql, conds.values).await?)?)?;
+    let rows = batches_to_json(&in_response_order(r, app.engine.query_as(&sql, conds.values, Scan::Point).await?)?)?;
     match rows.into_iter().next() {
         Some(v) => json_response(&v),
         None => Err(ApiError::NotFound(format!("No {what} matches the given query."))),
