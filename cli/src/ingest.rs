@@ -145,7 +145,7 @@ pub async fn ingest_one(
     let lfn = dials_lake::ingest::logical_file_name(name);
     // An explicit dataset applies only to files whose names do not carry one.
     let dataset = if dials_lake::dataset::from_lfn(&lfn).is_some() { None } else { dataset };
-    let req = IngestRequest { logical_file_name: lfn, dataset };
+    let req = IngestRequest { logical_file_name: lfn, dataset, deadline: None };
     let opened = open_input(input).await;
     let result = match opened {
         Ok((src, stats)) => {

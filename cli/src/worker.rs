@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             let event = json!({ "Records": records });
             let response = match (&http, &args.invoke_url) {
                 (Some(client), Some(url)) => invoke(client, url, &event).await,
-                _ => handle_event(&deps, &event).await,
+                _ => handle_event(&deps, &event, None).await,
             };
             let failed: Vec<String> = match &response {
                 Ok(v) => v["batchItemFailures"]

@@ -5,7 +5,7 @@
 //! s3:// URL or path of the workspaces JSON), `DIALS_DEFAULT_DATASET` (optional), `DIALS_MAX_RECEIVES`
 //! (the queue's maxReceiveCount, default 3), plus the usual AWS variables.
 
-use dials_lake::events::{attempt_deadline, handle_event_until, Deps};
+use dials_lake::events::{attempt_deadline, handle_event, Deps};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 #[tokio::main]
@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
         // An attempt that would outlive the invocation ends a little before it, as a status in the
         // lake and a retry, instead of being killed by the timeout without either.
         let deadline = invocation_deadline(event.context.deadline).map(attempt_deadline);
-        handle_event_until(deps, &event.payload, deadline).await.map_err(Error::from)
+        handle_event(deps, &event.payload, deadline).await.map_err(Error::from)
     }))
     .await
 }

@@ -30,6 +30,7 @@ async fn api_gateway_v2_requests_through_the_router() {
     let req = IngestRequest {
         logical_file_name: "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/a.root".into(),
         dataset: None,
+        deadline: None,
     };
     ingest(&lake, &ws, &req, Arc::new(LocalFile::open(fx).expect("fx")), None).await.expect("ingest");
     let app = router(Arc::new(App { engine: Engine::new(&lake, ws).await.expect("engine") }));

@@ -31,6 +31,7 @@ async fn app(name: &str) -> axum::Router {
         let req = IngestRequest {
             logical_file_name: format!("/store/data/Run2024C/{primary}/DQMIO/PromptReco-v1/000/380/310/00000/f{i}.root"),
             dataset: None,
+            deadline: None,
         };
         ingest(&lake, &ws, &req, Arc::new(LocalFile::open(fixtures().join(fx)).expect("fx")), None).await.expect("ingest");
     }
@@ -205,7 +206,7 @@ async fn pagination_is_stable_while_files_are_ingested_and_new_files_appear() {
     let ingest_one = |i: usize| {
         let (lake, ws) = (lake.clone(), ws.clone());
         async move {
-            let req = IngestRequest { logical_file_name: lfn(i), dataset: None };
+            let req = IngestRequest { logical_file_name: lfn(i), dataset: None, deadline: None };
             ingest(&lake, &ws, &req, Arc::new(LocalFile::open(fixtures().join("small_zlib.root")).expect("fx")), None).await.expect("ingest");
         }
     };

@@ -156,33 +156,16 @@ pub fn attempt_deadline(invocation_deadline: Instant) -> Instant {
     invocation_deadline.checked_sub(SETTLE_RESERVE.min(left / 3)).unwrap_or(invocation_deadline)
 }
 
-/// Runs an ingest attempt until `deadline` (if any); past it the attempt is dropped (nothing it
-/// wrote is committed) and ends as [`IngestError::OutOfTime`], a transient error.
-pub async fn within<F>(deadline: Option<Instant>, attempt: F) -> Result<IngestReport, IngestError>
-where
-    F: std::future::Future<Output = Result<IngestReport, IngestError>>,
-{
-    let Some(deadline) = deadline else { return attempt.await };
-    let started = Instant::now();
-    match tokio::time::timeout_at(deadline.into(), attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(IngestError::OutOfTime(started.elapsed().as_secs_f64())),
-    }
-}
-
-/// Ingests one object; records permanent failures; tells whether to retry.
-pub async fn handle_object(deps: &Deps, obj: &ObjectRef, receive_count: u32) -> ObjectOutcome {
-    handle_object_until(deps, obj, receive_count, None).await
-}
-
-/// As [`handle_object`], the attempt ending by `deadline` (see [`within`]).
-pub async fn handle_object_until(deps: &Deps, obj: &ObjectRef, receive_count: u32, deadline: Option<Instant>) -> ObjectOutcome {
+/// Ingests one object, the attempt ending by `deadline` if any (see [`IngestRequest::deadline`]);
+/// records permanent failures; tells whether to retry.
+pub async fn handle_object(deps: &Deps, obj: &ObjectRef, receive_count: u32, deadline: Option<Instant>) -> ObjectOutcome {
     let url = format!("s3://{}/{}", obj.bucket, obj.key);
     let req = IngestRequest {
         logical_file_name: crate::ingest::logical_file_name(&obj.key),
         dataset: if crate::dataset::from_lfn(&obj.key).is_some() { None } else { deps.default_dataset.clone() },
+        deadline,
     };
-    let attempt = async {
+    let result: Result<IngestReport, IngestError> = async {
         let store = crate::store::s3_store(&obj.bucket).map_err(|e| IngestError::NotAvailable(e.to_string()))?;
         let src = crate::store::ObjectSource::open(store, object_store::path::Path::from(obj.key.as_str()), url.clone())
             .await
@@ -193,8 +176,8 @@ pub async fn handle_object_until(deps: &Deps, obj: &ObjectRef, receive_count: u3
         let src = std::sync::Arc::new(src);
         let s2 = src.clone();
         crate::ingest::ingest(&deps.lake, &deps.workspaces, &req, src, Some(std::sync::Arc::new(move || (s2.stats().bytes(), s2.stats().requests())))).await
-    };
-    let result = within(deadline, attempt).await;
+    }
+    .await;
     settle(deps, &req, &url, obj.size.unwrap_or(0), result, receive_count).await
 }
 
@@ -234,14 +217,10 @@ pub async fn settle(
 }
 
 /// Handles a Lambda event: SQS (returns `{"batchItemFailures": [...]}` for messages to retry) or a
-/// direct S3 notification (returns the outcomes; an error if any must be retried).
-pub async fn handle_event(deps: &Deps, event: &Value) -> Result<Value, String> {
-    handle_event_until(deps, event, None).await
-}
-
-/// As [`handle_event`], every attempt ending by `deadline` (the Lambda passes its invocation's
-/// deadline through [`attempt_deadline`]; `dials worker` has none).
-pub async fn handle_event_until(deps: &Deps, event: &Value, deadline: Option<Instant>) -> Result<Value, String> {
+/// direct S3 notification (returns the outcomes; an error if any must be retried). Every attempt ends
+/// by `deadline` if any (the Lambda passes its invocation's deadline through [`attempt_deadline`];
+/// `dials worker` has none).
+pub async fn handle_event(deps: &Deps, event: &Value, deadline: Option<Instant>) -> Result<Value, String> {
     if let Some(messages) = sqs_messages(event) {
         let mut failures = Vec::new();
         for m in messages {
@@ -256,7 +235,7 @@ pub async fn handle_event_until(deps: &Deps, event: &Value, deadline: Option<Ins
             };
             let mut retry = false;
             for obj in objects_in_s3_event(&body) {
-                retry |= handle_object_until(deps, &obj, m.receive_count, deadline).await.retry;
+                retry |= handle_object(deps, &obj, m.receive_count, deadline).await.retry;
             }
             if retry {
                 failures.push(serde_json::json!({ "itemIdentifier": m.id }));
@@ -266,7 +245,7 @@ pub async fn handle_event_until(deps: &Deps, event: &Value, deadline: Option<Ins
     }
     let mut outcomes = Vec::new();
     for obj in objects_in_s3_event(event) {
-        outcomes.push(handle_object_until(deps, &obj, 1, deadline).await);
+        outcomes.push(handle_object(deps, &obj, 1, deadline).await);
     }
     if outcomes.iter().any(|o| o.retry) {
         return Err(serde_json::to_string(&outcomes).unwrap_or_default());

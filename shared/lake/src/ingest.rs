@@ -102,6 +102,12 @@ pub struct IngestRequest {
     pub logical_file_name: String,
     /// Explicit dataset (object metadata or CLI flag); wins over the logical file name.
     pub dataset: Option<String>,
+    /// When reading, decoding and encoding must have ended (the Lambda's invocation deadline, less
+    /// the time kept for finishing and recording the outcome). Past it the attempt fails with
+    /// [`IngestError::OutOfTime`] through the usual failure path, before committing anything; the
+    /// commit itself is never cut short, so an attempt never leaves part of its objects behind.
+    /// `None`: no limit.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// Per-workspace outcome.
@@ -369,7 +375,18 @@ pub async fn ingest(
     };
     // On an error of either, the other stops. The receiver is dropped before waiting for the
     // decoder: a decoder blocked on a full channel then gets an error instead of waiting forever.
-    let joined = tokio::try_join!(started, write_loop);
+    // The deadline bounds this loop (reading, decoding, encoding); the close and commit after it are
+    // never cut short.
+    let joined = async { tokio::try_join!(started, write_loop) };
+    let joined = match req.deadline {
+        None => joined.await,
+        // The deadline first: past it, the loop does not get another poll.
+        Some(deadline) => tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(deadline.into()) => Err(IngestError::OutOfTime(t0.elapsed().as_secs_f64())),
+            r = joined => r,
+        },
+    };
     drop(rx);
     let decoded = decoder.await.map_err(|e| IngestError::Task(e.to_string())).and_then(|r| r);
     // Nothing of a failed attempt is committed: its writers are stopped instead of encoding and

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow::array::AsArray;
 use async_trait::async_trait;
 use dials_dqmio::LocalFile;
-use dials_lake::events::{settle, within, Deps};
+use dials_lake::events::{settle, Deps};
 use dials_lake::{ingest, IngestRequest, Location, Workspaces};
 use futures::stream::BoxStream;
 use object_store::path::Path;
@@ -21,12 +21,14 @@ use object_store::{
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Fails writes of objects whose path contains one of `targets` while `failures` > 0 (usize::MAX:
-/// always), like a throttled S3.
+/// always), like a throttled S3; with `stall`, such a write instead waits that long, then succeeds,
+/// like a store that hangs.
 #[derive(Debug)]
 struct Faulty {
     inner: Arc<dyn ObjectStore>,
     failures: AtomicUsize,
     targets: &'static [&'static str],
+    stall: Option<std::time::Duration>,
 }
 
 impl fmt::Display for Faulty {
@@ -50,16 +52,28 @@ impl Faulty {
         }
         Err(object_store::Error::Generic { store: "faulty", source: "injected 503 SlowDown".into() })
     }
+
+    async fn fault(&self, location: &Path) -> object_store::Result<()> {
+        match self.stall {
+            None => self.check(location),
+            Some(d) => {
+                if self.check(location).is_err() {
+                    tokio::time::sleep(d).await;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl ObjectStore for Faulty {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
-        self.check(location)?;
+        self.fault(location).await?;
         self.inner.put_opts(location, payload, opts).await
     }
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.check(location)?;
+        self.fault(location).await?;
         self.inner.put_multipart_opts(location, opts).await
     }
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
@@ -111,12 +125,13 @@ async fn transient_faults_are_retried_then_dead_lettered_with_status() {
     let dir = std::env::temp_dir().join(format!("dials-faults-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let local = Location::parse(dir.to_str().unwrap(), true).unwrap();
-    let faulty = Arc::new(Faulty { inner: local.store.clone(), failures: AtomicUsize::new(2), targets: &["/th1/", "/th2/"] });
+    let faulty = Arc::new(Faulty { inner: local.store.clone(), failures: AtomicUsize::new(2), targets: &["/th1/", "/th2/"], stall: None });
     let lake = Location { store: faulty.clone(), path: local.path.clone(), url: local.url.clone() };
     let deps = Deps { lake: lake.clone(), workspaces: Workspaces::default(), default_dataset: None, max_receives: 3 };
     let req = IngestRequest {
         logical_file_name: "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/x.root".into(),
         dataset: None,
+        deadline: None,
     };
     let attempt = |n: u32| {
         let (deps, req) = (deps.clone(), req.clone());
@@ -158,11 +173,12 @@ async fn a_failed_started_record_fails_the_ingest_instead_of_hanging() {
     let dir = std::env::temp_dir().join(format!("dials-faults-started-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let local = Location::parse(dir.to_str().unwrap(), true).unwrap();
-    let faulty = Arc::new(Faulty { inner: local.store.clone(), failures: AtomicUsize::new(usize::MAX), targets: &["/file_index/"] });
+    let faulty = Arc::new(Faulty { inner: local.store.clone(), failures: AtomicUsize::new(usize::MAX), targets: &["/file_index/"], stall: None });
     let lake = Location { store: faulty, path: local.path.clone(), url: local.url.clone() };
     let req = IngestRequest {
         logical_file_name: "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/x.root".into(),
         dataset: None,
+        deadline: None,
     };
     let workspaces = Workspaces::default();
     for _ in 0..20 {
@@ -183,23 +199,31 @@ async fn an_attempt_out_of_time_ends_as_a_recorded_status() {
     use std::time::{Duration, Instant};
     let dir = std::env::temp_dir().join(format!("dials-faults-deadline-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let lake = Location::parse(dir.to_str().unwrap(), true).unwrap();
+    let local = Location::parse(dir.to_str().unwrap(), true).unwrap();
+    // The STARTED record's write hangs for 2 s, once: the attempt is still reading when its
+    // 200 ms run out.
+    let stalling = Arc::new(Faulty { inner: local.store.clone(), failures: AtomicUsize::new(1), targets: &["/file_index/"], stall: Some(Duration::from_secs(2)) });
+    let lake = Location { store: stalling, path: local.path.clone(), url: local.url.clone() };
     let deps = Deps { lake: lake.clone(), workspaces: Workspaces::default(), default_dataset: None, max_receives: 3 };
-    let req = IngestRequest {
+    let req = |deadline: Duration| IngestRequest {
         logical_file_name: "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/x.root".into(),
         dataset: None,
+        deadline: Some(Instant::now() + deadline),
     };
-    let attempt = || ingest(&deps.lake, &deps.workspaces, &req, Arc::new(LocalFile::open(fixture()).unwrap()), None);
-    let r = within(Some(Instant::now() + Duration::from_millis(1)), attempt()).await;
+    let short = req(Duration::from_millis(200));
+    let started = Instant::now();
+    let r = ingest(&deps.lake, &deps.workspaces, &short, Arc::new(LocalFile::open(fixture()).unwrap()), None).await;
     let e = r.expect_err("out of time");
+    assert!(started.elapsed() < Duration::from_secs(1), "ended at its deadline, not when the store answered");
     assert!(e.is_transient() && e.to_string().contains("did not finish within"), "{e}");
-    let o = settle(&deps, &req, "s3://raw/x.root", 1, Err(e), 3).await;
+    let o = settle(&deps, &short, "s3://raw/x.root", 1, Err(e), 3).await;
     assert!(o.retry && o.status == "FILE_NOT_AVAILABLE", "{o:?}");
     assert_eq!(status(&dir), "FILE_NOT_AVAILABLE");
     assert!(parquet_files(&dir.join("default/th1")).is_empty() && parquet_files(&dir.join("default/th2")).is_empty());
     // With time to spare the same attempt completes as usual.
-    let r = within(Some(Instant::now() + Duration::from_secs(60)), attempt()).await;
-    let o = settle(&deps, &req, "s3://raw/x.root", 1, r, 1).await;
+    let long = req(Duration::from_secs(60));
+    let r = ingest(&deps.lake, &deps.workspaces, &long, Arc::new(LocalFile::open(fixture()).unwrap()), None).await;
+    let o = settle(&deps, &long, "s3://raw/x.root", 1, r, 1).await;
     assert!(!o.retry && o.status == "FINISHED", "{o:?}");
     assert_eq!(status(&dir), "FINISHED");
 }

@@ -69,7 +69,7 @@ async fn a_bad_file_gets_a_status_and_no_rows_even_after_a_good_version() {
     let full = std::fs::read(fixtures().join("small_zlib.root")).expect("fixture");
     let bad_path = dir.join("bad.root");
     std::fs::write(&bad_path, &full[..full.len() / 3]).expect("write");
-    let req = IngestRequest { logical_file_name: lfn(7), dataset: None };
+    let req = IngestRequest { logical_file_name: lfn(7), dataset: None, deadline: None };
     let err = ingest(&lake, &ws, &req, Arc::new(LocalFile::open(&bad_path).expect("open")), None)
         .await
         .expect_err("truncated file");
@@ -83,7 +83,7 @@ async fn a_bad_file_gets_a_status_and_no_rows_even_after_a_good_version() {
     assert_eq!(b.column_by_name("status").expect("s").as_string::<i32>().value(0), "ROOTFILE_ERROR");
     assert!(b.column_by_name("err_trace").expect("e").as_string::<i32>().value(0).contains("truncated"));
     // A file without a CMS name and without a dataset: PARSING_ERROR, never a guessed dataset.
-    let req = IngestRequest { logical_file_name: "inbox/x.root".into(), dataset: None };
+    let req = IngestRequest { logical_file_name: "inbox/x.root".into(), dataset: None, deadline: None };
     let src = Arc::new(LocalFile::open(fixtures().join("small_zlib.root")).expect("open"));
     let err = ingest(&lake, &ws, &req, src, None).await.expect_err("no dataset");
     assert_eq!(err.status(), "PARSING_ERROR");

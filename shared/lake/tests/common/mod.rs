@@ -29,7 +29,7 @@ pub fn lfn(i: usize) -> String {
 
 pub async fn ingest_fixture(lake: &Location, ws: &Workspaces, fixture: &str, lfn: &str) -> dials_lake::IngestReport {
     let src = Arc::new(LocalFile::open(fixtures().join(fixture)).expect("fixture"));
-    let req = IngestRequest { logical_file_name: lfn.to_string(), dataset: None };
+    let req = IngestRequest { logical_file_name: lfn.to_string(), dataset: None, deadline: None };
     ingest(lake, ws, &req, src, None).await.expect("ingest")
 }
 
