@@ -18,36 +18,26 @@ const MMAP_THRESHOLD: i32 = 8 << 20;
 
 /// For ingest: large buffers mmapped so freeing them returns the memory.
 pub fn tune_for_ingest() {
-    set(libc_param::MMAP_THRESHOLD, MMAP_THRESHOLD);
+    tune(false);
 }
 
 /// For the query API (also `dials up`, which serves and ingests): as ingest, plus freed heap memory
 /// kept for the next request instead of being handed back and faulted in again.
 pub fn tune_for_serving() {
-    set(libc_param::MMAP_THRESHOLD, MMAP_THRESHOLD);
-    set(libc_param::TRIM_THRESHOLD, 2 * MMAP_THRESHOLD);
+    tune(true);
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-mod libc_param {
-    pub const MMAP_THRESHOLD: i32 = libc::M_MMAP_THRESHOLD;
-    pub const TRIM_THRESHOLD: i32 = libc::M_TRIM_THRESHOLD;
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-mod libc_param {
-    pub const MMAP_THRESHOLD: i32 = 0;
-    pub const TRIM_THRESHOLD: i32 = 0;
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn set(param: i32, value: i32) {
+fn tune(keep_freed: bool) {
     // SAFETY: mallopt only tunes the allocator; it takes the allocator's own lock. A refused value
     // (return 0) leaves glibc's default in place, which is correct, only slower.
     unsafe {
-        libc::mallopt(param, value);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        if keep_freed {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD);
+        }
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn set(_param: i32, _value: i32) {}
+fn tune(_keep_freed: bool) {}
