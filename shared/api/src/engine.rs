@@ -14,6 +14,7 @@ use datafusion::execution::context::SessionContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 use datafusion::scalar::ScalarValue;
+use datafusion::common::TableReference;
 use dials_lake::{tables, Location, Workspaces};
 
 use crate::error::ApiError;
@@ -106,7 +107,7 @@ impl Engine {
                 // Per-file statistics are kept in the session's cache (validated by size, mtime
                 // and ETag): without it every query re-derives them from each file's footer.
                 let stats_cache = ctx.runtime_env().cache_manager.get_file_statistic_cache();
-                ctx.register_table(Self::name(&ws.name, table), Arc::new(ListingTable::try_new(cfg)?.with_cache(stats_cache)))?;
+                ctx.register_table(TableReference::bare(Self::name(&ws.name, table)), Arc::new(ListingTable::try_new(cfg)?.with_cache(stats_cache)))?;
             }
         }
         Ok(Engine {
@@ -122,25 +123,25 @@ impl Engine {
     /// A small aggregate over the index tables (runs, lumisections), materialised in memory and
     /// recomputed at most once per listing TTL. Returns the quoted table name to query.
     pub async fn view(&self, ws: &str, name: &str, sql: &str) -> Result<String, ApiError> {
-        let key = format!("{}__view_{name}", ws.replace('-', "_"));
+        let key = format!("{ws}__view_{name}");
         let fresh = |views: &HashMap<String, Instant>| views.get(&key).is_some_and(|at| at.elapsed() < self.ttl);
         if self.views.lock().map(|v| fresh(&v)).unwrap_or(false) {
-            return Ok(format!("\"{key}\""));
+            return Ok(quote_ident(&key));
         }
         let _guard = self.refresh.lock().await;
         if self.views.lock().map(|v| fresh(&v)).unwrap_or(false) {
-            return Ok(format!("\"{key}\""));
+            return Ok(quote_ident(&key));
         }
         let df = self.ctx.sql(sql).await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
-        let _ = self.ctx.deregister_table(key.as_str())?;
-        self.ctx.register_table(key.as_str(), Arc::new(table))?;
+        let _ = self.ctx.deregister_table(TableReference::bare(key.as_str()))?;
+        self.ctx.register_table(TableReference::bare(key.as_str()), Arc::new(table))?;
         if let Ok(mut v) = self.views.lock() {
             v.insert(key.clone(), Instant::now());
         }
-        Ok(format!("\"{key}\""))
+        Ok(quote_ident(&key))
     }
 
     /// Ids of the files whose ingestion FINISHED in `ws` (cached for the listing TTL).
@@ -167,14 +168,15 @@ impl Engine {
         Ok(ids)
     }
 
-    /// Registered name of a workspace's table.
+    /// Registered name of a workspace's table: the workspace name as it is (never rewritten, so
+    /// `trk-a` and `trk_a` stay two tables), registered verbatim and quoted in SQL.
     pub fn name(ws: &str, table: &str) -> String {
-        format!("{}__{}", ws.replace('-', "_"), table)
+        format!("{ws}__{table}")
     }
 
     /// Quoted table reference for SQL.
     pub fn table(&self, ws: &str, table: &str) -> String {
-        format!("\"{}\"", Self::name(ws, table))
+        quote_ident(&Self::name(ws, table))
     }
 
     /// Runs parameterised SQL (`$1`, `$2`, ...).
@@ -195,4 +197,9 @@ impl Engine {
         let df = if params.is_empty() { df } else { df.with_param_values(params)? };
         Ok(df.collect().await?)
     }
+}
+
+/// A SQL identifier in double quotes (embedded quotes doubled): taken verbatim, case kept.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

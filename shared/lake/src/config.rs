@@ -25,13 +25,31 @@ pub struct Workspace {
     pub me_names: Vec<String>,
 }
 
-/// The workspaces configuration.
+/// The workspaces configuration. Every way of building one from JSON goes through
+/// [`Workspaces::validate`] (serde's `try_from`), so no unchecked config reaches ingest or the API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawWorkspaces")]
 pub struct Workspaces {
     /// Workspace used when a request names none.
     pub default: String,
     /// All workspaces.
     pub workspaces: Vec<Workspace>,
+}
+
+/// The JSON shape before validation.
+#[derive(Deserialize)]
+struct RawWorkspaces {
+    default: String,
+    workspaces: Vec<Workspace>,
+}
+
+impl TryFrom<RawWorkspaces> for Workspaces {
+    type Error = ConfigError;
+    fn try_from(raw: RawWorkspaces) -> Result<Self, ConfigError> {
+        let w = Workspaces { default: raw.default, workspaces: raw.workspaces };
+        w.validate()?;
+        Ok(w)
+    }
 }
 
 impl Default for Workspaces {
@@ -57,19 +75,35 @@ pub enum ConfigError {
 impl Workspaces {
     /// Parses and validates a config.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let w: Workspaces = serde_json::from_str(text)?;
-        if w.workspaces.is_empty() {
+        Ok(serde_json::from_str(text)?)
+    }
+
+    /// The one place a config is checked. A name is a folder of the lake and the value of the
+    /// `Workspace` header, which is matched case-insensitively (as DIALS did): names must be
+    /// `[A-Za-z0-9_-]+` and distinct ignoring case, or a header and a folder would be ambiguous.
+    /// Names that differ only by `-`/`_` are distinct workspaces (the engine quotes them, never
+    /// rewrites them).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.workspaces.is_empty() {
             return Err(ConfigError::Invalid("no workspaces".into()));
         }
-        for ws in &w.workspaces {
+        let mut seen: Vec<&str> = Vec::with_capacity(self.workspaces.len());
+        for ws in &self.workspaces {
             if ws.name.is_empty() || !ws.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 return Err(ConfigError::Invalid(format!("workspace name '{}' must be [A-Za-z0-9_-]+", ws.name)));
             }
+            if let Some(other) = seen.iter().find(|o| o.eq_ignore_ascii_case(&ws.name)) {
+                return Err(ConfigError::Invalid(format!(
+                    "workspace names '{other}' and '{}' differ only by case (the Workspace header is case-insensitive)",
+                    ws.name
+                )));
+            }
+            seen.push(&ws.name);
         }
-        if !w.workspaces.iter().any(|x| x.name == w.default) {
-            return Err(ConfigError::Invalid(format!("default workspace '{}' is not defined", w.default)));
+        if !self.workspaces.iter().any(|x| x.name == self.default) {
+            return Err(ConfigError::Invalid(format!("default workspace '{}' is not defined", self.default)));
         }
-        Ok(w)
+        Ok(())
     }
 
     /// Workspaces fed by `dataset`.
@@ -150,5 +184,20 @@ mod tests {
         assert!(!t.wants_me("EcalBarrel/x"));
         assert!(Workspaces::from_json(r#"{"default":"x","workspaces":[]}"#).is_err());
         assert!(Workspaces::from_json(r#"{"default":"x","workspaces":[{"name":"../x"}]}"#).is_err());
+    }
+
+    #[test]
+    fn names_equal_ignoring_case_are_rejected_wherever_a_config_is_parsed() {
+        let twice = r#"{"default":"tracker","workspaces":[{"name":"tracker"},{"name":"Tracker"}]}"#;
+        let e = Workspaces::from_json(twice).unwrap_err().to_string();
+        assert!(e.contains("'tracker' and 'Tracker' differ only by case"), "{e}");
+        // Any serde path validates too (e.g. a config embedded in another document).
+        assert!(serde_json::from_str::<Workspaces>(twice).is_err());
+        let same = r#"{"default":"a","workspaces":[{"name":"a"},{"name":"a"}]}"#;
+        assert!(Workspaces::from_json(same).is_err());
+        // `-` and `_` are different characters: two workspaces.
+        let w = Workspaces::from_json(r#"{"default":"trk-a","workspaces":[{"name":"trk-a"},{"name":"trk_a"}]}"#).unwrap();
+        assert_eq!(w.get("TRK_A").map(|x| x.name.as_str()), Some("trk_a"));
+        assert_eq!(w.get("trk-a").map(|x| x.name.as_str()), Some("trk-a"));
     }
 }
