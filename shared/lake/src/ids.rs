@@ -37,14 +37,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_stable_53_bit_and_namespaced() {
-        // Pinned values: changing the hash would silently re-key every lake.
-        assert_eq!(me_id("PixelPhase1/Tracks/PXBarrel/charge_PXLayer_2"), me_id("PixelPhase1/Tracks/PXBarrel/charge_PXLayer_2"));
+    fn ids_are_pinned_literals() {
+        // Literal values (computed independently with Python's `xxhash`: xxh64(namespace + b"\0" +
+        // name, seed 0) & (2^53 - 1)). Changing the hash or the namespacing would silently re-key
+        // every lake, so this must fail then.
+        assert_eq!(me_id("PixelPhase1/Tracks/PXBarrel/charge_PXLayer_2"), 7_319_298_470_217_249);
+        assert_eq!(dataset_id("/ZeroBias/Run2024C-PromptReco-v1/DQMIO"), 2_330_948_771_748_722);
+        assert_eq!(file_id("/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/379/416/00000/A.root"), 2_190_000_921_113_498);
+        assert_eq!(dataset_id(""), 4_118_838_262_418_725);
+        assert_eq!(me_id("abc"), 2_935_419_096_999_809);
+    }
+
+    #[test]
+    fn ids_are_53_bit_and_namespaced() {
         assert_ne!(dataset_id("x"), file_id("x"));
+        assert_ne!(me_id("x"), file_id("x"));
         for n in ["", "a", "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"] {
-            let id = dataset_id(n);
-            assert!((0..1 << 53).contains(&id));
+            assert!((0..1 << 53).contains(&dataset_id(n)));
         }
-        assert_eq!(stable_id("me", "abc"), (xxh64(b"me\0abc", 0) & MASK_53) as i64);
     }
 }
