@@ -131,9 +131,41 @@ impl InFlight {
     }
 }
 
-/// Ingests one input, recording a failure in the lake when it fails. Returns the report or the error.
-/// `name` is the file's name for identity (its key, or its path relative to an inbox); `progress`
-/// (terminal runs) sees the bytes read while the file is decoded.
+/// A failed ingest and what the lake says about it.
+#[derive(Debug)]
+pub struct Failure {
+    /// Why it failed.
+    pub error: IngestError,
+    /// True when the failure's status is recorded in `file_index` (permanent failures); false for
+    /// transient ones (nothing recorded: run again) and when recording itself failed.
+    pub recorded: bool,
+}
+
+impl Failure {
+    /// The file status, as `file_index` would show it.
+    pub fn status(&self) -> &'static str {
+        self.error.status()
+    }
+
+    /// What a person should know about the lake after this failure.
+    pub fn outcome(&self) -> &'static str {
+        match (self.recorded, self.error.is_transient()) {
+            (true, _) => "status recorded in file_index",
+            (false, true) => "transient failure, no status recorded: run again",
+            (false, false) => "the failure could not be recorded in file_index",
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.error, self.outcome())
+    }
+}
+
+/// Ingests one input, recording a permanent failure in the lake. Returns the report or the failure
+/// (with whether it was recorded). `name` is the file's name for identity (its key, or its path
+/// relative to an inbox); `progress` (terminal runs) sees the bytes read while the file is decoded.
 pub async fn ingest_one(
     lake: &Location,
     ws: &Workspaces,
@@ -141,7 +173,7 @@ pub async fn ingest_one(
     name: &str,
     dataset: Option<String>,
     progress: Option<&InFlight>,
-) -> Result<IngestReport, IngestError> {
+) -> Result<IngestReport, Failure> {
     let lfn = dials_lake::ingest::logical_file_name(name);
     // An explicit dataset applies only to files whose names do not carry one.
     let dataset = if dials_lake::dataset::from_lfn(&lfn).is_some() { None } else { dataset };
@@ -160,15 +192,21 @@ pub async fn ingest_one(
         }
         Err(e) => Err(e),
     };
-    if let Err(e) = &result {
-        if !e.is_transient() {
+    match result {
+        Ok(rep) => Ok(rep),
+        Err(error) if error.is_transient() => Err(Failure { error, recorded: false }),
+        Err(error) => {
             let size = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
-            if let Err(e2) = dials_lake::record_failure(lake, ws, &req, size, e.status(), &e.to_string()).await {
-                tracing::error!(input, error = %e2, "could not record the failure");
-            }
+            let recorded = match dials_lake::record_failure(lake, ws, &req, size, error.status(), &error.to_string()).await {
+                Ok(()) => true,
+                Err(e2) => {
+                    tracing::error!(input, error = %e2, "could not record the failure");
+                    false
+                }
+            };
+            Err(Failure { error, recorded })
         }
     }
-    result
 }
 
 /// Runs `dials ingest`.
@@ -197,7 +235,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             })
         });
         let total = inputs.len();
-        let mut failed = 0usize;
+        let (mut failed, mut recorded) = (0usize, 0usize);
         let (mut hists, mut bytes) = (0u64, 0u64);
         let mut stream = futures::stream::iter(inputs.into_iter().map(|input| {
             let (lake, ws, dataset) = (lake.clone(), ws.clone(), args.dataset.clone());
@@ -238,10 +276,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 }
                 Err(e) => {
                     failed += 1;
+                    recorded += usize::from(e.recorded);
                     if tty {
                         eprintln!("[{done}/{total}] {} {input}: {e}", e.status());
                     } else {
-                        tracing::error!(input, status = e.status(), error = %e, "ingest failed");
+                        tracing::error!(input, status = e.status(), error = %e.error, recorded = e.recorded, "ingest failed");
                     }
                 }
             }
@@ -259,7 +298,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
             hists as f64 / secs.max(1e-9)
         );
         if failed > 0 {
-            return Err(CliError::Usage(format!("{failed} file(s) failed (status recorded in file_index)")));
+            let unrecorded = failed - recorded;
+            let what = match (recorded, unrecorded) {
+                (_, 0) => "status recorded in file_index".to_string(),
+                (0, _) => "no status recorded in file_index: transient failures, run again".to_string(),
+                (r, u) => format!("{r} with their status recorded in file_index, {u} not recorded (transient: run again)"),
+            };
+            return Err(CliError::Usage(format!("{failed} file(s) failed ({what})")));
         }
         Ok(())
     })

@@ -30,10 +30,37 @@ async fn serve_api(lake: &Location, ws: Workspaces, listen: &str) -> Result<(), 
 pub fn serve(lake: &str, workspaces: Option<&str>, listen: &str) -> Result<(), CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
     rt.block_on(async {
-        let lake = Location::parse(lake, !lake.starts_with("s3://")).map_err(|e| CliError::Usage(format!("--lake: {e}")))?;
+        // Serving never creates a lake: a mistyped --lake is an error, not an empty lake.
+        let lake = Location::parse(lake, false).map_err(|e| CliError::Usage(format!("--lake: {e} (no lake there; `dials ingest` or `dials up` creates one)")))?;
         let ws = crate::ingest::load_workspaces(workspaces).await?;
+        check_lake(&lake, &ws).await?;
         serve_api(&lake, ws, listen).await
     })
+}
+
+/// A lake to serve must be reachable (S3: the bucket answers a listing) and should hold at least one
+/// of the configured workspaces; one that holds none is served (it may be new) with a warning.
+async fn check_lake(lake: &Location, ws: &Workspaces) -> Result<(), CliError> {
+    use futures::TryStreamExt;
+    let mut found = Vec::new();
+    for w in &ws.workspaces {
+        let prefix = lake.child(&[w.name.as_str(), "file_index"]);
+        let mut listing = lake.store.list(Some(&prefix));
+        match listing.try_next().await {
+            Ok(Some(_)) => found.push(w.name.as_str()),
+            Ok(None) => {}
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(CliError::Usage(format!("--lake {}: cannot list the lake: {e}", lake.url))),
+        }
+    }
+    if found.is_empty() {
+        let names: Vec<&str> = ws.workspaces.iter().map(|w| w.name.as_str()).collect();
+        eprintln!(
+            "dials: warning: {} holds no ingested file for workspace(s) {names:?}: the API will answer with empty lists until something is ingested",
+            lake.url
+        );
+    }
+    Ok(())
 }
 
 /// Runs `dials up`: ingest loop over `inbox` + API, until Ctrl-C.
