@@ -106,9 +106,10 @@ enum Command {
         /// Exit after this many seconds without messages (0: run until stopped).
         #[arg(long, default_value_t = 0)]
         idle_exit: u64,
-        /// The queue's maxReceiveCount (after it, a failing message goes to the DLQ).
-        #[arg(long, env = "DIALS_MAX_RECEIVES", default_value_t = 3)]
-        max_receives: u32,
+        /// The queue's maxReceiveCount (after it, a failing message goes to the DLQ). Read from the
+        /// queue's redrive policy; if given, it must match it (a queue without one needs it).
+        #[arg(long, env = "DIALS_MAX_RECEIVES")]
+        max_receives: Option<u32>,
     },
     /// Decode every element without printing it: an integrity and speed check.
     Scan {

@@ -29,8 +29,8 @@ pub struct Args {
     pub invoke_url: Option<String>,
     /// Stop after this many idle seconds (0 = run forever).
     pub idle_exit: u64,
-    /// maxReceiveCount of the queue.
-    pub max_receives: u32,
+    /// maxReceiveCount the operator expects (checked against the queue's redrive policy).
+    pub max_receives: Option<u32>,
 }
 
 /// Runs `dials worker`.
@@ -39,12 +39,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
     rt.block_on(async move {
         let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let sqs = aws_sdk_sqs::Client::new(&conf);
+        let max_receives = max_receives(&sqs, &args.queue_url, args.max_receives).await?;
         let deps = Deps {
             lake: dials_lake::Location::parse(&args.lake, !args.lake.starts_with("s3://"))
                 .map_err(|e| CliError::Usage(format!("--lake: {e}")))?,
             workspaces: crate::ingest::load_workspaces(args.workspaces.as_deref()).await?,
             default_dataset: args.default_dataset.clone(),
-            max_receives: args.max_receives,
+            max_receives,
         };
         let http = args.invoke_url.as_ref().map(|_| reqwest::Client::new());
         let mut idle_since = Instant::now();
@@ -113,6 +114,50 @@ pub fn run(args: Args) -> Result<(), CliError> {
     })
 }
 
+/// The deliveries after which SQS moves a message to the dead-letter queue: the queue's redrive
+/// policy says; a value given by the operator must agree with it, so the last delivery (when a
+/// transient failure is recorded as FILE_NOT_AVAILABLE) is the one SQS really gives up after.
+async fn max_receives(sqs: &aws_sdk_sqs::Client, queue_url: &str, given: Option<u32>) -> Result<u32, CliError> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|e| CliError::Usage(format!("queue {queue_url}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
+    let from_queue = match attrs.attributes().and_then(|a| a.get(&QueueAttributeName::RedrivePolicy)) {
+        None => None,
+        Some(text) => Some(redrive_max_receives(text).ok_or_else(|| {
+            CliError::Usage(format!("queue {queue_url}: redrive policy without a usable maxReceiveCount: {text}"))
+        })?),
+    };
+    match (given, from_queue) {
+        (Some(g), Some(q)) if g != q => Err(CliError::Usage(format!(
+            "--max-receives/DIALS_MAX_RECEIVES is {g} but the queue's redrive policy moves messages to the dead-letter queue after {q} receives (maxReceiveCount {q}); drop the option or make them agree"
+        ))),
+        (_, Some(q)) => Ok(q),
+        (Some(g), None) => {
+            eprintln!("worker: warning: {queue_url} has no redrive policy (no dead-letter queue): failing messages are redelivered until they expire; a transient failure is recorded after {g} receives");
+            Ok(g)
+        }
+        (None, None) => Err(CliError::Usage(format!(
+            "queue {queue_url} has no redrive policy (no dead-letter queue): give --max-receives to say after how many receives a transient failure is recorded"
+        ))),
+    }
+}
+
+/// `maxReceiveCount` of an SQS redrive policy (a JSON document; the count is a number or a string).
+fn redrive_max_receives(policy: &str) -> Option<u32> {
+    let v: Value = serde_json::from_str(policy).ok()?;
+    match &v["maxReceiveCount"] {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|&n| n > 0)
+}
+
 async fn invoke(client: &reqwest::Client, url: &str, event: &Value) -> Result<Value, String> {
     let resp = client.post(url).json(event).send().await.map_err(|e| e.to_string())?;
     let status = resp.status();
@@ -121,4 +166,18 @@ async fn invoke(client: &reqwest::Client, url: &str, event: &Value) -> Result<Va
         return Err(format!("{status}: {body}"));
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redrive_max_receives;
+
+    #[test]
+    fn redrive_policy_count_as_string_or_number() {
+        assert_eq!(redrive_max_receives(r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:dlq","maxReceiveCount":"3"}"#), Some(3));
+        assert_eq!(redrive_max_receives(r#"{"deadLetterTargetArn":"x","maxReceiveCount":5}"#), Some(5));
+        assert_eq!(redrive_max_receives(r#"{"deadLetterTargetArn":"x"}"#), None);
+        assert_eq!(redrive_max_receives(r#"{"maxReceiveCount":"0"}"#), None);
+        assert_eq!(redrive_max_receives("not json"), None);
+    }
 }

@@ -85,6 +85,13 @@ def test_bucket_to_lake_through_the_queue(emulator, tmp_path):
     s3.put_object(Bucket=raw, Key=KEY.format(primary="ZeroBias", name="corrupt"), Body=(FIXTURES / "small_zlib.root").read_bytes()[:30000])
     s3.put_object(Bucket=raw, Key="inbox/unnamed.root", Body=(FIXTURES / "small_lz4.root").read_bytes())
 
+    # The worker takes the last delivery from the queue's redrive policy (init.py: maxReceiveCount 3);
+    # an operator's count that disagrees stops it at start instead of recording failures at the wrong time.
+    bad = subprocess.run([dials_bin(), "worker", "--queue-url", queue, "--lake", "s3://dials-lake/lake", "--idle-exit", "1",
+                          "--max-receives", "5"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2, bad.stderr
+    assert "after 3 receives (maxReceiveCount 3)" in bad.stderr, bad.stderr
+
     worker = [dials_bin(), "worker", "--queue-url", queue, "--lake", "s3://dials-lake/lake", "--idle-exit", "4"]
     if emulator["invoke_url"]:
         worker += ["--invoke-url", emulator["invoke_url"]]

@@ -3,7 +3,8 @@
 //!
 //! Environment (see docs/config.md): `DIALS_LAKE` (s3://bucket/prefix), `DIALS_WORKSPACES` (optional
 //! s3:// URL or path of the workspaces JSON), `DIALS_DEFAULT_DATASET` (optional), `DIALS_MAX_RECEIVES`
-//! (the queue's maxReceiveCount, default 3), plus the usual AWS variables.
+//! (required: the queue's maxReceiveCount, which sam-template.yaml sets from the same parameter as the
+//! queue's redrive policy), plus the usual AWS variables.
 
 use dials_lake::events::{attempt_deadline, handle_event, Deps};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -30,7 +31,15 @@ async fn main() -> Result<(), Error> {
 async fn deps_from_env() -> Result<Deps, Error> {
     let lake = dials_lake::Location::from_env()?;
     let workspaces = dials_lake::config::from_env().await?;
-    let max_receives = std::env::var("DIALS_MAX_RECEIVES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    // No silent default: a count that differs from the queue's redrive policy would record transient
+    // failures too early (or never), so the function refuses to start without a valid one.
+    let max_receives: u32 = std::env::var("DIALS_MAX_RECEIVES")
+        .map_err(|_| "DIALS_MAX_RECEIVES is not set: it must equal the queue's maxReceiveCount (sam-template.yaml sets both from MaxReceives)")?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&n: &u32| n > 0)
+        .ok_or("DIALS_MAX_RECEIVES must be a positive integer equal to the queue's maxReceiveCount")?;
     Ok(Deps { lake, workspaces, default_dataset: std::env::var("DIALS_DEFAULT_DATASET").ok(), max_receives })
 }
 
