@@ -7,8 +7,8 @@
 #   DIALS_CARGO_PROFILE=ci bash infra/package.sh
 #   DIALS_LAMBDA_ARCH=arm64 bash infra/package.sh   # needs Rust's aarch64-unknown-linux-gnu std
 #
-# The template deploys arm64. Rust's aarch64 std cannot be installed on these machines (one
-# toolchain, no rustup downloads), so CI packages x86_64 with the same tool and flags.
+# The template deploys x86_64, which is what CI packages here. arm64 needs Rust's aarch64 std, which
+# cannot be installed on these machines (one toolchain, no rustup downloads): untested here.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 profile="${DIALS_CARGO_PROFILE:-release}"
