@@ -24,7 +24,7 @@ const datasetField = (ds) => ({ name: "dataset", label: "Dataset", options: ds.m
  */
 async function listPage(main, ctx, spec) {
   const p = ctx.params;
-  main.append(h("h1", {}, spec.title), spec.intro || null, filterForm(location.pathname, spec.fields, p));
+  main.append(h("h1", {}, spec.title), ...(spec.intro ? [spec.intro] : []), filterForm(location.pathname, spec.fields, p));
   const filters = {};
   for (const f of spec.fields) if (p.get(f.name)) filters[f.name] = p.get(f.name);
   const apiFilters = spec.toApi ? spec.toApi(filters) : filters;

@@ -248,7 +248,7 @@ export function plot1D(container, list, opts = {}) {
   container.classList.add("plot");
   const canvas = freshCanvas(container);
   const tip = tooltip(container);
-  const width = opts.width || Math.max(320, container.clientWidth || 800);
+  const width = opts.width || Math.max(320, (container.clientWidth || 812) - 12);
   const height = opts.height || 420;
   const flow = opts.flow && list.some((s) => s.underflow != null);
   const box = { left: 64 + (flow ? 26 : 0), right: width - 12 - (flow ? 26 : 0), top: 12, bottom: height - 36 };
@@ -384,7 +384,7 @@ export function plot2D(container, h, opts = {}) {
   container.classList.add("plot");
   const canvas = freshCanvas(container);
   const tip = tooltip(container);
-  const width = opts.width || Math.max(320, container.clientWidth || 800);
+  const width = opts.width || Math.max(320, (container.clientWidth || 812) - 12);
   const height = opts.height || 480;
   const xe = h.xe || edges(h.x_min, h.x_max, h.x_bin, h.x_edges);
   const ye = h.ye || edges(h.y_min, h.y_max, h.y_bin, h.y_edges);

@@ -77,6 +77,9 @@ export async function lumisection(main, [ds, runNo, ls], ctx) {
   ]);
   if (!ctx.alive()) return;
   const tData = performance.now();
+  const byName = (a, b) => (a.me < b.me ? -1 : a.me > b.me ? 1 : a.file_id - b.file_id);
+  th1.sort(byName);
+  th2.sort(byName);
   const to = (n) => `/lumisections/${ds}/${runNo}/${n}`;
   main.append(crumbs(link("/runs", {}, "Runs"), link(`/runs/${ds}/${runNo}`, {}, `Run ${runNo}`), `LS ${ls}`),
     h("h1", {}, `Run ${runNo}, lumisection ${ls}`, " ", neighbours(lumis, ls, to)),
@@ -101,6 +104,7 @@ export async function lumisection(main, [ds, runNo, ls], ctx) {
     const onDrawn = (n) => {
       if (n === 1 && !timing.first_thumb_ms) {
         timing.first_thumb_ms = Math.round(performance.now() - t0);
+        timing.since_navigation_ms = Math.round(performance.now());
         requestAnimationFrame(() => { timing.page_ms = Math.round(performance.now() - t0); main.dataset.timing = JSON.stringify(timing); });
       }
     };
@@ -313,14 +317,14 @@ export async function browser(main, _m, ctx) {
     if (!ctx.alive()) return;
     const seen = new Set();
     const items = [];
-    for (const [d, rows] of [[1, t1], [2, t2]]) for (const r of rows) {
+    for (const [d, rows] of [[1, t1], [2, t2]]) for (const r of [...rows].sort((a, b) => (a.me < b.me ? -1 : 1))) {
       if (!want.has(r.me) || seen.has(r.me)) continue;
       seen.add(r.me);
       items.push({ title: meName(r.me)[0], tooltip: r.me, me: r.me, sub: `${r.entries} entries`, href: href(histPath(d, r)), draw: (c) => (d === 1 ? thumb1D : thumb2D)(c, r) });
     }
     const missing = leaves.filter((m) => !seen.has(m.me));
-    main.append(items.length ? thumbGrid(items) : null,
-      missing.length ? note(`${missing.length} ME${missing.length === 1 ? "" : "s"} of this folder have no histogram in LS ${ls}: ${missing.map((m) => meName(m.me)[0]).join(", ")}`) : null);
+    if (items.length) main.append(thumbGrid(items));
+    if (missing.length) main.append(note(`${missing.length} ME${missing.length === 1 ? "" : "s"} of this folder have no histogram in LS ${ls}: ${missing.map((m) => meName(m.me)[0]).join(", ")}`));
   }
 }
 

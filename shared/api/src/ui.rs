@@ -67,6 +67,16 @@ fn send(req: &HeaderMap, ctype: &'static str, body: Vec<u8>) -> Response {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_file_of_ui_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut embedded: Vec<String> = FILES.iter().map(|(n, _, _)| n.to_string()).collect();
+        on_disk.sort();
+        embedded.sort();
+        assert_eq!(on_disk, embedded, "add new ui/ files to FILES");
+    }
+
     #[tokio::test]
     async fn spa_paths_assets_and_api_404() {
         let get = |p: &str| fallback(Method::GET, p.parse().unwrap(), HeaderMap::new());
