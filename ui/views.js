@@ -45,6 +45,7 @@ export async function run(main, [ds, runNo], ctx) {
       link("/browser", { dataset_id: ds, run: runNo }, "browse MEs")));
   // The run view of one ME: pick it here.
   if (mes.length) {
+    mes.sort((a, b) => (a.me < b.me ? -1 : 1));
     const sel = h("select", { name: "me" }, mes.map((m) => h("option", { value: m.me_id }, `${m.me} (${m.dim}D)`)));
     const form = h("form", { class: "filters" }, h("label", { class: "field wide" }, h("span", {}, "Run view of an ME (lumisection × bin, entries per LS)"), sel),
       h("div", { class: "buttons" }, h("button", { type: "submit" }, "Show")));
@@ -55,7 +56,7 @@ export async function run(main, [ds, runNo], ctx) {
     { label: "LS", get: (l) => link(`/lumisections/${ds}/${runNo}/${l.ls_number}`, {}, l.ls_number), class: "num" },
     { label: "TH1", get: (l) => l.th1_count, class: "num" },
     { label: "TH2", get: (l) => l.th2_count, class: "num" },
-  ], lumis, { "data-resource": "lumisection/" }) : note("No lumisections."));
+  ], lumis, { "data-resource": "lumisection/", class: "grid narrow" }) : note("No lumisections."));
 }
 
 /** Previous/next lumisection links for a path builder. */
