@@ -94,6 +94,14 @@ document.addEventListener("click", (e) => {
 });
 window.addEventListener("popstate", render);
 
+// ← / → step to the previous / next lumisection on pages that have them.
+document.addEventListener("keydown", (e) => {
+  if (e.altKey || e.ctrlKey || e.metaKey || /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement?.tagName)) return;
+  const dir = { ArrowLeft: "←", ArrowRight: "→" }[e.key];
+  const a = dir && [...document.querySelectorAll(".prevnext a")].find((x) => x.textContent.includes(dir));
+  if (a) { e.preventDefault(); a.click(); }
+});
+
 wsSelect.addEventListener("change", () => {
   const q = new URLSearchParams(location.search);
   q.set("ws", wsSelect.value);

@@ -72,10 +72,14 @@ function neighbours(lumis, ls, to) {
 export async function lumisection(main, [ds, runNo, ls], ctx) {
   const t0 = performance.now();
   const filters = { dataset_id: ds, run_number: runNo, ls_number: ls };
-  const [l, lumis, th1, th2] = await Promise.all([
-    orNotFound(api.get(`lumisection/${ds}/${runNo}/${ls}/`), `Lumisection ${ls} of run ${runNo} (dataset id ${ds})`),
-    lumisOf(ds, runNo), rowsOf(1, filters), rowsOf(2, filters),
-  ]);
+  // The run's lumisection list says whether this one exists and gives its neighbours; the rows of
+  // both tables come in one bulk request each, in parallel.
+  const rows = Promise.all([rowsOf(1, filters), rowsOf(2, filters)]);
+  rows.catch(() => {});
+  const lumis = await lumisOf(ds, runNo);
+  const l = lumis.find((x) => x.ls_number === +ls);
+  if (!l) throw new api.ApiError(404, `Lumisection ${ls} of run ${runNo} (dataset id ${ds}) is not in workspace ${ctx.params.get("ws") || "(default)"}.`);
+  const [th1, th2] = await rows;
   if (!ctx.alive()) return;
   const tData = performance.now();
   const byName = (a, b) => (a.me < b.me ? -1 : a.me > b.me ? 1 : a.file_id - b.file_id);
@@ -309,7 +313,7 @@ export async function browser(main, _m, ctx) {
   if (!folders.size && !leaves.length) { main.append(note(path ? `No ME under ${path} in this run.` : "No MEs in this run.")); return; }
   if (folders.size) {
     main.append(h("div", { class: "folders" }, [...folders.entries()].sort().map(([f, n]) =>
-      link("/browser", { dataset_id: dsId, run: runNo, ls, path: prefix + f }, h("b", {}, "📁 " + f), h("span", {}, `${n} ME${n === 1 ? "" : "s"}`)))));
+      link("/browser", { dataset_id: dsId, run: runNo, ls, path: prefix + f }, h("b", {}, f), h("span", {}, `${n} ME${n === 1 ? "" : "s"}`)))));
   }
   if (leaves.length && ls !== "") {
     const filt = { dataset_id: dsId, run_number: runNo, ls_number: ls, me__regex: `^${escapeRe(prefix)}[^/]+$` };

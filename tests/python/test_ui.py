@@ -88,6 +88,12 @@ def test_walk_runs_to_run_to_lumisection_to_histogram(server, page):
     assert sorted(cards) == sorted(r["me"] for r in th1)
     expect(page.locator(".card .slot canvas").first).to_be_visible()
     assert page.get_by_text("LS 2 →").is_visible()
+    page.keyboard.press("ArrowRight")  # next lumisection, and back
+    page.wait_for_url("**/380310/2?**")
+    ready(page)
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url("**/380310/1?**")
+    ready(page)
 
     page.locator(f".card[data-me='{VAR_EDGES}']").first.click()
     ready(page)

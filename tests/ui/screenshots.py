@@ -59,7 +59,8 @@ def main():
             ("histogram-2d", f"/histograms-2d/{ds}/380310/1/{h2['me_id']}"),
             ("run-view", f"/runs/{ds}/380310/me/{h1['me_id']}"),
             ("histograms-1d", "/histograms-1d?me__regex=Tracks"),
-            ("browser", f"/browser?dataset_id={ds}&run=380310&ls=1&path=PixelPhase1/Tracks/PXBarrel"),
+            ("browser", f"/browser?dataset_id={ds}&run=380310&ls=1"),
+            ("browser-folder", f"/browser?dataset_id={ds}&run=380310&ls=1&path=PixelPhase1/Tracks/PXBarrel"),
             ("file-index", "/file-index"),
         ]
         OUT.mkdir(parents=True, exist_ok=True)
