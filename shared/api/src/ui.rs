@@ -11,18 +11,25 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 
+/// One embedded file: `ui/<name>` with its content type.
+macro_rules! embed {
+    ($name:literal, $ctype:literal) => {
+        ($name, $ctype, include_bytes!(concat!("../../../ui/", $name)))
+    };
+}
+
 /// The embedded files: name under `/ui/`, content type, bytes.
 const FILES: &[(&str, &str, &[u8])] = &[
-    ("index.html", "text/html; charset=utf-8", include_bytes!("../../../ui/index.html")),
-    ("style.css", "text/css; charset=utf-8", include_bytes!("../../../ui/style.css")),
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/app.js")),
-    ("api.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/api.js")),
-    ("plot.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/plot.js")),
-    ("pages.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/pages.js")),
-    ("views.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/views.js")),
-    ("arrow.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/arrow.js")),
-    ("dom.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/dom.js")),
-    ("favicon.svg", "image/svg+xml", include_bytes!("../../../ui/favicon.svg")),
+    embed!("index.html", "text/html; charset=utf-8"),
+    embed!("style.css", "text/css; charset=utf-8"),
+    embed!("app.js", "text/javascript; charset=utf-8"),
+    embed!("api.js", "text/javascript; charset=utf-8"),
+    embed!("dom.js", "text/javascript; charset=utf-8"),
+    embed!("arrow.js", "text/javascript; charset=utf-8"),
+    embed!("plot.js", "text/javascript; charset=utf-8"),
+    embed!("pages.js", "text/javascript; charset=utf-8"),
+    embed!("views.js", "text/javascript; charset=utf-8"),
+    embed!("favicon.svg", "image/svg+xml"),
 ];
 
 /// The router's fallback: UI files and SPA paths for GETs, JSON 404 for everything under `/api/`.
