@@ -34,6 +34,16 @@ export function series1D(h, label, color) {
   };
 }
 
+/** Integral, mean and RMS of a 1D series from its bin centres (flow bins excluded, as ROOT's defaults). */
+export function stats(s) {
+  let w = 0, m = 0;
+  s.values.forEach((v, i) => { const c = (s.edges[i] + s.edges[i + 1]) / 2; w += v; m += v * c; });
+  const mean = w ? m / w : NaN;
+  let q = 0;
+  s.values.forEach((v, i) => { const c = (s.edges[i] + s.edges[i + 1]) / 2; q += v * (c - mean) ** 2; });
+  return { integral: w, mean, rms: w ? Math.sqrt(Math.max(0, q / w)) : NaN };
+}
+
 /** A number for an axis label (short). */
 export function fmt(v) {
   if (v === 0) return "0";
@@ -80,6 +90,8 @@ function scaleY(lo, hi, log, top, bottom) {
 }
 
 function yRange(all, log) {
+  all = all.filter(Number.isFinite);
+  if (!all.length) all = [0];
   if (log) {
     const pos = all.filter((v) => v > 0);
     if (!pos.length) return [0.1, 10];
@@ -164,7 +176,7 @@ function heat(ctx, data, xe, ye, view, box, log, range) {
   return [lo, hi];
 }
 
-function axes(ctx, box, xv, yv, yLog, xTickFmt) {
+function axes(ctx, box, xv, yv, yLog, xTickFmt, xInt) {
   ctx.strokeStyle = "#333";
   ctx.fillStyle = "#222";
   ctx.lineWidth = 1;
@@ -173,7 +185,13 @@ function axes(ctx, box, xv, yv, yLog, xTickFmt) {
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
   const X = (x) => box.left + ((x - xv[0]) / (xv[1] - xv[0])) * (box.right - box.left);
-  for (const t of ticks(xv[0], xv[1], Math.max(2, Math.floor((box.right - box.left) / 80)))) {
+  let xt = ticks(xv[0], xv[1], Math.max(2, Math.floor((box.right - box.left) / 80)));
+  if (xInt) {
+    // Lumisection axes: whole numbers only.
+    xt = xt.filter(Number.isInteger);
+    if (xt.length < 2) xt = Array.from({ length: Math.min(20, Math.floor(xv[1]) - Math.ceil(xv[0]) + 1) }, (_, k) => Math.ceil(xv[0]) + k);
+  }
+  for (const t of xt) {
     const x = Math.round(X(t)) + 0.5;
     ctx.beginPath(); ctx.moveTo(x, box.bottom); ctx.lineTo(x, box.bottom + 4); ctx.stroke();
     ctx.fillText((xTickFmt || fmt)(t), x, box.bottom + 6);
@@ -264,6 +282,13 @@ export function plot1D(container, list, opts = {}) {
       for (let i = 0; i < s.values.length; i++) if (s.edges[i + 1] > view[0] && s.edges[i] < view[1]) vals.push(s.values[i]);
       if (flow) { if (s.underflow != null) vals.push(s.underflow); if (s.overflow != null) vals.push(s.overflow); }
     }
+    if (opts.points) {
+      const f = vals.filter(Number.isFinite);
+      if (f.length) {
+        const a = Math.min(...f), b = Math.max(...f), pad = (b - a) * 0.1 || Math.abs(a) * 0.1 || 1;
+        return [a - pad, b + pad];
+      }
+    }
     return yRange(vals.length ? vals : [0], opts.log);
   }
   function draw() {
@@ -280,9 +305,17 @@ export function plot1D(container, list, opts = {}) {
     ctx.clip();
     data.forEach((s, k) => {
       const color = s.color || COLORS[k % COLORS.length];
-      if (data.length === 1) {
+      if (opts.points) {
+        ctx.fillStyle = color;
+        for (let i = 0; i < s.values.length; i++) {
+          if (!Number.isFinite(s.values[i])) continue;
+          const x = X((s.edges[i] + s.edges[i + 1]) / 2), y = Y(s.values[i]);
+          ctx.fillRect(x - 2.5, y - 2.5, 5, 5);
+        }
+      } else if (data.length === 1) {
         ctx.fillStyle = color + "cc";
         for (let i = 0; i < s.values.length; i++) {
+          if (!Number.isFinite(s.values[i])) continue;
           const a = X(s.edges[i]), b = X(s.edges[i + 1]), y = Y(s.values[i]);
           ctx.fillRect(a, Math.min(y, base), Math.max(b - a - (b - a > 4 ? 1 : 0), 0.5), Math.abs(base - y));
         }
@@ -322,7 +355,7 @@ export function plot1D(container, list, opts = {}) {
       ctx.strokeRect(box.left - 24.5, box.top + 0.5, 18, box.bottom - box.top);
       ctx.strokeRect(box.right + 6.5, box.top + 0.5, 18, box.bottom - box.top);
     }
-    axes(ctx, box, view, yv, opts.log, opts.xTickFmt);
+    axes(ctx, box, view, yv, opts.log, opts.xTickFmt, opts.xInt);
     if (data.length > 1) legend(ctx, data, box);
     container.dataset.xMin = view[0];
     container.dataset.xMax = view[1];

@@ -2,7 +2,7 @@
 // view of one ME (lumisection × bin heatmap, entries trend) and the DQM-GUI-like browser.
 import * as api from "./api.js";
 import { h, link, href, note, table, navigate, thumbGrid, meName, parseList } from "./dom.js";
-import { plot1D, plot2D, series1D, thumb1D, thumb2D, edges, COLORS } from "./plot.js";
+import { plot1D, plot2D, series1D, thumb1D, thumb2D, edges, stats, fmt, COLORS } from "./plot.js";
 import { histPath, datasets } from "./pages.js";
 
 /** The API's 404 in words a shifter understands. */
@@ -169,6 +169,10 @@ export async function histogram(main, [dim, ds, runNo, ls, me], ctx) {
   const tools = h("div", { class: "toolbar" }, check("log", d === 1 ? "log y" : "log colour"),
     d === 1 ? check("flow", "under/overflow") : null, d === 1 ? check("norm", "normalise") : null,
     h("button", { onclick: () => box.plot?.reset() }, "Reset zoom"), h("span", { class: "muted" }, "drag to zoom, double-click to reset"));
+  if (d === 1) {
+    const st = stats(series1D(hist));
+    main.append(h("p", { class: "stats-line", id: "stats" }, `integral ${fmt(st.integral)} · mean ${fmt(st.mean)} · RMS ${fmt(st.rms)} · underflow ${hist.underflow ?? "–"} · overflow ${hist.overflow ?? "–"}${hist.x_edges ? " · variable bin widths" : ""}`));
+  }
   main.append(tools, box);
   let overlays = [];
   const msg = h("div");
@@ -238,7 +242,9 @@ export async function runView(main, [ds, runNo, me], ctx) {
   const heatBox = h("div", { class: "plotbox", id: "heat" });
   const trendBox = h("div", { class: "plotbox", id: "trend" });
   const check = (key, label) => h("label", { class: "check" }, h("input", { type: "checkbox", checked: state[key], onchange: (e) => { state[key] = e.target.checked; history.replaceState(null, "", href(location.pathname, { log: state.log ? 1 : null, norm: state.norm ? 1 : null })); draw(); } }), label);
+  const meanBox = h("div", { class: "plotbox", id: "mean" });
   main.append(h("div", { class: "toolbar" }, check("log", "log colour"), m.dim === 1 ? check("norm", "normalise each lumisection") : null), heatBox, h("h2", {}, "Entries per lumisection"), trendBox);
+  if (m.dim === 1) main.append(h("h2", {}, "Mean per lumisection"), meanBox);
   const trend = { label: "entries", edges: edges(lo - 0.5, hi + 0.5, n), values: Array.from({ length: n }, (_, k) => byLs.get(lo + k)?.entries ?? 0), underflow: null, overflow: null };
   const draw = () => {
     if (m.dim === 1) {
@@ -265,7 +271,11 @@ export async function runView(main, [ds, runNo, me], ctx) {
       for (const r of byLs.values()) r.data.forEach((row, j) => row.forEach((v, i) => { sum[j][i] += v; }));
       plot2D(heatBox, { ...first, data: sum }, { log: state.log });
     }
-    plot1D(trendBox, [trend], { height: 260, tipLabel: (i) => `LS ${lo + i}` });
+    plot1D(trendBox, [trend], { height: 260, xInt: true, tipLabel: (i) => `LS ${lo + i}` });
+    if (m.dim === 1) {
+      const means = Array.from({ length: n }, (_, k) => { const r = byLs.get(lo + k); return r ? stats(series1D(r)).mean : NaN; });
+      plot1D(meanBox, [{ label: "mean", edges: trend.edges, values: means, underflow: null, overflow: null }], { height: 220, points: true, xInt: true, tipLabel: (i) => `LS ${lo + i}` });
+    }
   };
   draw();
 }

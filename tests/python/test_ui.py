@@ -106,6 +106,7 @@ def test_walk_runs_to_run_to_lumisection_to_histogram(server, page):
     assert s["values"] == h["data"] == root["data"]
     assert s["edges"] == root["x_edges"] == h["x_edges"]
     assert (s["underflow"], s["overflow"]) == (root["underflow"], root["overflow"])
+    expect(page.locator("#stats")).to_contain_text(f"underflow {root['underflow']:g}")
     assert float(page.get_attribute("#plot", "data-x-min")) == h["x_min"] == root["x_min"]
     assert float(page.get_attribute("#plot", "data-x-max")) == h["x_max"] == root["x_max"]
     bins = table_rows(page, "#bins")
@@ -164,6 +165,11 @@ def test_overlay_and_run_view(server, page):
     assert heat["data"] == [r["data"] for r in sorted(rows, key=lambda r: r["ls_number"])]
     trend = page.evaluate("document.getElementById('trend').plot.series[0].values")
     assert trend == [r["entries"] for r in sorted(rows, key=lambda r: r["ls_number"])]
+    means = page.evaluate("document.getElementById('mean').plot.series[0].values")
+    for r, mean in zip(sorted(rows, key=lambda r: r["ls_number"]), means):
+        edges = r["x_edges"]
+        centres = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
+        assert mean == pytest.approx(sum(w * c for w, c in zip(r["data"], centres)) / sum(r["data"]))
 
 
 def test_filters_match_api_rows(server, page):

@@ -75,7 +75,7 @@ def main():
                 if name == "histogram-1d":
                     box = pg.locator("#plot canvas").bounding_box()
                     pg.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
-                pg.screenshot(path=str(OUT / f"{name}.png"))
+                pg.screenshot(path=str(OUT / f"{name}.png"), full_page=name == "run-view")
                 print("wrote", OUT / f"{name}.png")
             b.close()
     finally:
