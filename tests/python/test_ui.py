@@ -127,9 +127,12 @@ def test_histogram_hover_shows_bin_range_and_content(server, page):
     tip = page.locator("#plot .tip")
     expect(tip).to_be_visible()
     text = tip.inner_text()
-    assert f"bin {k + 1}:" in text and f"content {h['data'][k]:g}" in text.replace(".0\n", "\n") or f"content {h['data'][k]}" in text
-    lo = h["x_min"] + k * width
-    assert f"[{lo:g}" in text or f"[{lo}" in text
+    # The bin's range on the real axis and its content, as JavaScript prints the plotted numbers.
+    lo, hi, content = page.evaluate(f"(() => {{ const s = document.getElementById('plot').plot.series[0]; return [String(s.edges[{k}]), String(s.edges[{k + 1}]), String(s.values[{k}])]; }})()")
+    assert f"bin {k + 1}: [{lo}, {hi})" in text
+    assert f"content {content}" in text
+    assert float(content) == h["data"][k]
+    assert float(lo) == pytest.approx(h["x_min"] + k * width) and float(hi) == pytest.approx(h["x_min"] + (k + 1) * width)
 
 
 def test_histogram_2d_page_and_log_toggle(server, page):
