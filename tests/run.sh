@@ -13,9 +13,15 @@ start=$(date +%s)
 stage() { echo "==> [$(( $(date +%s) - start ))s] $*"; }
 
 py="${PYTHON:-python3}"
-stage "prerequisites (Python test deps incl. ROOT 6.40 + PyROOT; S3/SQS emulators; cargo-fuzz)"
+stage "prerequisites (Python test deps incl. ROOT 6.40 + PyROOT and Playwright; Chromium; S3/SQS emulators; cargo-fuzz)"
 "$py" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 bash localstack/install.sh
+# The web UI's browser tests: Chromium from Debian packages (Playwright drives it; its own browser
+# download is never used).
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
 if [[ "${FUZZ_SECONDS:-90}" != 0 ]] && ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz@0.13.2
 fi
@@ -38,7 +44,7 @@ set -e
 passed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log")
 failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$log")
 
-stage "python: cmsdials client, lake readers (DuckDB, Polars, pyarrow, Spark), LocalStack + moto end to end"
+stage "python: cmsdials client, web UI in Chromium, lake readers (DuckDB, Polars, pyarrow, Spark), LocalStack + moto end to end"
 pylog=$(mktemp)
 set +e
 DIALS_BIN="$PWD/target/ci/dials" "$py" -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$pylog"

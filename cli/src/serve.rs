@@ -17,7 +17,7 @@ async fn serve_api(lake: &Location, ws: Workspaces, listen: &str) -> Result<(), 
     let app = router(Arc::new(App { engine }));
     let addr: SocketAddr = listen.parse().map_err(|e| CliError::Usage(format!("--listen {listen}: {e}")))?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| CliError::Usage(format!("--listen {listen}: {e}")))?;
-    eprintln!("dials: serving the DIALS API for {} on http://{addr}/api/v1/", lake.url);
+    eprintln!("dials: serving the DIALS API for {} on http://{addr}/api/v1/ and the web UI on http://{addr}/", lake.url);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -35,6 +35,9 @@ def test_dials_up_ingests_dropped_files_and_serves_them(tmp_path):
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         wait_for(lambda: get(base + "/workspaces/"))
+        # The web UI comes with it: nothing else to install or build.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/runs") as r:
+            assert r.headers["Content-Type"].startswith("text/html") and b"/ui/app.js" in r.read()
         first = tmp_path / "inbox" / LFN.format(primary="ZeroBias", name="one")
         first.parent.mkdir(parents=True)
         shutil.copy(FIXTURES / "small_zlib.root", first)

@@ -46,4 +46,13 @@ async fn api_gateway_v2_requests_through_the_router() {
     let (status, v) = call(&app, "apigw-v2-bad-workspace.json").await;
     assert_eq!(status, 404);
     assert_eq!(v["detail"], "Workspace 'ghost' not found");
+
+    // The web UI through the `GET /{proxy+}` route: a deep link is the single-page app's index.html.
+    let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/apigw-v2-ui-page.json")).expect("fixture");
+    let req = lambda_http::request::from_str(&text).expect("API Gateway v2 payload").map(|b| axum::body::Body::from(b.to_vec()));
+    let resp = app.clone().oneshot(req).await.expect("call");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("/ui/app.js"));
 }

@@ -10,6 +10,7 @@ pub mod json;
 pub mod openapi;
 pub mod params;
 pub mod routes;
+pub mod ui;
 
 pub use engine::Engine;
 pub use error::ApiError;

@@ -33,6 +33,7 @@ fn obj(fields: &[(&str, &str)]) -> Value {
                 "num?" => json!({ "type": ["number", "null"] }),
                 "str?" => json!({ "type": ["string", "null"] }),
                 "array" => json!({ "type": "array" }),
+                "arr?" => json!({ "type": ["array", "null"] }),
                 other => json!({ "type": other }),
             };
             (n.to_string(), s)
@@ -52,10 +53,11 @@ pub fn document() -> Value {
     ];
     let th1 = obj(&[("dataset", "string"), ("me", "string"), ("dataset_id", "integer"), ("file_id", "integer"),
         ("run_number", "integer"), ("ls_number", "integer"), ("me_id", "integer"), ("x_min", "number"), ("x_max", "number"),
-        ("x_bin", "integer"), ("entries", "integer"), ("data", "array")]);
+        ("x_bin", "integer"), ("entries", "integer"), ("data", "array"), ("underflow", "num?"), ("overflow", "num?"), ("x_edges", "arr?")]);
     let th2 = obj(&[("dataset", "string"), ("me", "string"), ("dataset_id", "integer"), ("file_id", "integer"),
         ("run_number", "integer"), ("ls_number", "integer"), ("me_id", "integer"), ("x_min", "number"), ("x_max", "number"),
-        ("x_bin", "integer"), ("y_min", "number"), ("y_max", "number"), ("y_bin", "integer"), ("entries", "integer"), ("data", "array")]);
+        ("x_bin", "integer"), ("y_min", "number"), ("y_max", "number"), ("y_bin", "integer"), ("entries", "integer"), ("data", "array"),
+        ("x_edges", "arr?"), ("y_edges", "arr?")]);
     let run = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("run_number", "integer"), ("ls_count", "integer"), ("ls_completeness", "num?")]);
     let ls = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("run_number", "integer"), ("ls_number", "integer"), ("th1_count", "integer"), ("th2_count", "integer")]);
     let file = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("file_id", "integer"), ("file_size", "integer"),

@@ -72,7 +72,8 @@ const HIST_FILTERS: &[Filter] = &[
 const TH1: Resource = Resource {
     name: "th1",
     from: "{ws:th1}",
-    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, entries, data",
+    // DIALS's columns, then flow bins and variable edges (extra keys: cmsdials ignores them; the UI plots them).
+    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, entries, data, underflow, overflow, x_edges",
     pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id"],
     filters: HIST_FILTERS,
     committed_only: true,
@@ -82,7 +83,7 @@ const TH1: Resource = Resource {
 const TH2: Resource = Resource {
     name: "th2",
     from: "{ws:th2}",
-    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, y_min, y_max, y_bin, entries, data",
+    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, y_min, y_max, y_bin, entries, data, x_edges, y_edges",
     pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id"],
     filters: HIST_FILTERS,
     committed_only: true,
@@ -219,7 +220,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/workspaces/", get(workspaces))
         .route("/api/v1/workspaces/my-default/", get(my_default))
         .route("/api/v1/openapi.json", get(|| async { axum::Json(crate::openapi::document()) }))
-        .fallback(|| async { ApiError::NotFound("Not found.".into()) })
+        .fallback(crate::ui::fallback)
         .with_state(app)
 }
 
@@ -234,6 +235,8 @@ fn respond(req: &HeaderMap, r: Result<Response, ApiError>) -> Response {
         }
         Ok(mut resp) => {
             resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=30"));
+            // The body depends on the Workspace header: a browser must not reuse it for another workspace.
+            resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Workspace, Accept"));
             if let Some(etag) = resp.headers().get(header::ETAG).cloned() {
                 if req.get(header::IF_NONE_MATCH) == Some(&etag) {
                     return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
