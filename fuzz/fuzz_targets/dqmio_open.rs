@@ -36,8 +36,13 @@ fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
     let mut rng = Rng(u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     if rng.next() % 2 == 0 {
         let found = fields::find(&data[..size]);
-        if !found.is_empty() {
-            let f = found[(rng.next() % found.len() as u64) as usize];
+        // A kind of field first, then one of that kind: entry counts are a few among thousands
+        // of numbers, and they are the fields that broke the reader.
+        let kinds: Vec<fields::Kind> = fields::Kind::ALL.into_iter().filter(|k| found.iter().any(|f| f.kind == *k)).collect();
+        if !kinds.is_empty() {
+            let kind = kinds[(rng.next() % kinds.len() as u64) as usize];
+            let of_kind: Vec<&fields::Field> = found.iter().filter(|f| f.kind == kind).collect();
+            let f = *of_kind[(rng.next() % of_kind.len() as u64) as usize];
             let v = fields::stress_value(&mut rng, f, size as u64);
             f.write(&mut data[..size], v);
             return size;
@@ -74,12 +79,35 @@ mod fields {
         Le3,
     }
 
+    /// What a field is, as far as the walk can tell.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Kind {
+        /// File header and key header fields (sizes, offsets).
+        Key,
+        /// ROOT byte counts inside records.
+        ByteCount,
+        /// Other 64-bit numbers inside records (byte totals, basket seeks and entry tables).
+        Number,
+        /// 64-bit numbers followed, 16 bytes on, by a larger one: a TTree's or TBranch's fEntries
+        /// (followed by fZipBytes, resp. fTotBytes).
+        EntryCount,
+        /// Basket header fields (buffer size, entry count, fLast).
+        Basket,
+        /// Compression block header sizes.
+        Block,
+    }
+
+    impl Kind {
+        pub const ALL: [Kind; 6] = [Kind::Key, Kind::ByteCount, Kind::Number, Kind::EntryCount, Kind::Basket, Kind::Block];
+    }
+
     /// A length, count or offset field of the input.
     #[derive(Debug, Clone, Copy)]
     pub struct Field {
         pub at: usize,
         pub form: Form,
         pub value: u64,
+        pub kind: Kind,
     }
 
     impl Field {
@@ -140,11 +168,11 @@ mod fields {
         if nbytes == 0 || nbytes > d.len() as u64 * 2 || !(18..=4096).contains(&keylen) || objlen > 1 << 31 {
             return None;
         }
-        out.push(Field { at, form: Form::Be(4), value: nbytes });
-        out.push(Field { at: at + 6, form: Form::Be(4), value: objlen });
-        out.push(Field { at: at + 14, form: Form::Be(2), value: keylen });
+        out.push(Field { at, form: Form::Be(4), value: nbytes, kind: Kind::Key });
+        out.push(Field { at: at + 6, form: Form::Be(4), value: objlen, kind: Kind::Key });
+        out.push(Field { at: at + 14, form: Form::Be(2), value: keylen, kind: Kind::Key });
         let seek_w = if version > 1000 { 8 } else { 4 };
-        out.push(Field { at: at + 18, form: Form::Be(seek_w), value: be(d, at + 18, seek_w)? });
+        out.push(Field { at: at + 18, form: Form::Be(seek_w), value: be(d, at + 18, seek_w)?, kind: Kind::Key });
         Some((nbytes, keylen, objlen))
     }
 
@@ -159,7 +187,7 @@ mod fields {
             let b = start - 17;
             for off in [0, 4, 8, 12] {
                 if let Some(v) = be(d, b + off, 4) {
-                    out.push(Field { at: b + off, form: Form::Be(4), value: v });
+                    out.push(Field { at: b + off, form: Form::Be(4), value: v, kind: Kind::Basket });
                 }
             }
         }
@@ -170,20 +198,25 @@ mod fields {
         if (end - start) as u64 != objlen {
             // Compressed: the first block header's sizes.
             if d.get(start + 9).is_some() {
-                out.push(Field { at: start + 3, form: Form::Le3, value: be_le3(d, start + 3) });
-                out.push(Field { at: start + 6, form: Form::Le3, value: be_le3(d, start + 6) });
+                out.push(Field { at: start + 3, form: Form::Le3, value: be_le3(d, start + 3), kind: Kind::Block });
+                out.push(Field { at: start + 6, form: Form::Le3, value: be_le3(d, start + 6), kind: Kind::Block });
             }
             return seeks;
         }
         for p in start..end.saturating_sub(4) {
             let Some(w) = be(d, p, 4) else { break };
             if w & 0xC000_0000 == 0x4000_0000 && (w & 0x3FFF_FFFF) as usize <= end - p {
-                out.push(Field { at: p, form: Form::ByteCount, value: w & 0x3FFF_FFFF });
+                out.push(Field { at: p, form: Form::ByteCount, value: w & 0x3FFF_FFFF, kind: Kind::ByteCount });
             }
             // 64-bit numbers: entry counts, byte totals, basket seeks (high half zero, value > 0).
-            if p + 8 <= end {
-                if let Some(v) = be(d, p, 8).filter(|v| *v > 0 && *v >> 40 == 0) {
-                    out.push(Field { at: p, form: Form::Be(8), value: v });
+            // Only the first of overlapping windows (a number's leading zero bytes make the windows
+            // shifted right by 1..4 bytes look like numbers too).
+            let number = |q: usize| q + 8 <= end && be(d, q, 8).is_some_and(|v| v > 0 && v >> 40 == 0);
+            if number(p) && !(p > start && number(p - 1)) {
+                if let Some(v) = be(d, p, 8) {
+                    let count = be(d, p + 16, 8).is_some_and(|t| t >= v && t >> 40 == 0);
+                    let kind = if count { Kind::EntryCount } else { Kind::Number };
+                    out.push(Field { at: p, form: Form::Be(8), value: v, kind });
                     if (v as usize) < d.len() && v as usize != at {
                         seeks.push(v as usize);
                     }
@@ -208,26 +241,26 @@ mod fields {
         let large = version >= 1_000_000;
         let w = if large { 8 } else { 4 };
         let begin = be(d, 8, 4).unwrap_or(0) as usize;
-        out.push(Field { at: 12, form: Form::Be(w), value: be(d, 12, w).unwrap_or(0) }); // fEND
+        out.push(Field { at: 12, form: Form::Be(w), value: be(d, 12, w).unwrap_or(0), kind: Kind::Key }); // fEND
         let name_at = 12 + 2 * w + 8; // fNbytesName
         let nbytes_name = be(d, name_at, 4).unwrap_or(0) as usize;
-        out.push(Field { at: name_at, form: Form::Be(4), value: nbytes_name as u64 });
+        out.push(Field { at: name_at, form: Form::Be(4), value: nbytes_name as u64, kind: Kind::Key });
         let info_at = name_at + 4 + 1 + 4; // fSeekInfo, then fNbytesInfo
-        out.push(Field { at: info_at, form: Form::Be(w), value: be(d, info_at, w).unwrap_or(0) });
-        out.push(Field { at: info_at + w, form: Form::Be(4), value: be(d, info_at + w, 4).unwrap_or(0) });
+        out.push(Field { at: info_at, form: Form::Be(w), value: be(d, info_at, w).unwrap_or(0), kind: Kind::Key });
+        out.push(Field { at: info_at + w, form: Form::Be(4), value: be(d, info_at + w, 4).unwrap_or(0), kind: Kind::Key });
         // Top directory: [version][ctime][mtime][nbytes keys][nbytes name][seek dir][seek parent][seek keys].
         let dir = begin + nbytes_name;
         let Some(dv) = be(d, dir, 2) else { return out };
         let sw = if dv > 1000 { 8 } else { 4 };
         let seek_keys_at = dir + 2 + 4 + 4 + 4 + 4 + 2 * sw;
         let Some(seek_keys) = be(d, seek_keys_at, sw) else { return out };
-        out.push(Field { at: seek_keys_at, form: Form::Be(sw), value: seek_keys });
+        out.push(Field { at: seek_keys_at, form: Form::Be(sw), value: seek_keys, kind: Kind::Key });
         let mut todo: Vec<usize> = Vec::new();
         let seek_keys = seek_keys as usize;
         if let Some((_, keylen, _)) = key(d, seek_keys, &mut out) {
             let list = seek_keys + keylen as usize;
             if let Some(n) = be(d, list, 4) {
-                out.push(Field { at: list, form: Form::Be(4), value: n });
+                out.push(Field { at: list, form: Form::Be(4), value: n, kind: Kind::Key });
                 // Each listed key: its header here, and its record at its fSeekKey.
                 let mut p = list + 4;
                 for _ in 0..n.min(64) {
