@@ -16,7 +16,8 @@ use crate::file::RootFile;
 use crate::hist::{self, Framing, Histogram, MeKind};
 use crate::source::ByteSource;
 use crate::prefetch::{Feed, Plan};
-use crate::tree::{read_basket, Basket, Branch, BranchKind, Tree};
+use crate::compress::{Budget, Limits};
+use crate::tree::{read_basket_in, Basket, Branch, BranchKind, Tree};
 
 /// Type numbers of the writer's enum (CMSSW DQMServices/FwkIO format.h), in order. Files written
 /// before TH1I/TH2I existed have only the first twelve trees.
@@ -181,26 +182,49 @@ pub struct DqmioFile {
     file: RootFile,
     indices: Vec<IndexEntry>,
     trees: BTreeMap<MeKind, MeTree>,
+    /// Uncompressed bytes the file's trees declare (Σ of their branches' `fTotBytes`).
+    declared: u64,
 }
+
+/// How many times one read may decompress what the file declares: names are decoded in both
+/// passes of a filtered read, and a basket at the boundary of the two orders of [`Order::Bounded`]
+/// (or one the prefetcher could not decode) is read again.
+pub const READ_PASSES: u64 = 3;
 
 impl DqmioFile {
     /// Opens a DQMIO file from any byte source and reads its index.
     pub fn open(source: Arc<dyn ByteSource>) -> Result<Self> {
-        let file = RootFile::open(source)?;
+        Self::open_with(source, Limits::default())
+    }
+
+    /// [`open`](Self::open) with explicit decompression limits.
+    pub fn open_with(source: Arc<dyn ByteSource>, limits: Limits) -> Result<Self> {
+        let file = RootFile::open_with(source, limits)?;
         let idx_key = file.key("Indices").ok_or_else(|| Error::NotDqmio("no 'Indices' tree".into()))?.clone();
         let idx_tree = Tree::read(&file, &idx_key)?;
+        check_entries(&idx_tree, idx_key.seek_key)?;
+        let mut declared = declared_bytes(&idx_tree);
         let mut trees = BTreeMap::new();
         for kind in MeKind::ALL {
             let Some(key) = file.key(kind.tree_name()).cloned() else { continue };
             let tree = Tree::read(&file, &key)?;
             let framing = check_tree(&tree, kind)?;
+            check_entries(&tree, key.seek_key)?;
+            declared = declared.saturating_add(declared_bytes(&tree));
             trees.insert(kind, MeTree { kind, tree, framing });
         }
         if trees.is_empty() {
             return Err(Error::NotDqmio("no monitoring-element trees (TH1Fs, Ints, ...)".into()));
         }
         let indices = read_indices(&file, &idx_tree, &trees)?;
-        Ok(DqmioFile { file, indices, trees })
+        Ok(DqmioFile { file, indices, trees, declared })
+    }
+
+    /// The decompression budget of one read: [`READ_PASSES`] × what the file's trees declare, and
+    /// the per-object limit.
+    fn read_budget(&self) -> Arc<Budget> {
+        let total = self.declared.saturating_mul(READ_PASSES);
+        Arc::new(Budget::new(self.file.limits(), total, "3 times the uncompressed bytes the file's trees declare"))
     }
 
     /// Opens a local file.
@@ -277,24 +301,18 @@ impl DqmioFile {
             .map(|k| self.trees.get(k).ok_or_else(|| Error::NotDqmio(format!("no {} tree", k.tree_name()))))
             .collect::<Result<_>>()?;
         let source: &dyn ByteSource = self.file.source().as_ref();
+        let budget = self.read_budget();
         std::thread::scope(|scope| -> Result<()> {
             // Pass 1: names decide which entries are wanted (skipped when nothing filters names).
-            let mut wanted: Vec<Vec<u64>> = trees
-                .iter()
-                .map(|t| vec![if filtering { 0 } else { u64::MAX }; t.tree.entries.div_ceil(64) as usize])
-                .collect();
+            // One bit per entry of each selected row, grown as its names are decoded: the bits
+            // never take more memory than the names really read, whatever entry counts claim.
+            let mut wanted: Vec<Vec<u64>> = Vec::new();
             if filtering {
                 let mut plan = Plan::default();
                 for (slot, row) in &rows {
-                    let b = trees[*slot].branch("FullName")?;
-                    let mut e = row.first;
-                    while e <= row.last {
-                        let Some(idx) = b.basket_of(e) else { break };
-                        plan.push(*slot, b, idx);
-                        e = basket_end(b, idx).max(e + 1);
-                    }
+                    plan_row(&mut plan, &[(*slot, trees[*slot].branch("FullName")?)], row);
                 }
-                let mut feed = Feed::start(scope, &self.file, source, plan);
+                let mut feed = Feed::start(scope, &self.file, source, plan, budget.clone());
                 let mut names: Vec<BasketCache<'_>> =
                     trees.iter().map(|t| Ok(BasketCache::new(t.branch("FullName")?))).collect::<Result<_>>()?;
                 let mut prev = usize::MAX;
@@ -303,32 +321,44 @@ impl DqmioFile {
                         names[prev].current = None;
                     }
                     prev = *slot;
-                    for entry in row.first..=row.last {
+                    let mut bits: Vec<u64> = Vec::new();
+                    for (k, entry) in (row.first..=row.last).enumerate() {
                         let (b, i) = names[*slot].get(&mut feed, entry)?;
                         let name = decode_string(entry_bytes(b, i)?, b.seek)?;
+                        if k % 64 == 0 {
+                            bits.push(0);
+                        }
                         if sel.wants_name(&name) && keep.is_none_or(|k| k(&name)) {
-                            if let Some(w) = wanted[*slot].get_mut((entry / 64) as usize) {
-                                *w |= 1 << (entry % 64);
+                            if let Some(w) = bits.last_mut() {
+                                *w |= 1 << (k % 64);
                             }
                         }
                     }
+                    wanted.push(bits);
                 }
             }
-            let is_wanted = |slot: usize, entry: u64| wanted[slot].get((entry / 64) as usize).is_some_and(|w| w & (1 << (entry % 64)) != 0);
+            // Entry `k` of row `n` (counted from the row's first entry).
+            let is_wanted =
+                |n: usize, k: usize| !filtering || wanted.get(n).and_then(|b| b.get(k / 64)).is_some_and(|w| w & (1 << (k % 64)) != 0);
             // Pass 2: the baskets of wanted entries, in the order the readers will ask for them.
             let mut plan = Plan::default();
-            for (slot, row) in &rows {
+            for (n, (slot, row)) in rows.iter().enumerate() {
                 let t = trees[*slot];
-                let branches = [t.branch("FullName")?, t.branch("Flags")?, t.branch("Value")?];
-                for entry in (row.first..=row.last).filter(|e| is_wanted(*slot, *e)) {
-                    for (j, b) in branches.iter().enumerate() {
+                let branches = [(slot * 3, t.branch("FullName")?), (slot * 3 + 1, t.branch("Flags")?), (slot * 3 + 2, t.branch("Value")?)];
+                if !filtering {
+                    plan_row(&mut plan, &branches, row);
+                    continue;
+                }
+                // Filtering: pass 1 decoded every entry of this row, so walking them is bounded.
+                for (_, entry) in (row.first..=row.last).enumerate().filter(|(k, _)| is_wanted(n, *k)) {
+                    for (j, b) in &branches {
                         if let Some(idx) = b.basket_of(entry) {
-                            plan.push(slot * 3 + j, b, idx);
+                            plan.push(*j, b, idx);
                         }
                     }
                 }
             }
-            let mut feed = Feed::start(scope, &self.file, source, plan);
+            let mut feed = Feed::start(scope, &self.file, source, plan, budget.clone());
             let mut readers: Vec<EntryReader<'_>> = kinds.iter().map(|k| self.reader(*k)).collect::<Result<_>>()?;
             let mut prev = usize::MAX;
             for (n, (slot, row)) in rows.iter().enumerate() {
@@ -337,7 +367,7 @@ impl DqmioFile {
                     readers[prev] = self.reader(kinds[prev])?;
                 }
                 prev = *slot;
-                for entry in (row.first..=row.last).filter(|e| is_wanted(*slot, *e)) {
+                for (_, entry) in (row.first..=row.last).enumerate().filter(|(k, _)| is_wanted(n, *k)) {
                     // Names were tested in pass 1: every entry left here is wanted.
                     if let Some(me) = readers[*slot].read(&mut feed, entry, row, None)? {
                         f(me)?;
@@ -362,7 +392,7 @@ impl DqmioFile {
         let mut rows: Vec<&IndexEntry> = self.indices.iter().filter(|r| r.kind == Some(kind)).collect();
         rows.sort_by_key(|r| r.first);
         let mut reader = self.reader(kind)?;
-        let mut feed = Feed::direct(&self.file);
+        let mut feed = Feed::direct(&self.file, self.read_budget());
         for row in rows {
             if sel.skip_per_run && row.lumi == 0 {
                 continue;
@@ -380,9 +410,12 @@ impl DqmioFile {
     pub fn names(&self, kind: MeKind) -> Result<Vec<String>> {
         let t = self.trees.get(&kind).ok_or_else(|| Error::NotDqmio(format!("no {} tree", kind.tree_name())))?;
         let branch = t.branch("FullName")?;
-        let mut out = Vec::with_capacity(t.tree.entries.min(1 << 20) as usize);
+        let budget = self.read_budget();
+        // Grows with the names really decoded, never with the declared entry count.
+        let mut out = Vec::new();
         for i in 0..branch.basket_count() {
-            let b = read_basket(&self.file, branch, i)?;
+            let b = read_basket_in(&self.file, branch, i, &budget)?;
+            out.try_reserve(b.len()).map_err(|e| Error::malformed("branch", b.seek, e.to_string()))?;
             for e in 0..b.len() {
                 out.push(decode_string(entry_bytes(&b, e)?, b.seek)?);
             }
@@ -432,6 +465,44 @@ impl DqmioFile {
             values: BasketCache::new(t.branch("Value")?),
         })
     }
+}
+
+/// Plans the baskets of `branches` (each with its plan slot) that hold entries `row.first..=row.last`,
+/// in the order a reader visiting the entries one by one asks for them. Steps from basket boundary
+/// to basket boundary, never entry by entry: a row's entry count is only a claim until its baskets
+/// are decoded. Stops at an entry no basket holds (the reader then reports it).
+fn plan_row(plan: &mut Plan, branches: &[(usize, &Branch)], row: &IndexEntry) {
+    let mut e = row.first;
+    while e <= row.last {
+        let mut next = u64::MAX;
+        for (slot, b) in branches {
+            let Some(idx) = b.basket_of(e) else { return };
+            plan.push(*slot, b, idx);
+            next = next.min(basket_end(b, idx));
+        }
+        if next <= e {
+            return;
+        }
+        e = next;
+    }
+}
+
+/// Every branch of a DQMIO tree is filled once per entry: a tree whose branches disagree with its
+/// entry count (or with each other) is forged or corrupt.
+fn check_entries(tree: &Tree, at: u64) -> Result<()> {
+    match tree.branches.iter().find(|b| b.entries != tree.entries) {
+        Some(b) => Err(Error::malformed(
+            "TTree",
+            at,
+            format!("'{}' declares {} entries, its branch '{}' holds {}", tree.name, tree.entries, b.name, b.entries),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Uncompressed bytes a tree's branches declare (`fTotBytes`).
+fn declared_bytes(tree: &Tree) -> u64 {
+    tree.branches.iter().fold(0u64, |s, b| s.saturating_add(u64::try_from(b.tot_bytes).unwrap_or(0)))
 }
 
 /// Estimated decompressed size of a basket: its size on disk × the branch's compression ratio.

@@ -66,6 +66,11 @@ pub enum Error {
     /// A checksum stored with the data does not match.
     #[error("{algorithm} checksum mismatch in block at offset {at}")]
     Checksum { algorithm: Algorithm, at: u64 },
+    /// An object claims more decompressed bytes than it can legitimately hold (its container's
+    /// declared size, the compression format) or than the reader allows (one object, one read).
+    /// Raised before anything is allocated for it.
+    #[error("{what} at offset {at} claims {claimed} bytes decompressed, more than {limit}: {bound}")]
+    TooLarge { what: &'static str, at: u64, claimed: u64, limit: u64, bound: String },
     /// A valid construct this reader does not implement.
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::compress;
+use crate::compress::{self, Budget, Limits};
 use crate::cursor::Cursor;
 use crate::error::{Error, Result};
 use crate::source::{read_checked, ByteSource};
@@ -112,6 +112,7 @@ pub struct RootFile {
     source: Arc<dyn ByteSource>,
     header: FileHeader,
     keys: Vec<Key>,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for RootFile {
@@ -123,6 +124,11 @@ impl std::fmt::Debug for RootFile {
 impl RootFile {
     /// Opens a ROOT file: reads the header, the top directory and its key list.
     pub fn open(source: Arc<dyn ByteSource>) -> Result<Self> {
+        Self::open_with(source, Limits::default())
+    }
+
+    /// [`open`](Self::open) with explicit decompression limits.
+    pub fn open_with(source: Arc<dyn ByteSource>, limits: Limits) -> Result<Self> {
         let len = source.len();
         if len == 0 {
             return Err(Error::NotRoot("empty file".into()));
@@ -147,12 +153,17 @@ impl RootFile {
         let dir = read_checked(source.as_ref(), dir_at, 60.min(len.saturating_sub(dir_at)), "top directory")?;
         let seek_keys = parse_directory(&dir, dir_at)?;
         let keys = read_key_list(source.as_ref(), seek_keys)?;
-        Ok(RootFile { source, header, keys })
+        Ok(RootFile { source, header, keys, limits })
     }
 
     /// The file header.
     pub fn header(&self) -> &FileHeader {
         &self.header
+    }
+
+    /// The decompression limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The byte source.
@@ -188,7 +199,8 @@ impl RootFile {
         let stored = u64::from(key.nbytes - u32::from(key.keylen));
         let raw = read_checked(self.source.as_ref(), data_at, stored, "key payload")?;
         if key.is_compressed() {
-            Ok(Bytes::from(compress::decompress(&raw, key.objlen as usize, data_at)?))
+            let budget = Budget::per_object(self.limits);
+            Ok(Bytes::from(compress::decompress(&raw, key.objlen as usize, data_at, &budget)?))
         } else {
             Ok(raw)
         }

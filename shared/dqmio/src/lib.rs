@@ -21,6 +21,7 @@ pub mod source;
 pub mod tree;
 
 pub use dqmio::{DqmioFile, IndexEntry, MeValue, MonitorElement, Order, Selection};
+pub use compress::{Budget, Limits};
 pub use error::{Error, Result};
 pub use hist::{Axis, Histogram, MeKind};
 pub use source::{ByteSource, LocalFile, MemSource};

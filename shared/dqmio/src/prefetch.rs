@@ -18,10 +18,11 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
 
+use crate::compress::Budget;
 use crate::error::Result;
 use crate::file::RootFile;
 use crate::source::ByteSource;
-use crate::tree::{decode_basket, read_basket, Basket, BasketLoc, Branch};
+use crate::tree::{decode_basket, read_basket_in, Basket, BasketLoc, Branch};
 
 /// Compressed bytes fetched per chunk (one `read_ranges` call). A chunk spans many lumisections of
 /// every selected tree, so when most of a file is wanted its ranges merge into a few large requests.
@@ -72,12 +73,12 @@ impl Plan {
 
 /// Decompressed bytes handed over and not yet taken by the reader, and whether it stopped.
 #[derive(Debug, Default)]
-struct Budget {
+struct Handover {
     outstanding: u64,
     closed: bool,
 }
 
-type Shared = Arc<(Mutex<Budget>, Condvar)>;
+type Shared = Arc<(Mutex<Handover>, Condvar)>;
 
 /// The consumer side: baskets in plan order, or direct reads when the plan does not match.
 pub struct Feed<'a> {
@@ -85,12 +86,14 @@ pub struct Feed<'a> {
     rx: Option<Receiver<(u64, Option<Basket>)>>,
     next: Option<(u64, Option<Basket>)>,
     shared: Shared,
+    /// What this read may decompress (shared with the producer).
+    budget: Arc<Budget>,
 }
 
 impl<'a> Feed<'a> {
-    /// A feed that reads everything directly (no plan).
-    pub fn direct(file: &'a RootFile) -> Self {
-        Feed { file, rx: None, next: None, shared: Shared::default() }
+    /// A feed that reads everything directly (no plan), decompressing within `budget`.
+    pub fn direct(file: &'a RootFile, budget: Arc<Budget>) -> Self {
+        Feed { file, rx: None, next: None, shared: Shared::default(), budget }
     }
 
     /// Starts the producer for `plan` on `scope`; the feed must be dropped before the scope ends
@@ -100,9 +103,10 @@ impl<'a> Feed<'a> {
         file: &'a RootFile,
         source: &'env dyn ByteSource,
         plan: Plan,
+        budget: Arc<Budget>,
     ) -> Self {
         if plan.is_empty() {
-            return Feed::direct(file);
+            return Feed::direct(file, budget);
         }
         let (tx, rx) = channel();
         let shared = Shared::default();
@@ -114,13 +118,14 @@ impl<'a> Feed<'a> {
         let (raw_tx, raw_rx) = sync_channel::<RawChunk>(1);
         scope.spawn(move || fetch(source, &fetch_plan, &raw_tx));
         let len = source.len();
-        scope.spawn(move || produce(len, &plan, raw_rx, &tx, &producer_shared));
-        Feed { file, rx: Some(rx), next: None, shared }
+        let producer_budget = budget.clone();
+        scope.spawn(move || produce(len, &plan, raw_rx, &tx, &producer_shared, &producer_budget));
+        Feed { file, rx: Some(rx), next: None, shared, budget }
     }
 
     /// Basket `idx` of `branch`: the next planned one if it matches, else a direct read.
     pub fn take(&mut self, branch: &Branch, idx: usize) -> Result<Basket> {
-        let Some(loc) = branch.baskets.get(idx) else { return read_basket(self.file, branch, idx) };
+        let Some(loc) = branch.baskets.get(idx) else { return read_basket_in(self.file, branch, idx, &self.budget) };
         if self.next.is_none() {
             if let Some(rx) = &self.rx {
                 match rx.recv() {
@@ -136,7 +141,7 @@ impl<'a> Feed<'a> {
                 return Ok(b);
             }
         }
-        read_basket(self.file, branch, idx)
+        read_basket_in(self.file, branch, idx, &self.budget)
     }
 
     fn release(&self, bytes: u64) {
@@ -192,11 +197,18 @@ fn in_bounds(p: &Planned, len: u64) -> bool {
 }
 
 /// Decompresses fetched chunks and hands the baskets over within the budget.
-fn produce(len: u64, plan: &[Planned], rx: Receiver<RawChunk>, tx: &Sender<(u64, Option<Basket>)>, shared: &Shared) {
+fn produce(
+    len: u64,
+    plan: &[Planned],
+    rx: Receiver<RawChunk>,
+    tx: &Sender<(u64, Option<Basket>)>,
+    shared: &Shared,
+    budget: &Budget,
+) {
     for (positions, fetched) in rx {
         let mut raw = fetched.into_iter().flatten();
         for p in plan.get(positions).unwrap_or_default() {
-            let basket = if in_bounds(p, len) { raw.next().and_then(|r| decode_basket(&r, &p.loc, p.fixed).ok()) } else { None };
+            let basket = if in_bounds(p, len) { raw.next().and_then(|r| decode_basket(&r, &p.loc, p.fixed, budget).ok()) } else { None };
             // Wait until the reader has taken enough of what was handed over.
             let size = basket.as_ref().map_or(0, size_of);
             let (lock, cv) = &**shared;

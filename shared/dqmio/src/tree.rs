@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::compress;
+use crate::compress::{self, Budget};
 use crate::cursor::{ArrayKind, Cursor};
 use crate::error::{Error, Result};
 use crate::file::{Key, RootFile};
@@ -55,6 +55,9 @@ pub struct BasketLoc {
     pub first_entry: u64,
     /// One past the last entry stored in this basket.
     pub end_entry: u64,
+    /// Uncompressed bytes its branch declares for all its baskets, keys included (`fTotBytes`):
+    /// no basket of the branch can claim more.
+    pub branch_bytes: u64,
 }
 
 /// A branch's metadata.
@@ -266,6 +269,12 @@ fn parse_branch(
     c.finish(&h, "TBranch")?;
 
     let entries = u64::try_from(entries).map_err(|_| Error::malformed("TBranch", c.at(), "negative entry count"))?;
+    // Every basket's key and payload are counted in fTotBytes, and every entry takes at least one
+    // byte: a basket cannot claim more entries (or, when read, more bytes) than the branch holds.
+    let branch_bytes = u64::try_from(tot_bytes).unwrap_or(0);
+    if write_basket > 0 && branch_bytes == 0 {
+        return Err(Error::malformed("TBranch", c.at(), format!("'{name}' has {write_basket} baskets but declares {tot_bytes} bytes")));
+    }
     let mut baskets = Vec::with_capacity(write_basket);
     for i in 0..write_basket {
         let bytes = i32::from_be_bytes(bytes_raw[i * 4..i * 4 + 4].try_into().unwrap_or_default());
@@ -283,7 +292,20 @@ fn parse_branch(
                 format!("basket {i} of '{name}': seek {seek}, {bytes} bytes, entries {first}..{end} (file has {file_len} bytes)"),
             ));
         }
-        baskets.push(BasketLoc { seek: seek as u64, bytes: bytes as u32, first_entry: first as u64, end_entry: end as u64 });
+        if (end - first) as u64 > branch_bytes {
+            return Err(Error::malformed(
+                "TBranch",
+                c.at(),
+                format!("basket {i} of '{name}' claims entries {first}..{end}, more than the {branch_bytes} bytes its branch holds"),
+            ));
+        }
+        baskets.push(BasketLoc {
+            seek: seek as u64,
+            bytes: bytes as u32,
+            first_entry: first as u64,
+            end_entry: end as u64,
+            branch_bytes,
+        });
     }
     if let Some(e) = embedded.as_mut() {
         // The in-memory basket holds the entries after the last written one.
@@ -301,6 +323,8 @@ fn parse_branch(
             ));
         }
         e.first_entry = first;
+    } else if write_basket == 0 && entries > 0 {
+        return Err(Error::malformed("TBranch", c.at(), format!("'{name}' claims {entries} entries in no basket")));
     }
     let mut b = Branch { name, kind: BranchKind::Basic, leaves, entries, entry_offset_len, baskets, embedded, zip_bytes, tot_bytes };
     b.kind = kind(c)?;
@@ -415,8 +439,9 @@ impl Basket {
     }
 }
 
-/// Reads and decompresses one basket given the raw bytes of its record.
-pub fn decode_basket(raw: &[u8], loc: &BasketLoc, fixed_entry_size: Option<usize>) -> Result<Basket> {
+/// Reads and decompresses one basket given the raw bytes of its record. Its claimed size is checked
+/// against what its branch holds and charged to `budget` before anything is decompressed.
+pub fn decode_basket(raw: &[u8], loc: &BasketLoc, fixed_entry_size: Option<usize>, budget: &Budget) -> Result<Basket> {
     let mut c = Cursor::new(raw, 0, loc.seek);
     let key = Key::parse(&mut c)?;
     let _basket_version = c.i16()?;
@@ -439,8 +464,25 @@ pub fn decode_basket(raw: &[u8], loc: &BasketLoc, fixed_entry_size: Option<usize
     }
     let payload = &raw[keylen..];
     let objlen = key.objlen as usize;
+    // Cheap checks first: the entries and the data end (fLast) must fit the claimed size, and the
+    // claimed size must fit what the branch declares for all its baskets.
+    if n > objlen as u64 {
+        return Err(Error::malformed("basket", loc.seek, format!("{n} entries in {objlen} bytes")));
+    }
+    if i64::from(last) - keylen as i64 > objlen as i64 {
+        return Err(Error::malformed("basket", loc.seek, format!("fLast {last} outside the {objlen}-byte payload")));
+    }
+    if key.is_compressed() && loc.branch_bytes > 0 && (keylen + objlen) as u64 > loc.branch_bytes {
+        return Err(Error::TooLarge {
+            what: "basket",
+            at: loc.seek,
+            claimed: objlen as u64,
+            limit: loc.branch_bytes.saturating_sub(keylen as u64),
+            bound: "the uncompressed bytes its branch declares for all its baskets (fTotBytes)".into(),
+        });
+    }
     let data: Bytes = if key.is_compressed() {
-        Bytes::from(compress::decompress(payload, objlen, loc.seek + keylen as u64)?)
+        Bytes::from(compress::decompress(payload, objlen, loc.seek + keylen as u64, budget)?)
     } else {
         Bytes::copy_from_slice(payload.get(..objlen).ok_or_else(|| Error::malformed("basket", loc.seek, "short payload"))?)
     };
@@ -486,8 +528,13 @@ pub fn decode_basket(raw: &[u8], loc: &BasketLoc, fixed_entry_size: Option<usize
     Ok(Basket { data: data.slice(..border), offsets, keylen: key.keylen, first_entry: loc.first_entry, seek: loc.seek })
 }
 
-/// Reads basket `index` of `branch` from `file`.
+/// Reads basket `index` of `branch` from `file` (only the per-object limit applies).
 pub fn read_basket(file: &RootFile, branch: &Branch, index: usize) -> Result<Basket> {
+    read_basket_in(file, branch, index, &Budget::per_object(file.limits()))
+}
+
+/// Reads basket `index` of `branch` from `file`, charging what it decompresses to `budget`.
+pub fn read_basket_in(file: &RootFile, branch: &Branch, index: usize, budget: &Budget) -> Result<Basket> {
     if index == branch.baskets.len() {
         if let Some(e) = &branch.embedded {
             return Ok(e.clone());
@@ -498,7 +545,7 @@ pub fn read_basket(file: &RootFile, branch: &Branch, index: usize) -> Result<Bas
         .get(index)
         .ok_or_else(|| Error::malformed("branch", 0, format!("no basket {index} in '{}'", branch.name)))?;
     let raw = read_checked(file.source().as_ref(), loc.seek, u64::from(loc.bytes), "basket")?;
-    decode_basket(&raw, loc, branch.fixed_entry_size())
+    decode_basket(&raw, loc, branch.fixed_entry_size(), budget)
 }
 
 impl Branch {
@@ -532,9 +579,14 @@ impl Branch {
         let size = usize::try_from(leaf.len_type).ok().filter(|s| matches!(s, 1 | 2 | 4 | 8)).ok_or_else(|| {
             Error::malformed("leaf", 0, format!("'{}' has element size {}", leaf.name, leaf.len_type))
         })?;
-        let mut out = Vec::with_capacity(self.entries.min(1 << 24) as usize);
+        // Capacity grows with what the baskets really hold, never with the declared count.
+        let mut out: Vec<i128> = Vec::new();
         for i in 0..self.basket_count() {
             let b = read_basket(file, self, i)?;
+            if (out.len() + b.len()) as u64 > self.entries {
+                return Err(Error::malformed("branch", b.seek, format!("'{}' has more entries in baskets than its {} declared", self.name, self.entries)));
+            }
+            out.try_reserve(b.len()).map_err(|e| Error::malformed("branch", b.seek, e.to_string()))?;
             for e in 0..b.len() {
                 let raw = b.entry(e).unwrap_or_default();
                 if raw.len() != size {

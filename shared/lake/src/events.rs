@@ -167,7 +167,8 @@ pub async fn handle_object(deps: &Deps, obj: &ObjectRef, receive_count: u32, dea
     };
     let result: Result<IngestReport, IngestError> = async {
         let store = crate::store::s3_store(&obj.bucket).map_err(|e| IngestError::NotAvailable(e.to_string()))?;
-        let src = crate::store::ObjectSource::open(store, object_store::path::Path::from(obj.key.as_str()), url.clone())
+        // Reads still pending at the deadline are abandoned, so a stalled GET cannot hold the decoder.
+        let src = crate::store::ObjectSource::open_until(store, object_store::path::Path::from(obj.key.as_str()), url.clone(), deadline)
             .await
             .map_err(|e| match e {
                 object_store::Error::NotFound { .. } => IngestError::NotAvailable(format!("{url}: not found")),

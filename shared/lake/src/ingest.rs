@@ -38,6 +38,8 @@ const ROW_GROUP_BYTES: usize = 16 << 20;
 const UPLOAD_PART_BYTES: usize = 6 << 20;
 /// Parts of one object uploading at once.
 const UPLOAD_CONCURRENCY: usize = 2;
+/// How long a failed attempt waits for its decoder to stop before leaving it behind.
+const DECODER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Errors of ingestion.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +75,9 @@ impl IngestError {
     pub fn status(&self) -> &'static str {
         use dials_dqmio::Error as E;
         match self {
-            IngestError::Read(E::NotRoot(_) | E::Truncated { .. } | E::Decompress { .. } | E::Checksum { .. }) => {
+            IngestError::Read(
+                E::NotRoot(_) | E::Truncated { .. } | E::Decompress { .. } | E::Checksum { .. } | E::TooLarge { .. },
+            ) => {
                 "ROOTFILE_ERROR"
             }
             IngestError::Read(E::Io { .. } | E::Open(_)) | IngestError::NotAvailable(_) => "FILE_NOT_AVAILABLE",
@@ -388,7 +392,21 @@ pub async fn ingest(
         },
     };
     drop(rx);
-    let decoded = decoder.await.map_err(|e| IngestError::Task(e.to_string())).and_then(|r| r);
+    let decoded = if joined.is_err() {
+        // The attempt already failed (deadline, writer, STARTED record). The closed channel stops
+        // the decoder at its next batch, but a read it is blocked in ends only when the read does
+        // (an `ObjectSource` opened with the deadline abandons it then): wait a bounded time, then
+        // leave the blocking thread behind rather than the whole attempt.
+        match tokio::time::timeout(DECODER_GRACE, decoder).await {
+            Ok(r) => r.map_err(|e| IngestError::Task(e.to_string())).and_then(|r| r),
+            Err(_) => {
+                tracing::warn!(file = %req.logical_file_name, "decoder still blocked in a read after the attempt failed; left behind");
+                Err(IngestError::Task("decoder blocked in a read".into()))
+            }
+        }
+    } else {
+        decoder.await.map_err(|e| IngestError::Task(e.to_string())).and_then(|r| r)
+    };
     // Nothing of a failed attempt is committed: its writers are stopped instead of encoding and
     // uploading their open row groups.
     let failed = joined.is_err() || decoded.is_err();

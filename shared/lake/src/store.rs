@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use dials_dqmio::source::IoStats;
@@ -110,6 +111,8 @@ pub struct ObjectSource {
     merge_gap: u64,
     merge_ratio: u64,
     concurrency: usize,
+    /// Reads still pending at this instant fail (`TimedOut`) instead of blocking the decoder.
+    deadline: Option<Instant>,
 }
 
 impl ObjectSource {
@@ -119,7 +122,20 @@ impl ObjectSource {
     /// time. Falls back to a HEAD request if the store refuses the suffix range (an empty object). Must be called
     /// from inside a tokio runtime; reads then happen from blocking threads (`spawn_blocking`).
     pub async fn open(store: Arc<dyn ObjectStore>, path: Path, name: String) -> Result<Self, object_store::Error> {
-        let tail = match store.get_opts(&path, GetOptions { range: Some(GetRange::Suffix(OPEN_TAIL_BYTES)), ..Default::default() }).await {
+        Self::open_until(store, path, name, None).await
+    }
+
+    /// [`open`](Self::open), with every request (this open's and every later read's) abandoned
+    /// when still pending at `deadline`: the read then fails with `TimedOut`, so a stalled store
+    /// cannot keep the decoder (a blocking thread) past an ingest's deadline.
+    pub async fn open_until(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        name: String,
+        deadline: Option<Instant>,
+    ) -> Result<Self, object_store::Error> {
+        let tail = until(deadline, &path, store.get_opts(&path, GetOptions { range: Some(GetRange::Suffix(OPEN_TAIL_BYTES)), ..Default::default() }));
+        let tail = match tail.await {
             Ok(got) => {
                 let (size, range) = (got.meta.size, got.range.clone());
                 let bytes = got.bytes().await?;
@@ -141,7 +157,7 @@ impl ObjectSource {
         };
         let len = match &tail {
             Some((size, _, _)) => *size,
-            None => store.head(&path).await?.size,
+            None => until(deadline, &path, store.head(&path)).await?.size,
         };
         let src = ObjectSource {
             store,
@@ -157,6 +173,7 @@ impl ObjectSource {
             merge_gap: env_u64("DIALS_READ_MERGE_GAP").unwrap_or(MERGE_GAP),
             merge_ratio: env_u64("DIALS_READ_MERGE_RATIO").unwrap_or(MERGE_WASTE_RATIO),
             concurrency: env_u64("DIALS_READ_CONCURRENCY").map_or(READ_CONCURRENCY, |c| c.clamp(1, 64) as usize),
+            deadline,
         };
         if let Some((_, start, bytes)) = tail {
             src.stats.record(bytes.len() as u64);
@@ -205,8 +222,8 @@ impl ObjectSource {
         let (off, len) = (range.start, range.end - range.start);
         self.stats.record(len);
         self.rt
-            .block_on(self.store.get_range(&self.path, range))
-            .map_err(|e| ReadError::Io { offset: off, len, source: std::io::Error::other(e) })
+            .block_on(until(self.deadline, &self.path, self.store.get_range(&self.path, range)))
+            .map_err(|e| ReadError::Io { offset: off, len, source: io_error(e) })
     }
 }
 
@@ -254,16 +271,16 @@ impl ByteSource for ObjectSource {
         for m in &merged {
             self.stats.record(m.end - m.start);
         }
+        let deadline = self.deadline;
         let fetches = merged.iter().cloned().map(|r| {
             let store = self.store.clone();
             let path = self.path.clone();
             async move {
                 let off = r.start;
                 let len = r.end - r.start;
-                store
-                    .get_range(&path, r)
+                until(deadline, &path, store.get_range(&path, r))
                     .await
-                    .map_err(|e| ReadError::Io { offset: off, len, source: std::io::Error::other(e) })
+                    .map_err(|e| ReadError::Io { offset: off, len, source: io_error(e) })
             }
         });
         let fetched: Vec<Bytes> =
@@ -290,6 +307,34 @@ impl ByteSource for ObjectSource {
     fn name(&self) -> String {
         self.name.clone()
     }
+}
+
+/// Runs a store request, abandoning it (a `TimedOut` error naming `path`) if still pending at `deadline`.
+async fn until<T>(
+    deadline: Option<Instant>,
+    path: &Path,
+    request: impl std::future::Future<Output = Result<T, object_store::Error>>,
+) -> Result<T, object_store::Error> {
+    let Some(deadline) = deadline else { return request.await };
+    match tokio::time::timeout_at(deadline.into(), request).await {
+        Ok(r) => r,
+        Err(_) => Err(object_store::Error::Generic {
+            store: "deadline",
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("request for {path} still pending at the ingest deadline; abandoned"),
+            )),
+        }),
+    }
+}
+
+/// The reader's I/O error for a store error, keeping `TimedOut` recognisable.
+fn io_error(e: object_store::Error) -> std::io::Error {
+    let kind = match &e {
+        object_store::Error::Generic { store: "deadline", .. } => std::io::ErrorKind::TimedOut,
+        _ => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, e)
 }
 
 fn env_u64(name: &str) -> Option<u64> {
