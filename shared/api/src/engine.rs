@@ -18,6 +18,7 @@ use datafusion::common::TableReference;
 use dials_lake::{tables, Location, Workspaces};
 
 use crate::error::ApiError;
+use crate::guard::GuardedStore;
 
 /// How a query scans its files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +51,14 @@ pub struct Engine {
     views: Mutex<HashMap<String, Instant>>,
     /// Serialises view refreshes so concurrent requests do not recompute the same view.
     refresh: tokio::sync::Mutex<()>,
+    /// The store every lake table is read through (quarantines unreadable objects, `guard.rs`).
+    guard: Arc<GuardedStore>,
+    /// Registered table name → its objects' prefix in `guard`'s key space (for probes).
+    prefixes: Vec<(String, object_store::path::Path)>,
 }
+
+/// Failed attempts of one query, each after quarantining newly found unreadable objects.
+const MAX_ATTEMPTS: usize = 3;
 
 impl Engine {
     /// Registers every table of every workspace. Cheap: no file is read until a query runs.
@@ -71,7 +79,8 @@ impl Engine {
             .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_ttl(Some(ttl)))
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let base = if lake.url.starts_with("s3://") {
+        let s3 = lake.url.starts_with("s3://");
+        let (base, guard) = if s3 {
             let bucket = lake.url.trim_start_matches("s3://").split('/').next().unwrap_or_default().to_string();
             let url = url::Url::parse(&format!("s3://{bucket}")).map_err(|e| ApiError::Internal(e.to_string()))?;
             // Warm functions keep the Parquet bytes they read (validated by the listings).
@@ -79,11 +88,17 @@ impl Engine {
                 0 => lake.store.clone(),
                 budget => Arc::new(crate::cache::CachedStore::new(lake.store.clone(), budget)),
             };
-            ctx.register_object_store(&url, store);
-            lake.url.trim_end_matches('/').to_string()
+            let guard = Arc::new(GuardedStore::new(store));
+            ctx.register_object_store(&url, guard.clone());
+            (lake.url.trim_end_matches('/').to_string(), guard)
         } else {
-            format!("file://{}", lake.url.trim_end_matches('/'))
+            // DataFusion's own local store, behind the same guard as an S3 lake's.
+            let url = url::Url::parse("file://").map_err(|e| ApiError::Internal(e.to_string()))?;
+            let guard = Arc::new(GuardedStore::new(Arc::new(object_store::local::LocalFileSystem::new())));
+            ctx.register_object_store(&url, guard.clone());
+            (format!("file://{}", lake.url.trim_end_matches('/')), guard)
         };
+        let mut prefixes = Vec::new();
         for ws in &workspaces.workspaces {
             for table in TABLES {
                 if !base.starts_with("s3://") {
@@ -108,6 +123,13 @@ impl Engine {
                 // and ETag): without it every query re-derives them from each file's footer.
                 let stats_cache = ctx.runtime_env().cache_manager.get_file_statistic_cache();
                 ctx.register_table(TableReference::bare(Self::name(&ws.name, table)), Arc::new(ListingTable::try_new(cfg)?.with_cache(stats_cache)))?;
+                let prefix = if s3 {
+                    lake.child(&[&ws.name, table])
+                } else {
+                    let dir = format!("{}/{}/{}", lake.url.trim_end_matches('/'), ws.name, table);
+                    object_store::path::Path::from_absolute_path(&dir).map_err(|e| ApiError::Internal(e.to_string()))?
+                };
+                prefixes.push((Self::name(&ws.name, table), prefix));
             }
         }
         Ok(Engine {
@@ -117,7 +139,63 @@ impl Engine {
             finished: Mutex::new(HashMap::new()),
             views: Mutex::new(HashMap::new()),
             refresh: tokio::sync::Mutex::new(()),
+            guard,
+            prefixes,
         })
+    }
+
+    /// Runs `attempt` (a query over the lake); when it fails, probes the objects of the tables `sql`
+    /// reads, quarantines those that cannot be read (logged) and tries again. A store that fails as
+    /// a whole is a 503; a failure no unreadable object explains keeps its own error.
+    async fn recovering<T, F, Fut>(&self, sql: &str, attempt: F) -> Result<T, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = datafusion::error::Result<T>>,
+    {
+        let mut tries = 1;
+        loop {
+            let err = match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if tries >= MAX_ATTEMPTS || self.quarantine_unreadable(sql).await? == 0 {
+                return Err(err.into());
+            }
+            tries += 1;
+        }
+    }
+
+    /// Probes the objects of the tables `sql` reads; quarantines the unreadable ones not yet
+    /// quarantined and returns how many. An outage (every object of a table failing, or the store
+    /// failing as such) is an error: nothing is quarantined for it.
+    async fn quarantine_unreadable(&self, sql: &str) -> Result<usize, ApiError> {
+        let mut found = 0;
+        for (name, prefix) in self.prefixes.iter().filter(|(n, _)| sql.contains(n.as_str())) {
+            let (ok, bad) = crate::guard::probe(self.guard.inner(), prefix)
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("listing {prefix}: {e}")))?;
+            if let Some(b) = bad.iter().find(|b| b.outage || (ok == 0 && bad.len() > 1)) {
+                return Err(ApiError::Unavailable(format!("{}: {}", b.meta.location, b.error)));
+            }
+            for b in bad.into_iter().filter(|b| !self.guard.holds(&b.meta)) {
+                tracing::warn!(table = %name, object = %b.meta.location, error = %b.error,
+                    "unreadable lake object quarantined: left out of queries until it is rewritten");
+                self.guard.quarantine(b.meta);
+                found += 1;
+            }
+        }
+        if found > 0 {
+            // The cached listings still name the quarantined objects.
+            if let Some(cache) = self.ctx.runtime_env().cache_manager.get_list_files_cache() {
+                cache.clear();
+            }
+        }
+        Ok(found)
+    }
+
+    /// Objects left out of queries because they could not be read (see `guard.rs`).
+    pub fn quarantined(&self) -> Vec<String> {
+        self.guard.quarantined().iter().map(ToString::to_string).collect()
     }
 
     /// A small aggregate over the index tables (runs, lumisections), materialised in memory and
@@ -132,9 +210,13 @@ impl Engine {
         if self.views.lock().map(|v| fresh(&v)).unwrap_or(false) {
             return Ok(quote_ident(&key));
         }
-        let df = self.ctx.sql(sql).await?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
+        let (schema, batches) = self
+            .recovering(sql, || async {
+                let df = self.ctx.sql(sql).await?;
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                Ok((schema, df.collect().await?))
+            })
+            .await?;
         let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
         let _ = self.ctx.deregister_table(TableReference::bare(key.as_str()))?;
         self.ctx.register_table(TableReference::bare(key.as_str()), Arc::new(table))?;
@@ -187,15 +269,18 @@ impl Engine {
     /// As [`Engine::query`], scanning as `scan` says.
     pub async fn query_as(&self, sql: &str, params: Vec<ScalarValue>, scan: Scan) -> Result<Vec<RecordBatch>, ApiError> {
         tracing::debug!(sql, ?params, ?scan, "query");
-        // What `SessionContext::sql` does for a query, with the session's settings adjusted per query.
-        let mut state = self.ctx.state();
-        if scan == Scan::Point {
-            state.config_mut().options_mut().optimizer.repartition_file_scans = false;
-        }
-        let plan = state.create_logical_plan(sql).await?;
-        let df = datafusion::dataframe::DataFrame::new(state, plan);
-        let df = if params.is_empty() { df } else { df.with_param_values(params)? };
-        Ok(df.collect().await?)
+        self.recovering(sql, || async {
+            // What `SessionContext::sql` does for a query, with the session's settings adjusted per query.
+            let mut state = self.ctx.state();
+            if scan == Scan::Point {
+                state.config_mut().options_mut().optimizer.repartition_file_scans = false;
+            }
+            let plan = state.create_logical_plan(sql).await?;
+            let df = datafusion::dataframe::DataFrame::new(state, plan);
+            let df = if params.is_empty() { df } else { df.with_param_values(params.clone())? };
+            df.collect().await
+        })
+        .await
     }
 }
 

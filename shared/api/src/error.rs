@@ -21,13 +21,21 @@ pub enum ApiError {
     /// 406 — an output format we cannot produce.
     #[error("{0}")]
     NotAcceptable(String),
+    /// 413 — one item alone is larger than a response may be (see `budget.rs`); nothing smaller
+    /// can be sent for it, so a page cannot move past it.
+    #[error("{0}")]
+    TooLarge(String),
     /// 500 — our fault (query engine, lake I/O). Never used for user mistakes.
     #[error("internal error: {0}")]
     Internal(String),
-    /// 503 — the lake could not be reached; retry later.
+    /// 503 with `Retry-After` — the lake's object store failed or did not answer within the
+    /// request's deadline; the same request may well succeed later.
     #[error("lake unavailable: {0}")]
     Unavailable(String),
 }
+
+/// Seconds a client is told to wait after a 503 (`Retry-After`): about one listing TTL.
+pub const RETRY_AFTER_SECS: u32 = 2;
 
 impl ApiError {
     /// A bad value for `param`.
@@ -41,6 +49,7 @@ impl ApiError {
             ApiError::BadParam { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -55,8 +64,30 @@ impl ApiError {
     }
 }
 
+/// The object-store error somewhere in `e`'s chain of sources, if the failure came from the store.
+/// DataFusion wraps store errors in several layers (`ObjectStore`, `External`, `Context`, Parquet's
+/// and Arrow's `External`), so the chain is walked instead of matching one variant.
+pub fn store_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a object_store::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(s) = err.downcast_ref::<object_store::Error>() {
+            return Some(s);
+        }
+        if let Some(datafusion::error::DataFusionError::ObjectStore(s)) = err.downcast_ref::<datafusion::error::DataFusionError>() {
+            return Some(s);
+        }
+        cur = err.source();
+    }
+    None
+}
+
 impl From<datafusion::error::DataFusionError> for ApiError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
+        // A store that failed (after its retries) is an outage to wait out, not a bug of ours.
+        if let Some(s) = store_error(&e) {
+            tracing::warn!(error = %e, "lake store failed");
+            return ApiError::Unavailable(s.to_string());
+        }
         tracing::error!(error = %e, "query failed");
         ApiError::Internal(e.to_string())
     }
@@ -70,6 +101,10 @@ impl From<arrow::error::ArrowError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), axum::Json(self.body())).into_response()
+        let mut resp = (self.status(), axum::Json(self.body())).into_response();
+        if matches!(self, ApiError::Unavailable(_)) {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        resp
     }
 }

@@ -121,6 +121,55 @@ pub fn write_rows(out: &mut Vec<u8>, batches: &[RecordBatch]) -> Result<(), Arro
     w.finish()
 }
 
+/// Rows encoded one by one, for pages cut to a byte budget: `bytes` holds every row followed by
+/// `\n` (JSON escapes newlines inside strings, so `\n` only ends rows), `ends[i]` is the offset
+/// just past row `i`'s `\n`.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// Encoded rows, each ending in `\n`.
+    pub bytes: Vec<u8>,
+    /// End offset of each row (after its `\n`).
+    pub ends: Vec<usize>,
+}
+
+impl Rows {
+    /// Encodes every row of `batches` (same JSON as [`write_rows`], one row at a time).
+    pub fn encode(batches: &[RecordBatch]) -> Result<Self, ArrowError> {
+        let mut bytes = Vec::new();
+        {
+            let mut w = WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .with_encoder_factory(Arc::new(FastFloats))
+                .build::<_, arrow::json::writer::LineDelimited>(&mut bytes);
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+        let ends = bytes.iter().enumerate().filter(|(_, c)| **c == b'\n').map(|(i, _)| i + 1).collect();
+        Ok(Rows { bytes, ends })
+    }
+
+    /// Bytes of row `i` (without its `\n`).
+    pub fn row(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends.get(i - 1).copied().unwrap_or(0) };
+        let end = self.ends.get(i).map_or(start, |e| e.saturating_sub(1));
+        self.bytes.get(start..end).unwrap_or(&[])
+    }
+
+    /// Appends the first `n` rows as a JSON array.
+    pub fn write_array(&self, n: usize, out: &mut Vec<u8>) {
+        out.push(b'[');
+        for i in 0..n.min(self.ends.len()) {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(self.row(i));
+        }
+        out.push(b']');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,7 +258,13 @@ mod tests {
             let mut w = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut theirs);
             w.write(&b).expect("write");
             w.finish().expect("finish");
-            assert_eq!(String::from_utf8(ours).expect("utf8"), String::from_utf8(theirs).expect("utf8"));
+            assert_eq!(String::from_utf8(ours.clone()).expect("utf8"), String::from_utf8(theirs).expect("utf8"));
+            // Row by row, joined again: the same array.
+            let rows = Rows::encode(&[b.clone()]).expect("rows");
+            assert_eq!(rows.ends.len(), b.num_rows());
+            let mut joined = Vec::new();
+            rows.write_array(b.num_rows(), &mut joined);
+            assert_eq!(joined, ours);
         }
     }
 }

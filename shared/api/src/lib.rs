@@ -2,10 +2,13 @@
 //! query Lambda function. Errors map to HTTP in one place (`error.rs`); every filter is a bound
 //! SQL parameter (`params.rs`); the engine registers the lake tables once (`engine.rs`).
 
+pub mod budget;
 pub mod bulk;
 pub mod cache;
+pub mod deadline;
 pub mod engine;
 pub mod error;
+pub mod guard;
 pub mod json;
 pub mod openapi;
 pub mod params;

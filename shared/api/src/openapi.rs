@@ -21,7 +21,9 @@ fn list_op(summary: &str, params: &[(&str, &str)], item: Value, paginated: bool)
     json!({ "get": { "summary": summary, "parameters": ps, "responses": {
         "200": { "description": "OK", "content": { "application/json": { "schema": body } } },
         "400": { "description": "Bad parameter", "content": { "application/json": { "schema": { "type": "object" } } } },
-        "404": { "description": "Unknown workspace", "content": { "application/json": { "schema": { "type": "object" } } } } } } })
+        "404": { "description": "Unknown workspace", "content": { "application/json": { "schema": { "type": "object" } } } },
+        "413": { "description": "One item alone is larger than a response may be (DIALS_RESPONSE_MAX_BYTES)", "content": { "application/json": { "schema": { "type": "object" } } } },
+        "503": { "description": "The lake's store failed or did not answer in time; see Retry-After", "content": { "application/json": { "schema": { "type": "object" } } } } } } })
 }
 
 fn obj(fields: &[(&str, &str)]) -> Value {

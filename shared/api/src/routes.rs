@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, RecordBatch};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -19,8 +19,11 @@ use crate::params::{self, Conditions, Filter, Op};
 /// Default and maximum page sizes (DIALS).
 const DEFAULT_PAGE: usize = 10;
 const MAX_PAGE: usize = 500;
-/// Rows returned at most by one bulk (Arrow/Parquet) request.
-const MAX_BULK_ROWS: usize = 2_000_000;
+/// Rows one bulk (Arrow/Parquet) response holds at most; the byte budget usually binds first.
+const MAX_BULK_ROWS: usize = 1_000_000;
+/// Bytes per histogram row beyond its bins, for sizing a bulk page before reading it (ids, names,
+/// axes, offsets; generous so that the estimate errs towards reading fewer rows).
+const ROW_OVERHEAD_BYTES: i64 = 512;
 
 /// Shared state of the API.
 pub struct App {
@@ -74,7 +77,8 @@ const TH1: Resource = Resource {
     from: "{ws:th1}",
     // DIALS's columns, then flow bins and variable edges (extra keys: cmsdials ignores them; the UI plots them).
     columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, entries, data, underflow, overflow, x_edges",
-    pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id"],
+    // `seq` breaks ties when a file holds the same ME twice in a lumisection (docs/lake.md).
+    pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id", "seq"],
     filters: HIST_FILTERS,
     committed_only: true,
     materialise: false,
@@ -84,7 +88,8 @@ const TH2: Resource = Resource {
     name: "th2",
     from: "{ws:th2}",
     columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, y_min, y_max, y_bin, entries, data, x_edges, y_edges",
-    pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id"],
+    // `seq` breaks ties when a file holds the same ME twice in a lumisection (docs/lake.md).
+    pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id", "seq"],
     filters: HIST_FILTERS,
     committed_only: true,
     materialise: false,
@@ -221,10 +226,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/workspaces/my-default/", get(my_default))
         .route("/api/v1/openapi.json", get(|| async { axum::Json(crate::openapi::document()) }))
         .fallback(crate::ui::fallback)
+        .layer(axum::middleware::from_fn(crate::deadline::enforce))
         .with_state(app)
 }
 
-/// A JSON (or bulk) response with ETag/Cache-Control; `If-None-Match` gives 304.
+/// Request headers a response depends on besides the URL.
+const VARY: &str = "Workspace, Accept";
+
+/// A JSON (or bulk) response with ETag/Cache-Control/Vary; `If-None-Match` gives 304.
 fn respond(req: &HeaderMap, r: Result<Response, ApiError>) -> Response {
     match r {
         Err(e) => {
@@ -235,11 +244,11 @@ fn respond(req: &HeaderMap, r: Result<Response, ApiError>) -> Response {
         }
         Ok(mut resp) => {
             resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=30"));
-            // The body depends on the Workspace header: a browser must not reuse it for another workspace.
-            resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Workspace, Accept"));
+            // The same URL answers differently per workspace and per format: a cache must key on both.
+            resp.headers_mut().insert(header::VARY, HeaderValue::from_static(VARY));
             if let Some(etag) = resp.headers().get(header::ETAG).cloned() {
                 if req.get(header::IF_NONE_MATCH) == Some(&etag) {
-                    return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+                    return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::VARY, HeaderValue::from_static(VARY))]).into_response();
                 }
             }
             resp
@@ -255,9 +264,14 @@ fn parse_query(q: &str) -> Vec<(String, String)> {
     url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
-/// The workspace of a request: the `Workspace` header (case-insensitive), else the default.
+/// The workspace of a request: the `Workspace` header (case-insensitive), else the default. A header
+/// that is present is never ignored: a name that is not UTF-8 is a 400, an unknown one a 404.
 fn workspace(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
-    match headers.get("workspace").and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty()) {
+    let given = match headers.get("workspace") {
+        None => None,
+        Some(v) => Some(std::str::from_utf8(v.as_bytes()).map_err(|_| ApiError::bad("Workspace", "The Workspace header is not valid UTF-8."))?),
+    };
+    match given.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(app.engine.workspaces.default.clone()),
         Some(w) => app
             .engine
@@ -335,15 +349,26 @@ fn decode_cursor(token: &str, n: usize) -> Result<Vec<i64>, ApiError> {
     Ok(v)
 }
 
+/// A key column as compared in cursor conditions: `seq` is null in objects written before it
+/// existed (docs/lake.md) and compares as 0, so that `NOT (key > cursor)` holds for the cursor's own
+/// row instead of being null. The other key columns are never null and stay bare (pruning).
+fn key_expr(c: &str) -> String {
+    if c == dials_lake::tables::SEQ {
+        format!("COALESCE({c}, 0)")
+    } else {
+        c.to_string()
+    }
+}
+
 /// `(a, b, c) > (x, y, z)` as SQL.
 fn after(pk: &[&str], values: &[i64], conds: &mut Conditions) -> String {
     let mut ors = Vec::new();
     for i in 0..pk.len() {
         let mut ands = Vec::new();
         for j in 0..i {
-            ands.push(format!("{} = {}", pk[j], conds.bind(ScalarValue::Int64(Some(values[j])))));
+            ands.push(format!("{} = {}", key_expr(pk[j]), conds.bind(ScalarValue::Int64(Some(values[j])))));
         }
-        ands.push(format!("{} > {}", pk[i], conds.bind(ScalarValue::Int64(Some(values[i])))));
+        ands.push(format!("{} > {}", key_expr(pk[i]), conds.bind(ScalarValue::Int64(Some(values[i])))));
         ors.push(format!("({})", ands.join(" AND ")));
     }
     format!("({})", ors.join(" OR "))
@@ -356,7 +381,7 @@ fn row_key(pk: &[&str], batch: &RecordBatch, row: usize) -> Result<Vec<i64>, Api
             batch
                 .column_by_name(c)
                 .and_then(|a| a.as_any().downcast_ref::<arrow::array::Int64Array>())
-                .map(|col| col.value(row))
+                .map(|col| if col.is_null(row) { 0 } else { col.value(row) })
                 .ok_or_else(|| ApiError::Internal(format!("cursor column {c} is not int64")))
         })
         .collect()
@@ -393,15 +418,12 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
     let from = from_clause(app, r, &ws, &finished).await?;
     // One lumisection of a histogram table is a point query.
     let scan = if matches!(r.name, "th1" | "th2") && query.iter().any(|(k, _)| k == "ls_number") { Scan::Point } else { Scan::Wide };
-    if let Some(fmt) = bulk_format(headers, &query)? {
+    let bulk = bulk_format(headers, &query)?;
+    if let Some(fmt) = bulk {
         if r.name != "th1" && r.name != "th2" {
             return Err(ApiError::NotAcceptable(format!("format '{fmt}' is offered for th1/th2 only")));
         }
-        let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", select_list(r), conds.where_clause(), r.pk.join(", "), MAX_BULK_ROWS);
-        let batches = in_response_order(r, app.engine.query_as(&sql, conds.values, scan).await?)?;
-        return crate::bulk::encode(fmt, &batches);
     }
-    let size = page_size(&query)?;
     let mut cursor = None;
     if let Some((_, token)) = query.iter().find(|(k, _)| k == "next_token") {
         let cur = decode_cursor(token, r.pk.len())?;
@@ -409,26 +431,33 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
         conds.sql.push(c);
         cursor = Some(cur);
     }
-    let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", select_list(r), conds.where_clause(), r.pk.join(", "), size + 1);
-    let batches = in_response_order(r, app.engine.query_as(&sql, conds.values, scan).await?)?;
-    // Keep `size` rows; if there was one more, the cursor is the primary key of the last kept row.
-    let mut kept = Vec::with_capacity(batches.len());
-    let mut left = size;
-    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    for b in &batches {
-        if left == 0 {
-            break;
-        }
-        let take = b.num_rows().min(left);
-        kept.push(b.slice(0, take));
-        left -= take;
+    if let Some(fmt) = bulk {
+        return bulk_page(app, r, headers, uri, &query, &from, conds, scan, fmt).await;
     }
-    let next = if total > size {
-        let last = kept.last().ok_or_else(|| ApiError::Internal("empty page".into()))?;
-        let key = row_key(r.pk, last, last.num_rows() - 1)?;
-        Value::String(page_url(headers, uri, &query, Some(&encode_cursor(&key))))
-    } else {
-        Value::Null
+    let size = page_size(&query)?;
+    let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", select_list(r), conds.where_clause(), r.pk.join(", "), size + 1);
+    let batches = app.engine.query_as(&sql, conds.values, scan).await?;
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    // Keep `size` rows, then as many of them as fit the response budget; if rows are left over, the
+    // cursor is the primary key of the last row sent.
+    let kept = first_rows(&batches, size);
+    let rows = crate::json::Rows::encode(&in_response_order(r, kept.clone())?)?;
+    let limit = crate::budget::max_bytes();
+    let fit = crate::budget::rows_that_fit(
+        (0..rows.ends.len()).map(|i| crate::budget::text_wire_len(rows.row(i))),
+        limit.saturating_sub(crate::budget::PAGE_OVERHEAD),
+    );
+    if fit == 0 && !rows.ends.is_empty() {
+        let (b, i) = row_at(&kept, 0)?;
+        return Err(too_large(r, &row_key(r.pk, b, i)?, crate::budget::text_wire_len(rows.row(0)), limit, "as JSON"));
+    }
+    let cut = fit < rows.ends.len();
+    let next = match fit.checked_sub(1) {
+        Some(last) if cut || total > size => {
+            let (b, i) = row_at(&kept, last)?;
+            Value::String(page_url(headers, uri, &query, Some(&encode_cursor(&row_key(r.pk, b, i)?))))
+        }
+        _ => Value::Null,
     };
     // The page before this one: the `size` rows up to the cursor, found walking back over keys only.
     let previous = match cursor {
@@ -449,15 +478,139 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
         }
     };
     // Rows go from Arrow to JSON bytes once, straight into the response body.
-    let mut body = Vec::with_capacity(1024 + kept.iter().map(RecordBatch::get_array_memory_size).sum::<usize>());
+    let mut body = Vec::with_capacity(1024 + rows.bytes.len());
     body.extend_from_slice(b"{\"next\":");
     serde_json::to_writer(&mut body, &next).map_err(|e| ApiError::Internal(e.to_string()))?;
     body.extend_from_slice(b",\"previous\":");
     serde_json::to_writer(&mut body, &previous).map_err(|e| ApiError::Internal(e.to_string()))?;
     body.extend_from_slice(b",\"results\":");
-    crate::json::write_rows(&mut body, &kept)?;
+    rows.write_array(fit, &mut body);
     body.push(b'}');
-    bytes_response(body)
+    let mut resp = bytes_response(body)?;
+    if cut {
+        mark_truncated(&mut resp, fit, limit);
+    }
+    Ok(resp)
+}
+
+/// One page of a bulk export (Arrow/Parquet), cut to the response budget like a JSON page: when
+/// rows are left, a `Link: <...next_token=...>; rel="next"` header (and `X-Dials-Truncated`) says
+/// so. Two steps keep memory near the budget: the keys and bin counts of the rows (cheap columns)
+/// say how many rows can fit, then only those rows are read and encoded.
+#[allow(clippy::too_many_arguments)]
+async fn bulk_page(
+    app: &App,
+    r: &Resource,
+    headers: &HeaderMap,
+    uri: &Uri,
+    query: &[(String, String)],
+    from: &str,
+    conds: Conditions,
+    scan: Scan,
+    fmt: &'static str,
+) -> Result<Response, ApiError> {
+    let limit = crate::budget::max_bytes();
+    let max_raw = crate::budget::binary_raw_budget(limit.saturating_sub(crate::budget::PAGE_OVERHEAD));
+    let bins = if r.name == "th2" { "CAST(x_bin AS BIGINT) * CAST(y_bin AS BIGINT)" } else { "CAST(x_bin AS BIGINT)" };
+    let most = (max_raw / ROW_OVERHEAD_BYTES as usize).clamp(1, MAX_BULK_ROWS);
+    let pk = r.pk.join(", ");
+    let sql = format!(
+        "SELECT {pk}, 8 * {bins} + {ROW_OVERHEAD_BYTES} AS est FROM {from} {} ORDER BY {pk} LIMIT {}",
+        conds.where_clause(),
+        most + 1
+    );
+    let keys = app.engine.query_as(&sql, conds.values.clone(), scan).await?;
+    let (mut used, mut n, mut more) = (0usize, 0usize, false);
+    let mut last_key = None;
+    'keys: for b in &keys {
+        let est = b.column_by_name("est").and_then(|a| a.as_any().downcast_ref::<arrow::array::Int64Array>());
+        for i in 0..b.num_rows() {
+            let e = est.map_or(ROW_OVERHEAD_BYTES, |a| a.value(i)).max(0) as usize;
+            // At least one row is read, so a single oversized row is reported, not skipped.
+            if n > 0 && (used.saturating_add(e) > max_raw || n >= most) {
+                more = true;
+                break 'keys;
+            }
+            used = used.saturating_add(e);
+            n += 1;
+            last_key = Some(row_key(r.pk, b, i)?);
+        }
+    }
+    let Some(last_key) = last_key else {
+        return Ok(crate::bulk::response(fmt, Vec::new()));
+    };
+    let mut upto = conds;
+    let c = after(r.pk, &last_key, &mut upto);
+    upto.sql.push(format!("NOT {c}"));
+    let sql = format!("SELECT {} FROM {from} {} ORDER BY {pk}", select_list(r), upto.where_clause());
+    let raw = app.engine.query_as(&sql, upto.values, scan).await?;
+    let total: usize = raw.iter().map(RecordBatch::num_rows).sum();
+    let batches = in_response_order(r, raw.clone())?;
+    let Some(schema) = batches.first().map(RecordBatch::schema) else {
+        return Ok(crate::bulk::response(fmt, Vec::new()));
+    };
+    let enc = crate::bulk::encode(fmt, schema, &batches, max_raw)?;
+    if enc.rows == 0 {
+        let (b, i) = row_at(&raw, 0)?;
+        let (first, j) = row_at(&batches, 0)?;
+        let one = crate::bulk::encode(fmt, first.schema(), &[first.slice(j, 1)], usize::MAX)?;
+        return Err(too_large(r, &row_key(r.pk, b, i)?, crate::budget::binary_wire_len(one.body.len()), limit, &format!("as {fmt} (base64)")));
+    }
+    let rows = enc.rows;
+    let mut resp = crate::bulk::response(fmt, enc.body);
+    if more || rows < total {
+        let (b, i) = row_at(&raw, rows - 1)?;
+        let next = page_url(headers, uri, query, Some(&encode_cursor(&row_key(r.pk, b, i)?)));
+        let link = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")).map_err(|e| ApiError::Internal(e.to_string()))?;
+        resp.headers_mut().insert(header::LINK, link);
+        mark_truncated(&mut resp, rows, limit);
+    }
+    Ok(resp)
+}
+
+/// Says on a response that it holds fewer rows than asked because of the response budget.
+fn mark_truncated(resp: &mut Response, rows: usize, limit: usize) {
+    let v = format!("rows={rows}; limit={limit}; reason=response-size");
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        resp.headers_mut().insert(crate::budget::TRUNCATED_HEADER, v);
+    }
+}
+
+/// The 413 for an item that alone exceeds the response budget.
+fn too_large(r: &Resource, key: &[i64], bytes: usize, limit: usize, how: &str) -> ApiError {
+    let key: Vec<String> = r.pk.iter().zip(key).map(|(c, v)| format!("{c}={v}")).collect();
+    ApiError::TooLarge(format!(
+        "The {} row ({}) is {bytes} bytes {how}, more than one response may hold ({limit} bytes). \
+         Ask for it with format=arrow (about half the size of JSON), or read it from the lake directly (docs/lake.md).",
+        r.name,
+        key.join(", ")
+    ))
+}
+
+/// The first `n` rows of `batches` (slices, no copy).
+fn first_rows(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
+    let mut kept = Vec::with_capacity(batches.len());
+    let mut left = n;
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let take = b.num_rows().min(left);
+        kept.push(b.slice(0, take));
+        left -= take;
+    }
+    kept
+}
+
+/// The batch and row of the `idx`-th row of `batches`.
+fn row_at(batches: &[RecordBatch], mut idx: usize) -> Result<(&RecordBatch, usize), ApiError> {
+    for b in batches {
+        if idx < b.num_rows() {
+            return Ok((b, idx));
+        }
+        idx -= b.num_rows();
+    }
+    Err(ApiError::Internal("row past the end of a page".into()))
 }
 
 /// What to SELECT for a resource's rows. th1/th2 columns are selected in the order the table
@@ -474,13 +627,17 @@ fn select_list(r: &Resource) -> &'static str {
     cell.get_or_init(|| {
         let schema = schema();
         let mut cols: Vec<&str> = r.columns.split(", ").collect();
+        // The cursor needs every key column, also those the response leaves out (`seq`).
+        let extra: Vec<&str> = r.pk.iter().copied().filter(|c| !cols.contains(c)).collect();
+        cols.extend(extra);
         // Columns the files do not hold (the Hive partition) sort last.
         cols.sort_by_key(|c| schema.index_of(c).unwrap_or(usize::MAX));
         cols.join(", ")
     })
 }
 
-/// Puts selected columns back in the resource's response order (a no-op unless they differ).
+/// Puts selected columns back in the resource's response order, without the columns only the
+/// cursor needs (a no-op unless they differ).
 fn in_response_order(r: &Resource, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, ApiError> {
     if select_list(r) == r.columns {
         return Ok(batches);

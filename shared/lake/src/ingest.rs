@@ -564,6 +564,9 @@ fn decode(
     summary.runs = all_lumis.iter().map(|(r, _)| *r).collect();
     summary.lumi_count = all_lumis.len();
 
+    // Per (run, lumisection): histograms kept so far, which numbers the next one (`seq`, the key's
+    // tie-breaker). One counter per lumisection, not per ME: a few bytes per lumisection of the file.
+    let mut seqs: BTreeMap<(u32, u32), i64> = BTreeMap::new();
     // Rows of the current lumisection, per (workspace, dim); flushed sorted by ME name.
     let mut pending: BTreeMap<(usize, u8), Vec<HistRow>> = BTreeMap::new();
     let mut current: Option<(u32, u32)> = None;
@@ -600,6 +603,9 @@ fn decode(
         let dim = me.kind.dim();
         summary.histograms += 1;
         let me_id = ids::me_id(&me.name);
+        let next = seqs.entry((me.run, me.lumi)).or_insert(0);
+        let seq = *next;
+        *next += 1;
         let mut hist = Some(hist);
         // Each workspace's filter is tested once; peeking ahead tells which one is the last taker.
         let mut wanting = workspaces.iter().enumerate().filter(|(_, w)| w.wants_me(&me.name)).map(|(i, _)| i).peekable();
@@ -620,6 +626,7 @@ fn decode(
                 file_id,
                 ls_number: i64::from(me.lumi),
                 me_id,
+                seq,
                 me: me.name.clone(),
                 flags: me.flags,
                 hist: h,

@@ -26,6 +26,17 @@ fn list_of(item: DataType) -> DataType {
     DataType::List(Arc::new(Field::new("item", item, true)))
 }
 
+/// The tie-breaker column of `th1`/`th2`: the row's position among the histograms of its lumisection
+/// that the ingest kept from this file (0, 1, ...), in the order it read them. A file may hold the same
+/// ME more than once in a lumisection (two `Indices` rows, two process histories, two kinds), so
+/// (run, lumisection, ME, file) alone is not unique; with `seq` it is. Nullable only so that lakes
+/// written before it existed stay readable (their rows read as null).
+pub const SEQ: &str = "seq";
+
+fn seq_field() -> Field {
+    Field::new(SEQ, DataType::Int64, true)
+}
+
 /// Schema of `th1` (TH1F/S/D/I per lumisection).
 pub fn th1_schema() -> SchemaRef {
     let mut f = key_fields();
@@ -39,6 +50,7 @@ pub fn th1_schema() -> SchemaRef {
         Field::new("overflow", DataType::Float64, false),
         Field::new("x_edges", list_of(DataType::Float64), true),
         Field::new("sumw2", list_of(DataType::Float64), true),
+        seq_field(),
     ]);
     Arc::new(Schema::new(f))
 }
@@ -58,6 +70,7 @@ pub fn th2_schema() -> SchemaRef {
         Field::new("x_edges", list_of(DataType::Float64), true),
         Field::new("y_edges", list_of(DataType::Float64), true),
         Field::new("sumw2", list_of(DataType::Float64), true),
+        seq_field(),
     ]);
     Arc::new(Schema::new(f))
 }
@@ -73,6 +86,8 @@ pub struct HistRow {
     pub ls_number: i64,
     /// ME id.
     pub me_id: i64,
+    /// Position among the kept histograms of this lumisection in the file ([`SEQ`]).
+    pub seq: i64,
     /// ME name.
     pub me: String,
     /// DQM flags.
@@ -110,6 +125,7 @@ pub fn hist_batch(dim: u8, dataset: &str, rows: &[HistRow]) -> Result<RecordBatc
     let mut x_edges = ListBuilder::new(Float64Builder::new());
     let mut y_edges = ListBuilder::new(Float64Builder::new());
     let mut sumw2 = ListBuilder::new(Float64Builder::new());
+    let mut seq = Int64Builder::with_capacity(n);
     for r in rows {
         let h = &r.hist;
         dataset_id.append_value(r.dataset_id);
@@ -124,6 +140,7 @@ pub fn hist_batch(dim: u8, dataset: &str, rows: &[HistRow]) -> Result<RecordBatc
         x_max.append_value(h.x.low_edge(h.x.nbins + 1));
         x_bin.append_value(h.x.nbins as i32);
         entries.append_value(h.entries as i64);
+        seq.append_value(r.seq);
         opt_list(&mut x_edges, &h.x.edges);
         opt_list(&mut sumw2, &h.sumw2);
         if dim == 1 {
@@ -166,6 +183,7 @@ pub fn hist_batch(dim: u8, dataset: &str, rows: &[HistRow]) -> Result<RecordBatc
             Arc::new(over.finish()),
             Arc::new(x_edges.finish()),
             Arc::new(sumw2.finish()),
+            Arc::new(seq.finish()),
         ]);
         th1_schema()
     } else {
@@ -178,6 +196,7 @@ pub fn hist_batch(dim: u8, dataset: &str, rows: &[HistRow]) -> Result<RecordBatc
             Arc::new(x_edges.finish()),
             Arc::new(y_edges.finish()),
             Arc::new(sumw2.finish()),
+            Arc::new(seq.finish()),
         ]);
         th2_schema()
     };
