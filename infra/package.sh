@@ -18,6 +18,12 @@ case "$arch" in
   arm64) flag=--arm64; machine=183 ;;
   *) echo "DIALS_LAMBDA_ARCH must be x86_64 or arm64"; exit 2 ;;
 esac
+# What is packaged and checked here must be what the template deploys: a template that names another
+# architecture than the one built would deploy binaries nobody built or tested.
+deployed=$(sed -n 's/^ *Architectures: *\[ *\([a-z0-9_]*\) *\].*/\1/p' sam-template.yaml | sort -u)
+if [[ "$deployed" != "$arch" ]]; then
+  echo "sam-template.yaml deploys '${deployed}' but this packages and checks '${arch}'"; exit 1
+fi
 cargo lambda build --profile "$profile" "$flag" --compiler cargo --output-format zip \
   -p dials-ingest-function -p dials-query-function
 for bin in dials-ingest dials-query; do
