@@ -1,5 +1,6 @@
 """Shared fixtures: the `dials` binary, a lake ingested from the committed ROOT fixtures, a server."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -70,23 +71,33 @@ def lake(tmp_path_factory):
     return {"lake": lake, "config": config, "root": root}
 
 
+@contextlib.contextmanager
+def serving(*args, env=None):
+    """`dials serve ARGS` on a free loopback port; yields its base URL once the API answers, and stops it."""
+    port = free_port()
+    proc = subprocess.Popen([dials_bin(), "serve", *map(str, args), "--listen", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/api/v1/workspaces/", timeout=1)
+                break
+            except Exception:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("dials serve did not answer within 10 s")
+        if proc.poll() is not None:
+            raise RuntimeError("dials serve did not start: " + proc.stderr.read().decode())
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def server(lake):
-    port = free_port()
-    proc = subprocess.Popen(
-        [dials_bin(), "serve", "--lake", str(lake["lake"]), "--workspaces", str(lake["config"]), "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/api/v1/workspaces/", timeout=1)
-            break
-        except Exception:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("dials serve did not start: " + proc.stderr.read().decode())
-    yield base
-    proc.terminate()
-    proc.wait(timeout=10)
+    with serving("--lake", lake["lake"], "--workspaces", lake["config"]) as base:
+        yield base

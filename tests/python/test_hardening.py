@@ -5,14 +5,13 @@ paginate with a Link header. Lake: the ROOT-written th2_50x50.root and repeat_me
 import json
 import shutil
 import subprocess
-import time
 import urllib.request
 
 import pytest
 from cmsdials import Dials
 from cmsdials.filters import LumisectionHistogram1DFilters, LumisectionHistogram2DFilters
 
-from conftest import FIXTURES, LFN, dials_bin, free_port
+from conftest import FIXTURES, LFN, dials_bin, serving
 from test_cmsdials import NoLogin
 
 LAMBDA_RESPONSE_LIMIT = 6_000_000
@@ -28,22 +27,8 @@ def big_server(tmp_path_factory):
         shutil.copy(FIXTURES / fx, dst)
     lake = root / "lake"
     subprocess.run([dials_bin(), "ingest", str(inbox), "--lake", str(lake)], check=True, capture_output=True)
-    port = free_port()
-    proc = subprocess.Popen([dials_bin(), "serve", "--lake", str(lake), "--listen", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/api/v1/workspaces/", timeout=1)
-            break
-        except Exception:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("dials serve did not start: " + proc.stderr.read().decode())
-    yield base
-    proc.terminate()
-    proc.wait(timeout=10)
+    with serving("--lake", lake) as base:
+        yield base
 
 
 def summary():

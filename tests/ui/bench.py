@@ -17,12 +17,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-from conftest import REPO, dials_bin, free_port  # noqa: E402
+from conftest import REPO, dials_bin, serving  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 BENCH = Path(os.environ.get("DIALS_UI_BENCH", "/tmp/dials-ui-bench/bench.root"))
@@ -38,17 +37,7 @@ def main():
         subprocess.run([sys.executable, str(REPO / "tests/fixtures/gen_dqmio.py"), str(BENCH), "--bench", "--lumis", "5"], check=True)
     root = Path(tempfile.mkdtemp(prefix="dials-ui-bench-"))
     subprocess.run([dials_bin(), "ingest", str(BENCH), "--lake", str(root / "lake"), "--dataset", DATASET], check=True, capture_output=True)
-    port = free_port()
-    proc = subprocess.Popen([dials_bin(), "serve", "--lake", str(root / "lake"), "--listen", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/api/v1/workspaces/", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.1)
+    with serving("--lake", str(root / "lake")) as base:
         ds = json.load(urllib.request.urlopen(base + "/api/v1/dataset-index/"))["results"][0]["dataset_id"]
         run = json.load(urllib.request.urlopen(base + f"/api/v1/run/?dataset_id={ds}"))["results"][0]["run_number"]
         url = f"{base}/lumisections/{ds}/{run}/1?ws=default"
@@ -98,10 +87,7 @@ def main():
               f"({statistics.median(s[0] / s[1] for s in sc):.1f} ms per screen incl. drawing)")
         for fmt in rows:
             print(fmt, json.dumps(rows[fmt]))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-from conftest import FIXTURES, LFN, REPO, dials_bin, free_port  # noqa: E402
+from conftest import FIXTURES, LFN, REPO, dials_bin, serving  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 OUT = REPO / "docs" / "screenshots"
@@ -35,17 +34,7 @@ def main():
     bad = inbox / LFN.format(primary="ZeroBias", name="corrupt")
     bad.write_bytes((FIXTURES / "small_zlib.root").read_bytes()[:20000])
     subprocess.run([dials_bin(), "ingest", str(inbox), "--lake", str(root / "lake")], capture_output=True)
-    port = free_port()
-    proc = subprocess.Popen([dials_bin(), "serve", "--lake", str(root / "lake"), "--listen", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/api/v1/workspaces/", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.1)
+    with serving("--lake", str(root / "lake")) as base:
         get = lambda p: json.load(urllib.request.urlopen(base + "/api/v1/" + p))  # noqa: E731
         ds = get(f"dataset-index/?dataset={ZB}")["results"][0]["dataset_id"]
         h1 = get(f"th1/?dataset_id={ds}&run_number=380310&ls_number=1&me=PixelPhase1/Tracks/PXBarrel/charge_PXLayer_2")["results"][0]
@@ -78,10 +67,7 @@ def main():
                 pg.screenshot(path=str(OUT / f"{name}.png"), full_page=name == "run-view")
                 print("wrote", OUT / f"{name}.png")
             b.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
