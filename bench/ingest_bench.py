@@ -19,7 +19,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-DIALS = os.path.join(REPO, "target/release/dials")
+DIALS = os.environ.get("DIALS_BENCH_BIN") or os.path.join(REPO, "target/release/dials")  # A/B: another build
 KEY = "store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/bench-{n}.root"
 AWS = {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566", "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test",
        "AWS_SECRET_ACCESS_KEY": "test", "AWS_ALLOW_HTTP": "true"}

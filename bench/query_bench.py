@@ -22,7 +22,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-DIALS = os.path.join(REPO, "target/release/dials")
+DIALS = os.environ.get("DIALS_BENCH_BIN") or os.path.join(REPO, "target/release/dials")  # A/B: another build
 DS = "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"
 
 

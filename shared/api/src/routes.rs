@@ -540,8 +540,13 @@ async fn bulk_page(
         return Ok(crate::bulk::response(fmt, Vec::new()));
     };
     let mut upto = conds;
-    let c = after(r.pk, &last_key, &mut upto);
-    upto.sql.push(format!("NOT {c}"));
+    if more {
+        // Only the rows up to the last that fits. When every matching row fits (the usual bulk
+        // request: one lumisection, one ME × run), the filters alone select them: no key-range
+        // condition for the scan to evaluate per row.
+        let c = after(r.pk, &last_key, &mut upto);
+        upto.sql.push(format!("NOT {c}"));
+    }
     let sql = format!("SELECT {} FROM {from} {} ORDER BY {pk}", select_list(r), upto.where_clause());
     let raw = app.engine.query_as(&sql, upto.values, scan).await?;
     let total: usize = raw.iter().map(RecordBatch::num_rows).sum();
