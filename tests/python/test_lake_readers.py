@@ -1,9 +1,14 @@
-"""The lake read directly, with Hive partitioning, by DuckDB, Polars, pyarrow (and Spark when
-pyspark is installed by the test script): exactly the committed rows, values equal ROOT's."""
+"""The lake read directly as Delta Lake tables: Polars (`scan_delta`), pyarrow and DuckDB through
+the `deltalake` package, Spark over the snapshot's file list (delta-spark's jars are not reachable
+here; docs/lake.md shows the native reader): exactly the committed rows, values equal ROOT's. A
+stray object in a table folder (what a failed attempt leaves until vacuum) is never read."""
+
+import shutil
+from pathlib import Path
 
 import duckdb
 import polars as pl
-import pyarrow.dataset as pads
+from deltalake import DeltaTable
 
 from conftest import expected_rows
 
@@ -30,23 +35,41 @@ def check(rows, dim):
     assert set(seen) == set(w) and set(seen.values()) == {2}
 
 
+def table_path(lake, table):
+    return f"{lake['lake']}/all/{table}"
+
+
+def test_committed_objects_only(lake):
+    """Objects in a table folder that no commit names are not part of the table."""
+    for table in ["th1", "th2"]:
+        dt = DeltaTable(table_path(lake, table))
+        uris = dt.file_uris()
+        assert uris and all("/run_number=" in u for u in uris)
+        assert dt.protocol().min_reader_version == 1
+        assert dt.metadata().partition_columns == ["run_number"]
+        # A stray copy of a committed object (as a failed attempt leaves): the tests below must
+        # still see every row exactly as committed.
+        first = Path(uris[0].removeprefix("file://"))
+        shutil.copy(first, first.with_name("part-stray-0000000000000000.parquet"))
+
+
 def test_duckdb(lake):
     for dim, table in [(1, "th1"), (2, "th2")]:
-        path = f"{lake['lake']}/all/{table}/**/*.parquet"
-        rel = duckdb.sql(f"SELECT * FROM read_parquet('{path}', hive_partitioning = true) WHERE dataset = '{ZB}'")
+        ds = DeltaTable(table_path(lake, table)).to_pyarrow_dataset()  # noqa: F841 (DuckDB scans it by name)
+        rel = duckdb.sql(f"SELECT * FROM ds WHERE dataset = '{ZB}'")
         cols = rel.columns
         check([dict(zip(cols, row)) for row in rel.fetchall()], dim)
 
 
 def test_polars(lake):
     for dim, table in [(1, "th1"), (2, "th2")]:
-        df = pl.scan_parquet(f"{lake['lake']}/all/{table}/**/*.parquet", hive_partitioning=True).filter(pl.col("dataset") == ZB).collect()
+        df = pl.scan_delta(table_path(lake, table)).filter(pl.col("dataset") == ZB).collect()
         check(df.to_dicts(), dim)
 
 
 def test_pyarrow(lake):
     for dim, table in [(1, "th1"), (2, "th2")]:
-        t = pads.dataset(f"{lake['lake']}/all/{table}", format="parquet", partitioning="hive").to_table()
+        t = DeltaTable(table_path(lake, table)).to_pyarrow_table()
         rows = [r for r in t.to_pylist() if r["dataset"] == ZB]
         check(rows, dim)
 
@@ -62,7 +85,10 @@ def test_spark(lake):
              .config("spark.driver.bindAddress", "127.0.0.1").getOrCreate())
     try:
         for dim, table in [(1, "th1"), (2, "th2")]:
-            df = spark.read.parquet(f"{lake['lake']}/all/{table}").where(f"dataset = '{ZB}'")
+            # The snapshot's files (what delta-spark would read), partition columns from the paths.
+            files = DeltaTable(table_path(lake, table)).file_uris()
+            df = (spark.read.option("basePath", table_path(lake, table)).parquet(*files)
+                  .where(f"dataset = '{ZB}'"))
             check([r.asDict(recursive=True) for r in df.collect()], dim)
     finally:
         spark.stop()

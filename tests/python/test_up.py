@@ -49,8 +49,9 @@ def test_dials_up_ingests_dropped_files_and_serves_them(tmp_path):
         assert len(rows) == len(want)
         for h in rows:
             assert h["data"] == want[(h["run_number"], h["ls_number"], h["me"])]["data"]
-        # Parquet really is in the lake folder, Hive-partitioned by run.
+        # Parquet really is in the lake folder, Hive-partitioned by run, committed to a Delta log.
         assert list((tmp_path / "lake" / "default" / "th1").glob("run_number=380310/*.parquet"))
+        assert list((tmp_path / "lake" / "default" / "th1" / "_delta_log").glob("*.json"))
         # A second file dropped while it runs shows up; a broken one gets a status, not rows.
         second = tmp_path / "inbox" / LFN.format(primary="JetMET0", name="two")
         second.parent.mkdir(parents=True)

@@ -18,6 +18,7 @@ use datafusion::common::TableReference;
 use dials_lake::{tables, Location, Workspaces};
 
 use crate::error::ApiError;
+use crate::delta_files::DeltaFiles;
 use crate::guard::GuardedStore;
 
 /// How a query scans its files.
@@ -55,6 +56,8 @@ pub struct Engine {
     guard: Arc<GuardedStore>,
     /// Registered table name → its objects' prefix in `guard`'s key space (for probes).
     prefixes: Vec<(String, object_store::path::Path)>,
+    /// Every table's committed objects, from its Delta log.
+    files: Arc<DeltaFiles>,
 }
 
 /// Failed attempts of one query, each after quarantining newly found unreadable objects.
@@ -73,64 +76,62 @@ impl Engine {
             .ok()
             .and_then(|v| v.parse().ok())
             .map_or(DEFAULT_LISTING_TTL, Duration::from_millis);
-        // Listings are cached for `ttl` (DataFusion's default keeps them forever, which would hide new
-        // ingests); Parquet footers/page indexes are cached and revalidated by size and mtime.
-        let runtime = RuntimeEnvBuilder::new()
-            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_ttl(Some(ttl)))
-            .build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
         let s3 = lake.url.starts_with("s3://");
-        let (base, guard) = if s3 {
+        let base = if s3 { lake.url.trim_end_matches('/').to_string() } else { format!("file://{}", lake.url.trim_end_matches('/')) };
+        // Every table's files come from its Delta log (`delta_files.rs`); the list-files cache is
+        // where DataFusion's listing tables ask for them.
+        let mut urls = Vec::new();
+        let mut logs = Vec::new();
+        for ws in &workspaces.workspaces {
+            for table in TABLES {
+                let url = ListingTableUrl::parse(format!("{base}/{}/{table}/", ws.name))?;
+                let log = dials_lake::delta::log_store(lake, &[&ws.name, table], None).map_err(|e| ApiError::Internal(e.to_string()))?;
+                logs.push((url.prefix().clone(), log));
+                urls.push((ws.name.clone(), table, url));
+            }
+        }
+        let (guard, store_url) = if s3 {
             let bucket = lake.url.trim_start_matches("s3://").split('/').next().unwrap_or_default().to_string();
             let url = url::Url::parse(&format!("s3://{bucket}")).map_err(|e| ApiError::Internal(e.to_string()))?;
-            // Warm functions keep the Parquet bytes they read (validated by the listings).
+            // Warm functions keep the Parquet bytes they read (objects are immutable).
             let store: Arc<dyn object_store::ObjectStore> = match crate::cache::CachedStore::budget_from_env() {
                 0 => lake.store.clone(),
                 budget => Arc::new(crate::cache::CachedStore::new(lake.store.clone(), budget)),
             };
-            let guard = Arc::new(GuardedStore::new(store));
-            ctx.register_object_store(&url, guard.clone());
-            (lake.url.trim_end_matches('/').to_string(), guard)
+            (Arc::new(GuardedStore::new(store)), url)
         } else {
             // DataFusion's own local store, behind the same guard as an S3 lake's.
             let url = url::Url::parse("file://").map_err(|e| ApiError::Internal(e.to_string()))?;
-            let guard = Arc::new(GuardedStore::new(Arc::new(object_store::local::LocalFileSystem::new())));
-            ctx.register_object_store(&url, guard.clone());
-            (format!("file://{}", lake.url.trim_end_matches('/')), guard)
+            (Arc::new(GuardedStore::new(Arc::new(object_store::local::LocalFileSystem::new()))), url)
         };
+        let files = Arc::new(DeltaFiles::new(logs, ttl, guard.clone()));
+        // Parquet footers/page indexes are cached and revalidated by size and mtime (objects are
+        // never rewritten in place: every ingest attempt names its own).
+        let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache(Some(files.clone())))
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        ctx.register_object_store(&store_url, guard.clone());
         let mut prefixes = Vec::new();
-        for ws in &workspaces.workspaces {
-            for table in TABLES {
-                if !base.starts_with("s3://") {
-                    // A listing of a missing folder fails; an empty one is an empty table.
-                    let dir = format!("{}/{}/{}", lake.url.trim_end_matches('/'), ws.name, table);
-                    let _ = std::fs::create_dir_all(&dir);
-                }
-                let url = ListingTableUrl::parse(format!("{base}/{}/{table}/", ws.name))?;
-                let (schema, partitions) = match table {
-                    "th1" => (tables::th1_schema(), vec![("run_number".to_string(), DataType::Int64)]),
-                    "th2" => (tables::th2_schema(), vec![("run_number".to_string(), DataType::Int64)]),
-                    "file_index" => (tables::file_schema(), vec![]),
-                    "dataset_index" => (tables::dataset_schema(), vec![]),
-                    "lumisection_index" => (tables::lumisection_schema(), vec![]),
-                    _ => (tables::me_schema(), vec![]),
-                };
-                let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                    .with_file_extension(".parquet")
-                    .with_table_partition_cols(partitions);
-                let cfg = ListingTableConfig::new(url).with_listing_options(opts).with_schema(schema);
-                // Per-file statistics are kept in the session's cache (validated by size, mtime
-                // and ETag): without it every query re-derives them from each file's footer.
-                let stats_cache = ctx.runtime_env().cache_manager.get_file_statistic_cache();
-                ctx.register_table(TableReference::bare(Self::name(&ws.name, table)), Arc::new(ListingTable::try_new(cfg)?.with_cache(stats_cache)))?;
-                let prefix = if s3 {
-                    lake.child(&[&ws.name, table])
-                } else {
-                    let dir = format!("{}/{}/{}", lake.url.trim_end_matches('/'), ws.name, table);
-                    object_store::path::Path::from_absolute_path(&dir).map_err(|e| ApiError::Internal(e.to_string()))?
-                };
-                prefixes.push((Self::name(&ws.name, table), prefix));
-            }
+        for (ws, table, url) in urls {
+            let (schema, partitions) = match table {
+                "th1" => (tables::th1_schema(), vec![("run_number".to_string(), DataType::Int64)]),
+                "th2" => (tables::th2_schema(), vec![("run_number".to_string(), DataType::Int64)]),
+                "file_index" => (tables::file_schema(), vec![]),
+                "dataset_index" => (tables::dataset_schema(), vec![]),
+                "lumisection_index" => (tables::lumisection_schema(), vec![]),
+                _ => (tables::me_schema(), vec![]),
+            };
+            let prefix = url.prefix().clone();
+            let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(partitions);
+            let cfg = ListingTableConfig::new(url).with_listing_options(opts).with_schema(schema);
+            // Per-file statistics are kept in the session's cache (validated by size and mtime):
+            // without it every query re-derives them from each file's footer.
+            let stats_cache = ctx.runtime_env().cache_manager.get_file_statistic_cache();
+            ctx.register_table(TableReference::bare(Self::name(&ws, table)), Arc::new(ListingTable::try_new(cfg)?.with_cache(stats_cache)))?;
+            prefixes.push((Self::name(&ws, table), prefix));
         }
         Ok(Engine {
             ctx,
@@ -141,6 +142,7 @@ impl Engine {
             refresh: tokio::sync::Mutex::new(()),
             guard,
             prefixes,
+            files,
         })
     }
 
@@ -193,6 +195,11 @@ impl Engine {
         Ok(found)
     }
 
+    /// Brings the tables' Delta snapshots up to date (at most once per listing interval).
+    pub async fn follow(&self) -> Result<(), ApiError> {
+        self.files.follow().await.map_err(|e| ApiError::Unavailable(e.to_string()))
+    }
+
     /// Objects left out of queries because they could not be read (see `guard.rs`).
     pub fn quarantined(&self) -> Vec<String> {
         self.guard.quarantined().iter().map(ToString::to_string).collect()
@@ -206,6 +213,7 @@ impl Engine {
         if self.views.lock().map(|v| fresh(&v)).unwrap_or(false) {
             return Ok(quote_ident(&key));
         }
+        self.follow().await?;
         let _guard = self.refresh.lock().await;
         if self.views.lock().map(|v| fresh(&v)).unwrap_or(false) {
             return Ok(quote_ident(&key));
@@ -269,6 +277,7 @@ impl Engine {
     /// As [`Engine::query`], scanning as `scan` says.
     pub async fn query_as(&self, sql: &str, params: Vec<ScalarValue>, scan: Scan) -> Result<Vec<RecordBatch>, ApiError> {
         tracing::debug!(sql, ?params, ?scan, "query");
+        self.follow().await?;
         self.recovering(sql, || async {
             // What `SessionContext::sql` does for a query, with the session's settings adjusted per query.
             let mut state = self.ctx.state();

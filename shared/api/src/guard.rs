@@ -64,6 +64,13 @@ impl GuardedStore {
         self.quarantine.lock().map(|q| q.get(&meta.location).is_some_and(|m| m.size == meta.size && m.e_tag == meta.e_tag)).unwrap_or(false)
     }
 
+    /// True if the object at `location` is quarantined. For objects named by the Delta log: they
+    /// are never rewritten in place (every ingest attempt names its own), so the path alone says
+    /// it; the size the log records is what was written, not what the store now holds.
+    pub fn hides_committed(&self, location: &Path) -> bool {
+        self.quarantine.lock().map(|q| q.contains_key(location)).unwrap_or(false)
+    }
+
     /// Paths quarantined now.
     pub fn quarantined(&self) -> Vec<Path> {
         self.quarantine.lock().map(|q| q.keys().cloned().collect()).unwrap_or_default()

@@ -6,6 +6,7 @@ pub mod budget;
 pub mod bulk;
 pub mod cache;
 pub mod deadline;
+pub mod delta_files;
 pub mod engine;
 pub mod error;
 pub mod guard;

@@ -115,7 +115,18 @@ impl ObjectStore for Faulty {
     }
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let mode = self.mode.load(Ordering::SeqCst);
+        // S3 lists keys in lexicographic order (the Delta kernel relies on it); a folder does not.
         let inner = self.inner.list(prefix);
+        let inner = futures::stream::once(async move {
+            let mut all: Vec<object_store::Result<ObjectMeta>> = inner.collect().await;
+            all.sort_by(|a, b| match (a, b) {
+                (Ok(a), Ok(b)) => a.location.cmp(&b.location),
+                _ => std::cmp::Ordering::Equal,
+            });
+            futures::stream::iter(all)
+        })
+        .flatten()
+        .boxed();
         match mode {
             FAIL => futures::stream::once(async {
                 Err(object_store::Error::Generic { store: "S3", source: "error sending request: connection refused".into() })
@@ -176,7 +187,14 @@ async fn one_unreadable_object_is_left_out_not_a_500_for_every_query() {
     let (dir, lake, ws) = folder("unreadable").await;
     // One file's th1 object of one run becomes unreadable (truncated, as a foreign or broken writer
     // would leave it).
-    let victim = dir.join("default/th1/run_number=380310").join(format!("part-{}.parquet", dials_lake::ids::file_id(&lfn(1))));
+    let run_dir = dir.join("default/th1/run_number=380310");
+    let mine = format!("part-{}-", dials_lake::ids::file_id(&lfn(1)));
+    let victim = std::fs::read_dir(&run_dir)
+        .expect("run dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&mine)))
+        .expect("the file's th1 object");
     let good = std::fs::read(&victim).expect("victim");
     std::fs::write(&victim, &good[..good.len() / 2]).expect("truncate");
     let engine = Engine::new(&lake, ws.clone()).await.expect("engine");

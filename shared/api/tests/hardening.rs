@@ -242,25 +242,32 @@ async fn caches_key_on_workspace_and_a_given_workspace_is_never_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lake_written_before_seq_is_still_served() {
     let (dir, lake, ws) = lake("noseq", &[("small_zlib.root", lfn("380/310", "a"))]).await;
-    // Rewrite every th1 object without the `seq` column, as the previous lake format had them.
+    // Replace every th1 object by a copy without the `seq` column, as the previous lake format had
+    // them (one Delta commit: old objects out, copies in).
     let mut rewritten = 0;
-    for run in std::fs::read_dir(dir.join("all/th1")).expect("th1").flatten() {
-        for f in std::fs::read_dir(run.path()).expect("run").flatten() {
-            let bytes = bytes::Bytes::from(std::fs::read(f.path()).expect("read"));
-            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).expect("pq").build().expect("r");
-            let batches: Vec<_> = reader.map(|b| b.expect("batch")).collect();
-            let idx: Vec<usize> = (0..batches[0].num_columns()).filter(|i| batches[0].schema().field(*i).name() != "seq").collect();
-            let mut out = Vec::new();
-            let schema = Arc::new(batches[0].schema().project(&idx).expect("project"));
-            let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).expect("w");
-            for b in &batches {
-                w.write(&b.project(&idx).expect("p")).expect("write");
-            }
-            w.close().expect("close");
-            std::fs::write(f.path(), out).expect("write back");
-            rewritten += 1;
+    let mut table = dials_lake::delta::open(&lake, "all", "th1").await.expect("log").expect("table");
+    let mut actions = Vec::new();
+    for f in dials_lake::delta::active_files(&table).expect("files") {
+        let path = dir.join("all/th1").join(&f.path);
+        let bytes = bytes::Bytes::from(std::fs::read(&path).expect("read"));
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).expect("pq").build().expect("r");
+        let batches: Vec<_> = reader.map(|b| b.expect("batch")).collect();
+        let idx: Vec<usize> = (0..batches[0].num_columns()).filter(|i| batches[0].schema().field(*i).name() != "seq").collect();
+        let mut out = Vec::new();
+        let schema = Arc::new(batches[0].schema().project(&idx).expect("project"));
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).expect("w");
+        for b in &batches {
+            w.write(&b.project(&idx).expect("p")).expect("write");
         }
+        w.close().expect("close");
+        let rel = f.path.replace(".parquet", "-noseq.parquet");
+        std::fs::write(dir.join("all/th1").join(&rel), &out).expect("write copy");
+        let run = f.partition_values.get("run_number").cloned().flatten().expect("run");
+        actions.push(deltalake_core::kernel::Action::Remove(dials_lake::delta::remove(&f)));
+        actions.push(deltalake_core::kernel::Action::Add(dials_lake::delta::add(rel, out.len() as u64, &[("run_number", run)], None)));
+        rewritten += 1;
     }
+    dials_lake::delta::commit(&mut table, actions, None, &["run_number"]).await.expect("commit");
     assert!(rewritten > 0);
     let app = app_of(&lake, ws).await;
     let all = pages(&app, "/api/v1/th1/").await;

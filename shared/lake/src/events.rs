@@ -198,6 +198,10 @@ pub async fn settle(
             tracing::info!(object = %url, histograms = rep.histograms, seconds = rep.seconds, bytes_read = rep.bytes_read, read_requests = rep.read_requests, "FINISHED");
             ObjectOutcome { object: url.to_string(), status: "FINISHED".into(), error: None, retry: false }
         }
+        Err(crate::ingest::IngestError::Superseded(why)) => {
+            tracing::info!(object = %url, reason = %why, "superseded by a newer ingest of the same file; nothing to do");
+            ObjectOutcome { object: url.to_string(), status: "SUPERSEDED".into(), error: None, retry: false }
+        }
         Err(e) => {
             let transient = e.is_transient();
             let give_up = transient && receive_count >= deps.max_receives;

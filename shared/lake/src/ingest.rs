@@ -11,15 +11,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, ArrayRef, Int64Array, ListArray, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use deltalake_core::kernel::{Action, Add};
+use parquet::file::metadata::ParquetMetaData;
 use arrow::datatypes::SchemaRef;
 use dials_dqmio::{ByteSource, DqmioFile, MeKind, MeValue, Order, Selection};
 use futures::TryStreamExt;
-use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use object_store::buffered::BufWriter;
 use parquet::arrow::async_writer::AsyncArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Workspace, Workspaces};
 use crate::dataset::{self, DatasetInfo};
+use crate::delta;
 use crate::ids;
 use crate::store::Location;
 use crate::tables::{self, FileRecord, HistRow};
@@ -38,6 +39,8 @@ const ROW_GROUP_BYTES: usize = 16 << 20;
 const UPLOAD_PART_BYTES: usize = 6 << 20;
 /// Parts of one object uploading at once.
 const UPLOAD_CONCURRENCY: usize = 2;
+/// Times a commit is decided again after losing a race (each decision re-reads the log tail).
+const COMMIT_ATTEMPTS: usize = 50;
 /// How long a failed attempt waits for its decoder to stop before leaving it behind.
 const DECODER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -62,6 +65,14 @@ pub enum IngestError {
     /// Building Arrow arrays failed.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// The Delta log refused or failed (a conflict with a concurrent ingest of the same file is
+    /// transient: the attempt is retried).
+    #[error("{0}")]
+    Delta(#[from] crate::delta::DeltaError),
+    /// A newer ingest attempt of the same file committed first: this one stops, changing nothing
+    /// (the newer one's rows stand; nothing is recorded).
+    #[error("superseded by a newer ingest of the same file: {0}")]
+    Superseded(String),
     /// The decoding task died.
     #[error("decoder task: {0}")]
     Task(String),
@@ -94,6 +105,7 @@ impl IngestError {
             IngestError::Parquet(parquet::errors::ParquetError::External(_)) => true,
             IngestError::Read(dials_dqmio::Error::Io { .. }) => true,
             IngestError::Task(_) | IngestError::OutOfTime(_) => true,
+            IngestError::Delta(_) => true,
             _ => false,
         }
     }
@@ -308,7 +320,12 @@ pub async fn ingest(
     let file_id = ids::file_id(&req.logical_file_name);
     let file_size = source.len();
     let workspaces: Vec<Workspace> = config.for_dataset(&ds.dataset).into_iter().cloned().collect();
-    let part = format!("part-{file_id}.parquet");
+    // Every object of this attempt has a name of its own: nothing an earlier ingest committed is
+    // overwritten (a reader pinned to an older snapshot still reads it), and a failed attempt's
+    // objects are never in any table (vacuum deletes them).
+    let attempt = attempt_id();
+    let part = format!("part-{file_id}-{attempt}.parquet");
+    let generation = delta::now_ms();
     let record = FileRecord {
         dataset_id,
         dataset: &ds.dataset,
@@ -319,17 +336,13 @@ pub async fn ingest(
         err_trace: None,
         objects: &[],
     };
-    // What an earlier ingest of this file wrote; carried in the STARTED record so that a failure
-    // now can still find (and remove) those rows. Written while the file is already being read and
-    // decoded (saves round trips on small files); it completes before any data object does, since
-    // objects complete only at the end, after both.
+    // The STARTED record replaces the file's earlier record (its rows stop being served until this
+    // attempt ends). Committed while the file is already being read and decoded.
     let started = async {
-        let previous = previous_objects(lake, &workspaces, &part).await;
         for ws in &workspaces {
-            let prev = previous.get(&ws.name).cloned().unwrap_or_default();
-            write_file_record(lake, &ws.name, &FileRecord { status: "STARTED", objects: &prev, ..record }).await?;
+            write_file_record(lake, &ws.name, &attempt, generation, &record).await?;
         }
-        Ok::<_, IngestError>(previous)
+        Ok::<_, IngestError>(())
     };
 
     // Decode on a blocking thread; batches flow to the async writers through a bounded channel, so
@@ -414,47 +427,60 @@ pub async fn ingest(
         writers.values().for_each(|w| w.task.abort());
     }
     // A writer's own error comes first: it is why the loop above could not hand it more rows.
+    let keys: Vec<(usize, u8, u32)> = writers.keys().copied().collect();
     let done = WriterTask::finish_all(std::mem::take(&mut writers), failed).await?;
-    let (previous, ()) = joined?;
+    let ((), ()) = joined?;
     let summary = decoded?;
-    // Every data object completes (becomes visible) only now, after the whole file decoded cleanly
-    // and the STARTED record is written. The index objects are written at the same time (queries
-    // count only rows of files whose record says FINISHED, and that record comes last).
-    // Per workspace: (table, object name, rows). The file's own objects are listed in its record;
-    // the dataset's row is shared by every file of the dataset and is not.
-    let dpart = format!("part-{dataset_id}.parquet");
-    let mut index_objects: Vec<(usize, &str, &str, RecordBatch)> = Vec::new();
+    // Every data object completes only now, after the whole file decoded cleanly; none is part of
+    // a table before the commits below.
+    let mut index_objects: Vec<(usize, &str, RecordBatch)> = Vec::new();
     for i in 0..workspaces.len() {
-        index_objects.push((i, "lumisection_index", &part, lumisection_batch(dataset_id, file_id, &summary.lumis[i])?));
-        index_objects.push((i, "me_index", &part, me_batch(file_id, &summary.mes[i])?));
-        index_objects.push((i, "dataset_index", &dpart, dataset_batch(dataset_id, &ds)?));
+        index_objects.push((i, "lumisection_index", lumisection_batch(dataset_id, file_id, &summary.lumis[i])?));
+        index_objects.push((i, "me_index", me_batch(file_id, &summary.mes[i])?));
     }
     let closes = async {
-        futures::future::try_join_all(done.into_iter().map(AsyncArrowWriter::close)).await.map_err(IngestError::from)
+        futures::future::try_join_all(done.into_iter().map(|mut w| async move {
+            let meta = w.finish().await?;
+            Ok::<_, IngestError>((meta, w.bytes_written() as u64))
+        }))
+        .await
     };
     let wss = &workspaces;
-    let puts = futures::future::try_join_all(
-        index_objects.iter().map(|(i, table, name, batch)| async move { put_batch(lake, &[&wss[*i].name, table, name], batch).await }),
-    );
-    let (_, paths) = tokio::try_join!(closes, puts)?;
-    for ((i, table, _, _), path) in index_objects.iter().zip(paths) {
-        if *table != "dataset_index" {
-            reports[*i].objects.push(path);
-        }
+    let part_ref = &part;
+    let puts = futures::future::try_join_all(index_objects.iter().map(|(i, table, batch)| async move {
+        put_batch(lake, &[&wss[*i].name, table, part_ref], batch).await
+    }));
+    let (closed, put) = tokio::try_join!(closes, puts)?;
+    // Per workspace and table: the Adds of this attempt.
+    let mut adds: BTreeMap<(usize, &str), Vec<Add>> = BTreeMap::new();
+    for ((ws, dim, run), (meta, size)) in keys.into_iter().zip(closed) {
+        let table = if dim == 1 { "th1" } else { "th2" };
+        let rel = format!("run_number={run}/{part}");
+        adds.entry((ws, table)).or_default().push(delta::add(rel, size, &[("run_number", run.to_string())], Some(&meta)));
     }
-    for (i, ws) in workspaces.iter().enumerate() {
-        let objects = &mut reports[i].objects;
-        // Objects an earlier version of this file produced and this one did not: remove them.
-        if let Some(old) = previous.get(&ws.name) {
-            for o in old.iter().filter(|o| !objects.contains(o)) {
-                match lake.store.delete(&Path::from(o.as_str())).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+    for ((i, table, _), (path, size, meta)) in index_objects.iter().zip(put) {
+        reports[*i].objects.push(path);
+        adds.entry((*i, table)).or_default().push(delta::add(part.clone(), size, &[], Some(&meta)));
+    }
+    // One Delta commit per table of each workspace (workspaces in parallel): this attempt's objects
+    // in, the file's earlier objects out, under the file's transaction id; `file_index` last, so
+    // FINISHED means every table has this attempt's rows.
+    let commits = workspaces.iter().enumerate().map(|(i, ws)| {
+        let mine: Vec<(&str, Vec<Add>)> =
+            ["th1", "th2", "lumisection_index", "me_index"].iter().map(|t| (*t, adds.remove(&(i, *t)).unwrap_or_default())).collect();
+        let objects = reports[i].objects.clone();
+        let ds = &ds;
+        let attempt = &attempt;
+        let record = &record;
+        async move {
+            for (table, a) in mine {
+                replace_file_objects(lake, &ws.name, table, file_id, generation, a).await?;
             }
+            ensure_dataset(lake, &ws.name, dataset_id, ds, attempt).await?;
+            write_file_record(lake, &ws.name, attempt, generation, &FileRecord { status: "FINISHED", objects: &objects, ..*record }).await
         }
-        write_file_record(lake, &ws.name, &FileRecord { status: "FINISHED", objects: objects.as_slice(), ..record }).await?;
-    }
+    });
+    futures::future::try_join_all(commits).await?;
     let (bytes_read, read_requests) = io_stats.map(|f| f()).unwrap_or((0, 0));
     Ok(IngestReport {
         logical_file_name: req.logical_file_name.clone(),
@@ -490,16 +516,12 @@ pub async fn record_failure(
         Err(_) => (String::new(), 0, vec![config.default.clone()]),
     };
     let file_id = ids::file_id(&req.logical_file_name);
-    let part = format!("part-{file_id}.parquet");
-    let wss: Vec<Workspace> = names
-        .iter()
-        .map(|n| Workspace { name: n.clone(), datasets: vec![], me_prefixes: vec![], me_names: vec![] })
-        .collect();
-    let previous = previous_objects(lake, &wss, &part).await;
+    let attempt = attempt_id();
+    let generation = delta::now_ms();
     for name in &names {
-        for o in previous.get(name).into_iter().flatten() {
-            let _ = lake.store.delete(&Path::from(o.as_str())).await;
-        }
+        // The record first: from the moment it is committed the file is no longer FINISHED, so
+        // queries stop serving its rows. Then its rows leave every table; a table the store cannot
+        // update now keeps them (unserved) until the file's next ingest or failure replaces them.
         let record = FileRecord {
             dataset_id,
             dataset: &dataset,
@@ -510,7 +532,12 @@ pub async fn record_failure(
             err_trace: Some(message),
             objects: &[],
         };
-        write_file_record(lake, name, &record).await?;
+        write_file_record(lake, name, &attempt, generation, &record).await?;
+        for table in ["th1", "th2", "lumisection_index", "me_index"] {
+            if let Err(e) = replace_file_objects(lake, name, table, file_id, generation, Vec::new()).await {
+                tracing::warn!(workspace = %name, table, file_id, error = %e, "rows of a failed file could not be removed now; they stay unserved (status is not FINISHED)");
+            }
+        }
     }
     Ok(())
 }
@@ -644,44 +671,96 @@ fn decode(
     Ok(summary)
 }
 
-async fn put_batch(lake: &Location, parts: &[&str], batch: &RecordBatch) -> Result<String, IngestError> {
+/// A fresh attempt id: 16 hex digits.
+fn attempt_id() -> String {
+    format!("{:016x}", uuid::Uuid::new_v4().as_u128() as u64)
+}
+
+/// Writes one small Parquet object; returns its key, size and footer.
+async fn put_batch(lake: &Location, parts: &[&str], batch: &RecordBatch) -> Result<(String, u64, ParquetMetaData), IngestError> {
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_props()))?;
     w.write(batch)?;
-    w.close()?;
+    let meta = w.close()?;
+    let size = buf.len() as u64;
     let path = lake.child(parts);
     lake.store.put(&path, PutPayload::from(buf)).await?;
-    Ok(path.to_string())
+    Ok((path.to_string(), size, meta))
 }
 
-/// The objects the last ingest of this file recorded, per workspace (empty if none).
-async fn previous_objects(lake: &Location, workspaces: &[Workspace], part: &str) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
-    for ws in workspaces {
-        let path = lake.child(&[&ws.name, "file_index", part]);
-        let Ok(got) = lake.store.get(&path).await else { continue };
-        let Ok(bytes) = got.bytes().await else { continue };
-        let Ok(reader) = ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()) else { continue };
-        let mut objs = Vec::new();
-        for batch in reader.flatten() {
-            if let Some(list) = batch.column_by_name("objects").and_then(|c| c.as_any().downcast_ref::<ListArray>()) {
-                for i in 0..list.len() {
-                    let v = list.value(i);
-                    if let Some(s) = v.as_any().downcast_ref::<StringArray>() {
-                        objs.extend(s.iter().flatten().map(str::to_string));
-                    }
-                }
-            }
+/// One commit to `ws`'s `table`: `adds` in, every other object of DQMIO file `file_id` out, under
+/// the file's application transaction id with this attempt's `generation`. Nothing is committed
+/// when there is nothing to add or remove. An attempt older than the file's last commit to the
+/// table is superseded (its rows never replace a newer attempt's); a commit that loses a race is
+/// decided again on the new snapshot (delta-rs's conflict check counts every file of the table as
+/// read, so unrelated files' commits also make it retry).
+async fn replace_file_objects(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    file_id: i64,
+    generation: i64,
+    adds: Vec<Add>,
+) -> Result<(), IngestError> {
+    let (_, partitions) = delta::layout(table)?;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let t = if adds.is_empty() { delta::open(lake, ws, table).await? } else { Some(delta::open_or_create(lake, ws, table).await?) };
+        let Some(mut t) = t else { return Ok(()) };
+        if let Some(newer) = delta::file_generation(&t, file_id).await?.filter(|g| *g > generation) {
+            return Err(IngestError::Superseded(format!("{ws}/{table}: generation {newer} committed after this attempt ({generation}) started")));
         }
-        out.insert(ws.name.clone(), objs);
+        let added: BTreeSet<&str> = adds.iter().map(|a| a.path.as_str()).collect();
+        let removes: Vec<Action> = delta::active_files(&t)?
+            .iter()
+            .filter(|f| delta::belongs_to(delta::object_name(&f.path), file_id) && !added.contains(f.path.as_str()))
+            .map(|f| Action::Remove(delta::remove(f)))
+            .collect();
+        if adds.is_empty() && removes.is_empty() {
+            return Ok(());
+        }
+        let mut actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
+        actions.extend(removes);
+        match delta::commit(&mut t, actions, Some(delta::file_txn(file_id, generation)), partitions).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_conflict() && tries < COMMIT_ATTEMPTS => {
+                tracing::debug!(ws, table, file_id, tries, error = %e, "commit raced another; deciding again");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    out
 }
 
-async fn write_file_record(lake: &Location, workspace: &str, r: &FileRecord<'_>) -> Result<(), IngestError> {
-    let part = format!("part-{}.parquet", r.file_id);
-    put_batch(lake, &[workspace, "file_index", &part], &tables::file_batch(r)?).await?;
-    Ok(())
+/// The dataset's row in `ws`'s `dataset_index`, added by the first file of the dataset.
+async fn ensure_dataset(lake: &Location, ws: &str, dataset_id: i64, ds: &DatasetInfo, attempt: &str) -> Result<(), IngestError> {
+    let mut t = delta::open_or_create(lake, ws, "dataset_index").await?;
+    let has = |t: &deltalake_core::DeltaTable| -> Result<bool, IngestError> {
+        Ok(delta::active_files(t)?.iter().any(|f| delta::belongs_to(delta::object_name(&f.path), dataset_id)))
+    };
+    if has(&t)? {
+        return Ok(());
+    }
+    let name = format!("part-{dataset_id}-{attempt}.parquet");
+    let (_, size, meta) = put_batch(lake, &[ws, "dataset_index", &name], &dataset_batch(dataset_id, ds)?).await?;
+    let txn = deltalake_core::kernel::Transaction::new_with_last_update(format!("dials.dataset.{dataset_id}"), 1, Some(delta::now_ms()));
+    match delta::commit(&mut t, vec![Action::Add(delta::add(name, size, &[], Some(&meta)))], Some(txn), &[]).await {
+        Ok(_) => Ok(()),
+        // A concurrent first file of the same dataset added it.
+        Err(e) if e.is_conflict() => {
+            let t = delta::open_or_create(lake, ws, "dataset_index").await?;
+            if has(&t)? { Ok(()) } else { Err(e.into()) }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Commits `r` as the file's only record in `workspace`'s `file_index`.
+async fn write_file_record(lake: &Location, workspace: &str, attempt: &str, generation: i64, r: &FileRecord<'_>) -> Result<(), IngestError> {
+    let suffix = if r.status == "STARTED" { "-started" } else { "" };
+    let name = format!("part-{}-{attempt}{suffix}.parquet", r.file_id);
+    let (_, size, meta) = put_batch(lake, &[workspace, "file_index", &name], &tables::file_batch(r)?).await?;
+    replace_file_objects(lake, workspace, "file_index", r.file_id, generation, vec![delta::add(name, size, &[], Some(&meta))]).await
 }
 
 fn lumisection_batch(dataset_id: i64, file_id: i64, lumis: &BTreeMap<(u32, u32), (i64, i64)>) -> Result<RecordBatch, IngestError> {

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod dataset;
+pub mod delta;
 pub mod events;
 pub mod ids;
 pub mod ingest;

@@ -125,8 +125,7 @@ async fn written_files_have_the_documented_layout() {
     let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
     ingest_fixture(&lake, &Workspaces::default(), "small_zlib.root", &lfn(0)).await;
     for table in ["th1", "th2"] {
-        let run_dir = std::fs::read_dir(dir.join("default").join(table)).expect("table").flatten().next().expect("run dir").path();
-        let file = std::fs::read_dir(&run_dir).expect("run").flatten().next().expect("part").path();
+        let file = common::committed(&dir.join("default").join(table)).into_iter().next().expect("part");
         let opts = parquet::file::serialized_reader::ReadOptionsBuilder::new().with_page_index().build();
         let r = SerializedFileReader::new_with_options(std::fs::File::open(&file).expect("open"), opts).expect("parquet");
         let meta = r.metadata();

@@ -2,6 +2,8 @@
 //! The ingest must still end by its deadline (the read is abandoned, not waited for), its failure
 //! must be recorded as a status (never STARTED forever), and no read may be left pending.
 
+mod common;
+
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -76,7 +78,7 @@ const KEY: &str = "store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/
 
 fn file_index_status(lake: &std::path::Path) -> (String, String) {
     let dir = lake.join("default/file_index");
-    let f = std::fs::read_dir(&dir).expect("file_index").flatten().next().expect("record").path();
+    let f = common::committed(&dir).into_iter().next().expect("record");
     let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).expect("open")).expect("parquet").build().expect("reader");
     let b = r.into_iter().next().expect("batch").expect("batch");
     let col = |n: &str| b.column_by_name(n).expect(n).as_string::<i32>().value(0).to_string();

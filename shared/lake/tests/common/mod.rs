@@ -33,17 +33,38 @@ pub async fn ingest_fixture(lake: &Location, ws: &Workspaces, fixture: &str, lfn
     ingest(lake, ws, &req, src, None).await.expect("ingest")
 }
 
-/// All rows of a table folder, with `run_number` taken from the Hive path.
+/// The objects of a Delta table folder at its latest version, by replaying its JSON commits
+/// (an independent reading of the log: `add` puts a path in, `remove` takes it out).
+pub fn committed(dir: &Path) -> Vec<PathBuf> {
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(dir.join("_delta_log"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('_')))
+        .collect();
+    commits.sort();
+    let mut live = std::collections::BTreeSet::new();
+    for c in commits {
+        for line in std::fs::read_to_string(&c).expect("commit").lines() {
+            let v: Value = serde_json::from_str(line).expect("commit line");
+            if let Some(p) = v.pointer("/add/path").and_then(Value::as_str) {
+                live.insert(p.to_string());
+            }
+            if let Some(p) = v.pointer("/remove/path").and_then(Value::as_str) {
+                live.remove(p);
+            }
+        }
+    }
+    live.into_iter().map(|p| dir.join(p)).collect()
+}
+
+/// All rows of a table folder (its committed objects), with `run_number` taken from the Hive path.
 pub fn read_table(dir: &Path) -> Vec<(i64, RecordBatch)> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
+    {
+        for p in committed(dir) {
+            {
                 let run = p
                     .parent()
                     .and_then(|q| q.file_name())

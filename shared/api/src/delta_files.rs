@@ -1,0 +1,176 @@
+//! The files of every lake table come from its Delta log, never from a directory listing.
+//!
+//! DataFusion's `ListingTable` asks the session's list-files cache for a table's objects before it
+//! lists the store. [`DeltaFiles`] is that cache: for every registered table it answers with the
+//! objects of the table's latest loaded Delta snapshot (an empty list before the first commit), so
+//! queries read committed objects only, whatever else lies in the folder (a running ingest's
+//! objects, a failed attempt's, removed ones not yet vacuumed). [`DeltaFiles::follow`] moves each
+//! snapshot forward (one log listing per table, a read per new commit), at most once per interval.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use datafusion::execution::cache::cache_manager::CachedFileList;
+use datafusion::execution::cache::{Cache, CacheEntryInfo, TableScopedPath};
+use datafusion::common::TableReference;
+use deltalake_core::logstore::LogStoreRef;
+use deltalake_core::DeltaTable;
+use dials_lake::delta;
+
+use crate::guard::GuardedStore;
+use object_store::path::Path;
+use object_store::ObjectMeta;
+
+/// One table: where DataFusion sees it and its log.
+struct Source {
+    /// The table folder's path in the store DataFusion reads through (the list-files cache key).
+    key: Path,
+    log: LogStoreRef,
+    table: tokio::sync::Mutex<Option<DeltaTable>>,
+}
+
+/// The list-files cache of the query engine, fed from the Delta logs.
+pub struct DeltaFiles {
+    sources: Vec<Source>,
+    lists: RwLock<HashMap<Path, CachedFileList>>,
+    /// When the snapshots were last brought up to date.
+    followed: tokio::sync::Mutex<Option<Instant>>,
+    interval: Duration,
+    /// Objects found unreadable are left out (`guard.rs`).
+    guard: Arc<GuardedStore>,
+}
+
+impl std::fmt::Debug for DeltaFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeltaFiles({} tables)", self.sources.len())
+    }
+}
+
+impl DeltaFiles {
+    /// A cache for `tables` (key path, log store), followed at most every `interval`.
+    pub fn new(tables: Vec<(Path, LogStoreRef)>, interval: Duration, guard: Arc<GuardedStore>) -> Self {
+        let mut lists = HashMap::new();
+        let sources = tables
+            .into_iter()
+            .map(|(key, log)| {
+                lists.insert(key.clone(), CachedFileList::new(Vec::new()));
+                Source { key, log, table: tokio::sync::Mutex::new(None) }
+            })
+            .collect();
+        DeltaFiles { sources, lists: RwLock::new(lists), followed: tokio::sync::Mutex::new(None), interval, guard }
+    }
+
+    /// Brings every table's snapshot up to date unless that happened less than the interval ago
+    /// (concurrent callers wait for one refresh). A table whose log cannot be read keeps its last
+    /// snapshot; the error is returned after the others are refreshed.
+    pub async fn follow(&self) -> Result<(), delta::DeltaError> {
+        let mut followed = self.followed.lock().await;
+        if followed.is_some_and(|at| at.elapsed() < self.interval) {
+            return Ok(());
+        }
+        let results = futures::future::join_all(self.sources.iter().map(|s| self.refresh(s))).await;
+        // Only a complete refresh counts: while a log cannot be read, every request tries again
+        // (and answers 503) instead of serving an incomplete lake for a whole interval.
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        *followed = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn refresh(&self, s: &Source) -> Result<(), delta::DeltaError> {
+        let mut slot = s.table.lock().await;
+        let before = slot.as_ref().and_then(DeltaTable::version);
+        match slot.as_mut() {
+            Some(t) => {
+                t.update_incremental(None)
+                    .await
+                    .map_err(|e| delta::DeltaError::Delta { table: t.table_url().to_string(), source: e })?;
+            }
+            None => *slot = delta::open_with(s.log.clone()).await?,
+        }
+        let Some(t) = slot.as_ref() else { return Ok(()) };
+        if before.is_some() && before == t.version() {
+            return Ok(());
+        }
+        let files: Vec<ObjectMeta> = delta::active_files(t)?
+            .into_iter()
+            .map(|f| {
+                let mut location = s.key.clone();
+                for part in f.path.split('/') {
+                    location = location.join(part);
+                }
+                ObjectMeta {
+                    location,
+                    last_modified: DateTime::<Utc>::from_timestamp_millis(f.modification_time).unwrap_or_default(),
+                    size: u64::try_from(f.size).unwrap_or(0),
+                    e_tag: None,
+                    version: None,
+                }
+            })
+            .collect();
+        if let Ok(mut lists) = self.lists.write() {
+            lists.insert(s.key.clone(), CachedFileList::new(files));
+        }
+        Ok(())
+    }
+
+    /// Objects of the table at `key` in the current snapshot.
+    pub fn files(&self, key: &Path) -> Option<Arc<Vec<ObjectMeta>>> {
+        self.lists.read().ok().and_then(|l| l.get(key).map(|c| c.files.clone()))
+    }
+}
+
+impl Cache<TableScopedPath, CachedFileList> for DeltaFiles {
+    fn get(&self, key: &TableScopedPath) -> Option<CachedFileList> {
+        let list = self.lists.read().ok().and_then(|l| l.get(&key.path).cloned())?;
+        if self.guard.quarantined().is_empty() {
+            return Some(list);
+        }
+        let kept = list.files.iter().filter(|m| !self.guard.hides_committed(&m.location)).cloned().collect();
+        Some(CachedFileList::new(kept))
+    }
+
+    /// Listings are never cached: a path that is not a lake table is listed every time.
+    fn put(&self, _key: &TableScopedPath, _value: CachedFileList) -> Option<CachedFileList> {
+        None
+    }
+
+    fn remove(&self, _k: &TableScopedPath) -> Option<CachedFileList> {
+        None
+    }
+
+    fn contains_key(&self, k: &TableScopedPath) -> bool {
+        self.lists.read().map(|l| l.contains_key(&k.path)).unwrap_or(false)
+    }
+
+    fn len(&self) -> usize {
+        self.lists.read().map(|l| l.len()).unwrap_or(0)
+    }
+
+    fn clear(&self) {}
+
+    fn name(&self) -> String {
+        "DeltaFiles".to_string()
+    }
+
+    fn cache_limit(&self) -> usize {
+        usize::MAX
+    }
+
+    fn update_cache_limit(&self, _limit: usize) {}
+
+    fn cache_ttl(&self) -> Option<Duration> {
+        None
+    }
+
+    fn update_cache_ttl(&self, _ttl: Option<Duration>) {}
+
+    fn drop_table_entries(&self, _table_ref: &TableReference) -> datafusion::common::Result<()> {
+        Ok(())
+    }
+
+    fn list_entries(&self) -> datafusion::common::HashMap<TableScopedPath, CacheEntryInfo<CachedFileList>> {
+        datafusion::common::HashMap::default()
+    }
+}

@@ -1,0 +1,387 @@
+//! Every lake table is a Delta Lake table (decision 0007): the Parquet objects stay where they were
+//! (`<lake>/<workspace>/<table>/[run_number=<run>/]part-….parquet`), and each table folder gains a
+//! `_delta_log/` whose commits say which objects are the table. Readers (the query function, Spark,
+//! Polars, DuckDB/pyarrow through the `deltalake` package) read a snapshot of that log, never a
+//! directory listing, so a reader never sees an object that is not committed (a failed attempt's
+//! objects, a re-ingest's new objects before their commit) nor loses one that a commit removed
+//! while it reads (removed objects stay until vacuum).
+//!
+//! Commits are conditional puts of `_delta_log/<version>.json` (`If-None-Match: *` on S3, an atomic
+//! create-new on a local folder): concurrent writers serialise without a lock service, and delta-rs
+//! re-checks a losing commit against the winner (an application transaction id per DQMIO file makes
+//! two concurrent ingests of the same file conflict instead of both landing).
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::{Action, Add, Remove, StructField, StructType, Transaction};
+use deltalake_core::logstore::{default_logstore, LogStoreRef, StorageConfig};
+use deltalake_core::operations::create::CreateBuilder;
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::{DeltaTable, DeltaTableError, TableProperty};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::ObjectStore;
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::statistics::Statistics;
+use url::Url;
+
+use crate::store::Location;
+use crate::tables;
+
+/// Errors of the Delta layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+    /// delta-rs refused or failed (log read, commit, conflict).
+    #[error("delta log of {table}: {source}")]
+    Delta {
+        /// The table's location.
+        table: String,
+        /// What delta-rs said.
+        #[source]
+        source: DeltaTableError,
+    },
+    /// A table location could not be expressed as a URL.
+    #[error("bad table location '{0}'")]
+    Location(String),
+    /// An unknown table name.
+    #[error("unknown lake table '{0}'")]
+    UnknownTable(String),
+}
+
+impl DeltaError {
+    fn delta(table: &Url, source: DeltaTableError) -> Self {
+        DeltaError::Delta { table: table.to_string(), source }
+    }
+
+    /// True when a concurrent commit got in the way (delta-rs's conflict check, or its retries ran
+    /// out): reload the table and decide again.
+    pub fn is_conflict(&self) -> bool {
+        use deltalake_core::kernel::transaction::TransactionError as T;
+        matches!(
+            self,
+            DeltaError::Delta {
+                source: DeltaTableError::Transaction {
+                    source: T::CommitConflict(_) | T::MaxCommitAttempts(_) | T::VersionAlreadyExists(_)
+                },
+                ..
+            }
+        )
+    }
+}
+
+/// The tables of a workspace, in the order an ingest commits them (`file_index` last).
+pub const TABLES: [&str; 6] = ["th1", "th2", "lumisection_index", "me_index", "dataset_index", "file_index"];
+
+/// delta-rs's own retries of a commit that lost a race without conflicting.
+const COMMIT_RETRIES: usize = 50;
+
+/// Commits between checkpoints (a reader replays at most this many JSON commits after one).
+pub const CHECKPOINT_INTERVAL: u64 = 50;
+
+/// Arrow schema of a table's files and its partition columns (not stored inside the files).
+pub fn layout(table: &str) -> Result<(arrow::datatypes::SchemaRef, &'static [&'static str]), DeltaError> {
+    Ok(match table {
+        "th1" => (tables::th1_schema(), &["run_number"]),
+        "th2" => (tables::th2_schema(), &["run_number"]),
+        "file_index" => (tables::file_schema(), &[]),
+        "dataset_index" => (tables::dataset_schema(), &[]),
+        "lumisection_index" => (tables::lumisection_schema(), &[]),
+        "me_index" => (tables::me_schema(), &[]),
+        other => return Err(DeltaError::UnknownTable(other.to_string())),
+    })
+}
+
+/// The store the Delta kernel reads a local lake through (rooted at `/`).
+fn local_root() -> Arc<dyn ObjectStore> {
+    static ROOT: OnceLock<Arc<dyn ObjectStore>> = OnceLock::new();
+    ROOT.get_or_init(|| Arc::new(LocalFileSystem::new())).clone()
+}
+
+/// URL of a table folder: `file:///abs/lake/<ws>/<table>/` or `s3://bucket/prefix/<ws>/<table>/`.
+pub fn table_url(lake: &Location, parts: &[&str]) -> Result<Url, DeltaError> {
+    let base = lake.url.trim_end_matches('/');
+    let joined = parts.join("/");
+    let s = if base.starts_with("s3://") {
+        format!("{base}/{joined}/")
+    } else {
+        let dir = std::path::Path::new(base).join(&joined);
+        return Url::from_directory_path(&dir).map_err(|()| DeltaError::Location(dir.display().to_string()));
+    };
+    Url::parse(&s).map_err(|_| DeltaError::Location(s))
+}
+
+/// A log store for the table at `lake/parts…`, reading and committing through `lake`'s own store
+/// (so the S3 client, endpoint and credentials are the lake's; no `deltalake-aws`). `root` overrides
+/// the store the kernel reads the log through (e.g. the query function's cached store); it must be
+/// rooted where `lake.store` is (the bucket for S3, `/` for a folder).
+pub fn log_store(lake: &Location, parts: &[&str], root: Option<Arc<dyn ObjectStore>>) -> Result<LogStoreRef, DeltaError> {
+    let url = table_url(lake, parts)?;
+    let s3 = lake.url.starts_with("s3://");
+    let root = root.unwrap_or_else(|| if s3 { lake.store.clone() } else { local_root() });
+    let prefixed: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(lake.store.clone(), lake.child(parts)));
+    Ok(default_logstore(prefixed, root, &url, &StorageConfig::default()))
+}
+
+/// Opens the table (latest version). `None` when it has no commit yet.
+pub async fn open(lake: &Location, ws: &str, table: &str) -> Result<Option<DeltaTable>, DeltaError> {
+    open_with(log_store(lake, &[ws, table], None)?).await
+}
+
+/// Opens the table of `store` (latest version). `None` when it has no commit yet.
+pub async fn open_with(store: LogStoreRef) -> Result<Option<DeltaTable>, DeltaError> {
+    let url = store.root_url().clone();
+    let mut t = DeltaTable::new(store);
+    match t.update_incremental(None).await {
+        Ok(()) => Ok(Some(t)),
+        Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => Ok(None),
+        Err(e) => {
+            // A folder without a log reads as "not a table" in some versions, as an empty log
+            // listing in others: ask the store directly before calling it an error.
+            match t.verify_deltatable_existence().await {
+                Ok(false) => Ok(None),
+                _ => Err(DeltaError::delta(&url, e)),
+            }
+        }
+    }
+}
+
+/// Opens the table, creating it (version 0: schema, partition columns, properties) if it has no
+/// commit yet. Two creators race safely: the loser finds version 0 and opens it.
+pub async fn open_or_create(lake: &Location, ws: &str, table: &str) -> Result<DeltaTable, DeltaError> {
+    let store = log_store(lake, &[ws, table], None)?;
+    if let Some(t) = open_with(store.clone()).await? {
+        return Ok(t);
+    }
+    let url = store.root_url().clone();
+    let (schema, partitions) = layout(table)?;
+    let mut columns: Vec<StructField> = Vec::new();
+    for f in schema.fields() {
+        let dt: deltalake_core::kernel::DataType = f.data_type().try_into_kernel().map_err(|e| DeltaError::delta(&url, DeltaTableError::Generic(e.to_string())))?;
+        columns.push(StructField::new(f.name().clone(), dt, f.is_nullable()));
+    }
+    for p in partitions {
+        columns.push(StructField::new(p.to_string(), deltalake_core::kernel::DataType::LONG, false));
+    }
+    let created = CreateBuilder::new()
+        .with_log_store(store.clone())
+        .with_table_name(table)
+        .with_columns(StructType::try_new(columns).map_err(|e| DeltaError::delta(&url, DeltaTableError::Generic(e.to_string())))?.fields().cloned())
+        .with_partition_columns(partitions.iter().map(|p| p.to_string()))
+        .with_configuration_property(TableProperty::CheckpointInterval, Some(CHECKPOINT_INTERVAL.to_string()))
+        .with_save_mode(SaveMode::Ignore)
+        .await;
+    match created {
+        Ok(t) => Ok(t),
+        Err(e) => match open_with(store).await? {
+            // Another writer created it first.
+            Some(t) => Ok(t),
+            None => Err(DeltaError::delta(&url, e)),
+        },
+    }
+}
+
+/// An active object of a table (relative path from the table root, as the log has it).
+#[derive(Debug, Clone)]
+pub struct ActiveFile {
+    /// Path relative to the table folder (`run_number=1/part-….parquet`).
+    pub path: String,
+    /// Bytes.
+    pub size: i64,
+    /// Milliseconds since the epoch (when it was committed).
+    pub modification_time: i64,
+    /// Partition values.
+    pub partition_values: HashMap<String, Option<String>>,
+}
+
+/// The table's active objects at its loaded version.
+pub fn active_files(t: &DeltaTable) -> Result<Vec<ActiveFile>, DeltaError> {
+    let snap = t.snapshot().map_err(|e| DeltaError::delta(t.table_url(), e))?;
+    Ok(snap
+        .log_data()
+        .iter()
+        .map(|f| ActiveFile {
+            path: f.path().into_owned(),
+            size: f.size(),
+            modification_time: f.modification_time(),
+            partition_values: f.partition_values_map(),
+        })
+        .collect())
+}
+
+/// The object name (last path segment) of a relative path.
+pub fn object_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// True when `name` is an object a DQMIO file with this id wrote: `part-<id>-<attempt>…` (this
+/// format) or `part-<id>.parquet` (objects migrated from the lake format before Delta).
+pub fn belongs_to(name: &str, id: i64) -> bool {
+    let Some(rest) = name.strip_prefix("part-") else { return false };
+    let Some(rest) = rest.strip_prefix(&id.to_string()) else { return false };
+    rest.starts_with('-') || rest == ".parquet"
+}
+
+/// An `Add` for an object written at `path` (relative to the table folder), with the statistics
+/// delta readers prune by (row count, min/max/null count of the integer columns and of the string
+/// columns whose Parquet statistics are exact).
+pub fn add(path: String, size: u64, partitions: &[(&str, String)], meta: Option<&ParquetMetaData>) -> Add {
+    Add {
+        path,
+        partition_values: partitions.iter().map(|(k, v)| (k.to_string(), Some(v.clone()))).collect(),
+        size: i64::try_from(size).unwrap_or(i64::MAX),
+        modification_time: now_ms(),
+        data_change: true,
+        stats: meta.map(stats_json),
+        ..Default::default()
+    }
+}
+
+/// A `Remove` of an active object.
+pub fn remove(f: &ActiveFile) -> Remove {
+    Remove {
+        path: f.path.clone(),
+        data_change: true,
+        deletion_timestamp: Some(now_ms()),
+        extended_file_metadata: Some(true),
+        partition_values: Some(f.partition_values.clone()),
+        size: Some(f.size),
+        ..Default::default()
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Delta per-file statistics (`numRecords`, `minValues`, `maxValues`, `nullCount`) from a Parquet
+/// footer: top-level integer columns, and string columns whose min/max are exact.
+pub fn stats_json(meta: &ParquetMetaData) -> String {
+    let schema = meta.file_metadata().schema_descr();
+    let rows: i64 = meta.row_groups().iter().map(|rg| rg.num_rows()).sum();
+    let mut min = serde_json::Map::new();
+    let mut max = serde_json::Map::new();
+    let mut nulls = serde_json::Map::new();
+    for (i, col) in schema.columns().iter().enumerate() {
+        let path = col.path().parts();
+        if path.len() != 1 {
+            continue; // list columns: no statistics for readers to use
+        }
+        let name = &path[0];
+        let mut lo: Option<serde_json::Value> = None;
+        let mut hi: Option<serde_json::Value> = None;
+        let mut null_count: Option<u64> = Some(0);
+        let mut usable = true;
+        for rg in meta.row_groups() {
+            let Some(stats) = rg.column(i).statistics() else {
+                usable = false;
+                break;
+            };
+            null_count = null_count.zip(stats.null_count_opt()).map(|(a, b)| a + b);
+            let (l, h) = match stats {
+                Statistics::Int64(s) => (s.min_opt().map(|v| (*v).into()), s.max_opt().map(|v| (*v).into())),
+                Statistics::Int32(s) => (s.min_opt().map(|v| (*v).into()), s.max_opt().map(|v| (*v).into())),
+                Statistics::ByteArray(s) if s.min_is_exact() && s.max_is_exact() => (
+                    s.min_opt().and_then(|v| v.as_utf8().ok()).map(|v| serde_json::Value::String(v.to_string())),
+                    s.max_opt().and_then(|v| v.as_utf8().ok()).map(|v| serde_json::Value::String(v.to_string())),
+                ),
+                _ => (None, None),
+            };
+            let (Some(l), Some(h)) = (l, h) else {
+                // All-null row group (no min/max) keeps the others' bounds; otherwise unusable.
+                if stats.null_count_opt() == Some(rg.num_rows() as u64) {
+                    continue;
+                }
+                usable = false;
+                break;
+            };
+            lo = Some(match lo {
+                Some(cur) if cmp_json(&cur, &l).is_le() => cur,
+                _ => l,
+            });
+            hi = Some(match hi {
+                Some(cur) if cmp_json(&cur, &h).is_ge() => cur,
+                _ => h,
+            });
+        }
+        if !usable {
+            continue;
+        }
+        if let (Some(l), Some(h)) = (lo, hi) {
+            min.insert(name.clone(), l);
+            max.insert(name.clone(), h);
+        }
+        if let Some(n) = null_count {
+            nulls.insert(name.clone(), n.into());
+        }
+    }
+    serde_json::json!({ "numRecords": rows, "minValues": min, "maxValues": max, "nullCount": nulls }).to_string()
+}
+
+fn cmp_json(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (serde_json::Value::Number(x), serde_json::Value::Number(y)) => x.as_i64().cmp(&y.as_i64()),
+        (serde_json::Value::String(x), serde_json::Value::String(y)) => x.cmp(y),
+        _ => std::cmp::Ordering::Equal,
+    }
+}
+
+/// Commits `actions` to `t` as one Delta transaction (a `WRITE`), with application transaction
+/// `txn` if given; returns the new version. A concurrent commit is retried by delta-rs when it does
+/// not conflict (other files, other transaction ids); a conflicting one fails (`is_conflict`).
+pub async fn commit(t: &mut DeltaTable, actions: Vec<Action>, txn: Option<Transaction>, partition_by: &[&str]) -> Result<i64, DeltaError> {
+    let url = t.table_url().clone();
+    let mut props = CommitProperties::default();
+    if let Some(txn) = txn {
+        props = props.with_application_transaction(txn);
+    }
+    let snapshot = t.snapshot().map_err(|e| DeltaError::delta(&url, e))?;
+    let op = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: (!partition_by.is_empty()).then(|| partition_by.iter().map(|s| s.to_string()).collect()),
+        predicate: None,
+    };
+    let done = CommitBuilder::from(props)
+        .with_max_retries(COMMIT_RETRIES)
+        .with_actions(actions)
+        .build(Some(snapshot), t.log_store(), op)
+        .await
+        .map_err(|e| DeltaError::delta(&url, e))?;
+    let version = done.version();
+    // Follow our own commit without another log listing when possible.
+    t.update_incremental(Some(version)).await.map_err(|e| DeltaError::delta(&url, e))?;
+    Ok(i64::try_from(version).unwrap_or(i64::MAX))
+}
+
+/// The application transaction id of a DQMIO file's commits.
+pub fn file_app_id(file_id: i64) -> String {
+    format!("dials.file.{file_id}")
+}
+
+/// The file's transaction: `generation` orders its ingest attempts (the newer one wins).
+pub fn file_txn(file_id: i64, generation: i64) -> Transaction {
+    Transaction::new_with_last_update(file_app_id(file_id), generation, Some(now_ms()))
+}
+
+/// The generation of the last commit of DQMIO file `file_id` to `t` (none yet: `None`).
+pub async fn file_generation(t: &DeltaTable, file_id: i64) -> Result<Option<i64>, DeltaError> {
+    let snap = t.snapshot().map_err(|e| DeltaError::delta(t.table_url(), e))?;
+    snap.transaction_version(t.log_store().as_ref(), file_app_id(file_id))
+        .await
+        .map_err(|e| DeltaError::delta(t.table_url(), e))
+}
+
+/// The object store path (in `lake.store`) of a table-relative path.
+pub fn store_path(lake: &Location, ws: &str, table: &str, rel: &str) -> Path {
+    let mut p = lake.child(&[ws, table]);
+    for part in rel.split('/') {
+        p = p.join(part);
+    }
+    p
+}
