@@ -493,7 +493,7 @@ pub async fn record_failure(
     let part = format!("part-{file_id}.parquet");
     let wss: Vec<Workspace> = names
         .iter()
-        .map(|n| Workspace { name: n.clone(), datasets: vec![], me_prefixes: vec![], me_names: vec![] })
+        .map(|n| Workspace { name: n.clone(), datasets: vec![], me_prefixes: vec![], me_names: vec![], roles: vec![] })
         .collect();
     let previous = previous_objects(lake, &wss, &part).await;
     for name in &names {
