@@ -242,7 +242,8 @@ impl Verifier {
         };
         // The key decides the algorithm: a token may not pick another one for the same key.
         if key.alg != header.alg {
-            return Err(AuthError::Signature(format!("Key {:?} signs with {:?}, not {:?}.", header.kid, key.alg, header.alg)));
+            let kid = header.kid.as_deref().unwrap_or("(none)");
+            return Err(AuthError::Signature(format!("Key {kid:?} signs with {:?}, not {:?}.", key.alg, header.alg)));
         }
         let mut v = Validation::new(key.alg);
         v.leeway = self.config.leeway_secs;

@@ -1,0 +1,147 @@
+"""A local OpenID Connect issuer for the tests: keys generated per run (RSA 2048 + EC P-256), the
+discovery document and JWKS served on loopback, tokens minted here with any claims (and any flaw).
+No external identity provider, no JWT library: signing is `cryptography`, encoding by hand, so a
+test can also build what a library would refuse to (alg none, HS256 keyed with a public key).
+
+    with Issuer() as iss:
+        tok = iss.mint(roles=["trk"])                 # RS256, kid rsa-1, valid 5 min
+        tok = iss.mint(roles=["trk"], alg="ES256")    # EC key
+        iss.rotate()                                  # new RSA key (new kid), old one withdrawn
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+AUDIENCE = "dials-api"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _int(i: int, size: int | None = None) -> str:
+    return b64(i.to_bytes(size or (i.bit_length() + 7) // 8, "big"))
+
+
+class Issuer:
+    """The issuer; `url` is its `iss`. Counts JWKS fetches in `jwks_hits`."""
+
+    def __init__(self, audience: str = AUDIENCE):
+        self.audience = audience
+        self.jwks_hits = 0
+        self._n = 1
+        self.rsa = {"rsa-1": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
+        self.ec = {"ec-1": ec.generate_private_key(ec.SECP256R1())}
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if self.path == "/.well-known/openid-configuration":
+                    body = {"issuer": issuer.url, "jwks_uri": issuer.url + "/protocol/openid-connect/certs"}
+                elif self.path == "/protocol/openid-connect/certs":
+                    issuer.jwks_hits += 1
+                    body = issuer.jwks()
+                else:
+                    self.send_error(404)
+                    return
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/realms/cern"
+        # The realm path is part of the issuer, as on Keycloak.
+        Handler.do_GET = _strip_prefix(Handler.do_GET, "/realms/cern")
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def jwks(self) -> dict:
+        keys = []
+        for kid, k in self.rsa.items():
+            n = k.public_key().public_numbers()
+            keys.append({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": _int(n.n), "e": _int(n.e)})
+        for kid, k in self.ec.items():
+            n = k.public_key().public_numbers()
+            keys.append({"kty": "EC", "kid": kid, "use": "sig", "crv": "P-256", "x": _int(n.x, 32), "y": _int(n.y, 32)})
+        return {"keys": keys}
+
+    def rotate(self) -> str:
+        """A new RSA signing key replaces the current ones; returns its kid."""
+        self._n += 1
+        kid = f"rsa-{self._n}"
+        self.rsa = {kid: rsa.generate_private_key(public_exponent=65537, key_size=2048)}
+        return kid
+
+    def claims(self, roles=None, **over) -> dict:
+        now = int(time.time())
+        c = {"iss": self.url, "aud": self.audience, "sub": "alice", "azp": "cms-dials-public-app", "typ": "Bearer",
+             "iat": now, "exp": now + 300, "preferred_username": "alice"}
+        if roles is not None:
+            c["cern_roles"] = roles
+        c.update(over)
+        return {k: v for k, v in c.items() if v is not None}
+
+    def mint(self, roles=None, *, alg="RS256", kid=None, claims=None, header=None, **over) -> str:
+        """A compact JWS. `claims` replaces the default claims; `over` edits them (None removes one)."""
+        body = claims if claims is not None else self.claims(roles, **over)
+        if kid is None:
+            kid = next(iter(self.rsa)) if alg == "RS256" else next(iter(self.ec)) if alg == "ES256" else None
+        head = {"alg": alg, "typ": "JWT", **({"kid": kid} if kid else {}), **(header or {})}
+        msg = f"{b64(json.dumps(head).encode())}.{b64(json.dumps(body).encode())}".encode()
+        return msg.decode() + "." + b64(self.sign(alg, kid, msg))
+
+    def sign(self, alg: str, kid: str | None, msg: bytes) -> bytes:
+        if alg == "RS256":
+            key = self.rsa.get(kid) or next(iter(self.rsa.values()))
+            return key.sign(msg, padding.PKCS1v15(), hashes.SHA256())
+        if alg == "ES256":
+            key = self.ec.get(kid) or next(iter(self.ec.values()))
+            r, s = decode_dss_signature(key.sign(msg, ec.ECDSA(hashes.SHA256())))
+            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        if alg == "none":
+            return b""
+        raise ValueError(alg)
+
+    def hs256_with_public_key(self, roles) -> str:
+        """The algorithm-confusion forgery: HS256 keyed with the RSA key's public JWK modulus and with its PEM."""
+        from cryptography.hazmat.primitives import serialization
+
+        kid = next(iter(self.rsa))
+        pem = self.rsa[kid].public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        head = {"alg": "HS256", "typ": "JWT", "kid": kid}
+        msg = f"{b64(json.dumps(head).encode())}.{b64(json.dumps(self.claims(roles)).encode())}".encode()
+        return msg.decode() + "." + b64(hmac.new(pem, msg, hashlib.sha256).digest())
+
+
+def _strip_prefix(handler, prefix):
+    def wrapped(self):
+        if self.path.startswith(prefix):
+            self.path = self.path[len(prefix):]
+            return handler(self)
+        self.send_error(404)
+    return wrapped
