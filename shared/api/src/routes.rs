@@ -234,7 +234,9 @@ pub fn router_with_auth(app: Arc<App>, verifier: Option<Arc<crate::auth::Verifie
         .route("/api/v1/workspaces/", get(workspaces))
         .route("/api/v1/workspaces/my-default/", get(my_default))
         .route("/api/v1/openapi.json", get(|| async { axum::Json(crate::openapi::document()) }))
+        // Public (no token): with and without the slash, as API Gateway routes the latter.
         .route("/api/v1/health/", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        .route("/api/v1/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
         .fallback(crate::ui::fallback);
     let routes = match verifier {
         Some(verifier) => {

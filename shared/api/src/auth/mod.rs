@@ -339,7 +339,7 @@ fn class(path: &str) -> Class {
     // slip past as "public".
     let decoded = percent_decode(path).to_ascii_lowercase();
     match decoded.as_str() {
-        "/api/v1/openapi.json" | "/api/v1/health/" => Class::Public,
+        "/api/v1/openapi.json" | "/api/v1/health/" | "/api/v1/health" => Class::Public,
         "/api/v1/workspaces/" | "/api/v1/workspaces/my-default/" => Class::Token,
         p if p.contains("/api") => Class::Data,
         _ => Class::Public,
