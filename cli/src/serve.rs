@@ -28,6 +28,9 @@ pub struct AuthArgs {
     /// Token claim listing the caller's roles (dotted path into objects allowed).
     #[arg(long, env = "DIALS_OIDC_ROLES_CLAIM", default_value = dials_api::auth::DEFAULT_ROLES_CLAIM)]
     pub roles_claim: String,
+    /// Public OIDC client the web UI signs in with (authorization code + PKCE).
+    #[arg(long, env = "DIALS_OIDC_UI_CLIENT_ID")]
+    pub ui_client_id: Option<String>,
 }
 
 impl AuthArgs {
@@ -40,6 +43,7 @@ impl AuthArgs {
         };
         let mut c = OidcConfig::new(issuer, audience).map_err(|e| CliError::Usage(e.to_string()))?;
         c.roles_claim = self.roles_claim.clone();
+        c.ui_client_id = self.ui_client_id.clone();
         c.tuned_from_env().map(Some).map_err(|e| CliError::Usage(e.to_string()))
     }
 }

@@ -7,6 +7,9 @@ test can also build what a library would refuse to (alg none, HS256 keyed with a
         tok = iss.mint(roles=["trk"])                 # RS256, kid rsa-1, valid 5 min
         tok = iss.mint(roles=["trk"], alg="ES256")    # EC key
         iss.rotate()                                  # new RSA key (new kid), old one withdrawn
+
+For a browser: an authorization endpoint that signs in `login_roles` at once (no login form) and a
+token endpoint that checks the PKCE verifier (S256) before it hands out a token; both answer CORS.
 """
 
 import base64
@@ -14,7 +17,9 @@ import hashlib
 import hmac
 import json
 import threading
+import secrets
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cryptography.hazmat.primitives import hashes
@@ -39,6 +44,13 @@ class Issuer:
         self.audience = audience
         self.jwks_hits = 0
         self._n = 1
+        # Browser sign-in: who "logs in" at the authorization endpoint, the codes given out, the
+        # token requests whose PKCE verifier matched.
+        self.ui_client = "dials-ui"
+        self.login_roles = []
+        self.login_user = "alice"
+        self.codes = {}
+        self.pkce_ok = 0
         self.rsa = {"rsa-1": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
         self.ec = {"ec-1": ec.generate_private_key(ec.SECP256R1())}
         issuer = self
@@ -47,26 +59,65 @@ class Issuer:
             def log_message(self, *a):
                 pass
 
-            def do_GET(self):
-                if self.path == "/.well-known/openid-configuration":
-                    body = {"issuer": issuer.url, "jwks_uri": issuer.url + "/protocol/openid-connect/certs"}
-                elif self.path == "/protocol/openid-connect/certs":
-                    issuer.jwks_hits += 1
-                    body = issuer.jwks()
-                else:
-                    self.send_error(404)
-                    return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+            def _send(self, status, body=None, headers=()):
+                data = json.dumps(body).encode() if body is not None else b""
+                self.send_response(status)
+                self.send_header("Access-Control-Allow-Origin", "*")
+                if body is not None:
+                    self.send_header("Content-Type", "application/json")
+                for k, v in headers:
+                    self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_OPTIONS(self):
+                self._send(204, headers=[("Access-Control-Allow-Methods", "GET, POST"), ("Access-Control-Allow-Headers", "Content-Type")])
+
+            def do_GET(self):
+                path, _, query = self.path.partition("?")
+                if path == "/.well-known/openid-configuration":
+                    p = issuer.url + "/protocol/openid-connect"
+                    self._send(200, {"issuer": issuer.url, "jwks_uri": p + "/certs", "authorization_endpoint": p + "/auth",
+                                     "token_endpoint": p + "/token", "code_challenge_methods_supported": ["S256"]})
+                elif path == "/protocol/openid-connect/certs":
+                    issuer.jwks_hits += 1
+                    self._send(200, issuer.jwks())
+                elif path == "/protocol/openid-connect/auth":
+                    q = dict(urllib.parse.parse_qsl(query))
+                    ok = (q.get("response_type") == "code" and q.get("client_id") == issuer.ui_client
+                          and q.get("code_challenge_method") == "S256" and q.get("code_challenge") and q.get("redirect_uri"))
+                    if not ok:
+                        self._send(400, {"error": "invalid_request"})
+                        return
+                    code = secrets.token_urlsafe(16)
+                    issuer.codes[code] = q
+                    back = q["redirect_uri"] + "?" + urllib.parse.urlencode({"code": code, "state": q.get("state", "")})
+                    self._send(302, headers=[("Location", back)])
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def do_POST(self):
+                if self.path != "/protocol/openid-connect/token":
+                    self._send(404, {"error": "not found"})
+                    return
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()))
+                req = issuer.codes.pop(form.get("code", ""), None)  # a code is good once
+                verifier = form.get("code_verifier", "")
+                if (req is None or form.get("grant_type") != "authorization_code" or form.get("client_id") != req["client_id"]
+                        or form.get("redirect_uri") != req["redirect_uri"]
+                        or b64(hashlib.sha256(verifier.encode()).digest()) != req["code_challenge"]):
+                    self._send(400, {"error": "invalid_grant"})
+                    return
+                issuer.pkce_ok += 1
+                tok = issuer.mint(roles=issuer.login_roles, sub=issuer.login_user, preferred_username=issuer.login_user, azp=req["client_id"])
+                self._send(200, {"access_token": tok, "token_type": "Bearer", "expires_in": 300})
+
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/realms/cern"
         # The realm path is part of the issuer, as on Keycloak.
-        Handler.do_GET = _strip_prefix(Handler.do_GET, "/realms/cern")
+        for m in ("do_GET", "do_POST", "do_OPTIONS"):
+            setattr(Handler, m, _strip_prefix(getattr(Handler, m), "/realms/cern"))
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 

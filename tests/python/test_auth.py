@@ -23,6 +23,7 @@ from cmsdials.filters import FileIndexFilters, LumisectionHistogram1DFilters
 
 from conftest import dials_bin, free_port, serving
 from oidc_issuer import AUDIENCE, Issuer, b64
+from test_ui import browser  # noqa: F401  (the Chromium fixture)
 
 TRACKER_ROLE = "cms-dqm-runregistry-offline-tracker-certifiers"
 JETMET_ROLE = "cms-dqm-runregistry-offline-jme-certifiers"
@@ -51,7 +52,7 @@ def auth_server(lake, issuer, tmp_path_factory):
     path.write_text(json.dumps(config))
     env = dict(os.environ, DIALS_OIDC_JWKS_COOLDOWN_MS="300")
     with serving("--lake", lake["lake"], "--workspaces", path, "--auth", "oidc", "--issuer", issuer.url,
-                 "--audience", AUDIENCE, env=env) as base:
+                 "--audience", AUDIENCE, "--ui-client-id", issuer.ui_client, env=env) as base:
         yield base
 
 
@@ -82,7 +83,9 @@ def creds(token):
                        client=AuthClient())
 
 
-def test_public_paths_need_no_token(auth_server):
+def test_public_paths_need_no_token(auth_server, issuer):
+    status, _, body = raw(auth_server, "/api/v1/auth/config/")
+    assert (status, json.loads(body)) == (200, {"enabled": True, "issuer": issuer.url, "client_id": "dials-ui", "scope": "openid"})
     for path, ctype in [("/api/v1/openapi.json", "application/json"), ("/api/v1/health/", "application/json"),
                         ("/", "text/html"), ("/ui/app.js", "text/javascript"), ("/runs/1/2", "text/html")]:
         status, h, _ = raw(auth_server, path)
@@ -90,7 +93,7 @@ def test_public_paths_need_no_token(auth_server):
 
 
 def test_no_token_is_a_401_with_a_bearer_challenge(auth_server):
-    for path in ROUTES + ["/api/v1/nope/", "/api/v1/th1/1/2/3/4/"]:
+    for path in ROUTES + ["/api/v1/nope/", "/api/v1/th1/1/2/3/4/", "/%61pi/v1/th1/", "//api/v1/th1/", "/API/v1/th1/"]:
         status, h, body = raw(auth_server, path)
         assert status == 401, (path, status, body)
         assert h["www-authenticate"].startswith("Bearer"), h
@@ -305,3 +308,35 @@ def test_auth_oidc_needs_issuer_and_audience(lake):
     r = subprocess.run([dials_bin(), "serve", "--lake", str(lake["lake"]), "--auth", "oidc", "--listen", "127.0.0.1:0"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "--issuer" in r.stderr, r.stderr
+
+
+def test_ui_signs_in_with_pkce_and_refuses_another_roles_workspace(auth_server, issuer, browser):  # noqa: F811
+    issuer.login_roles, issuer.login_user = [TRACKER_ROLE], "trk-user"
+    before = issuer.pkce_ok
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = ctx.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        pg.goto(auth_server + "/runs")  # -> issuer's authorization endpoint -> back with a code -> token
+        pg.wait_for_selector("main[data-state=ready]")
+        assert issuer.pkce_ok == before + 1, "the token endpoint saw a matching PKCE verifier"
+        assert pg.url == auth_server + "/runs?ws=tracker"
+        assert pg.eval_on_selector_all("#ws option", "os => os.map(o => o.value)") == ["tracker"]
+        assert pg.inner_text("#username") == "trk-user"
+        rows = pg.inner_text("main")
+        assert "ZeroBias" in rows and "JetMET0" not in rows
+        # Another role's workspace, asked for in the URL: refused by the API, said so in the page.
+        pg.goto(auth_server + "/runs?ws=jetmet")
+        pg.wait_for_selector("main[data-state=ready]")
+        text = pg.inner_text("main")
+        assert "403" in text and "do not give access to workspace 'jetmet'" in text, text
+        assert "JetMET0" not in pg.content()
+        assert issuer.pkce_ok == before + 1, "the token was kept for the tab: no second sign-in"
+        # Signing out forgets the token: the next page load signs in again.
+        pg.click("#signout")
+        pg.wait_for_selector("main[data-state=ready]")
+        assert issuer.pkce_ok == before + 2
+    finally:
+        ctx.close()
+    assert not errors, errors

@@ -201,6 +201,7 @@ pub fn router(app: Arc<App>) -> Router {
 /// every `/api/` route but the OpenAPI document and the health check needs a bearer token and
 /// reads only the workspaces the token's roles allow (`auth.rs`).
 pub fn router_with_auth(app: Arc<App>, verifier: Option<Arc<crate::auth::Verifier>>) -> Router {
+    let ui_auth = crate::auth::ui_config(verifier.as_deref());
     let list = |r: &'static Resource| {
         move |State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, RawQuery(q): RawQuery| async move {
             respond(&headers, list_resource(&app, r, &headers, &uri, q.as_deref().unwrap_or("")).await)
@@ -237,6 +238,7 @@ pub fn router_with_auth(app: Arc<App>, verifier: Option<Arc<crate::auth::Verifie
         // Public (no token): with and without the slash, as API Gateway routes the latter.
         .route("/api/v1/health/", get(|| async { axum::Json(json!({ "status": "ok" })) }))
         .route("/api/v1/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        .route("/api/v1/auth/config/", get(move || std::future::ready(axum::Json(ui_auth.clone()))))
         .fallback(crate::ui::fallback);
     let routes = match verifier {
         Some(verifier) => {

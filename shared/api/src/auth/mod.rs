@@ -34,6 +34,8 @@ pub const ENV_AUDIENCE: &str = "DIALS_OIDC_AUDIENCE";
 /// `DIALS_OIDC_ROLES_CLAIM`: the claim listing the caller's roles (default [`DEFAULT_ROLES_CLAIM`]);
 /// a dotted path reaches into objects (`resource_access.dials.roles`).
 pub const ENV_ROLES_CLAIM: &str = "DIALS_OIDC_ROLES_CLAIM";
+/// `DIALS_OIDC_UI_CLIENT_ID`: the public client the web UI signs in with (authorization code + PKCE).
+pub const ENV_UI_CLIENT: &str = "DIALS_OIDC_UI_CLIENT_ID";
 /// `DIALS_OIDC_LEEWAY_SECS`: clock skew tolerated on `exp`/`nbf` (default [`DEFAULT_LEEWAY_SECS`]).
 pub const ENV_LEEWAY: &str = "DIALS_OIDC_LEEWAY_SECS";
 /// `DIALS_OIDC_JWKS_COOLDOWN_MS`: least time between two key fetches (default [`DEFAULT_COOLDOWN`]).
@@ -63,6 +65,8 @@ pub struct OidcConfig {
     pub leeway_secs: u64,
     /// Least time between key fetches.
     pub jwks_cooldown: Duration,
+    /// Public OIDC client of the web UI (None: the UI cannot sign in; the API still works with tokens).
+    pub ui_client_id: Option<String>,
 }
 
 /// A bad auth configuration (start-up error).
@@ -92,6 +96,7 @@ impl OidcConfig {
             roles_claim: DEFAULT_ROLES_CLAIM.into(),
             leeway_secs: DEFAULT_LEEWAY_SECS,
             jwks_cooldown: DEFAULT_COOLDOWN,
+            ui_client_id: None,
         })
     }
 
@@ -108,6 +113,7 @@ impl OidcConfig {
         if let Some(r) = var(ENV_ROLES_CLAIM) {
             c.roles_claim = r;
         }
+        c.ui_client_id = var(ENV_UI_CLIENT);
         Ok(Some(c.tuned_from_env()?))
     }
 
@@ -339,9 +345,9 @@ fn class(path: &str) -> Class {
     // slip past as "public".
     let decoded = percent_decode(path).to_ascii_lowercase();
     match decoded.as_str() {
-        "/api/v1/openapi.json" | "/api/v1/health/" | "/api/v1/health" => Class::Public,
+        "/api/v1/openapi.json" | "/api/v1/health/" | "/api/v1/health" | "/api/v1/auth/config/" => Class::Public,
         "/api/v1/workspaces/" | "/api/v1/workspaces/my-default/" => Class::Token,
-        p if p.contains("/api") => Class::Data,
+        p if p.trim_start_matches('/').starts_with("api") => Class::Data,
         _ => Class::Public,
     }
 }
@@ -365,6 +371,20 @@ fn percent_decode(path: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What the web UI needs to sign in (`GET /api/v1/auth/config/`, public): whether tokens are
+/// required, and the issuer and public client of the authorization-code flow.
+pub fn ui_config(verifier: Option<&Verifier>) -> Value {
+    match verifier {
+        None => serde_json::json!({ "enabled": false }),
+        Some(v) => serde_json::json!({
+            "enabled": true,
+            "issuer": v.config.issuer,
+            "client_id": v.config.ui_client_id,
+            "scope": "openid",
+        }),
+    }
 }
 
 /// The middleware (see the module docs).

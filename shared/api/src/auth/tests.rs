@@ -253,7 +253,9 @@ fn paths_are_classified_on_their_decoded_form() {
     assert_eq!(class("/api/v1/health/"), Class::Public);
     assert_eq!(class("/api/v1/workspaces/"), Class::Token);
     assert_eq!(class("/api/v1/workspaces/my-default/"), Class::Token);
-    for p in ["/api/v1/th1/", "/api/v1/nope/", "/%61pi/v1/th1/", "/API/v1/run/", "/api/v1/openapi.json/", "/x/api"] {
+    assert_eq!(class("/ui/api.js"), Class::Public);
+    assert_eq!(class("/x/api/v1/th1/"), Class::Public);
+    for p in ["/api/v1/th1/", "/api/v1/nope/", "/%61pi/v1/th1/", "/API/v1/run/", "/api/v1/openapi.json/", "//api/v1/th1/", "/api"] {
         assert_eq!(class(p), Class::Data, "{p}");
     }
 }
