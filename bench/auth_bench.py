@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What token checks cost (issue 12), auth off vs on in the same run, same lake, same binary:
 
-- warm: p50/p90 of one small request (`run/?page_size=1`) and one lumisection of TH1s over a
+- warm: p50/p90 of `workspaces/` (no query, so the token check is most of it), one small request
+  (`run/?page_size=1`) and one lumisection of TH1s over a
   keep-alive connection, requests of the two servers interleaved (RS256 and ES256 tokens);
 - cold: process start -> first 200, which with auth includes fetching the issuer's discovery
   document and JWKS (local issuer on loopback: the network round trips to a real Keycloak add to it).
@@ -97,7 +98,8 @@ def main():
         servers = {auth: start(dials, lake, config, iss, auth) for auth in (False, True)}
         tokens = {"RS256": iss.mint(roles=[ROLE], exp=int(time.time()) + 3600),
                   "ES256": iss.mint(roles=[ROLE], alg="ES256", exp=int(time.time()) + 3600)}
-        paths = {"run/?page_size=1": "/api/v1/run/?page_size=1",
+        paths = {"workspaces/ (no query: auth dominates)": "/api/v1/workspaces/",
+                 "run/?page_size=1": "/api/v1/run/?page_size=1",
                  "th1 one lumisection": "/api/v1/th1/?run_number=380310&ls_number=1&page_size=500"}
         cases = [("off", False, None)] + [(f"on ({alg})", True, tok) for alg, tok in tokens.items()]
         conns = {name: http.client.HTTPConnection("127.0.0.1", servers[auth][1], timeout=30) for name, auth, _ in cases}

@@ -282,3 +282,21 @@ fn workspace_header_is_settled_against_the_callers_set() {
     assert_eq!(st(authorised_workspace(&all, &readable, &h(&["zzz"]))), Err(404));
     assert_eq!(st(authorised_workspace(&all, &[], &h(&[]))), Err(403));
 }
+
+/// The cost of one verification (keys cached), printed: `cargo test ... verify_cost -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn verify_cost() {
+    let iss = Issuer::start().await;
+    let v = iss.verifier(10_000).await;
+    for (name, tok) in [("RS256", iss.rs(&iss.claims())), ("ES256", iss.es(&iss.claims()))] {
+        let mut t = Vec::new();
+        for _ in 0..2000 {
+            let s = std::time::Instant::now();
+            v.verify(&tok).await.expect("valid");
+            t.push(s.elapsed().as_secs_f64() * 1e6);
+        }
+        t.sort_by(f64::total_cmp);
+        println!("verify {name}: p50 {:.1} us, p90 {:.1} us", t[t.len() / 2], t[t.len() * 9 / 10]);
+    }
+}
