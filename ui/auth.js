@@ -1,7 +1,7 @@
 // Sign-in when the API wants bearer tokens (docs/auth.md): the OpenID Connect authorization-code flow
 // with PKCE (S256) on a public client, as DIALS's UI does with Keycloak. The token lives in
 // sessionStorage (this tab only) and goes out as `Authorization: Bearer` on every API call.
-// With auth off (`/api/v1/auth/config/` says so) nothing here runs.
+// With auth off (`/ui/auth-config.json` says so) nothing here runs.
 
 const KEY = "dials.token";
 const PENDING = "dials.signin";
@@ -78,7 +78,7 @@ export async function signOut() {
 /** Finishes a sign-in (`?code=&state=` on the URL) or starts one. True when the page may render. */
 export async function init() {
   try {
-    config = await (await fetch("/api/v1/auth/config/")).json();
+    config = await (await fetch("/ui/auth-config.json")).json();
   } catch (_) {
     config = { enabled: false };
   }

@@ -84,7 +84,7 @@ def creds(token):
 
 
 def test_public_paths_need_no_token(auth_server, issuer):
-    status, _, body = raw(auth_server, "/api/v1/auth/config/")
+    status, _, body = raw(auth_server, "/ui/auth-config.json")
     assert (status, json.loads(body)) == (200, {"enabled": True, "issuer": issuer.url, "client_id": "dials-ui", "scope": "openid"})
     for path, ctype in [("/api/v1/openapi.json", "application/json"), ("/api/v1/health/", "application/json"),
                         ("/", "text/html"), ("/ui/app.js", "text/javascript"), ("/runs/1/2", "text/html")]:

@@ -84,7 +84,7 @@ pub fn document() -> Value {
             "/api/v1/health/": { "get": { "summary": "Health check (no token needed)", "security": [],
                 "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
         },
-        // With auth on (docs/auth.md) every route but this document, health and auth/config/ needs a
+        // With auth on (docs/auth.md) every route but this document, and health needs a
         // bearer token; with auth off none does.
         "components": { "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } } },
         "security": [{ "bearer": [] }, {}],

@@ -238,7 +238,8 @@ pub fn router_with_auth(app: Arc<App>, verifier: Option<Arc<crate::auth::Verifie
         // Public (no token): with and without the slash, as API Gateway routes the latter.
         .route("/api/v1/health/", get(|| async { axum::Json(json!({ "status": "ok" })) }))
         .route("/api/v1/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
-        .route("/api/v1/auth/config/", get(move || std::future::ready(axum::Json(ui_auth.clone()))))
+        // Generated, not a file of ui/: what the UI needs to sign in (auth.rs).
+        .route("/ui/auth-config.json", get(move || std::future::ready(axum::Json(ui_auth.clone()))))
         .fallback(crate::ui::fallback);
     let routes = match verifier {
         Some(verifier) => {

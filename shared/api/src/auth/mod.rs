@@ -345,7 +345,7 @@ fn class(path: &str) -> Class {
     // slip past as "public".
     let decoded = percent_decode(path).to_ascii_lowercase();
     match decoded.as_str() {
-        "/api/v1/openapi.json" | "/api/v1/health/" | "/api/v1/health" | "/api/v1/auth/config/" => Class::Public,
+        "/api/v1/openapi.json" | "/api/v1/health/" | "/api/v1/health" => Class::Public,
         "/api/v1/workspaces/" | "/api/v1/workspaces/my-default/" => Class::Token,
         p if p.trim_start_matches('/').starts_with("api") => Class::Data,
         _ => Class::Public,
@@ -373,7 +373,8 @@ fn percent_decode(path: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// What the web UI needs to sign in (`GET /api/v1/auth/config/`, public): whether tokens are
+/// What the web UI needs to sign in (`GET /ui/auth-config.json`, public: outside `/api`, so API
+/// Gateway's authorizer does not guard it either): whether tokens are
 /// required, and the issuer and public client of the authorization-code flow.
 pub fn ui_config(verifier: Option<&Verifier>) -> Value {
     match verifier {

@@ -300,3 +300,38 @@ async fn verify_cost() {
         println!("verify {name}: p50 {:.1} us, p90 {:.1} us", t[t.len() / 2], t[t.len() * 9 / 10]);
     }
 }
+
+#[test]
+fn config_from_the_environment() {
+    // The only test that touches these variables.
+    let all = [ENV_MODE, ENV_ISSUER, ENV_AUDIENCE, ENV_ROLES_CLAIM, ENV_UI_CLIENT, ENV_LEEWAY, ENV_COOLDOWN];
+    let clear = || all.iter().for_each(|k| std::env::remove_var(k));
+    clear();
+    assert!(OidcConfig::from_env().expect("off").is_none());
+    std::env::set_var(ENV_MODE, "none");
+    assert!(OidcConfig::from_env().expect("off").is_none());
+    std::env::set_var(ENV_MODE, "oidc");
+    assert!(OidcConfig::from_env().is_err(), "oidc without an issuer");
+    std::env::set_var(ENV_ISSUER, "https://auth.cern.ch/auth/realms/cern/");
+    assert!(OidcConfig::from_env().is_err(), "oidc without an audience");
+    std::env::set_var(ENV_AUDIENCE, "cms-dials");
+    let c = OidcConfig::from_env().expect("valid").expect("on");
+    assert_eq!((c.issuer.as_str(), c.audience.as_str(), c.roles_claim.as_str()), ("https://auth.cern.ch/auth/realms/cern", "cms-dials", "cern_roles"));
+    assert_eq!((c.leeway_secs, c.jwks_cooldown, c.ui_client_id.clone()), (DEFAULT_LEEWAY_SECS, DEFAULT_COOLDOWN, None));
+    std::env::set_var(ENV_ROLES_CLAIM, "resource_access.dials.roles");
+    std::env::set_var(ENV_UI_CLIENT, "dials-ui");
+    std::env::set_var(ENV_LEEWAY, "5");
+    std::env::set_var(ENV_COOLDOWN, "250");
+    let c = OidcConfig::from_env().expect("valid").expect("on");
+    assert_eq!((c.roles_claim.as_str(), c.ui_client_id.as_deref(), c.leeway_secs), ("resource_access.dials.roles", Some("dials-ui"), 5));
+    assert_eq!(c.jwks_cooldown, Duration::from_millis(250));
+    std::env::set_var(ENV_LEEWAY, "soon");
+    assert!(OidcConfig::from_env().is_err());
+    std::env::set_var(ENV_MODE, "maybe");
+    assert!(OidcConfig::from_env().is_err());
+    std::env::set_var(ENV_MODE, "oidc");
+    std::env::set_var(ENV_LEEWAY, "5");
+    std::env::set_var(ENV_ISSUER, "ftp://x");
+    assert!(OidcConfig::from_env().is_err(), "issuer must be http(s)");
+    clear();
+}
