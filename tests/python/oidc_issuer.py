@@ -10,6 +10,9 @@ test can also build what a library would refuse to (alg none, HS256 keyed with a
 
 For a browser: an authorization endpoint that signs in `login_roles` at once (no login form) and a
 token endpoint that checks the PKCE verifier (S256) before it hands out a token; both answer CORS.
+For cmsdials's `AuthClient` (keycloak_url = `iss.keycloak_url`, realm `cern`), Keycloak's endpoints as
+that client calls them: the device authorization grant (approved at once, as `login_roles`), token
+exchange to the API audience, refresh, and client credentials at `api-access/token` (`apps`).
 """
 
 import base64
@@ -51,6 +54,12 @@ class Issuer:
         self.login_user = "alice"
         self.codes = {}
         self.pkce_ok = 0
+        # cmsdials: device codes, public-client tokens we issued (exchangeable), applications.
+        self.devices = {}
+        self.public_tokens = set()
+        self.refresh_tokens = {}
+        self.apps = {}  # client_id -> (secret, roles)
+        self.grants = []
         self.rsa = {"rsa-1": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
         self.ec = {"ec-1": ec.generate_private_key(ec.SECP256R1())}
         issuer = self
@@ -98,23 +107,73 @@ class Issuer:
                     self._send(404, {"error": "not found"})
 
             def do_POST(self):
-                if self.path != "/protocol/openid-connect/token":
-                    self._send(404, {"error": "not found"})
-                    return
                 form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()))
-                req = issuer.codes.pop(form.get("code", ""), None)  # a code is good once
-                verifier = form.get("code_verifier", "")
-                if (req is None or form.get("grant_type") != "authorization_code" or form.get("client_id") != req["client_id"]
-                        or form.get("redirect_uri") != req["redirect_uri"]
-                        or b64(hashlib.sha256(verifier.encode()).digest()) != req["code_challenge"]):
-                    self._send(400, {"error": "invalid_grant"})
-                    return
-                issuer.pkce_ok += 1
-                tok = issuer.mint(roles=issuer.login_roles, sub=issuer.login_user, preferred_username=issuer.login_user, azp=req["client_id"])
-                self._send(200, {"access_token": tok, "token_type": "Bearer", "expires_in": 300})
+                if self.path == "/protocol/openid-connect/auth/device":
+                    code = secrets.token_urlsafe(16)
+                    issuer.devices[code] = (list(issuer.login_roles), issuer.login_user)  # approved at once
+                    self._send(200, {"device_code": code, "verification_uri_complete": issuer.url + "/device?code=" + code, "expires_in": 600})
+                elif self.path == "/api-access/token":
+                    app = issuer.apps.get(form.get("client_id"))
+                    if form.get("grant_type") != "client_credentials" or app is None or app[0] != form.get("client_secret"):
+                        self._send(401, {"error": "unauthorized_client"})
+                        return
+                    issuer.grants.append("client_credentials")
+                    tok = issuer.mint(roles=app[1], sub="service-account-" + form["client_id"], azp=form["client_id"],
+                                      preferred_username=None, aud=form.get("audience") or issuer.audience)
+                    self._send(200, {"access_token": tok, "token_type": "Bearer", "expires_in": 300})
+                elif self.path == "/protocol/openid-connect/token":
+                    self._token(form)
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def _public(self, client_id, roles, user):
+                """A token of the public client (its own audience, not the API's), with a refresh token."""
+                tok = issuer.mint(roles=roles, sub=user, preferred_username=user, azp=client_id, aud=client_id)
+                issuer.public_tokens.add(tok)
+                refresh = secrets.token_urlsafe(16)
+                issuer.refresh_tokens[refresh] = (roles, user)
+                self._send(200, {"access_token": tok, "token_type": "Bearer", "expires_in": 300,
+                                 "refresh_token": refresh, "refresh_expires_in": 1800})
+
+            def _token(self, form):
+                grant = form.get("grant_type")
+                issuer.grants.append(grant)
+                if grant == "authorization_code":
+                    req = issuer.codes.pop(form.get("code", ""), None)  # a code is good once
+                    verifier = form.get("code_verifier", "")
+                    if (req is None or form.get("client_id") != req["client_id"] or form.get("redirect_uri") != req["redirect_uri"]
+                            or b64(hashlib.sha256(verifier.encode()).digest()) != req["code_challenge"]):
+                        self._send(400, {"error": "invalid_grant"})
+                        return
+                    issuer.pkce_ok += 1
+                    tok = issuer.mint(roles=issuer.login_roles, sub=issuer.login_user, preferred_username=issuer.login_user, azp=req["client_id"])
+                    self._send(200, {"access_token": tok, "token_type": "Bearer", "expires_in": 300})
+                elif grant == "urn:ietf:params:oauth:grant-type:device_code":
+                    dev = issuer.devices.pop(form.get("device_code", ""), None)
+                    if dev is None:
+                        self._send(400, {"error": "invalid_grant"})
+                        return
+                    self._public(form.get("client_id"), *dev)
+                elif grant == "refresh_token":
+                    r = issuer.refresh_tokens.pop(form.get("refresh_token", ""), None)
+                    if r is None:
+                        self._send(400, {"error": "invalid_grant"})
+                        return
+                    self._public(form.get("client_id"), *r)
+                elif grant == "urn:ietf:params:oauth:grant-type:token-exchange":
+                    sub = form.get("subject_token", "")
+                    if sub not in issuer.public_tokens:
+                        self._send(400, {"error": "invalid_grant"})
+                        return
+                    claims = json.loads(base64.urlsafe_b64decode(sub.split(".")[1] + "=="))
+                    tok = issuer.mint(claims=dict(claims, aud=form.get("audience"), iat=int(time.time()), exp=int(time.time()) + 300))
+                    self._send(200, {"access_token": tok, "token_type": "Bearer", "expires_in": 300})
+                else:
+                    self._send(400, {"error": "unsupported_grant_type"})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/realms/cern"
+        self.keycloak_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.url = self.keycloak_url + "realms/cern"
         # The realm path is part of the issuer, as on Keycloak.
         for m in ("do_GET", "do_POST", "do_OPTIONS"):
             setattr(Handler, m, _strip_prefix(getattr(Handler, m), "/realms/cern"))
@@ -151,7 +210,7 @@ class Issuer:
     def claims(self, roles=None, **over) -> dict:
         now = int(time.time())
         c = {"iss": self.url, "aud": self.audience, "sub": "alice", "azp": "cms-dials-public-app", "typ": "Bearer",
-             "iat": now, "exp": now + 300, "preferred_username": "alice"}
+             "iat": now, "exp": now + 300, "preferred_username": "alice", "jti": secrets.token_hex(8)}
         if roles is not None:
             c["cern_roles"] = roles
         c.update(over)

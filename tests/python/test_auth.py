@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from cmsdials import Dials
 from cmsdials.auth.client import AuthClient
+from cmsdials.auth.client_credentials import Credentials as AppCredentials
 from cmsdials.auth.device import Credentials
 from cmsdials.filters import FileIndexFilters, LumisectionHistogram1DFilters
 
@@ -114,6 +115,46 @@ def test_cmsdials_reads_its_workspace_and_is_refused_another(auth_server, issuer
     with pytest.raises(Exception) as e:
         other.file_index.list(FileIndexFilters())
     assert "403" in str(e.value), e.value
+
+
+def test_cmsdials_device_flow_login_against_the_issuer(auth_server, issuer, tmp_path):
+    """A person's path in cmsdials 2.4.1, unmodified: device authorization on the public client, token
+    exchange to the API's audience, the token cached in .cache/creds, then a refresh."""
+    issuer.login_roles, issuer.login_user = [TRACKER_ROLE], "bob"
+    client = AuthClient(keycloak_url=issuer.keycloak_url, realm="cern", client_id="cms-dials-public-app", audience=AUDIENCE)
+    cache = tmp_path / ".cache"
+    creds = Credentials.from_creds_file(cache_dir=str(cache), client=client)  # no file yet: the device flow (one 5 s poll)
+    assert (cache / "creds").exists()
+    assert Dials(creds, workspace="tracker", base_url=auth_server).file_index.list_all(FileIndexFilters(page_size=10)).results
+    with pytest.raises(Exception) as e:
+        Dials(creds, workspace="jetmet", base_url=auth_server).file_index.list(FileIndexFilters())
+    assert "403" in str(e.value), e.value
+    first = creds.token
+    creds.refresh()  # refresh grant on the public client, exchanged again
+    assert creds.token != first
+    assert Dials(creds, workspace="tracker", base_url=auth_server).file_index.list(FileIndexFilters()).results
+    # The public client's own token (before the exchange) is not meant for the API.
+    status, _, body = raw(auth_server, "/api/v1/run/", bearer(next(iter(issuer.public_tokens))))
+    assert (status, json.loads(body)["code"]) == (401, "token_not_valid"), body
+    assert {"urn:ietf:params:oauth:grant-type:device_code", "urn:ietf:params:oauth:grant-type:token-exchange", "refresh_token"} <= set(issuer.grants)
+
+
+def test_cmsdials_client_credentials_application(auth_server, issuer):
+    """An application's path in cmsdials 2.4.1: client credentials at the api-access endpoint; DIALS
+    accepts it only through the API access group (a role on the workspaces it may read)."""
+    issuer.apps.update({"dqm-bot": ("s3cret", [APP_GROUP]), "other-bot": ("pw", [])})
+    client = AuthClient(keycloak_url=issuer.keycloak_url, realm="cern", audience=AUDIENCE)
+    bot = AppCredentials("dqm-bot", "s3cret", client=client)
+    files = Dials(bot, workspace="tracker", base_url=auth_server).file_index.list_all(FileIndexFilters(page_size=10)).results
+    assert files and all("ZeroBias" in f.logical_file_name for f in files)
+    with pytest.raises(Exception) as e:
+        Dials(bot, workspace="jetmet", base_url=auth_server).file_index.list(FileIndexFilters())
+    assert "403" in str(e.value), e.value
+    with pytest.raises(Exception) as e:
+        Dials(AppCredentials("other-bot", "pw", client=client), base_url=auth_server).file_index.list(FileIndexFilters())
+    assert "403" in str(e.value), e.value
+    with pytest.raises(Exception):
+        AppCredentials("dqm-bot", "wrong-secret", client=client)
 
 
 def test_workspaces_endpoints_reflect_the_caller(auth_server, issuer):
