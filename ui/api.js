@@ -1,5 +1,6 @@
 // The public DIALS API (/api/v1/), as cmsdials calls it: Workspace header, cursor pages.
 import { decodeArrow } from "./arrow.js";
+import { bearer } from "./auth.js";
 
 export const BASE = "/api/v1/";
 
@@ -32,6 +33,8 @@ async function request(path, params, accept) {
   const url = BASE + path + query(params);
   const headers = { Accept: accept || "application/json" };
   if (workspace) headers.Workspace = workspace;
+  const token = bearer();
+  if (token) headers.Authorization = `Bearer ${token}`;
   let resp;
   try {
     resp = await fetch(url, { headers, signal });

@@ -1,5 +1,6 @@
 // The DIALS single-page app: router (DIALS v1.12's paths), navigation, workspace switcher.
 import * as api from "./api.js";
+import * as auth from "./auth.js";
 import { h, errorBox, href, setNavigate, setWs, getWs } from "./dom.js";
 import * as pages from "./pages.js";
 import * as views from "./views.js";
@@ -109,7 +110,24 @@ wsSelect.addEventListener("change", () => {
   navigate(location.pathname + "?" + q);
 });
 
+/** Who is signed in, and a way out (auth on only). */
+function drawUser() {
+  const box = document.getElementById("user");
+  if (!auth.enabled()) return;
+  const out = h("a", { href: "#", id: "signout" }, "Sign out");
+  out.addEventListener("click", (e) => { e.preventDefault(); auth.signOut(); });
+  box.replaceChildren(h("span", { id: "username" }, auth.user() || ""), " ", out);
+}
+
 async function boot() {
+  try {
+    if (!(await auth.init())) return; // on the way to the identity provider
+  } catch (e) {
+    main.replaceChildren(h("h1", {}, "Sign-in"), errorBox(e));
+    main.dataset.state = "ready";
+    return;
+  }
+  drawUser();
   try {
     const w = await api.get("workspaces/");
     const current = new URLSearchParams(location.search).get("ws") || w.default;

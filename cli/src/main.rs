@@ -67,6 +67,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "DIALS_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
+        #[command(flatten)]
+        auth: serve::AuthArgs,
     },
     /// The embedded default: ingest every DQMIO file dropped into an inbox folder and serve the API.
     Up {
@@ -85,6 +87,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "DIALS_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
+        #[command(flatten)]
+        auth: serve::AuthArgs,
     },
     /// Poll an SQS queue of S3 notifications and ingest what it announces (the function's path, locally).
     Worker {
@@ -144,8 +148,10 @@ fn main() -> ExitCode {
         Command::Inspect { file, json } => inspect::run(&file, json),
         Command::Dump { file, me_regex } => dump::run(&file, me_regex.as_deref()),
         Command::Scan { files, threads } => scan::run(&files, threads),
-        Command::Serve { lake, workspaces, listen } => serve::serve(&lake, workspaces.as_deref(), &listen),
-        Command::Up { inbox, lake, workspaces, dataset, listen } => serve::up(&inbox, &lake, workspaces.as_deref(), dataset, &listen),
+        Command::Serve { lake, workspaces, listen, auth } => serve::serve(&lake, workspaces.as_deref(), &listen, &auth),
+        Command::Up { inbox, lake, workspaces, dataset, listen, auth } => {
+            serve::up(&inbox, &lake, workspaces.as_deref(), dataset, &listen, &auth)
+        }
         Command::Worker { queue_url, lake, workspaces, default_dataset, invoke_url, idle_exit, max_receives } => {
             worker::run(worker::Args { queue_url, lake, workspaces, default_dataset, invoke_url, idle_exit, max_receives })
         }

@@ -7,15 +7,66 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use dials_api::{router, App, Engine};
+use dials_api::auth::{OidcConfig, Verifier};
+use dials_api::{router_with_auth, App, Engine};
 use dials_lake::{Location, Workspaces};
 
 use crate::CliError;
 
-async fn serve_api(lake: &Location, ws: Workspaces, listen: &str) -> Result<(), CliError> {
+/// Token checks of `dials serve` / `dials up` (docs/auth.md). Off by default: local use on loopback.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuthArgs {
+    /// Token checks: `none` (local use) or `oidc` (bearer tokens of --issuer for --audience).
+    #[arg(long, env = "DIALS_AUTH", default_value = "none", value_parser = ["none", "oidc"])]
+    pub auth: String,
+    /// OIDC issuer URL (its /.well-known/openid-configuration names the signing keys).
+    #[arg(long, env = "DIALS_OIDC_ISSUER")]
+    pub issuer: Option<String>,
+    /// Audience the tokens must carry (the API's client id).
+    #[arg(long, env = "DIALS_OIDC_AUDIENCE")]
+    pub audience: Option<String>,
+    /// Token claim listing the caller's roles (dotted path into objects allowed).
+    #[arg(long, env = "DIALS_OIDC_ROLES_CLAIM", default_value = dials_api::auth::DEFAULT_ROLES_CLAIM)]
+    pub roles_claim: String,
+    /// Public OIDC client the web UI signs in with (authorization code + PKCE).
+    #[arg(long, env = "DIALS_OIDC_UI_CLIENT_ID")]
+    pub ui_client_id: Option<String>,
+}
+
+impl AuthArgs {
+    fn config(&self) -> Result<Option<OidcConfig>, CliError> {
+        if self.auth != "oidc" {
+            return Ok(None);
+        }
+        let (Some(issuer), Some(audience)) = (&self.issuer, &self.audience) else {
+            return Err(CliError::Usage("--auth oidc needs --issuer and --audience".into()));
+        };
+        let mut c = OidcConfig::new(issuer, audience).map_err(|e| CliError::Usage(e.to_string()))?;
+        c.roles_claim = self.roles_claim.clone();
+        c.ui_client_id = self.ui_client_id.clone();
+        c.tuned_from_env().map(Some).map_err(|e| CliError::Usage(e.to_string()))
+    }
+}
+
+async fn serve_api(lake: &Location, ws: Workspaces, listen: &str, auth: &AuthArgs) -> Result<(), CliError> {
+    let oidc = auth.config()?;
     let engine = Engine::new(lake, ws).await.map_err(|e| CliError::Usage(format!("lake {}: {e}", lake.url)))?;
-    let app = router(Arc::new(App { engine }));
     let addr: SocketAddr = listen.parse().map_err(|e| CliError::Usage(format!("--listen {listen}: {e}")))?;
+    let verifier = match oidc {
+        Some(c) => {
+            eprintln!("dials: auth: bearer tokens of {} for audience {} (roles claim {})", c.issuer, c.audience, c.roles_claim);
+            Some(Arc::new(Verifier::new(c).await.map_err(|e| CliError::Usage(e.to_string()))?))
+        }
+        None if !addr.ip().is_loopback() => {
+            eprintln!(
+                "dials: WARNING: serving {addr} WITHOUT AUTHENTICATION: anyone who reaches this address reads every workspace.\n\
+                 dials: WARNING: use --auth oidc --issuer URL --audience A (docs/auth.md), or listen on 127.0.0.1."
+            );
+            None
+        }
+        None => None,
+    };
+    let app = router_with_auth(Arc::new(App { engine }), verifier);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| CliError::Usage(format!("--listen {listen}: {e}")))?;
     eprintln!("dials: serving the DIALS API for {} on http://{addr}/api/v1/ and the web UI on http://{addr}/", lake.url);
     axum::serve(listener, app)
@@ -27,14 +78,14 @@ async fn serve_api(lake: &Location, ws: Workspaces, listen: &str) -> Result<(), 
 }
 
 /// Runs `dials serve`.
-pub fn serve(lake: &str, workspaces: Option<&str>, listen: &str) -> Result<(), CliError> {
+pub fn serve(lake: &str, workspaces: Option<&str>, listen: &str, auth: &AuthArgs) -> Result<(), CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
     rt.block_on(async {
         // Serving never creates a lake: a mistyped --lake is an error, not an empty lake.
         let lake = Location::parse(lake, false).map_err(|e| CliError::Usage(format!("--lake: {e} (no lake there; `dials ingest` or `dials up` creates one)")))?;
         let ws = crate::ingest::load_workspaces(workspaces).await?;
         check_lake(&lake, &ws).await?;
-        serve_api(&lake, ws, listen).await
+        serve_api(&lake, ws, listen, auth).await
     })
 }
 
@@ -64,7 +115,7 @@ async fn check_lake(lake: &Location, ws: &Workspaces) -> Result<(), CliError> {
 }
 
 /// Runs `dials up`: ingest loop over `inbox` + API, until Ctrl-C.
-pub fn up(inbox: &str, lake: &str, workspaces: Option<&str>, dataset: Option<String>, listen: &str) -> Result<(), CliError> {
+pub fn up(inbox: &str, lake: &str, workspaces: Option<&str>, dataset: Option<String>, listen: &str, auth: &AuthArgs) -> Result<(), CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
     rt.block_on(async {
         std::fs::create_dir_all(inbox).map_err(|e| CliError::Usage(format!("--inbox {inbox}: {e}")))?;
@@ -73,7 +124,7 @@ pub fn up(inbox: &str, lake: &str, workspaces: Option<&str>, dataset: Option<Str
         eprintln!("dials: watching {inbox}/ for DQMIO files (*.root); lake in {}", lake.url);
         let (lake2, ws2, inbox) = (lake.clone(), ws.clone(), PathBuf::from(inbox));
         tokio::spawn(async move { watch(&inbox, &lake2, &ws2, dataset).await });
-        serve_api(&lake, ws, listen).await
+        serve_api(&lake, ws, listen, auth).await
     })
 }
 

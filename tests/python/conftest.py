@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -83,6 +84,8 @@ def serving(*args, env=None):
             try:
                 urllib.request.urlopen(base + "/api/v1/workspaces/", timeout=1)
                 break
+            except urllib.error.HTTPError:
+                break  # it answers (401 with auth on)
             except Exception:
                 if proc.poll() is not None:
                     break

@@ -15,6 +15,24 @@ pub enum ApiError {
         /// Why.
         message: String,
     },
+    /// 401 `{"detail", "code"}` with `WWW-Authenticate: Bearer` — no usable token (auth.rs).
+    #[error("{detail}")]
+    Unauthorized {
+        /// DIALS's error code (`authorization_not_found`, `access_token_expired`, ...).
+        code: &'static str,
+        /// Why.
+        detail: String,
+        /// A token was sent but refused (`error="invalid_token"` in the challenge).
+        invalid: bool,
+    },
+    /// 403 `{"detail", "code"}` — a valid token that may not read what it asks for.
+    #[error("{detail}")]
+    Forbidden {
+        /// Error code (`workspace_forbidden`, `no_workspace`).
+        code: &'static str,
+        /// Why.
+        detail: String,
+    },
     /// 404 `{"detail": ...}`.
     #[error("{0}")]
     NotFound(String),
@@ -47,6 +65,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadParam { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -59,6 +79,7 @@ impl ApiError {
     pub fn body(&self) -> Value {
         match self {
             ApiError::BadParam { param, message } => json!({ param.as_str(): [message] }),
+            ApiError::Unauthorized { code, detail, .. } | ApiError::Forbidden { code, detail } => json!({ "detail": detail, "code": code }),
             other => json!({ "detail": other.to_string() }),
         }
     }
@@ -102,8 +123,21 @@ impl From<arrow::error::ArrowError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status(), axum::Json(self.body())).into_response();
-        if matches!(self, ApiError::Unavailable(_)) {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(RETRY_AFTER_SECS));
+        use axum::http::{header, HeaderValue};
+        match &self {
+            ApiError::Unavailable(_) => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            ApiError::Unauthorized { invalid, .. } => {
+                // RFC 6750: the challenge; a refused token also says so (the detail is in the body).
+                let challenge = if *invalid { "Bearer realm=\"dials\", error=\"invalid_token\"" } else { "Bearer realm=\"dials\"" };
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            ApiError::Forbidden { .. } => {
+                resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            _ => {}
         }
         resp
     }

@@ -2,6 +2,7 @@
 //! query Lambda function. Errors map to HTTP in one place (`error.rs`); every filter is a bound
 //! SQL parameter (`params.rs`); the engine registers the lake tables once (`engine.rs`).
 
+pub mod auth;
 pub mod budget;
 pub mod bulk;
 pub mod cache;
@@ -18,4 +19,4 @@ pub mod ui;
 
 pub use engine::Engine;
 pub use error::ApiError;
-pub use routes::{router, App};
+pub use routes::{router, router_with_auth, App};

@@ -21,6 +21,8 @@ fn list_op(summary: &str, params: &[(&str, &str)], item: Value, paginated: bool)
     json!({ "get": { "summary": summary, "parameters": ps, "responses": {
         "200": { "description": "OK", "content": { "application/json": { "schema": body } } },
         "400": { "description": "Bad parameter", "content": { "application/json": { "schema": { "type": "object" } } } },
+        "401": { "description": "No valid bearer token (with auth on; docs/auth.md): {detail, code}", "content": { "application/json": { "schema": { "type": "object" } } } },
+        "403": { "description": "The token's roles do not give this workspace: {detail, code}", "content": { "application/json": { "schema": { "type": "object" } } } },
         "404": { "description": "Unknown workspace", "content": { "application/json": { "schema": { "type": "object" } } } },
         "413": { "description": "One item alone is larger than a response may be (DIALS_RESPONSE_MAX_BYTES)", "content": { "application/json": { "schema": { "type": "object" } } } },
         "503": { "description": "The lake's store failed or did not answer in time; see Retry-After", "content": { "application/json": { "schema": { "type": "object" } } } } } } })
@@ -79,6 +81,12 @@ pub fn document() -> Value {
             "/api/v1/file-index/": list_op("Ingested files", &[("dataset_id", "integer"), ("logical_file_name", "string"), ("logical_file_name__regex", "string"), ("status", "string"), ("min_size", "integer"), ("dataset", "string"), ("dataset__regex", "string")], file, true),
             "/api/v1/dataset-index/": list_op("Datasets", &[("dataset", "string"), ("dataset__regex", "string")], ds, true),
             "/api/v1/mes/": list_op("Monitoring elements", &[("me", "string"), ("me__regex", "string"), ("dim", "integer")], me, false),
-        }
+            "/api/v1/health/": { "get": { "summary": "Health check (no token needed)", "security": [],
+                "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
+        },
+        // With auth on (docs/auth.md) every route but this document, and health needs a
+        // bearer token; with auth off none does.
+        "components": { "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } } },
+        "security": [{ "bearer": [] }, {}],
     })
 }

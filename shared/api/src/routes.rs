@@ -4,6 +4,7 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, RecordBatch};
 use axum::extract::{Path, RawQuery, State};
+use axum::Extension;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,6 +13,7 @@ use base64::Engine as _;
 use datafusion::scalar::ScalarValue;
 use serde_json::{json, Value};
 
+use crate::auth::Access;
 use crate::engine::{Engine, Scan};
 use crate::error::ApiError;
 use crate::params::{self, Conditions, Filter, Op};
@@ -190,8 +192,16 @@ const MES: Resource = Resource {
     materialise: false,
 };
 
-/// Builds the router (used by `dials serve` and the Lambda function alike).
+/// Builds the router without token checks (local use, tests).
 pub fn router(app: Arc<App>) -> Router {
+    router_with_auth(app, None)
+}
+
+/// Builds the router (used by `dials serve` and the Lambda function alike); with a verifier,
+/// every `/api/` route but the OpenAPI document and the health check needs a bearer token and
+/// reads only the workspaces the token's roles allow (`auth.rs`).
+pub fn router_with_auth(app: Arc<App>, verifier: Option<Arc<crate::auth::Verifier>>) -> Router {
+    let ui_auth = crate::auth::ui_config(verifier.as_deref());
     let list = |r: &'static Resource| {
         move |State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, RawQuery(q): RawQuery| async move {
             respond(&headers, list_resource(&app, r, &headers, &uri, q.as_deref().unwrap_or("")).await)
@@ -202,7 +212,7 @@ pub fn router(app: Arc<App>) -> Router {
             respond(&headers, count_resource(&app, r, &headers, q.as_deref().unwrap_or("")).await)
         }
     };
-    Router::new()
+    let routes = Router::new()
         .route("/api/v1/th1/", get(list(&TH1)))
         .route("/api/v1/th2/", get(list(&TH2)))
         .route("/api/v1/run/", get(list(&RUN)))
@@ -225,13 +235,25 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/workspaces/", get(workspaces))
         .route("/api/v1/workspaces/my-default/", get(my_default))
         .route("/api/v1/openapi.json", get(|| async { axum::Json(crate::openapi::document()) }))
-        .fallback(crate::ui::fallback)
-        .layer(axum::middleware::from_fn(crate::deadline::enforce))
-        .with_state(app)
+        // Public (no token): with and without the slash, as API Gateway routes the latter.
+        .route("/api/v1/health/", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        .route("/api/v1/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        // Generated, not a file of ui/: what the UI needs to sign in (auth.rs).
+        .route("/ui/auth-config.json", get(move || std::future::ready(axum::Json(ui_auth.clone()))))
+        .fallback(crate::ui::fallback);
+    let routes = match verifier {
+        Some(verifier) => {
+            let gate = Arc::new(crate::auth::Gate { verifier, workspaces: app.engine.workspaces.clone() });
+            routes.layer(axum::middleware::from_fn_with_state(gate, crate::auth::require))
+        }
+        None => routes,
+    };
+    routes.layer(axum::middleware::from_fn(crate::deadline::enforce)).with_state(app)
 }
 
-/// Request headers a response depends on besides the URL.
-const VARY: &str = "Workspace, Accept";
+/// Request headers a response depends on besides the URL (with auth on, the token decides the
+/// workspace: a cache must never answer one caller with another's response).
+const VARY: &str = "Workspace, Accept, Authorization";
 
 /// A JSON (or bulk) response with ETag/Cache-Control/Vary; `If-None-Match` gives 304.
 fn respond(req: &HeaderMap, r: Result<Response, ApiError>) -> Response {
@@ -775,13 +797,28 @@ async fn mes_of_run(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, ru
     respond(&headers, r)
 }
 
-async fn workspaces(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let names: Vec<&str> = app.engine.workspaces.workspaces.iter().map(|w| w.name.as_str()).collect();
-    respond(&headers, json_response(&json!({ "workspaces": names, "default": app.engine.workspaces.default })))
+/// Every workspace, or with auth on the caller's (the first is their default).
+async fn workspaces(State(app): State<Arc<App>>, access: Option<Extension<Access>>, headers: HeaderMap) -> Response {
+    let body = match access {
+        Some(Extension(a)) => json!({ "workspaces": a.workspaces, "default": a.workspaces.first() }),
+        None => {
+            let names: Vec<&str> = app.engine.workspaces.workspaces.iter().map(|w| w.name.as_str()).collect();
+            json!({ "workspaces": names, "default": app.engine.workspaces.default })
+        }
+    };
+    respond(&headers, json_response(&body))
 }
 
-async fn my_default(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    respond(&headers, json_response(&json!({ "workspace": app.engine.workspaces.default })))
+/// The configured default, or with auth on the caller's default (403 if their roles give none).
+async fn my_default(State(app): State<Arc<App>>, access: Option<Extension<Access>>, headers: HeaderMap) -> Response {
+    let r = match access {
+        Some(Extension(a)) => match a.workspaces.first() {
+            Some(w) => json_response(&json!({ "workspace": w })),
+            None => Err(ApiError::Forbidden { code: "no_workspace", detail: "Your roles give access to no workspace.".into() }),
+        },
+        None => json_response(&json!({ "workspace": app.engine.workspaces.default })),
+    };
+    respond(&headers, r)
 }
 
 /// `format=arrow|parquet` or an Arrow/Parquet `Accept` header asks for bulk output.

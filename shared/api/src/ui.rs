@@ -24,6 +24,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     embed!("style.css", "text/css; charset=utf-8"),
     embed!("app.js", "text/javascript; charset=utf-8"),
     embed!("api.js", "text/javascript; charset=utf-8"),
+    embed!("auth.js", "text/javascript; charset=utf-8"),
     embed!("dom.js", "text/javascript; charset=utf-8"),
     embed!("arrow.js", "text/javascript; charset=utf-8"),
     embed!("plot.js", "text/javascript; charset=utf-8"),

@@ -2,7 +2,8 @@
 //!
 //! A JSON file (local path or an object in the lake bucket):
 //! `{"default": "tracker", "workspaces": [{"name": "tracker", "datasets": ["/ZeroBias/*Run202*/DQMIO"],
-//!   "me_prefixes": ["PixelPhase1/"], "me_names": ["OfflinePV/..."]}]}`.
+//!   "me_prefixes": ["PixelPhase1/"], "me_names": ["OfflinePV/..."],
+//!   "roles": ["cms-dqm-runregistry-offline-tracker-certifiers"]}]}`.
 //! Dataset patterns use `*` as "any characters" over the whole name. Without a config there is one
 //! workspace, `default`, that keeps everything.
 
@@ -23,6 +24,11 @@ pub struct Workspace {
     /// Exact ME names kept in addition to the prefixes.
     #[serde(default)]
     pub me_names: Vec<String>,
+    /// Roles (or groups) of the token's roles claim that may read this workspace when the API
+    /// checks tokens (docs/auth.md); `"*"` is any authenticated caller. Empty: nobody, once auth
+    /// is on (ingest ignores it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// The workspaces configuration. Every way of building one from JSON goes through
@@ -56,7 +62,7 @@ impl Default for Workspaces {
     fn default() -> Self {
         Workspaces {
             default: "default".into(),
-            workspaces: vec![Workspace { name: "default".into(), datasets: vec![], me_prefixes: vec![], me_names: vec![] }],
+            workspaces: vec![Workspace { name: "default".into(), datasets: vec![], me_prefixes: vec![], me_names: vec![], roles: vec![] }],
         }
     }
 }
@@ -99,6 +105,9 @@ impl Workspaces {
                 )));
             }
             seen.push(&ws.name);
+            if let Some(r) = ws.roles.iter().find(|r| r.trim().is_empty() || r.trim() != r.as_str()) {
+                return Err(ConfigError::Invalid(format!("workspace '{}': role {r:?} is empty or has surrounding spaces", ws.name)));
+            }
         }
         if !self.workspaces.iter().any(|x| x.name == self.default) {
             return Err(ConfigError::Invalid(format!("default workspace '{}' is not defined", self.default)));
@@ -111,6 +120,12 @@ impl Workspaces {
         self.workspaces.iter().filter(|w| w.wants_dataset(dataset)).collect()
     }
 
+    /// The workspaces a caller holding `roles` may read, in configuration order (the first is the
+    /// caller's default, as DIALS picked it).
+    pub fn readable_by<'a>(&'a self, roles: &'a [String]) -> impl Iterator<Item = &'a Workspace> + 'a {
+        self.workspaces.iter().filter(move |w| w.readable_by(roles))
+    }
+
     /// A workspace by name (case-insensitive, as DIALS's header handling).
     pub fn get(&self, name: &str) -> Option<&Workspace> {
         self.workspaces.iter().find(|w| w.name.eq_ignore_ascii_case(name))
@@ -121,6 +136,11 @@ impl Workspace {
     /// True if this workspace is fed by `dataset`.
     pub fn wants_dataset(&self, dataset: &str) -> bool {
         self.datasets.is_empty() || self.datasets.iter().any(|p| glob_match(p, dataset))
+    }
+
+    /// True if a caller holding `roles` may read this workspace (one shared role, or `"*"`).
+    pub fn readable_by(&self, roles: &[String]) -> bool {
+        self.roles.iter().any(|r| r == "*" || roles.iter().any(|c| c == r))
     }
 
     /// True if this workspace keeps the ME named `me`.
@@ -199,5 +219,25 @@ mod tests {
         let w = Workspaces::from_json(r#"{"default":"trk-a","workspaces":[{"name":"trk-a"},{"name":"trk_a"}]}"#).unwrap();
         assert_eq!(w.get("TRK_A").map(|x| x.name.as_str()), Some("trk_a"));
         assert_eq!(w.get("trk-a").map(|x| x.name.as_str()), Some("trk-a"));
+    }
+
+    #[test]
+    fn roles_pick_the_readable_workspaces_in_config_order() {
+        let w = Workspaces::from_json(
+            r#"{"default":"all","workspaces":[{"name":"all","roles":["admins"]},{"name":"tracker","roles":["trk","admins"]},
+               {"name":"open","roles":["*"]},{"name":"closed"}]}"#,
+        )
+        .unwrap();
+        let names = |roles: &[&str]| {
+            let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
+            w.readable_by(&roles).map(|x| x.name.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&["trk"]), ["tracker", "open"]);
+        assert_eq!(names(&["admins", "x"]), ["all", "tracker", "open"]);
+        assert_eq!(names(&[]), ["open"]);
+        // A role matches exactly (no case folding, no prefix).
+        assert_eq!(names(&["TRK", "trk-x"]), ["open"]);
+        assert!(Workspaces::from_json(r#"{"default":"a","workspaces":[{"name":"a","roles":[" x"]}]}"#).is_err());
+        assert!(Workspaces::from_json(r#"{"default":"a","workspaces":[{"name":"a","roles":[""]}]}"#).is_err());
     }
 }
