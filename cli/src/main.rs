@@ -3,6 +3,7 @@
 mod dump;
 mod ingest;
 mod inspect;
+mod migrate;
 mod scan;
 mod serve;
 mod worker;
@@ -115,6 +116,16 @@ enum Command {
         #[arg(long, env = "DIALS_MAX_RECEIVES")]
         max_receives: Option<u32>,
     },
+    /// Convert a lake written before the Delta format (plain Parquet folders) into Delta tables, in
+    /// place (no object is copied or rewritten); safe to run again.
+    Migrate {
+        /// Lake root: a folder or s3://bucket/prefix.
+        #[arg(long, env = "DIALS_LAKE", default_value = "lake")]
+        lake: String,
+        /// Workspaces config (JSON); default: every folder of the lake with a file_index/.
+        #[arg(long, env = "DIALS_WORKSPACES")]
+        workspaces: Option<String>,
+    },
     /// Decode every element without printing it: an integrity and speed check.
     Scan {
         /// DQMIO files.
@@ -148,6 +159,7 @@ fn main() -> ExitCode {
         Command::Inspect { file, json } => inspect::run(&file, json),
         Command::Dump { file, me_regex } => dump::run(&file, me_regex.as_deref()),
         Command::Scan { files, threads } => scan::run(&files, threads),
+        Command::Migrate { lake, workspaces } => migrate::run(&lake, workspaces.as_deref()),
         Command::Serve { lake, workspaces, listen, auth } => serve::serve(&lake, workspaces.as_deref(), &listen, &auth),
         Command::Up { inbox, lake, workspaces, dataset, listen, auth } => {
             serve::up(&inbox, &lake, workspaces.as_deref(), dataset, &listen, &auth)

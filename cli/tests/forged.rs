@@ -3,6 +3,8 @@
 //! problem (before: `dump` died of SIGABRT allocating 576 PB); `ingest` records an error status
 //! with the reason; `up` records it too and keeps serving (before: it died and crash-looped).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -64,32 +66,8 @@ fn ingest_records_an_error_status_with_the_reason() {
         assert!(err.contains("status recorded in file_index"), "{name}: {err}");
     }
     // One file_index record per file (what it says is checked through the API in the `up` test).
-    let records = committed(&lake.join("default/file_index"));
+    let records = common::committed(&lake.join("default/file_index")).len();
     assert_eq!(records, CRAFTED.len());
-}
-
-/// How many objects a Delta table folder holds at its latest version (its JSON commits replayed).
-fn committed(dir: &Path) -> usize {
-    let mut commits: Vec<PathBuf> = std::fs::read_dir(dir.join("_delta_log"))
-        .expect("_delta_log")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    commits.sort();
-    let mut live = std::collections::BTreeSet::new();
-    for c in commits {
-        for line in std::fs::read_to_string(&c).expect("commit").lines() {
-            let v: serde_json::Value = serde_json::from_str(line).expect("json");
-            if let Some(p) = v.pointer("/add/path").and_then(|p| p.as_str()) {
-                live.insert(p.to_string());
-            }
-            if let Some(p) = v.pointer("/remove/path").and_then(|p| p.as_str()) {
-                live.remove(p);
-            }
-        }
-    }
-    live.len()
 }
 
 /// GET `path` from 127.0.0.1:`port` as JSON (None while the server is not answering).

@@ -1,6 +1,8 @@
 //! Operating a lake with the `dials` binary: serving never invents a lake, and a failed ingest says
 //! truthfully whether its status is in the lake.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,4 +55,76 @@ fn a_transient_ingest_failure_is_not_reported_as_recorded() {
     assert!(!err.contains("(status recorded in file_index)"), "claims a status was recorded: {err}");
     assert!(err.contains("1 file(s) failed (no status recorded in file_index: transient failures, run again)"), "{err}");
     let _ = std::fs::remove_dir_all(&lake);
+}
+
+/// A lake in the format before Delta (plain Parquet folders: one `part-<file_id>.parquet` per file
+/// and table, no log) becomes Delta tables in place: the same objects, untouched; objects of a
+/// file that never FINISHED stay out; a second run changes nothing.
+#[test]
+fn migrate_turns_an_old_lake_into_delta_tables_in_place() {
+    let dir = scratch("migrate");
+    let lake = dir.join("lake");
+    let input = dir.join("in/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/m.root");
+    std::fs::create_dir_all(input.parent().expect("dir")).expect("mkdir");
+    std::fs::copy(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/data/small_zlib.root"), &input).expect("copy");
+    let dials = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_dials")).args(args).output().expect("run dials");
+    let out = dials(&["ingest", input.to_str().expect("utf8"), "--lake", lake.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Rewrite it as the old format: only the committed objects, under their old names; no logs.
+    let tables = ["th1", "th2", "lumisection_index", "me_index", "dataset_index", "file_index"];
+    let mut before = std::collections::BTreeMap::new();
+    for t in tables {
+        let tdir = lake.join("default").join(t);
+        let keep = common::committed(&tdir);
+        let mut old_names = Vec::new();
+        for rel in &keep {
+            let (folder, name) = rel.rsplit_once('/').map_or(("", rel.as_str()), |(f, n)| (f, n));
+            let id = name.trim_start_matches("part-").split('-').next().expect("id");
+            let old = if folder.is_empty() { format!("part-{id}.parquet") } else { format!("{folder}/part-{id}.parquet") };
+            std::fs::rename(tdir.join(rel), tdir.join(format!("{old}.keep"))).expect("rename");
+            old_names.push(old);
+        }
+        // Everything else (the log, uncommitted records) goes.
+        std::fs::remove_dir_all(tdir.join("_delta_log")).expect("log");
+        for e in walk(&tdir) {
+            if e.extension().is_some_and(|x| x == "parquet") {
+                std::fs::remove_file(e).expect("rm");
+            }
+        }
+        for old in &old_names {
+            std::fs::rename(tdir.join(format!("{old}.keep")), tdir.join(old)).expect("rename back");
+        }
+        old_names.sort();
+        before.insert(t, old_names);
+    }
+    // An object of a file whose ingest never finished (the old format's orphan): not served then,
+    // not committed now.
+    let th1_run = lake.join("default/th1/run_number=380310");
+    let some = before["th1"].iter().find(|n| n.starts_with("run_number=380310/")).expect("th1 object");
+    std::fs::copy(lake.join("default/th1").join(some), th1_run.join("part-999.parquet")).expect("orphan");
+    for run in 0..2 {
+        let out = dials(&["migrate", "--lake", lake.to_str().expect("utf8")]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(report.lines().count(), tables.len(), "{report}");
+        for t in tables {
+            assert_eq!(common::committed(&lake.join("default").join(t)), before[t], "run {run}: {t}");
+        }
+        if run == 1 {
+            assert!(report.lines().all(|l| l.contains("\"already_delta\":true")), "{report}");
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -385,3 +385,114 @@ pub fn store_path(lake: &Location, ws: &str, table: &str, rel: &str) -> Path {
     }
     p
 }
+
+/// What [`migrate`] did to one table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MigratedTable {
+    /// Workspace.
+    pub workspace: String,
+    /// Table.
+    pub table: String,
+    /// Objects committed (0 when the table already had a log).
+    pub objects: usize,
+    /// True when the table already was a Delta table (left as it is).
+    pub already_delta: bool,
+}
+
+/// Converts a lake written before the Delta format, in place: for each workspace, every table
+/// folder without a `_delta_log` gets one commit naming its objects — in the per-file tables only
+/// the objects of files whose `file_index` record says FINISHED (the old format's visibility rule;
+/// objects of unfinished files stay out, as orphans) — and `file_index` itself last. Objects keep
+/// their names and bytes (no copy). Idempotent: a table that has a log is left as it is, so a
+/// migration that stopped half-way is finished by running it again.
+pub async fn migrate(lake: &Location, workspaces: &[String]) -> Result<Vec<MigratedTable>, MigrateError> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let mut out = Vec::new();
+    for ws in workspaces {
+        // Old file_index records: one object per file, `part-<file_id>.parquet`.
+        let mut finished: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
+        let records: Vec<object_store::ObjectMeta> =
+            lake.store.list(Some(&lake.child(&[ws, "file_index"]))).try_collect().await.map_err(MigrateError::Store)?;
+        for r in records.iter().filter(|m| m.location.as_ref().ends_with(".parquet") && !m.location.as_ref().contains("/_delta_log/")) {
+            let bytes = lake.store.get(&r.location).await.map_err(MigrateError::Store)?.bytes().await.map_err(MigrateError::Store)?;
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(|b| b.build())
+                .map_err(|e| MigrateError::Object(r.location.to_string(), e.to_string()))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| MigrateError::Object(r.location.to_string(), e.to_string()))?;
+                let ids = batch.column_by_name("file_id").and_then(|c| c.as_any().downcast_ref::<arrow::array::Int64Array>().cloned());
+                let status = batch.column_by_name("status").and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>().cloned());
+                if let (Some(ids), Some(status)) = (ids, status) {
+                    for i in 0..batch.num_rows() {
+                        if status.value(i) == "FINISHED" {
+                            finished.insert(ids.value(i));
+                        }
+                    }
+                }
+            }
+        }
+        for table in TABLES {
+            if let Some(t) = open(lake, ws, table).await? {
+                if t.version().is_some() {
+                    out.push(MigratedTable { workspace: ws.clone(), table: table.into(), objects: 0, already_delta: true });
+                    continue;
+                }
+            }
+            let root = lake.child(&[ws, table]);
+            let objects: Vec<object_store::ObjectMeta> = lake.store.list(Some(&root)).try_collect().await.map_err(MigrateError::Store)?;
+            let (_, partitions) = layout(table)?;
+            let mut adds = Vec::new();
+            for m in objects {
+                let Some(rel) = m.location.as_ref().strip_prefix(root.as_ref()).map(|r| r.trim_start_matches('/').to_string()) else { continue };
+                if !rel.ends_with(".parquet") || rel.starts_with("_delta_log/") {
+                    continue;
+                }
+                let name = object_name(&rel);
+                let keep = match table {
+                    "file_index" | "dataset_index" => true,
+                    _ => name
+                        .strip_prefix("part-")
+                        .and_then(|n| n.strip_suffix(".parquet"))
+                        .and_then(|n| n.parse::<i64>().ok())
+                        .is_some_and(|id| finished.contains(&id)),
+                };
+                if !keep {
+                    continue;
+                }
+                let mut parts: Vec<(&str, String)> = Vec::new();
+                for p in partitions {
+                    let v = rel
+                        .split('/')
+                        .find_map(|seg| seg.strip_prefix(&format!("{p}=")).map(str::to_string))
+                        .ok_or_else(|| MigrateError::Object(m.location.to_string(), format!("no {p}= folder")))?;
+                    parts.push((p, v));
+                }
+                let mut a = add(rel, m.size, &parts, None);
+                a.modification_time = m.last_modified.timestamp_millis();
+                adds.push(Action::Add(a));
+            }
+            let n = adds.len();
+            let mut t = open_or_create(lake, ws, table).await?;
+            if n > 0 {
+                commit(&mut t, adds, None, partitions).await?;
+            }
+            out.push(MigratedTable { workspace: ws.clone(), table: table.into(), objects: n, already_delta: false });
+        }
+    }
+    Ok(out)
+}
+
+/// Errors of [`migrate`].
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The Delta log.
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+    /// Listing or reading the old objects.
+    #[error("object store: {0}")]
+    Store(object_store::Error),
+    /// An old object that cannot be read as the old format wrote it.
+    #[error("{0}: {1}")]
+    Object(String, String),
+}
