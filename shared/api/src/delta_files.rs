@@ -23,8 +23,13 @@ use crate::guard::GuardedStore;
 use object_store::path::Path;
 use object_store::ObjectMeta;
 
+/// Every table is re-read at least this often, whether or not a `file_index` moved.
+const FULL_REFRESH: Duration = Duration::from_secs(60);
+
 /// One table: where DataFusion sees it and its log.
 struct Source {
+    /// True for a workspace's `file_index` (followed first; its commits come last in an ingest).
+    index: bool,
     /// The table folder's path in the store DataFusion reads through (the list-files cache key).
     key: Path,
     log: LogStoreRef,
@@ -35,8 +40,8 @@ struct Source {
 pub struct DeltaFiles {
     sources: Vec<Source>,
     lists: RwLock<HashMap<Path, CachedFileList>>,
-    /// When the snapshots were last brought up to date.
-    followed: tokio::sync::Mutex<Option<Instant>>,
+    /// When the `file_index` snapshots, and all snapshots, were last brought up to date.
+    followed: tokio::sync::Mutex<(Option<Instant>, Option<Instant>)>,
     interval: Duration,
     /// Objects found unreadable are left out (`guard.rs`).
     guard: Arc<GuardedStore>,
@@ -50,35 +55,48 @@ impl std::fmt::Debug for DeltaFiles {
 
 impl DeltaFiles {
     /// A cache for `tables` (key path, log store), followed at most every `interval`.
-    pub fn new(tables: Vec<(Path, LogStoreRef)>, interval: Duration, guard: Arc<GuardedStore>) -> Self {
+    /// `tables`: (key path, log store, is it a `file_index`).
+    pub fn new(tables: Vec<(Path, LogStoreRef, bool)>, interval: Duration, guard: Arc<GuardedStore>) -> Self {
         let mut lists = HashMap::new();
         let sources = tables
             .into_iter()
-            .map(|(key, log)| {
+            .map(|(key, log, index)| {
                 lists.insert(key.clone(), CachedFileList::new(Vec::new()));
-                Source { key, log, table: tokio::sync::Mutex::new(None) }
+                Source { index, key, log, table: tokio::sync::Mutex::new(None) }
             })
             .collect();
-        DeltaFiles { sources, lists: RwLock::new(lists), followed: tokio::sync::Mutex::new(None), interval, guard }
+        DeltaFiles { sources, lists: RwLock::new(lists), followed: tokio::sync::Mutex::new((None, None)), interval, guard }
     }
 
-    /// Brings every table's snapshot up to date unless that happened less than the interval ago
-    /// (concurrent callers wait for one refresh). A table whose log cannot be read keeps its last
-    /// snapshot; the error is returned after the others are refreshed.
+    /// Brings the snapshots up to date unless that happened less than the interval ago (concurrent
+    /// callers wait for one refresh). The `file_index` tables first (one log listing each): an
+    /// ingest commits its file's record last, so the other tables only need reading when one of
+    /// them moved (or every [`FULL_REFRESH`], for commits that do not end with a record, such as a
+    /// failed file's row removals, whose rows are not served anyway). A log that cannot be read
+    /// fails the call after the others are refreshed, and the next call tries again.
     pub async fn follow(&self) -> Result<(), delta::DeltaError> {
         let mut followed = self.followed.lock().await;
-        if followed.is_some_and(|at| at.elapsed() < self.interval) {
+        if followed.0.is_some_and(|at| at.elapsed() < self.interval) {
             return Ok(());
         }
-        let results = futures::future::join_all(self.sources.iter().map(|s| self.refresh(s))).await;
+        let indexes = futures::future::join_all(self.sources.iter().filter(|s| s.index).map(|s| self.refresh(s))).await;
+        let mut moved = false;
+        for r in indexes {
+            moved |= r?;
+        }
+        if moved || followed.1.is_none_or(|at| at.elapsed() >= FULL_REFRESH) {
+            let rest = futures::future::join_all(self.sources.iter().filter(|s| !s.index).map(|s| self.refresh(s))).await;
+            rest.into_iter().collect::<Result<Vec<bool>, _>>()?;
+            followed.1 = Some(Instant::now());
+        }
         // Only a complete refresh counts: while a log cannot be read, every request tries again
         // (and answers 503) instead of serving an incomplete lake for a whole interval.
-        results.into_iter().collect::<Result<Vec<()>, _>>()?;
-        *followed = Some(Instant::now());
+        followed.0 = Some(Instant::now());
         Ok(())
     }
 
-    async fn refresh(&self, s: &Source) -> Result<(), delta::DeltaError> {
+    /// Refreshes one table; true if its version moved (or it appeared).
+    async fn refresh(&self, s: &Source) -> Result<bool, delta::DeltaError> {
         let mut slot = s.table.lock().await;
         let before = slot.as_ref().and_then(DeltaTable::version);
         match slot.as_mut() {
@@ -89,9 +107,9 @@ impl DeltaFiles {
             }
             None => *slot = delta::open_with(s.log.clone()).await?,
         }
-        let Some(t) = slot.as_ref() else { return Ok(()) };
+        let Some(t) = slot.as_ref() else { return Ok(false) };
         if before.is_some() && before == t.version() {
-            return Ok(());
+            return Ok(false);
         }
         let files: Vec<ObjectMeta> = delta::active_files(t)?
             .into_iter()
@@ -112,7 +130,7 @@ impl DeltaFiles {
         if let Ok(mut lists) = self.lists.write() {
             lists.insert(s.key.clone(), CachedFileList::new(files));
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Objects of the table at `key` in the current snapshot.

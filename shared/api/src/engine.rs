@@ -86,7 +86,7 @@ impl Engine {
             for table in TABLES {
                 let url = ListingTableUrl::parse(format!("{base}/{}/{table}/", ws.name))?;
                 let log = dials_lake::delta::log_store(lake, &[&ws.name, table], None).map_err(|e| ApiError::Internal(e.to_string()))?;
-                logs.push((url.prefix().clone(), log));
+                logs.push((url.prefix().clone(), log, table == "file_index"));
                 urls.push((ws.name.clone(), table, url));
             }
         }
