@@ -3,6 +3,7 @@
 mod dump;
 mod ingest;
 mod inspect;
+mod ml;
 mod scan;
 mod serve;
 mod worker;
@@ -111,6 +112,11 @@ enum Command {
         #[arg(long, env = "DIALS_MAX_RECEIVES")]
         max_receives: Option<u32>,
     },
+    /// Models: register ONNX models, update thresholds, backfill scores (docs/ml.md).
+    Ml {
+        #[command(subcommand)]
+        command: ml::MlCommand,
+    },
     /// Decode every element without printing it: an integrity and speed check.
     Scan {
         /// DQMIO files.
@@ -144,6 +150,7 @@ fn main() -> ExitCode {
         Command::Inspect { file, json } => inspect::run(&file, json),
         Command::Dump { file, me_regex } => dump::run(&file, me_regex.as_deref()),
         Command::Scan { files, threads } => scan::run(&files, threads),
+        Command::Ml { command } => ml::run(command),
         Command::Serve { lake, workspaces, listen } => serve::serve(&lake, workspaces.as_deref(), &listen),
         Command::Up { inbox, lake, workspaces, dataset, listen } => serve::up(&inbox, &lake, workspaces.as_deref(), dataset, &listen),
         Command::Worker { queue_url, lake, workspaces, default_dataset, invoke_url, idle_exit, max_receives } => {

@@ -55,6 +55,8 @@ pub struct Engine {
     guard: Arc<GuardedStore>,
     /// Registered table name → its objects' prefix in `guard`'s key space (for probes).
     prefixes: Vec<(String, object_store::path::Path)>,
+    /// The lake served (the ML registry reads its model documents from it, `ml/`).
+    pub lake: Location,
 }
 
 /// Failed attempts of one query, each after quarantining newly found unreadable objects.
@@ -141,6 +143,7 @@ impl Engine {
             refresh: tokio::sync::Mutex::new(()),
             guard,
             prefixes,
+            lake: lake.clone(),
         })
     }
 
@@ -191,6 +194,11 @@ impl Engine {
             }
         }
         Ok(found)
+    }
+
+    /// The DataFusion session (the ML module registers its results table here, `ml/tables.rs`).
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
     }
 
     /// Objects left out of queries because they could not be read (see `guard.rs`).

@@ -1,0 +1,110 @@
+//! An ONNX file loaded once with tract (pure Rust, nothing downloaded) for a batch of symbolic size.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use crate::error::{MlError, Result};
+use crate::model::OutputSig;
+
+/// A model ready to run: inputs `float32 [N, tail...]` with `N` (lumisections) free.
+pub struct OnnxModel {
+    label: String,
+    plan: Arc<TypedSimplePlan>,
+    /// The ONNX inputs' names, in order.
+    pub inputs: Vec<String>,
+    /// Per-lumisection shape of each input (`[nx]` or `[ny, nx]`).
+    pub tails: Vec<Vec<usize>>,
+    /// The ONNX outputs, in order.
+    pub outputs: Vec<OutputSig>,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxModel").field("label", &self.label).field("inputs", &self.inputs).field("outputs", &self.outputs).finish()
+    }
+}
+
+fn dims_of(shape: &[TDim]) -> Vec<i64> {
+    shape.iter().map(|d| d.as_i64().unwrap_or(-1)).collect()
+}
+
+impl OnnxModel {
+    /// Loads `bytes` for inputs whose per-lumisection shapes are `tails` (one per ONNX input, in
+    /// order). A file tract cannot read, or whose declared input shapes contradict `tails`, is a
+    /// [`MlError::Load`] (never a panic).
+    pub fn load(label: &str, bytes: &[u8], tails: &[Vec<usize>]) -> Result<Self> {
+        let err = |message: String| MlError::Load { model: label.to_string(), message };
+        let built = catch_unwind(AssertUnwindSafe(|| -> TractResult<(TypedModel, Vec<String>, Vec<String>)> {
+            let mut model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes))?;
+            let inputs: Vec<String> =
+                model.input_outlets()?.iter().map(|o| model.node(o.node).name.clone()).collect();
+            if inputs.len() != tails.len() {
+                return Err(TractError::msg(format!("the ONNX file has {} input(s), the model document names {} ME(s)", inputs.len(), tails.len())));
+            }
+            let outputs: Vec<String> = model
+                .output_outlets()?
+                .iter()
+                .map(|o| model.outlet_label(*o).map(str::to_string).unwrap_or_else(|| model.node(o.node).name.clone()))
+                .collect();
+            let n = model.symbols.sym("N");
+            for (i, tail) in tails.iter().enumerate() {
+                let shape: TVec<TDim> = std::iter::once(TDim::Sym(n.clone())).chain(tail.iter().map(|d| TDim::from(*d))).collect();
+                model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), shape))?;
+            }
+            Ok((model.into_optimized()?, inputs, outputs))
+        }))
+        .map_err(|_| err("tract panicked while loading the model".into()))?
+        .map_err(|e| err(format!("{e:#}")))?;
+        let (typed, inputs, names) = built;
+        let mut outputs = Vec::with_capacity(names.len());
+        for (i, name) in names.into_iter().enumerate() {
+            let fact = typed.output_fact(i).map_err(|e| err(format!("{e:#}")))?;
+            outputs.push(OutputSig {
+                name,
+                dims: dims_of(fact.shape.dims()),
+                data_type: format!("{:?}", fact.datum_type).to_lowercase(),
+            });
+        }
+        let plan = typed.into_runnable().map_err(|e| err(format!("{e:#}")))?;
+        Ok(OnnxModel { label: label.to_string(), plan, inputs, tails: tails.to_vec(), outputs })
+    }
+
+    /// Runs one batch. `data[i]` holds `n` rows of input `i`'s tail shape, row-major.
+    pub fn run(&self, run: i64, n: usize, data: &[Vec<f32>]) -> Result<Vec<Tensor>> {
+        let fail = |message: String| MlError::Run { model: self.label.clone(), run, message };
+        let mut inputs: TVec<TValue> = TVec::new();
+        for (tail, d) in self.tails.iter().zip(data) {
+            let mut shape = vec![n];
+            shape.extend(tail);
+            let t = Tensor::from_shape::<f32>(&shape, d).map_err(|e| fail(format!("{e:#}")))?;
+            inputs.push(t.into_tvalue());
+        }
+        let out = catch_unwind(AssertUnwindSafe(|| self.plan.run(inputs)))
+            .map_err(|_| fail("tract panicked while running the model".into()))?
+            .map_err(|e| fail(format!("{e:#}")))?;
+        Ok(out.into_iter().map(|v| v.into_tensor()).collect())
+    }
+
+    /// Index of an output named `key` (or given as its position, `"1"`).
+    pub fn output_index(&self, key: &str) -> Option<usize> {
+        self.outputs.iter().position(|o| o.name == key).or_else(|| key.parse::<usize>().ok().filter(|i| *i < self.outputs.len()))
+    }
+}
+
+/// One value per lumisection from an output tensor of shape `[n]` or `[n, 1]` (bool or numeric).
+pub fn per_ls(t: &Tensor, n: usize) -> std::result::Result<Vec<f64>, String> {
+    let shape = t.shape();
+    let ok = t.len() == n && (shape.is_empty() && n == 1 || shape.first() == Some(&n));
+    if !ok {
+        return Err(format!("output of shape {shape:?} does not give one value per lumisection ({n})"));
+    }
+    if t.datum_type() == bool::datum_type() {
+        let v = t.to_plain_array_view::<bool>().map_err(|e| format!("{e:#}"))?;
+        return Ok(v.iter().map(|b| if *b { 1.0 } else { 0.0 }).collect());
+    }
+    let c = t.cast_to::<f64>().map_err(|e| format!("{e:#}"))?;
+    let v = c.to_plain_array_view::<f64>().map_err(|e| format!("{e:#}"))?;
+    Ok(v.iter().copied().collect())
+}
