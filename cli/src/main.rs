@@ -133,6 +133,11 @@ const EXIT_BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     // A bug must still end as a clear message and exit code 2, never as 101 or a signal.
     std::panic::set_hook(Box::new(|info| {
+        // A model's panic inside tract is caught and becomes that model's error (dials-ml).
+        if dials_ml::onnx::in_model() {
+            tracing::debug!(%info, "model panicked (caught)");
+            return;
+        }
         eprintln!("dials: internal error: {info}");
         std::process::exit(i32::from(EXIT_BAD_INPUT));
     }));

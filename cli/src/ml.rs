@@ -27,11 +27,11 @@ pub enum MlCommand {
         /// Input ME paths, one per ONNX input in order (comma-separated).
         #[arg(long, value_delimiter = ',', required = true)]
         input: Vec<String>,
-        /// Output giving the per-lumisection score (mode A, with --threshold).
-        #[arg(long, requires = "threshold", conflicts_with = "flagging_key", required_unless_present = "flagging_key")]
+        /// Output giving the per-lumisection score (mode A, with --threshold; mode B: the score stored beside the flag).
+        #[arg(long, required_unless_present = "flagging_key")]
         metric_key: Option<String>,
         /// A lumisection is anomalous when the score is above this (mode A).
-        #[arg(long, requires = "metric_key", allow_negative_numbers = true)]
+        #[arg(long, requires = "metric_key", conflicts_with = "flagging_key", allow_negative_numbers = true)]
         threshold: Option<f64>,
         /// Output that is the model's own flag, non-zero = anomalous (mode B).
         #[arg(long)]
@@ -152,6 +152,9 @@ pub fn run(cmd: MlCommand) -> Result<(), CliError> {
     rt.block_on(async move {
         match cmd {
             MlCommand::Register { at, name, onnx, input, metric_key, threshold, flagging_key, description, tags, inactive } => {
+                if flagging_key.is_none() && threshold.is_none() {
+                    return Err(CliError::Usage("--metric-key needs --threshold (mode A), or give --flagging-key (mode B)".into()));
+                }
                 let bytes = std::fs::read(&onnx).map_err(|e| CliError::Usage(format!("--onnx {}: {e}", onnx.display())))?;
                 let tags = tags
                     .iter()

@@ -89,16 +89,22 @@ def th2_energy(ny, nx, flag_at):
 
 
 def fails_on_batches(n_bins):
-    """Runs on one lumisection, fails on more: reshapes its input to a fixed [1, n_bins]."""
+    """Runs on one lumisection, raises on more: it looks up a one-element table at index N-1
+    (N = lumisections in the batch), which no shape analysis can rule out before it runs."""
     nodes = [
-        helper.make_node("Reshape", ["x", "shape"], ["y"]),
-        helper.make_node("ReduceMean", ["y"], ["mse"], axes=[1], keepdims=0),
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Sub", ["n", "one"], ["i"]),
+        helper.make_node("Gather", ["table", "i"], ["v"], axis=0),
+        helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=0),
+        helper.make_node("Add", ["m", "v"], ["mse"]),
     ]
     g = helper.make_graph(
         nodes, "fails_on_batches",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n_bins])],
         [helper.make_tensor_value_info("mse", TensorProto.FLOAT, ["N"])],
-        [numpy_helper.from_array(np.array([1, n_bins], np.int64), "shape")])
+        [numpy_helper.from_array(np.array(0, np.int64), "zero"), numpy_helper.from_array(np.array(1, np.int64), "one"),
+         numpy_helper.from_array(np.array([0.5], np.float32), "table")])
     return _model(g)
 
 

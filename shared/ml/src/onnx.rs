@@ -1,5 +1,6 @@
 //! An ONNX file loaded once with tract (pure Rust, nothing downloaded) for a batch of symbolic size.
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -26,6 +27,27 @@ impl std::fmt::Debug for OnnxModel {
     }
 }
 
+thread_local! {
+    static IN_MODEL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True while this thread runs tract on a model: a process-wide panic hook that ends the process
+/// (the `dials` binary has one) must let such a panic unwind, so that it becomes the model's error.
+pub fn in_model() -> bool {
+    IN_MODEL.with(Cell::get)
+}
+
+/// Runs `f` (tract) with panics caught and turned into their message.
+fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    IN_MODEL.with(|c| c.set(true));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    IN_MODEL.with(|c| c.set(false));
+    r.map_err(|p| {
+        let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+        format!("tract panicked: {msg}")
+    })
+}
+
 fn dims_of(shape: &[TDim]) -> Vec<i64> {
     shape.iter().map(|d| d.as_i64().unwrap_or(-1)).collect()
 }
@@ -36,7 +58,7 @@ impl OnnxModel {
     /// [`MlError::Load`] (never a panic).
     pub fn load(label: &str, bytes: &[u8], tails: &[Vec<usize>]) -> Result<Self> {
         let err = |message: String| MlError::Load { model: label.to_string(), message };
-        let built = catch_unwind(AssertUnwindSafe(|| -> TractResult<(TypedModel, Vec<String>, Vec<String>)> {
+        let built = guarded(|| -> TractResult<(TypedModel, Vec<String>, Vec<String>)> {
             let mut model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes))?;
             let inputs: Vec<String> =
                 model.input_outlets()?.iter().map(|o| model.node(o.node).name.clone()).collect();
@@ -54,8 +76,8 @@ impl OnnxModel {
                 model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), shape))?;
             }
             Ok((model.into_optimized()?, inputs, outputs))
-        }))
-        .map_err(|_| err("tract panicked while loading the model".into()))?
+        })
+        .map_err(err)?
         .map_err(|e| err(format!("{e:#}")))?;
         let (typed, inputs, names) = built;
         let mut outputs = Vec::with_capacity(names.len());
@@ -81,8 +103,8 @@ impl OnnxModel {
             let t = Tensor::from_shape::<f32>(&shape, d).map_err(|e| fail(format!("{e:#}")))?;
             inputs.push(t.into_tvalue());
         }
-        let out = catch_unwind(AssertUnwindSafe(|| self.plan.run(inputs)))
-            .map_err(|_| fail("tract panicked while running the model".into()))?
+        let out = guarded(|| self.plan.run(inputs))
+            .map_err(fail)?
             .map_err(|e| fail(format!("{e:#}")))?;
         Ok(out.into_iter().map(|v| v.into_tensor()).collect())
     }
