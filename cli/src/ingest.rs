@@ -201,7 +201,7 @@ pub async fn ingest_one(
     match result {
         Ok(rep) => {
             // Issue 11: active models score the file's lumisections (never fails the ingest).
-            for (w, model, st) in dials_api::ml::jobs::after_ingest(lake, ws, &rep, ml_models()).await {
+            for (w, model, st) in dials_ml::hook::after_ingest(lake, &rep, ml_models()).await {
                 tracing::info!(workspace = %w, model, run = st.run_number, status = %st.status, scored = st.scored, error = ?st.error, "ML scoring");
             }
             Ok(rep)

@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod cert;
 pub mod error;
+pub mod hook;
 pub mod model;
 pub mod onnx;
 pub mod registry;
