@@ -95,6 +95,9 @@ pub enum MlCommand {
         /// Timed batches.
         #[arg(long, default_value_t = 20)]
         reps: usize,
+        /// Prepare the model for exactly --n-ls lumisections instead of a symbolic batch.
+        #[arg(long)]
+        fixed: bool,
     },
     /// List the models of a workspace (every revision) as JSON lines.
     List {
@@ -143,9 +146,9 @@ fn print_json(v: &impl serde::Serialize) -> Result<(), CliError> {
 
 /// Runs a `dials ml` subcommand.
 pub fn run(cmd: MlCommand) -> Result<(), CliError> {
-    if let MlCommand::Bench { onnx, shape, n_ls, reps } = &cmd {
+    if let MlCommand::Bench { onnx, shape, n_ls, reps, fixed } = &cmd {
         let bytes = std::fs::read(onnx).map_err(|e| CliError::Usage(format!("--onnx {}: {e}", onnx.display())))?;
-        let r = dials_ml::bench::run(&bytes, shape, *n_ls, (*reps).max(1)).map_err(|e| CliError::Usage(e.to_string()))?;
+        let r = dials_ml::bench::run(&bytes, shape, *n_ls, (*reps).max(1), *fixed).map_err(|e| CliError::Usage(e.to_string()))?;
         return print_json(&r);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;

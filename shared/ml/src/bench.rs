@@ -18,8 +18,8 @@ pub struct BenchResult {
 }
 
 /// Runs `reps` batches of `n_ls` lumisections of pseudo-random bins (after one warm-up batch).
-pub fn run(bytes: &[u8], tail: &[usize], n_ls: usize, reps: usize) -> Result<BenchResult> {
-    let model = OnnxModel::load("bench", bytes, &[tail.to_vec()])?;
+pub fn run(bytes: &[u8], tail: &[usize], n_ls: usize, reps: usize, fixed: bool) -> Result<BenchResult> {
+    let model = OnnxModel::load_for("bench", bytes, &[tail.to_vec()], fixed.then_some(n_ls))?;
     let per: usize = tail.iter().product();
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let data: Vec<f32> = (0..n_ls * per)

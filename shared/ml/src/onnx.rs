@@ -57,6 +57,12 @@ impl OnnxModel {
     /// order). A file tract cannot read, or whose declared input shapes contradict `tails`, is a
     /// [`MlError::Load`] (never a panic).
     pub fn load(label: &str, bytes: &[u8], tails: &[Vec<usize>]) -> Result<Self> {
+        Self::load_for(label, bytes, tails, None)
+    }
+
+    /// [`load`](Self::load) with the batch size fixed to `batch` when given (the plan is then
+    /// specialised to it; used to measure what the symbolic batch costs).
+    pub fn load_for(label: &str, bytes: &[u8], tails: &[Vec<usize>], batch: Option<usize>) -> Result<Self> {
         let err = |message: String| MlError::Load { model: label.to_string(), message };
         let built = guarded(|| -> TractResult<(TypedModel, Vec<String>, Vec<String>)> {
             let mut model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes))?;
@@ -72,7 +78,8 @@ impl OnnxModel {
                 .collect();
             let n = model.symbols.sym("N");
             for (i, tail) in tails.iter().enumerate() {
-                let shape: TVec<TDim> = std::iter::once(TDim::Sym(n.clone())).chain(tail.iter().map(|d| TDim::from(*d))).collect();
+                let first = batch.map_or_else(|| TDim::Sym(n.clone()), TDim::from);
+                let shape: TVec<TDim> = std::iter::once(first).chain(tail.iter().map(|d| TDim::from(*d))).collect();
                 model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), shape))?;
             }
             Ok((model.into_optimized()?, inputs, outputs))
