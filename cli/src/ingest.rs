@@ -201,8 +201,13 @@ pub async fn ingest_one(
     match result {
         Ok(rep) => {
             // Issue 11: active models score the file's lumisections (never fails the ingest).
-            for (w, model, st) in dials_ml::hook::after_ingest(lake, &rep, ml_models()).await {
+            let t = Instant::now();
+            let scored = dials_ml::hook::after_ingest(lake, &rep, ml_models()).await;
+            for (w, model, st) in &scored {
                 tracing::info!(workspace = %w, model, run = st.run_number, status = %st.status, scored = st.scored, error = ?st.error, "ML scoring");
+            }
+            if !scored.is_empty() {
+                tracing::info!(input, seconds = t.elapsed().as_secs_f64(), "ML hook done");
             }
             Ok(rep)
         }
