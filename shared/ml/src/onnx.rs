@@ -5,6 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{MlError, Result};
 use crate::model::OutputSig;
@@ -78,6 +79,23 @@ impl OnnxModel {
                 .collect();
             let n = model.symbols.sym("N");
             for (i, tail) in tails.iter().enumerate() {
+                // The file's own declaration wins over ours: a model declared for other bins is not
+                // silently re-shaped (elementwise graphs would accept anything).
+                let declared = &model.input_fact(i)?.shape;
+                if !declared.is_open() {
+                    let dims: Vec<Option<i64>> = declared.dims().map(|d| d.concretize().and_then(|t| t.as_i64())).collect();
+                    let fits = dims.len() == tail.len() + 1
+                        && dims.iter().skip(1).zip(tail).all(|(d, t)| d.is_none_or(|d| d < 0 || d as usize == *t));
+                    if !fits {
+                        let shown: Vec<String> = dims.iter().map(|d| d.map_or("?".to_string(), |v| v.to_string())).collect();
+                        return Err(TractError::msg(format!(
+                            "input '{}' is declared [{}], the ME gives [N, {}]",
+                            inputs[i],
+                            shown.join(", "),
+                            tail.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                        )));
+                    }
+                }
                 let first = batch.map_or_else(|| TDim::Sym(n.clone()), TDim::from);
                 let shape: TVec<TDim> = std::iter::once(first).chain(tail.iter().map(|d| TDim::from(*d))).collect();
                 model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), shape))?;
