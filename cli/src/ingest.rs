@@ -163,6 +163,12 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// Models loaded by this process (each ONNX file is loaded once).
+fn ml_models() -> &'static dials_ml::registry::ModelCache {
+    static CACHE: std::sync::OnceLock<dials_ml::registry::ModelCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
 /// Ingests one input, recording a permanent failure in the lake. Returns the report or the failure
 /// (with whether it was recorded). `name` is the file's name for identity (its key, or its path
 /// relative to an inbox); `progress` (terminal runs) sees the bytes read while the file is decoded.
@@ -193,7 +199,18 @@ pub async fn ingest_one(
         Err(e) => Err(e),
     };
     match result {
-        Ok(rep) => Ok(rep),
+        Ok(rep) => {
+            // Issue 11: active models score the file's lumisections (never fails the ingest).
+            let t = Instant::now();
+            let scored = dials_ml::hook::after_ingest(lake, &rep, ml_models()).await;
+            for (w, model, st) in &scored {
+                tracing::info!(workspace = %w, model, run = st.run_number, status = %st.status, scored = st.scored, error = ?st.error, "ML scoring");
+            }
+            if !scored.is_empty() {
+                tracing::info!(input, seconds = t.elapsed().as_secs_f64(), "ML hook done");
+            }
+            Ok(rep)
+        }
         Err(error) if error.is_transient() => Err(Failure { error, recorded: false }),
         Err(error) => {
             let size = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);

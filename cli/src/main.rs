@@ -4,6 +4,7 @@ mod dump;
 mod ingest;
 mod inspect;
 mod migrate;
+mod ml;
 mod scan;
 mod serve;
 mod worker;
@@ -126,6 +127,11 @@ enum Command {
         #[arg(long, env = "DIALS_WORKSPACES")]
         workspaces: Option<String>,
     },
+    /// Models: register ONNX models, update thresholds, backfill scores (docs/ml.md).
+    Ml {
+        #[command(subcommand)]
+        command: ml::MlCommand,
+    },
     /// Decode every element without printing it: an integrity and speed check.
     Scan {
         /// DQMIO files.
@@ -142,6 +148,11 @@ const EXIT_BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     // A bug must still end as a clear message and exit code 2, never as 101 or a signal.
     std::panic::set_hook(Box::new(|info| {
+        // A model's panic inside tract is caught and becomes that model's error (dials-ml).
+        if dials_ml::onnx::in_model() {
+            tracing::debug!(%info, "model panicked (caught)");
+            return;
+        }
         eprintln!("dials: internal error: {info}");
         std::process::exit(i32::from(EXIT_BAD_INPUT));
     }));
@@ -159,6 +170,7 @@ fn main() -> ExitCode {
         Command::Inspect { file, json } => inspect::run(&file, json),
         Command::Dump { file, me_regex } => dump::run(&file, me_regex.as_deref()),
         Command::Scan { files, threads } => scan::run(&files, threads),
+        Command::Ml { command } => ml::run(command),
         Command::Migrate { lake, workspaces } => migrate::run(&lake, workspaces.as_deref()),
         Command::Serve { lake, workspaces, listen, auth } => serve::serve(&lake, workspaces.as_deref(), &listen, &auth),
         Command::Up { inbox, lake, workspaces, dataset, listen, auth } => {

@@ -58,6 +58,8 @@ pub struct Engine {
     prefixes: Vec<(String, object_store::path::Path)>,
     /// Every table's committed objects, from its Delta log.
     files: Arc<DeltaFiles>,
+    /// The lake served (the ML registry reads its model documents from it, `ml/`).
+    pub lake: Location,
 }
 
 /// Failed attempts of one query, each after quarantining newly found unreadable objects.
@@ -143,6 +145,7 @@ impl Engine {
             guard,
             prefixes,
             files,
+            lake: lake.clone(),
         })
     }
 
@@ -198,6 +201,11 @@ impl Engine {
     /// Brings the tables' Delta snapshots up to date (at most once per listing interval).
     pub async fn follow(&self) -> Result<(), ApiError> {
         self.files.follow().await.map_err(|e| ApiError::Unavailable(e.to_string()))
+    }
+
+    /// The DataFusion session (the ML module registers its results table here, `ml/tables.rs`).
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
     }
 
     /// Objects left out of queries because they could not be read (see `guard.rs`).

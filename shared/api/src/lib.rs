@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod guard;
 pub mod json;
+pub mod ml;
 pub mod openapi;
 pub mod params;
 pub mod routes;

@@ -28,6 +28,25 @@ fn list_op(summary: &str, params: &[(&str, &str)], item: Value, paginated: bool)
         "503": { "description": "The lake's store failed or did not answer in time; see Retry-After", "content": { "application/json": { "schema": { "type": "object" } } } } } } })
 }
 
+/// cert-json / golden-json: POST with a JSON body (cmsdials 2.4.1) or GET with comma-separated
+/// parameters (DIALS v1.12); the three lists are required.
+fn cert_op(summary: &str) -> Value {
+    let keys = ["model_id__in", "dataset_id__in", "run_number__in"];
+    let ints = json!({ "type": "array", "items": { "type": "integer" } });
+    let body = json!({ "type": "object", "required": keys, "properties": { "model_id__in": ints, "dataset_id__in": ints, "run_number__in": ints } });
+    let mut ps: Vec<Value> = keys.iter().map(|k| json!({ "name": k, "in": "query", "required": true, "schema": { "type": "string" } })).collect();
+    ps.push(json!({ "name": "Workspace", "in": "header", "required": false, "schema": { "type": "string" } }));
+    let responses = json!({
+        "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object" } } } },
+        "400": { "description": "Missing or invalid parameter, unknown model id", "content": { "application/json": { "schema": { "type": "object" } } } },
+        "404": { "description": "Unknown workspace", "content": { "application/json": { "schema": { "type": "object" } } } } });
+    let hdr = json!([{ "name": "Workspace", "in": "header", "required": false, "schema": { "type": "string" } }]);
+    json!({
+        "get": { "summary": summary, "parameters": ps, "responses": responses },
+        "post": { "summary": summary, "parameters": hdr, "requestBody": { "required": true, "content": { "application/json": { "schema": body } } }, "responses": responses },
+    })
+}
+
 fn obj(fields: &[(&str, &str)]) -> Value {
     let props: serde_json::Map<String, Value> = fields
         .iter()
@@ -69,6 +88,18 @@ pub fn document() -> Value {
     let ds = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("era", "string"), ("data_tier", "string"),
         ("primary_ds_name", "string"), ("processed_ds_name", "string"), ("processing_version", "integer"), ("last_modification_date", "string")]);
     let me = obj(&[("me_id", "integer"), ("me", "string"), ("count", "integer"), ("dim", "integer")]);
+    let model = obj(&[("id", "integer"), ("name", "string"), ("revision", "integer"), ("ready", "boolean"), ("active", "boolean"),
+        ("type", "string"), ("anomaly_threshold", "num?"), ("builtin_threshold", "boolean"), ("description", "string"),
+        ("flagging_key", "str?"), ("input_signature", "array"), ("metric_key", "str?"), ("output_signature", "array"),
+        ("tags", "arr?"), ("isvc_service_name", "str?"), ("isvc_yaml", "str?"), ("created_by", "string"), ("modified_by", "string"),
+        ("created_at", "string"), ("modified_at", "string")]);
+    let bad = obj(&[("model_id", "integer"), ("dataset_id", "integer"), ("run_number", "integer"), ("ls_number", "integer"), ("metric_value", "number")]);
+    let model_p = [("id", "integer"), ("id__in", "string"), ("name", "string"), ("name__regex", "string"), ("active", "boolean"),
+        ("ready", "boolean"), ("type", "string"), ("input_signature_contains_me", "string"), ("input_signature_contains_me__regex", "string"),
+        ("tag_name", "string"), ("tag_value", "string")];
+    let bad_p = [("model_id", "integer"), ("model_id__in", "string"), ("dataset_id", "integer"), ("dataset_id__in", "string"),
+        ("dataset", "string"), ("dataset__regex", "string"), ("me_id", "integer"), ("me", "string"), ("me__regex", "string"),
+        ("run_number", "integer"), ("run_number__in", "string"), ("ls_number", "integer")];
     let run_p = [("dataset_id", "integer"), ("run_number", "integer"), ("run_number__gte", "integer"), ("run_number__lte", "integer"), ("dataset", "string"), ("dataset__regex", "string")];
     json!({
         "openapi": "3.1.0",
@@ -81,6 +112,10 @@ pub fn document() -> Value {
             "/api/v1/file-index/": list_op("Ingested files", &[("dataset_id", "integer"), ("logical_file_name", "string"), ("logical_file_name__regex", "string"), ("status", "string"), ("min_size", "integer"), ("dataset", "string"), ("dataset__regex", "string")], file, true),
             "/api/v1/dataset-index/": list_op("Datasets", &[("dataset", "string"), ("dataset__regex", "string")], ds, true),
             "/api/v1/mes/": list_op("Monitoring elements", &[("me", "string"), ("me__regex", "string"), ("dim", "integer")], me, false),
+            "/api/v1/ml-models-index/": list_op("ML models (every revision) of the workspace", &model_p, model, true),
+            "/api/v1/ml-bad-lumisection/": list_op("Lumisections a model flags under its current threshold", &bad_p, bad, true),
+            "/api/v1/ml-bad-lumisection/cert-json/": cert_op("Certification JSON: {run: {ls: [{model_id, me_id, filename, me, mse}]}}"),
+            "/api/v1/ml-bad-lumisection/golden-json/": cert_op("Golden JSON: {run: [[first_ls, last_ls], ...]} of the good lumisections"),
             "/api/v1/health/": { "get": { "summary": "Health check (no token needed)", "security": [],
                 "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
         },

@@ -234,6 +234,7 @@ pub fn router_with_auth(app: Arc<App>, verifier: Option<Arc<crate::auth::Verifie
         .route("/api/v1/mes/{dataset_id}/{run_number}/", get(mes_of_run))
         .route("/api/v1/workspaces/", get(workspaces))
         .route("/api/v1/workspaces/my-default/", get(my_default))
+        .merge(crate::ml::routes::routes())
         .route("/api/v1/openapi.json", get(|| async { axum::Json(crate::openapi::document()) }))
         // Public (no token): with and without the slash, as API Gateway routes the latter.
         .route("/api/v1/health/", get(|| async { axum::Json(json!({ "status": "ok" })) }))
@@ -256,7 +257,7 @@ pub fn router_with_auth(app: Arc<App>, verifier: Option<Arc<crate::auth::Verifie
 const VARY: &str = "Workspace, Accept, Authorization";
 
 /// A JSON (or bulk) response with ETag/Cache-Control/Vary; `If-None-Match` gives 304.
-fn respond(req: &HeaderMap, r: Result<Response, ApiError>) -> Response {
+pub(crate) fn respond(req: &HeaderMap, r: Result<Response, ApiError>) -> Response {
     match r {
         Err(e) => {
             if e.status().is_server_error() {
@@ -278,17 +279,17 @@ fn respond(req: &HeaderMap, r: Result<Response, ApiError>) -> Response {
     }
 }
 
-fn json_response(v: &Value) -> Result<Response, ApiError> {
+pub(crate) fn json_response(v: &Value) -> Result<Response, ApiError> {
     bytes_response(serde_json::to_vec(v).map_err(|e| ApiError::Internal(e.to_string()))?)
 }
 
-fn parse_query(q: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_query(q: &str) -> Vec<(String, String)> {
     url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
 /// The workspace of a request: the `Workspace` header (case-insensitive), else the default. A header
 /// that is present is never ignored: a name that is not UTF-8 is a 400, an unknown one a 404.
-fn workspace(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn workspace(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
     let given = match headers.get("workspace") {
         None => None,
         Some(v) => Some(std::str::from_utf8(v.as_bytes()).map_err(|_| ApiError::bad("Workspace", "The Workspace header is not valid UTF-8."))?),
@@ -315,7 +316,7 @@ async fn from_clause(app: &App, r: &Resource, ws: &str, finished: &str) -> Resul
 }
 
 /// `(id, id, ...)` of the committed files; ids are our own integers, never user input.
-async fn finished_list(app: &App, ws: &str) -> Result<String, ApiError> {
+pub(crate) async fn finished_list(app: &App, ws: &str) -> Result<String, ApiError> {
     let ids = app.engine.finished_files(ws).await?;
     if ids.is_empty() {
         return Ok("(NULL)".to_string());
@@ -342,7 +343,7 @@ fn conditions(app: &App, r: &Resource, ws: &str, query: &[(String, String)], fin
     Ok(conds)
 }
 
-fn page_size(query: &[(String, String)]) -> Result<usize, ApiError> {
+pub(crate) fn page_size(query: &[(String, String)]) -> Result<usize, ApiError> {
     match query.iter().rev().find(|(k, _)| k == "page_size") {
         None => Ok(DEFAULT_PAGE),
         Some((_, v)) => {
@@ -355,12 +356,12 @@ fn page_size(query: &[(String, String)]) -> Result<usize, ApiError> {
     }
 }
 
-fn encode_cursor(values: &[i64]) -> String {
+pub(crate) fn encode_cursor(values: &[i64]) -> String {
     let s: Vec<String> = values.iter().map(i64::to_string).collect();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s.join(","))
 }
 
-fn decode_cursor(token: &str, n: usize) -> Result<Vec<i64>, ApiError> {
+pub(crate) fn decode_cursor(token: &str, n: usize) -> Result<Vec<i64>, ApiError> {
     let bad = || ApiError::bad("next_token", "Invalid cursor.");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
@@ -383,7 +384,7 @@ fn key_expr(c: &str) -> String {
 }
 
 /// `(a, b, c) > (x, y, z)` as SQL.
-fn after(pk: &[&str], values: &[i64], conds: &mut Conditions) -> String {
+pub(crate) fn after(pk: &[&str], values: &[i64], conds: &mut Conditions) -> String {
     let mut ors = Vec::new();
     for i in 0..pk.len() {
         let mut ands = Vec::new();
@@ -397,7 +398,7 @@ fn after(pk: &[&str], values: &[i64], conds: &mut Conditions) -> String {
 }
 
 /// The primary key of row `row` of `batch` (the cursor of that row).
-fn row_key(pk: &[&str], batch: &RecordBatch, row: usize) -> Result<Vec<i64>, ApiError> {
+pub(crate) fn row_key(pk: &[&str], batch: &RecordBatch, row: usize) -> Result<Vec<i64>, ApiError> {
     pk.iter()
         .map(|c| {
             batch
@@ -409,7 +410,7 @@ fn row_key(pk: &[&str], batch: &RecordBatch, row: usize) -> Result<Vec<i64>, Api
         .collect()
 }
 
-fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, ApiError> {
+pub(crate) fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, ApiError> {
     let mut buf = Vec::new();
     crate::json::write_rows(&mut buf, batches)?;
     serde_json::from_slice(&buf).map_err(|e| ApiError::Internal(e.to_string()))
@@ -417,7 +418,7 @@ fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, ApiError> {
 
 /// The absolute URL of this request with `next_token` replaced, or removed for the first page
 /// (behind API Gateway: forwarded headers).
-fn page_url(headers: &HeaderMap, uri: &Uri, query: &[(String, String)], token: Option<&str>) -> String {
+pub(crate) fn page_url(headers: &HeaderMap, uri: &Uri, query: &[(String, String)], token: Option<&str>) -> String {
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim().to_string());
     let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
     let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "localhost".into());
