@@ -364,6 +364,14 @@ pub fn file_app_id(file_id: i64) -> String {
     format!("dials.file.{file_id}")
 }
 
+/// A new ingest attempt's generation: its start time in ms, shifted left by 20 bits, with 20
+/// random bits below, so that two attempts started in the same millisecond still have a strict
+/// order (with equal generations both would pass the "newer wins" check and could interleave).
+pub fn new_generation() -> i64 {
+    let low = (uuid::Uuid::new_v4().as_u128() & 0xF_FFFF) as i64;
+    (now_ms() << 20) | low
+}
+
 /// The file's transaction: `generation` orders its ingest attempts (the newer one wins).
 pub fn file_txn(file_id: i64, generation: i64) -> Transaction {
     Transaction::new_with_last_update(file_app_id(file_id), generation, Some(now_ms()))

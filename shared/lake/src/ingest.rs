@@ -325,7 +325,7 @@ pub async fn ingest(
     // objects are never in any table (vacuum deletes them).
     let attempt = attempt_id();
     let part = format!("part-{file_id}-{attempt}.parquet");
-    let generation = delta::now_ms();
+    let generation = delta::new_generation();
     let record = FileRecord {
         dataset_id,
         dataset: &ds.dataset,
@@ -517,7 +517,7 @@ pub async fn record_failure(
     };
     let file_id = ids::file_id(&req.logical_file_name);
     let attempt = attempt_id();
-    let generation = delta::now_ms();
+    let generation = delta::new_generation();
     for name in &names {
         // The record first: from the moment it is committed the file is no longer FINISHED, so
         // queries stop serving its rows. Then its rows leave every table; a table the store cannot

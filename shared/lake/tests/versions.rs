@@ -63,7 +63,7 @@ async fn two_versions_of_one_file_at_once_leave_exactly_one_whole() {
     }
     assert_ne!(alone[0], alone[1], "the two versions differ in every table");
     let mut winners = BTreeMap::new();
-    for trial in 0..20 {
+    for trial in 0..40 {
         let dir = scratch(&format!("versions-{trial}"));
         let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
         let (a, b) = (lake.clone(), lake.clone());
