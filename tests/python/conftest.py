@@ -42,6 +42,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+EMULATORS = {"localstack": ("start-localstack.sh", "LOCALSTACK_PORT"), "moto": ("start-moto.sh", "MOTO_PORT")}
+
+
+@contextlib.contextmanager
+def emulator_running(name):
+    """LocalStack or moto started from the venvs localstack/install.sh made, on a free port; yields
+    (endpoint, environment with test credentials for it); stopped afterwards."""
+    port = free_port()
+    script, port_var = EMULATORS[name]
+    env = dict(os.environ, **{port_var: str(port)})
+    subprocess.run(["bash", str(REPO / "localstack" / script)], check=True, env=env, capture_output=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    aws = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ALLOW_HTTP": "true"}
+    try:
+        yield endpoint, dict(os.environ, **aws)
+    finally:
+        subprocess.run(["bash", str(REPO / "localstack/stop.sh"), name], env=env, capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def lake(tmp_path_factory):
     """Three files (two ZeroBias, one JetMET0) ingested with the real `dials ingest`."""

@@ -3,38 +3,27 @@
 `dials ingest` processes committing into the same S3 lake at once: every row exactly once, every
 file FINISHED, and the tables read back by the `deltalake` package straight from the bucket."""
 
-import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from deltalake import DeltaTable
 
-from conftest import FIXTURES, REPO, dials_bin, expected_rows, free_port
+from conftest import FIXTURES, dials_bin, emulator_running, expected_rows
 
-EMU = {"localstack": ("start-localstack.sh", "LOCALSTACK_PORT"), "moto": ("start-moto.sh", "MOTO_PORT")}
 LFN = "store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/c{i:02d}.root"
 PROCESSES = 12
 
 
 @pytest.fixture(params=["localstack", "moto"])
 def s3(request):
-    name = request.param
-    port = free_port()
-    script, port_var = EMU[name]
-    env = dict(os.environ, **{port_var: str(port)})
-    subprocess.run(["bash", str(REPO / "localstack" / script)], check=True, env=env, capture_output=True)
-    endpoint = f"http://127.0.0.1:{port}"
-    aws = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ALLOW_HTTP": "true"}
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")
-    client.create_bucket(Bucket="delta-lake")
-    yield {"name": name, "endpoint": endpoint, "env": dict(os.environ, **aws), "client": client}
-    subprocess.run(["bash", str(REPO / "localstack/stop.sh"), name], env=env, capture_output=True)
+    with emulator_running(request.param) as (endpoint, env):
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="test", aws_secret_access_key="test")
+        client.create_bucket(Bucket="delta-lake")
+        yield {"name": request.param, "endpoint": endpoint, "env": env, "client": client}
 
 
 def test_conditional_put_has_exactly_one_winner(s3):

@@ -38,8 +38,9 @@ fn run_of(key: &str) -> Option<(i64, u8)> {
     Some((run, dim))
 }
 
-/// Bins of row `i` of a `data` column (TH1 `list<f64>` or TH2 `list<list<f64>>`) as float32.
-fn bins(data: &ListArray, i: usize) -> Vec<f32> {
+/// Bins of row `i` of a `data` column (TH1 `list<f64>` or TH2 `list<list<f64>>`) as float32:
+/// a model's input row (TH2: y-major, x fastest).
+pub fn bins(data: &ListArray, i: usize) -> Vec<f32> {
     let v = data.value(i);
     if let Some(f) = v.as_any().downcast_ref::<Float64Array>() {
         return f.values().iter().map(|x| *x as f32).collect();

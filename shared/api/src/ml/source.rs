@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray};
+use arrow::array::{Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray};
 use datafusion::scalar::ScalarValue;
 use dials_ml::MeRows;
 
@@ -89,23 +89,6 @@ pub async fn runs_with(
     Ok(out)
 }
 
-/// Bins of row `i` of a `data` column (TH1 `list<f64>` or TH2 `list<list<f64>>`), as float32.
-fn bins(data: &ListArray, i: usize) -> Vec<f32> {
-    let v = data.value(i);
-    if let Some(f) = v.as_any().downcast_ref::<Float64Array>() {
-        return f.values().iter().map(|x| *x as f32).collect();
-    }
-    let mut out = Vec::new();
-    if let Some(rows) = v.as_any().downcast_ref::<ListArray>() {
-        for j in 0..rows.len() {
-            if let Some(f) = rows.value(j).as_any().downcast_ref::<Float64Array>() {
-                out.extend(f.values().iter().map(|x| *x as f32));
-            }
-        }
-    }
-    out
-}
-
 /// One run's histograms of an ME, per dataset: `dataset_id` → (dataset name, rows keyed by
 /// (lumisection, file)). Only committed files; `file_id` limits the read to one file (ingest's
 /// batch). A file holding the ME twice in a lumisection gives its first occurrence (lowest `seq`).
@@ -146,7 +129,7 @@ pub async fn read_run(
                 let name = names.map(|n| n.value(i).to_string()).unwrap_or_default();
                 (name, MeRows { me: me.to_string(), tail: info.tail.clone(), rows: BTreeMap::new() })
             });
-            e.1.rows.entry((l.value(i), f.value(i))).or_insert_with(|| bins(data, i));
+            e.1.rows.entry((l.value(i), f.value(i))).or_insert_with(|| dials_ml::hook::bins(data, i));
         }
     }
     Ok(out)
