@@ -1,5 +1,6 @@
 //! `dials`: the local command line of the DIALS functions.
 
+mod compact;
 mod dump;
 mod ingest;
 mod inspect;
@@ -127,6 +128,35 @@ enum Command {
         #[arg(long, env = "DIALS_WORKSPACES")]
         workspaces: Option<String>,
     },
+    /// Merge the small objects of every table partition that has at least --min-objects of them
+    /// (one Delta OPTIMIZE commit each; queries keep running). One JSON line per table.
+    Compact {
+        /// Lake root: a folder or s3://bucket/prefix.
+        #[arg(long, env = "DIALS_LAKE", default_value = "lake")]
+        lake: String,
+        /// Workspaces config (JSON); default: every folder of the lake with a file_index/.
+        #[arg(long, env = "DIALS_WORKSPACES")]
+        workspaces: Option<String>,
+        /// Merge a partition once it has this many small objects.
+        #[arg(long, default_value_t = 8)]
+        min_objects: usize,
+        /// Objects of this many MiB or more count as big and stay as they are.
+        #[arg(long, default_value_t = 64)]
+        small_mib: u64,
+    },
+    /// Delete objects that no snapshot younger than the retention needs (removed by compaction or
+    /// re-ingest, or never committed by a failed attempt). One JSON line per table.
+    Vacuum {
+        /// Lake root: a folder or s3://bucket/prefix.
+        #[arg(long, env = "DIALS_LAKE", default_value = "lake")]
+        lake: String,
+        /// Workspaces config (JSON); default: every folder of the lake with a file_index/.
+        #[arg(long, env = "DIALS_WORKSPACES")]
+        workspaces: Option<String>,
+        /// Keep what a snapshot of the last this many hours needs: longer than any query or ingest.
+        #[arg(long, default_value_t = 24.0)]
+        retention_hours: f64,
+    },
     /// Models: register ONNX models, update thresholds, backfill scores (docs/ml.md).
     Ml {
         #[command(subcommand)]
@@ -172,6 +202,17 @@ fn main() -> ExitCode {
         Command::Scan { files, threads } => scan::run(&files, threads),
         Command::Ml { command } => ml::run(command),
         Command::Migrate { lake, workspaces } => migrate::run(&lake, workspaces.as_deref()),
+        Command::Compact { lake, workspaces, min_objects, small_mib } => {
+            let opts = dials_lake::compact::CompactOptions { min_objects, small_bytes: small_mib << 20, ..Default::default() };
+            compact::compact(&lake, workspaces.as_deref(), opts)
+        }
+        Command::Vacuum { lake, workspaces, retention_hours } => {
+            if !(retention_hours >= 0.0 && retention_hours.is_finite()) {
+                Err(CliError::Usage(format!("--retention-hours {retention_hours}: must be a number of hours >= 0")))
+            } else {
+                compact::vacuum(&lake, workspaces.as_deref(), std::time::Duration::from_secs_f64(retention_hours * 3600.0))
+            }
+        }
         Command::Serve { lake, workspaces, listen, auth } => serve::serve(&lake, workspaces.as_deref(), &listen, &auth),
         Command::Up { inbox, lake, workspaces, dataset, listen, auth } => {
             serve::up(&inbox, &lake, workspaces.as_deref(), dataset, &listen, &auth)

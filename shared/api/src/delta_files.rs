@@ -26,6 +26,26 @@ use object_store::ObjectMeta;
 /// Every table is re-read at least this often, whether or not a `file_index` moved.
 const FULL_REFRESH: Duration = Duration::from_secs(60);
 
+/// Integer columns whose per-object bounds (from the Delta `Add` statistics, and the partition
+/// value for `run_number`) a scan prunes objects by (`pruned.rs`).
+pub const PRUNE_COLUMNS: [&str; 5] = ["run_number", "ls_number", "me_id", "file_id", "dataset_id"];
+
+/// Per object of a table: (min, max) of each of [`PRUNE_COLUMNS`] if known.
+pub type Bounds = [Option<(i64, i64)>; PRUNE_COLUMNS.len()];
+
+/// One table's current objects and their bounds (same order).
+#[derive(Clone)]
+struct Listed {
+    files: CachedFileList,
+    bounds: Arc<Vec<Bounds>>,
+}
+
+tokio::task_local! {
+    /// While a scan runs inside [`DeltaFiles::scoped`]: the one table whose objects it sees
+    /// narrowed to those its filters can match.
+    static NARROWED: (Path, CachedFileList);
+}
+
 /// One table: where DataFusion sees it and its log.
 struct Source {
     /// True for a workspace's `file_index` (followed first; its commits come last in an ingest).
@@ -39,7 +59,7 @@ struct Source {
 /// The list-files cache of the query engine, fed from the Delta logs.
 pub struct DeltaFiles {
     sources: Vec<Source>,
-    lists: RwLock<HashMap<Path, CachedFileList>>,
+    lists: RwLock<HashMap<Path, Listed>>,
     /// When the `file_index` snapshots, and all snapshots, were last brought up to date.
     followed: tokio::sync::Mutex<(Option<Instant>, Option<Instant>)>,
     interval: Duration,
@@ -61,7 +81,7 @@ impl DeltaFiles {
         let sources = tables
             .into_iter()
             .map(|(key, log, index)| {
-                lists.insert(key.clone(), CachedFileList::new(Vec::new()));
+                lists.insert(key.clone(), Listed { files: CachedFileList::new(Vec::new()), bounds: Arc::new(Vec::new()) });
                 Source { index, key, log, table: tokio::sync::Mutex::new(None) }
             })
             .collect();
@@ -111,37 +131,62 @@ impl DeltaFiles {
         if before.is_some() && before == t.version() {
             return Ok(false);
         }
-        let files: Vec<ObjectMeta> = delta::active_files(t)?
-            .into_iter()
-            .map(|f| {
-                let mut location = s.key.clone();
-                for part in f.path.split('/') {
-                    location = location.join(part);
-                }
-                ObjectMeta {
-                    location,
-                    last_modified: DateTime::<Utc>::from_timestamp_millis(f.modification_time).unwrap_or_default(),
-                    size: u64::try_from(f.size).unwrap_or(0),
-                    e_tag: None,
-                    version: None,
-                }
-            })
-            .collect();
+        let active = delta::active_files(t)?;
+        let mut bounds = Vec::with_capacity(active.len());
+        let mut files = Vec::with_capacity(active.len());
+        for f in active {
+            let mut b: Bounds = Default::default();
+            let stats: Option<serde_json::Value> = f.stats.as_deref().and_then(|s| serde_json::from_str(s).ok());
+            for (i, col) in PRUNE_COLUMNS.iter().enumerate() {
+                b[i] = match f.partition_values.get(*col) {
+                    Some(v) => v.as_deref().and_then(|v| v.parse().ok()).map(|v| (v, v)),
+                    None => stats.as_ref().and_then(|s| {
+                        Some((s.get("minValues")?.get(*col)?.as_i64()?, s.get("maxValues")?.get(*col)?.as_i64()?))
+                    }),
+                };
+            }
+            bounds.push(b);
+            let mut location = s.key.clone();
+            for part in f.path.split('/') {
+                location = location.join(part);
+            }
+            files.push(ObjectMeta {
+                location,
+                last_modified: DateTime::<Utc>::from_timestamp_millis(f.modification_time).unwrap_or_default(),
+                size: u64::try_from(f.size).unwrap_or(0),
+                e_tag: None,
+                version: None,
+            });
+        }
         if let Ok(mut lists) = self.lists.write() {
-            lists.insert(s.key.clone(), CachedFileList::new(files));
+            lists.insert(s.key.clone(), Listed { files: CachedFileList::new(files), bounds: Arc::new(bounds) });
         }
         Ok(true)
     }
 
     /// Objects of the table at `key` in the current snapshot.
     pub fn files(&self, key: &Path) -> Option<Arc<Vec<ObjectMeta>>> {
-        self.lists.read().ok().and_then(|l| l.get(key).map(|c| c.files.clone()))
+        self.lists.read().ok().and_then(|l| l.get(key).map(|c| c.files.files.clone()))
+    }
+
+    /// The table's objects with their bounds (same order).
+    pub fn with_bounds(&self, key: &Path) -> Option<(Arc<Vec<ObjectMeta>>, Arc<Vec<Bounds>>)> {
+        self.lists.read().ok().and_then(|l| l.get(key).map(|c| (c.files.files.clone(), c.bounds.clone())))
+    }
+
+    /// Runs `f` (a scan) seeing only `keep` as the objects of the table at `key`.
+    pub async fn scoped<F: std::future::Future>(key: Path, keep: Vec<ObjectMeta>, f: F) -> F::Output {
+        NARROWED.scope((key, CachedFileList::new(keep)), f).await
     }
 }
 
 impl Cache<TableScopedPath, CachedFileList> for DeltaFiles {
     fn get(&self, key: &TableScopedPath) -> Option<CachedFileList> {
-        let list = self.lists.read().ok().and_then(|l| l.get(&key.path).cloned())?;
+        let narrowed = NARROWED.try_with(|(k, files)| (*k == key.path).then(|| files.clone())).ok().flatten();
+        let list = match narrowed {
+            Some(l) => l,
+            None => self.lists.read().ok().and_then(|l| l.get(&key.path).map(|c| c.files.clone()))?,
+        };
         if self.guard.quarantined().is_empty() {
             return Some(list);
         }

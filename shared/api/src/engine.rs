@@ -132,7 +132,9 @@ impl Engine {
             // Per-file statistics are kept in the session's cache (validated by size and mtime):
             // without it every query re-derives them from each file's footer.
             let stats_cache = ctx.runtime_env().cache_manager.get_file_statistic_cache();
-            ctx.register_table(TableReference::bare(Self::name(&ws, table)), Arc::new(ListingTable::try_new(cfg)?.with_cache(stats_cache)))?;
+            let listing = Arc::new(ListingTable::try_new(cfg)?.with_cache(stats_cache));
+            let table_provider = crate::pruned::PrunedTable::new(listing, files.clone(), prefix.clone());
+            ctx.register_table(TableReference::bare(Self::name(&ws, table)), Arc::new(table_provider))?;
             prefixes.push((Self::name(&ws, table), prefix));
         }
         Ok(Engine {

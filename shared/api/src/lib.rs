@@ -15,6 +15,7 @@ pub mod json;
 pub mod ml;
 pub mod openapi;
 pub mod params;
+pub mod pruned;
 pub mod routes;
 pub mod ui;
 

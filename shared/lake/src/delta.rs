@@ -184,6 +184,46 @@ pub async fn open_or_create(lake: &Location, ws: &str, table: &str) -> Result<De
     }
 }
 
+/// Loaded tables kept between the commits of one process (per table URL), so that a commit reads
+/// the log tail since the previous one instead of the whole snapshot again.
+fn pool() -> &'static std::sync::Mutex<HashMap<String, Vec<DeltaTable>>> {
+    static POOL: OnceLock<std::sync::Mutex<HashMap<String, Vec<DeltaTable>>>> = OnceLock::new();
+    POOL.get_or_init(Default::default)
+}
+
+/// Tables kept per URL (one per concurrent committer of the table).
+const POOL_PER_TABLE: usize = 4;
+
+/// The table at its latest version: a pooled one brought up to date when the process has one,
+/// else loaded (and created first if `create`). `None`: no table and not `create`. Hand it back
+/// with [`release`].
+pub async fn open_latest(lake: &Location, ws: &str, table: &str, create: bool) -> Result<Option<DeltaTable>, DeltaError> {
+    let key = table_url(lake, &[ws, table])?.to_string();
+    let pooled = pool().lock().ok().and_then(|mut p| p.get_mut(&key).and_then(Vec::pop));
+    if let Some(mut t) = pooled {
+        match t.update_incremental(None).await {
+            Ok(()) => return Ok(Some(t)),
+            Err(e) => tracing::debug!(table = %key, error = %e, "pooled table could not follow its log; loading it again"),
+        }
+    }
+    if create {
+        open_or_create(lake, ws, table).await.map(Some)
+    } else {
+        open(lake, ws, table).await
+    }
+}
+
+/// Hands a table from [`open_latest`] back to the pool.
+pub fn release(lake: &Location, ws: &str, table: &str, t: DeltaTable) {
+    let Ok(key) = table_url(lake, &[ws, table]) else { return };
+    if let Ok(mut p) = pool().lock() {
+        let v = p.entry(key.to_string()).or_default();
+        if v.len() < POOL_PER_TABLE {
+            v.push(t);
+        }
+    }
+}
+
 /// An active object of a table (relative path from the table root, as the log has it).
 #[derive(Debug, Clone)]
 pub struct ActiveFile {
@@ -195,6 +235,16 @@ pub struct ActiveFile {
     pub modification_time: i64,
     /// Partition values.
     pub partition_values: HashMap<String, Option<String>>,
+    /// The Add's statistics (Delta JSON: `numRecords`, `minValues`, `maxValues`, `nullCount`).
+    pub stats: Option<String>,
+}
+
+impl ActiveFile {
+    /// Minimum and maximum of integer column `col` from the statistics, if recorded.
+    pub fn int_bounds(&self, col: &str) -> Option<(i64, i64)> {
+        let v: serde_json::Value = serde_json::from_str(self.stats.as_deref()?).ok()?;
+        Some((v.get("minValues")?.get(col)?.as_i64()?, v.get("maxValues")?.get(col)?.as_i64()?))
+    }
 }
 
 /// The table's active objects at its loaded version.
@@ -208,6 +258,7 @@ pub fn active_files(t: &DeltaTable) -> Result<Vec<ActiveFile>, DeltaError> {
             size: f.size(),
             modification_time: f.modification_time(),
             partition_values: f.partition_values_map(),
+            stats: f.stats(),
         })
         .collect())
 }
@@ -336,17 +387,22 @@ fn cmp_json(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering 
 /// `txn` if given; returns the new version. A concurrent commit is retried by delta-rs when it does
 /// not conflict (other files, other transaction ids); a conflicting one fails (`is_conflict`).
 pub async fn commit(t: &mut DeltaTable, actions: Vec<Action>, txn: Option<Transaction>, partition_by: &[&str]) -> Result<i64, DeltaError> {
+    let op = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: (!partition_by.is_empty()).then(|| partition_by.iter().map(|s| s.to_string()).collect()),
+        predicate: None,
+    };
+    commit_op(t, actions, txn, op).await
+}
+
+/// [`commit`] recorded as operation `op` (e.g. `OPTIMIZE` for a compaction).
+pub async fn commit_op(t: &mut DeltaTable, actions: Vec<Action>, txn: Option<Transaction>, op: DeltaOperation) -> Result<i64, DeltaError> {
     let url = t.table_url().clone();
     let mut props = CommitProperties::default();
     if let Some(txn) = txn {
         props = props.with_application_transaction(txn);
     }
     let snapshot = t.snapshot().map_err(|e| DeltaError::delta(&url, e))?;
-    let op = DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by: (!partition_by.is_empty()).then(|| partition_by.iter().map(|s| s.to_string()).collect()),
-        predicate: None,
-    };
     let done = CommitBuilder::from(props)
         .with_max_retries(COMMIT_RETRIES)
         .with_actions(actions)

@@ -226,6 +226,9 @@ pub async fn settle(
 /// by `deadline` if any (the Lambda passes its invocation's deadline through [`attempt_deadline`];
 /// `dials worker` has none).
 pub async fn handle_event(deps: &Deps, event: &Value, deadline: Option<Instant>) -> Result<Value, String> {
+    if event.get("dials").and_then(Value::as_str) == Some("maintain") {
+        return maintain(deps, event).await;
+    }
     if let Some(messages) = sqs_messages(event) {
         let mut failures = Vec::new();
         for m in messages {
@@ -256,6 +259,23 @@ pub async fn handle_event(deps: &Deps, event: &Value, deadline: Option<Instant>)
         return Err(serde_json::to_string(&outcomes).unwrap_or_default());
     }
     Ok(serde_json::json!({ "outcomes": outcomes }))
+}
+
+/// The scheduled maintenance (`{"dials": "maintain"}`, an EventBridge schedule in
+/// sam-template.yaml): compacts every table of every workspace, then vacuums what no snapshot of
+/// the last `retention_hours` (default 24, longer than any query or ingest) needs.
+async fn maintain(deps: &Deps, event: &Value) -> Result<Value, String> {
+    let names: Vec<String> = deps.workspaces.workspaces.iter().map(|w| w.name.clone()).collect();
+    let compacted = crate::compact::compact_lake(&deps.lake, &names, crate::compact::CompactOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let hours = event.get("retention_hours").and_then(Value::as_f64).filter(|h| h.is_finite() && *h >= 0.0).unwrap_or(24.0);
+    let mut vacuumed = Vec::new();
+    for ws in &names {
+        vacuumed.extend(crate::compact::vacuum(&deps.lake, ws, Duration::from_secs_f64(hours * 3600.0)).await.map_err(|e| e.to_string())?);
+    }
+    tracing::info!(merged = compacted.iter().map(|t| t.merged).sum::<usize>(), deleted = vacuumed.iter().map(|t| t.deleted).sum::<usize>(), "maintenance done");
+    Ok(serde_json::json!({ "compacted": compacted, "vacuumed": vacuumed }))
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use tokio::sync::mpsc;
 
+use crate::compact;
 use crate::config::{Workspace, Workspaces};
 use crate::dataset::{self, DatasetInfo};
 use crate::delta;
@@ -79,6 +80,9 @@ pub enum IngestError {
     /// The attempt ran out of the time its invocation has (the rest is kept for recording the outcome).
     #[error("ingest did not finish within the invocation's time ({0:.0} s)")]
     OutOfTime(f64),
+    /// Writing a merged object again without an earlier attempt's rows failed.
+    #[error("rewriting a compacted object: {0}")]
+    Rewrite(#[from] crate::compact::CompactError),
 }
 
 impl IngestError {
@@ -105,7 +109,7 @@ impl IngestError {
             IngestError::Parquet(parquet::errors::ParquetError::External(_)) => true,
             IngestError::Read(dials_dqmio::Error::Io { .. }) => true,
             IngestError::Task(_) | IngestError::OutOfTime(_) => true,
-            IngestError::Delta(_) => true,
+            IngestError::Delta(_) | IngestError::Rewrite(_) => true,
             _ => false,
         }
     }
@@ -702,34 +706,63 @@ async fn replace_file_objects(
     generation: i64,
     adds: Vec<Add>,
 ) -> Result<(), IngestError> {
-    let (_, partitions) = delta::layout(table)?;
     let mut tries = 0;
     loop {
         tries += 1;
-        let t = if adds.is_empty() { delta::open(lake, ws, table).await? } else { Some(delta::open_or_create(lake, ws, table).await?) };
-        let Some(mut t) = t else { return Ok(()) };
-        if let Some(newer) = delta::file_generation(&t, file_id).await?.filter(|g| *g > generation) {
-            return Err(IngestError::Superseded(format!("{ws}/{table}: generation {newer} committed after this attempt ({generation}) started")));
-        }
-        let added: BTreeSet<&str> = adds.iter().map(|a| a.path.as_str()).collect();
-        let removes: Vec<Action> = delta::active_files(&t)?
-            .iter()
-            .filter(|f| delta::belongs_to(delta::object_name(&f.path), file_id) && !added.contains(f.path.as_str()))
-            .map(|f| Action::Remove(delta::remove(f)))
-            .collect();
-        if adds.is_empty() && removes.is_empty() {
-            return Ok(());
-        }
-        let mut actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
-        actions.extend(removes);
-        match delta::commit(&mut t, actions, Some(delta::file_txn(file_id, generation)), partitions).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_conflict() && tries < COMMIT_ATTEMPTS => {
+        // A table loaded by an earlier commit of this process is brought up to date (the log tail
+        // since then) instead of loaded again.
+        let Some(mut t) = delta::open_latest(lake, ws, table, !adds.is_empty()).await? else { return Ok(()) };
+        let done = decide_and_commit(lake, ws, table, file_id, generation, &adds, &mut t).await;
+        delta::release(lake, ws, table, t);
+        match done {
+            Ok(()) => return Ok(()),
+            Err(IngestError::Delta(e)) if e.is_conflict() && tries < COMMIT_ATTEMPTS => {
                 tracing::debug!(ws, table, file_id, tries, error = %e, "commit raced another; deciding again");
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// One decision of [`replace_file_objects`] on the snapshot `t` has, and its commit.
+async fn decide_and_commit(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    file_id: i64,
+    generation: i64,
+    adds: &[Add],
+    t: &mut deltalake_core::DeltaTable,
+) -> Result<(), IngestError> {
+    let (_, partitions) = delta::layout(table)?;
+    let previous = delta::file_generation(t, file_id).await?;
+    if let Some(newer) = previous.filter(|g| *g > generation) {
+        return Err(IngestError::Superseded(format!("{ws}/{table}: generation {newer} committed after this attempt ({generation}) started")));
+    }
+    let added: BTreeSet<&str> = adds.iter().map(|a| a.path.as_str()).collect();
+    let active = delta::active_files(t)?;
+    let mut removes: Vec<Action> = active
+        .iter()
+        .filter(|f| delta::belongs_to(delta::object_name(&f.path), file_id) && !added.contains(f.path.as_str()))
+        .map(|f| Action::Remove(delta::remove(f)))
+        .collect();
+    // An earlier attempt's rows may sit in merged objects (compaction): those are written again
+    // without them. Only when another attempt committed to this table before (a first ingest has
+    // nothing to take out).
+    let mut rewritten: Vec<Add> = Vec::new();
+    if previous.is_some_and(|g| g != generation) {
+        for (old, new) in compact::file_rewrites(lake, ws, table, file_id, &active).await? {
+            removes.push(Action::Remove(delta::remove(&old)));
+            rewritten.extend(new);
+        }
+    }
+    if adds.is_empty() && removes.is_empty() {
+        return Ok(());
+    }
+    let mut actions: Vec<Action> = adds.iter().cloned().chain(rewritten).map(Action::Add).collect();
+    actions.extend(removes);
+    delta::commit(t, actions, Some(delta::file_txn(file_id, generation)), partitions).await?;
+    Ok(())
 }
 
 /// The dataset's row in `ws`'s `dataset_index`, added by the first file of the dataset.

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod compact;
 pub mod config;
 pub mod dataset;
 pub mod delta;

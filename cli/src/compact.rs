@@ -1,0 +1,41 @@
+//! `dials compact` and `dials vacuum`: merge the small objects of the lake's Delta tables, delete
+//! the objects no recent snapshot needs (see `dials_lake::compact`).
+
+use std::time::Duration;
+
+use dials_lake::compact::{self, CompactOptions};
+use dials_lake::Location;
+
+use crate::migrate::workspace_names;
+use crate::CliError;
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)
+}
+
+/// Compacts every table of the lake's workspaces; one JSON line per table.
+pub fn compact(lake: &str, workspaces: Option<&str>, opts: CompactOptions) -> Result<(), CliError> {
+    runtime()?.block_on(async move {
+        let loc = Location::parse(lake, false).map_err(|e| CliError::Usage(e.to_string()))?;
+        let names = workspace_names(&loc, lake, workspaces).await?;
+        let done = compact::compact_lake(&loc, &names, opts).await.map_err(|e| CliError::Usage(format!("{lake}: {e}")))?;
+        for t in done {
+            crate::emit(&format!("{}\n", serde_json::to_string(&t).unwrap_or_default()))?;
+        }
+        Ok(())
+    })
+}
+
+/// Vacuums every table of the lake's workspaces; one JSON line per table.
+pub fn vacuum(lake: &str, workspaces: Option<&str>, retention: Duration) -> Result<(), CliError> {
+    runtime()?.block_on(async move {
+        let loc = Location::parse(lake, false).map_err(|e| CliError::Usage(e.to_string()))?;
+        for ws in workspace_names(&loc, lake, workspaces).await? {
+            let done = compact::vacuum(&loc, &ws, retention).await.map_err(|e| CliError::Usage(format!("{lake}: {e}")))?;
+            for t in done {
+                crate::emit(&format!("{}\n", serde_json::to_string(&t).unwrap_or_default()))?;
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,119 @@
+//! Compaction and vacuum: merged objects hold exactly the rows they replace; a file ingested again
+//! after its rows were merged replaces them (as if never merged); vacuum deletes only what no
+//! snapshot needs.
+
+mod common;
+
+use std::path::Path;
+
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use common::{committed, ingest_fixture, lfn, read_table, scratch};
+use dials_lake::compact::{self, CompactOptions};
+use dials_lake::{Location, Workspaces};
+
+const TABLES: [&str; 4] = ["th1", "th2", "lumisection_index", "me_index"];
+
+/// Every row of a table as text (run first), sorted: a multiset to compare lakes by.
+fn table_rows(dir: &Path, columns: Option<&[&str]>) -> Vec<String> {
+    let mut out = Vec::new();
+    let opts = FormatOptions::default();
+    for (run, b) in read_table(dir) {
+        let cols: Vec<_> = b
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| columns.is_none_or(|c| c.contains(&f.name().as_str())))
+            .map(|(i, _)| ArrayFormatter::try_new(b.column(i).as_ref(), &opts).expect("formatter"))
+            .collect();
+        for i in 0..b.num_rows() {
+            let mut s = run.to_string();
+            for c in &cols {
+                s.push('|');
+                s.push_str(&c.value(i).to_string());
+            }
+            out.push(s);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn lake_rows(dir: &Path) -> Vec<Vec<String>> {
+    let ws = dir.join("default");
+    let mut all: Vec<Vec<String>> = TABLES.iter().map(|t| table_rows(&ws.join(t), None)).collect();
+    all.push(table_rows(&ws.join("file_index"), Some(&["file_id", "status", "dataset_id"])));
+    all
+}
+
+fn open(dir: &Path) -> Location {
+    Location::parse(dir.to_str().expect("utf8"), true).expect("lake")
+}
+
+async fn ingest_ten(lake: &Location, replaced: Option<(usize, &str)>) {
+    for i in 0..10 {
+        let fixture = match replaced {
+            Some((j, fx)) if j == i => fx,
+            _ => "small_zlib.root",
+        };
+        ingest_fixture(lake, &Workspaces::default(), fixture, &lfn(i)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_merges_each_partition_and_keeps_every_row() {
+    let dir = scratch("compact");
+    let lake = open(&dir);
+    ingest_ten(&lake, None).await;
+    let before = lake_rows(&dir);
+    let th1_before = committed(&dir.join("default/th1"));
+    assert_eq!(th1_before.len() % 10, 0, "ten objects per run partition before");
+    let report = compact::compact_lake(&lake, &["default".to_string()], CompactOptions::default()).await.expect("compact");
+    for t in &report {
+        assert_eq!(t.deferred, 0, "{t:?}");
+        assert!(t.merged >= 1 && t.inputs >= 10, "every table merged: {t:?}");
+    }
+    assert_eq!(lake_rows(&dir), before, "the same rows after compaction");
+    for table in TABLES.iter().chain(["file_index"].iter()) {
+        let objs = committed(&dir.join("default").join(table));
+        let parts: std::collections::BTreeSet<_> = objs.iter().map(|p| p.parent().map(Path::to_path_buf)).collect();
+        assert_eq!(objs.len(), parts.len(), "{table}: one object per partition after compaction: {objs:?}");
+        assert!(objs.iter().all(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(compact::MERGED_PREFIX))));
+        assert!(objs.iter().all(|p| p.exists()), "{table}: committed objects exist");
+    }
+    // Nothing left to merge: a second run commits nothing.
+    let again = compact::compact_lake(&lake, &["default".to_string()], CompactOptions::default()).await.expect("compact");
+    assert!(again.iter().all(|t| t.merged == 0), "{again:?}");
+
+    // Vacuum with no retention deletes the inputs and a never-committed object, keeps every
+    // committed object, and the rows stay.
+    let stray = dir.join("default/th1").join(th1_before[0].parent().and_then(Path::file_name).expect("run dir")).join("part-1-deadbeef.parquet");
+    std::fs::write(&stray, b"not committed").expect("stray");
+    let vac = compact::vacuum(&lake, "default", std::time::Duration::ZERO).await.expect("vacuum");
+    let deleted: usize = vac.iter().map(|v| v.deleted).sum();
+    assert!(deleted >= th1_before.len(), "inputs deleted: {vac:?}");
+    assert!(th1_before.iter().all(|p| !p.exists()), "merged inputs are gone");
+    assert!(!stray.exists(), "uncommitted object is gone");
+    assert_eq!(lake_rows(&dir), before, "the same rows after vacuum");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_ingested_again_after_compaction_replaces_its_merged_rows() {
+    // Lake A: ten files, compacted, then file 3 ingested again as another version.
+    let a = scratch("compact-reingest-a");
+    let lake_a = open(&a);
+    ingest_ten(&lake_a, None).await;
+    compact::compact_lake(&lake_a, &["default".to_string()], CompactOptions::default()).await.expect("compact");
+    ingest_fixture(&lake_a, &Workspaces::default(), "tiny_none.root", &lfn(3)).await;
+    // Lake B: the same files, file 3 in its second version from the start, never compacted.
+    let b = scratch("compact-reingest-b");
+    let lake_b = open(&b);
+    ingest_ten(&lake_b, Some((3, "tiny_none.root"))).await;
+    assert_eq!(lake_rows(&a), lake_rows(&b), "re-ingest after compaction = ingest of that version");
+    // And file 3 ingested once more in its first version: back to ten equal files.
+    ingest_fixture(&lake_a, &Workspaces::default(), "small_zlib.root", &lfn(3)).await;
+    let c = scratch("compact-reingest-c");
+    let lake_c = open(&c);
+    ingest_ten(&lake_c, None).await;
+    assert_eq!(lake_rows(&a), lake_rows(&c));
+}
