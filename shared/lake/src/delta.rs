@@ -184,6 +184,45 @@ pub async fn open_or_create(lake: &Location, ws: &str, table: &str) -> Result<De
     }
 }
 
+/// As [`open_or_create`], for a table that is not one of the ingest's ([`layout`]): the caller
+/// gives the files' schema and the partition columns (`Int64`), e.g. the ML results (`ml_scores`).
+pub async fn open_or_create_table(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    schema: &arrow::datatypes::Schema,
+    partitions: &[&str],
+) -> Result<DeltaTable, DeltaError> {
+    let store = log_store(lake, &[ws, table], None)?;
+    if let Some(t) = open_with(store.clone()).await? {
+        return Ok(t);
+    }
+    let url = store.root_url().clone();
+    let mut columns: Vec<StructField> = Vec::new();
+    for f in schema.fields() {
+        let dt: deltalake_core::kernel::DataType = f.data_type().try_into_kernel().map_err(|e| DeltaError::delta(&url, DeltaTableError::Generic(e.to_string())))?;
+        columns.push(StructField::new(f.name().clone(), dt, f.is_nullable()));
+    }
+    for p in partitions {
+        columns.push(StructField::new(p.to_string(), deltalake_core::kernel::DataType::LONG, false));
+    }
+    let created = CreateBuilder::new()
+        .with_log_store(store.clone())
+        .with_table_name(table)
+        .with_columns(StructType::try_new(columns).map_err(|e| DeltaError::delta(&url, DeltaTableError::Generic(e.to_string())))?.fields().cloned())
+        .with_partition_columns(partitions.iter().map(|p| p.to_string()))
+        .with_configuration_property(TableProperty::CheckpointInterval, Some(CHECKPOINT_INTERVAL.to_string()))
+        .with_save_mode(SaveMode::Ignore)
+        .await;
+    match created {
+        Ok(t) => Ok(t),
+        Err(e) => match open_with(store).await? {
+            Some(t) => Ok(t),
+            None => Err(DeltaError::delta(&url, e)),
+        },
+    }
+}
+
 /// An active object of a table (relative path from the table root, as the log has it).
 #[derive(Debug, Clone)]
 pub struct ActiveFile {

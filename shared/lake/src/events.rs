@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -159,6 +160,31 @@ pub fn attempt_deadline(invocation_deadline: Instant) -> Instant {
 /// Ingests one object, the attempt ending by `deadline` if any (see [`IngestRequest::deadline`]);
 /// records permanent failures; tells whether to retry.
 pub async fn handle_object(deps: &Deps, obj: &ObjectRef, receive_count: u32, deadline: Option<Instant>) -> ObjectOutcome {
+    handle_object_with(deps, None, obj, receive_count, deadline).await
+}
+
+/// What a deployment adds to the handler without the lake depending on it (the ML layer: scoring
+/// after an ingest, model documents dropped into the lake, its own queue messages). The function
+/// crate (and `dials worker`) passes one in; see [`handle_event_with`].
+pub trait Extension: Send + Sync {
+    /// Runs after a file's histograms are committed, before the outcome is settled. It cannot fail
+    /// the ingest: whatever goes wrong is the extension's to record.
+    fn after_ingest<'a>(&'a self, report: &'a IngestReport) -> BoxFuture<'a, ()>;
+    /// True when `obj` is the extension's (e.g. a model document under the lake), not a file to ingest.
+    fn claims(&self, obj: &ObjectRef) -> bool;
+    /// Handles a claimed object.
+    fn handle_object<'a>(&'a self, obj: &'a ObjectRef) -> BoxFuture<'a, ObjectOutcome>;
+    /// Handles a queue message that is not an S3 notification; `None` when it is not the
+    /// extension's either. `Some(true)`: retry the message.
+    fn handle_message<'a>(&'a self, body: &'a Value) -> Option<BoxFuture<'a, bool>>;
+}
+
+/// As [`handle_object`], with an extension: objects it claims go to it; after a successful ingest
+/// its [`Extension::after_ingest`] runs (cut short at `deadline`, never failing the ingest).
+pub async fn handle_object_with(deps: &Deps, ext: Option<&dyn Extension>, obj: &ObjectRef, receive_count: u32, deadline: Option<Instant>) -> ObjectOutcome {
+    if let Some(ext) = ext.filter(|e| e.claims(obj)) {
+        return ext.handle_object(obj).await;
+    }
     let url = format!("s3://{}/{}", obj.bucket, obj.key);
     let req = IngestRequest {
         logical_file_name: crate::ingest::logical_file_name(&obj.key),
@@ -179,6 +205,19 @@ pub async fn handle_object(deps: &Deps, obj: &ObjectRef, receive_count: u32, dea
         crate::ingest::ingest(&deps.lake, &deps.workspaces, &req, src, Some(std::sync::Arc::new(move || (s2.stats().bytes(), s2.stats().requests())))).await
     }
     .await;
+    if let (Ok(rep), Some(ext)) = (&result, ext) {
+        let hook = ext.after_ingest(rep);
+        let done = match deadline {
+            Some(d) => tokio::time::timeout_at(tokio::time::Instant::from_std(d), hook).await.is_ok(),
+            None => {
+                hook.await;
+                true
+            }
+        };
+        if !done {
+            tracing::warn!(object = %url, "after-ingest hook cut short by the invocation's deadline; the file's histograms are committed");
+        }
+    }
     settle(deps, &req, &url, obj.size.unwrap_or(0), result, receive_count).await
 }
 
@@ -226,6 +265,11 @@ pub async fn settle(
 /// by `deadline` if any (the Lambda passes its invocation's deadline through [`attempt_deadline`];
 /// `dials worker` has none).
 pub async fn handle_event(deps: &Deps, event: &Value, deadline: Option<Instant>) -> Result<Value, String> {
+    handle_event_with(deps, None, event, deadline).await
+}
+
+/// As [`handle_event`], with an [`Extension`] (its objects, its messages, its after-ingest hook).
+pub async fn handle_event_with(deps: &Deps, ext: Option<&dyn Extension>, event: &Value, deadline: Option<Instant>) -> Result<Value, String> {
     if let Some(messages) = sqs_messages(event) {
         let mut failures = Vec::new();
         for m in messages {
@@ -239,8 +283,11 @@ pub async fn handle_event(deps: &Deps, event: &Value, deadline: Option<Instant>)
                 None => body,
             };
             let mut retry = false;
+            if let Some(own) = ext.filter(|_| body.get("Records").is_none()).and_then(|e| e.handle_message(&body)) {
+                retry = own.await;
+            }
             for obj in objects_in_s3_event(&body) {
-                retry |= handle_object(deps, &obj, m.receive_count, deadline).await.retry;
+                retry |= handle_object_with(deps, ext, &obj, m.receive_count, deadline).await.retry;
             }
             if retry {
                 failures.push(serde_json::json!({ "itemIdentifier": m.id }));
@@ -250,7 +297,7 @@ pub async fn handle_event(deps: &Deps, event: &Value, deadline: Option<Instant>)
     }
     let mut outcomes = Vec::new();
     for obj in objects_in_s3_event(event) {
-        outcomes.push(handle_object(deps, &obj, 1, deadline).await);
+        outcomes.push(handle_object_with(deps, ext, &obj, 1, deadline).await);
     }
     if outcomes.iter().any(|o| o.retry) {
         return Err(serde_json::to_string(&outcomes).unwrap_or_default());

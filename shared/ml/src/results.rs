@@ -1,18 +1,19 @@
 //! The per-lumisection results table, `ml_scores`: one row per (model revision, file, lumisection)
-//! with the score and the flag at scoring time. Hive-partitioned by run like `th1`:
-//! `<lake>/<workspace>/ml_scores/run_number=<run>/part-<model_id>-<batch>.parquet`, where the
-//! batch is `file-<file_id>` (scored on ingest) or `run` (backfill: the whole run at once).
-//! Every write goes through [`write_batch`], the one place to change when the table format changes.
+//! with the score and the flag at scoring time. A Delta Lake table like every lake table
+//! (decision 0007), partitioned by run like `th1`:
+//! `<lake>/<workspace>/ml_scores/run_number=<run>/part-<model_id>-<batch>-<uuid>.parquet` plus
+//! `_delta_log/`, where the batch is `file-<file_id>` (scored on ingest) or `run` (backfill: the
+//! whole run at once). Every write goes through [`write_batch`] (one commit per batch).
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use futures::TryStreamExt;
+use deltalake_core::kernel::Action;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 
-use dials_lake::Location;
+use dials_lake::{delta, Location};
 
 use crate::error::Result;
 use crate::model::ModelDoc;
@@ -20,6 +21,9 @@ use crate::score::ScoreRow;
 
 /// Table folder under a workspace.
 pub const TABLE: &str = "ml_scores";
+
+/// The partition column (a path segment `run_number=<run>`, not a column of the files).
+pub const PARTITION: &str = "run_number";
 
 /// Schema of `ml_scores` (`run_number` is the partition, not a column).
 pub fn schema() -> SchemaRef {
@@ -50,10 +54,11 @@ pub enum Batch {
 }
 
 impl Batch {
-    fn object(self, model_id: i64) -> String {
+    /// The start of the names of this batch's objects (a unique suffix follows).
+    fn stem(self, model_id: i64) -> String {
         match self {
-            Batch::File(f) => format!("part-{model_id}-file-{f}.parquet"),
-            Batch::Run => format!("part-{model_id}-run.parquet"),
+            Batch::File(f) => format!("part-{model_id}-file-{f}"),
+            Batch::Run => format!("part-{model_id}-run"),
         }
     }
 }
@@ -85,44 +90,70 @@ pub fn to_batch(doc: &ModelDoc, dataset_id: i64, dataset: &str, batch: Batch, ru
     Ok(RecordBatch::try_new(schema(), cols)?)
 }
 
-/// Writes the scores of one batch (all datasets' rows of that run) as one object, replacing what
-/// the same batch wrote before (idempotent). A whole-run batch then removes the model's per-file
-/// objects of that run: the run object holds those rows now. An empty batch writes nothing (and
-/// removes an earlier object of the same batch). Returns the object key.
+/// Commit attempts of one write that lost a race with a conflicting commit (another write of the
+/// same run's objects) before giving up.
+const COMMIT_TRIES: usize = 20;
+
+/// True when an object named `name` holds rows that a write of `batch` by model `model_id`
+/// replaces: the same file batch, or (a whole-run batch) every batch of the model in the run.
+pub fn replaces(batch: Batch, model_id: i64, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(&format!("part-{model_id}-")) else { return false };
+    match batch {
+        Batch::Run => true,
+        Batch::File(f) => rest.strip_prefix(&format!("file-{f}")).is_some_and(|r| r.starts_with('-') || r == ".parquet"),
+    }
+}
+
+/// Writes the scores of one batch (all datasets' rows of that run) as one new object and commits
+/// it to the `ml_scores` Delta table together with the removal of what it replaces — the same
+/// batch's earlier object or, for a whole-run batch, every object of the model in that run — in
+/// one commit: a reader sees the old rows or the new ones, never both, and writing the same batch
+/// again is idempotent. An empty batch commits only the removals. A commit that conflicts with a
+/// concurrent one is retried on the new snapshot. Returns the new object's path in the table.
 pub async fn write_batch(lake: &Location, doc: &ModelDoc, run: i64, batch: Batch, parts: &[RecordBatch]) -> Result<Option<String>> {
-    let part = format!("run_number={run}");
-    let path = lake.child(&[&doc.workspace, TABLE, &part, &batch.object(doc.id)]);
+    let ws = doc.workspace.as_str();
     let rows: usize = parts.iter().map(RecordBatch::num_rows).sum();
-    let written = if rows == 0 {
-        match lake.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        }
+    let partition = [(PARTITION, run.to_string())];
+    let added = if rows == 0 {
+        None
     } else {
         let mut buf = Vec::new();
         let mut w = ArrowWriter::try_new(&mut buf, schema(), Some(dials_lake::ingest::writer_props()))?;
         for b in parts {
             w.write(b)?;
         }
-        w.close()?;
-        lake.store.put(&path, PutPayload::from(buf)).await?;
-        Some(path.to_string())
+        let meta = w.close()?;
+        // A new name per write: readers of the previous snapshot keep reading the old object.
+        let rel = format!("{PARTITION}={run}/{}-{}.parquet", batch.stem(doc.id), uuid::Uuid::new_v4().simple());
+        let size = buf.len() as u64;
+        lake.store.put(&delta::store_path(lake, ws, TABLE, &rel), PutPayload::from(buf)).await?;
+        Some(delta::add(rel, size, &partition, Some(&meta)))
     };
-    if batch == Batch::Run {
-        let dir = lake.child(&[&doc.workspace, TABLE, &part]);
-        let prefix = format!("part-{}-file-", doc.id);
-        let metas: Vec<_> = match lake.store.list(Some(&dir)).try_collect::<Vec<_>>().await {
-            Ok(m) => m,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        for m in metas.iter().filter(|m| m.location.filename().is_some_and(|f| f.starts_with(&prefix))) {
-            match lake.store.delete(&m.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
+    let run_value = Some(run.to_string());
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut t = delta::open_or_create_table(lake, ws, TABLE, &schema(), &[PARTITION]).await?;
+        let mut actions: Vec<Action> = delta::active_files(&t)?
+            .iter()
+            .filter(|f| f.partition_values.get(PARTITION) == Some(&run_value) && replaces(batch, doc.id, delta::object_name(&f.path)))
+            .map(|f| Action::Remove(delta::remove(f)))
+            .collect();
+        if let Some(a) = &added {
+            actions.push(Action::Add(a.clone()));
+        }
+        if actions.is_empty() {
+            return Ok(None);
+        }
+        match delta::commit(&mut t, actions, None, &[PARTITION]).await {
+            Ok(version) => {
+                tracing::debug!(model = %doc.label(), run, version, "ml_scores committed");
+                return Ok(added.map(|a| a.path));
             }
+            Err(e) if e.is_conflict() && tries < COMMIT_TRIES => {
+                tracing::debug!(model = %doc.label(), run, tries, error = %e, "ml_scores commit conflicted; retried on the new snapshot");
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(written)
 }
-
