@@ -47,9 +47,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
             default_dataset: args.default_dataset.clone(),
             max_receives,
         };
-        // The ML extension, as in the function (backfills run here, on threads).
+        // The ML extension, as in the function: with DIALS_ML_QUEUE_URL set, backfills fan out one
+        // message per run to that queue (as in AWS); without it they run here, on threads.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let ml = dials_api::ml::events::MlEvents::new(deps.lake.clone(), deps.workspaces.clone(), None, threads);
+        let fanout = std::env::var("DIALS_ML_QUEUE_URL").ok().filter(|u| !u.trim().is_empty());
+        let queue = fanout.map(|u| dials_api::ml::events::sqs_queue(sqs.clone(), u.trim().to_string()));
+        let ml = dials_api::ml::events::MlEvents::new(deps.lake.clone(), deps.workspaces.clone(), queue, threads);
         let http = args.invoke_url.as_ref().map(|_| reqwest::Client::new());
         let mut idle_since = Instant::now();
         loop {

@@ -6,6 +6,7 @@ again (ready: false with the reason); a bad upload never crashes anything; `ml_s
 table the `deltalake` package reads."""
 
 import json
+import re
 import subprocess
 
 import boto3
@@ -29,6 +30,9 @@ def notify(sqs, queue, key):
 
 
 def drain(env, queue):
+    """Runs `dials worker` until the queue is idle; with DIALS_ML_QUEUE_URL set (as the function has it
+    in AWS), backfills fan out one message per run to the same queue and the worker scores them."""
+    env = dict(env, DIALS_ML_QUEUE_URL=queue)
     r = subprocess.run([dials_bin(), "worker", "--queue-url", queue, "--lake", LAKE, "--idle-exit", "4"],
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -65,7 +69,10 @@ def test_models_dropped_into_the_bucket(emulator):
     s3.put_object(Bucket="dials-lake", Key=f"lake/{WS}/models/junk/model.onnx", Body=b"not onnx")
     s3.put_object(Bucket="dials-lake", Key=f"lake/{WS}/models/junk/model.json", Body=json.dumps({"inputs": [ME1], "metric_key": "mse", "anomaly_threshold": 1}))
     notify(sqs, queue, f"lake/{WS}/models/junk/model.json")
-    drain(env, queue)
+    r = drain(env, queue)
+    # Two notifications, then one backfill message per run (two runs) through the queue.
+    handled = sum(int(n) for n in re.findall(r"worker: (\d+) message", r.stderr))
+    assert handled == 4, r.stderr[-3000:]
 
     docs = models(env)
     ae = docs[("ae", 1)]

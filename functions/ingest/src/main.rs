@@ -10,9 +10,7 @@
 //! The ML extension (`dials_api::ml::events`) is made once per process: models stay loaded while
 //! the function is warm.
 
-use std::sync::Arc;
-
-use dials_api::ml::events::{BackfillRun, MlEvents, RunQueue};
+use dials_api::ml::events::{sqs_queue, MlEvents};
 use dials_lake::events::{attempt_deadline, handle_event_with, Deps, Extension};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -62,36 +60,6 @@ async fn ml_from_env(deps: &Deps) -> MlEvents {
     };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     MlEvents::new(deps.lake.clone(), deps.workspaces.clone(), queue, threads)
-}
-
-/// Sends backfill messages in batches of ten (SQS's limit); a batch with a failed entry fails the
-/// call, so the registration's message is retried (re-sent runs are re-scored idempotently).
-fn sqs_queue(client: aws_sdk_sqs::Client, url: String) -> RunQueue {
-    Arc::new(move |msgs: Vec<BackfillRun>| {
-        let (client, url) = (client.clone(), url.clone());
-        Box::pin(async move {
-            for chunk in msgs.chunks(10) {
-                let mut entries = Vec::new();
-                for (i, m) in chunk.iter().enumerate() {
-                    let body = serde_json::to_string(m).map_err(|e| e.to_string())?;
-                    entries.push(
-                        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body).build().map_err(|e| e.to_string())?,
-                    );
-                }
-                let out = client
-                    .send_message_batch()
-                    .queue_url(&url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| format!("send to {url}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
-                if let Some(f) = out.failed().first() {
-                    return Err(format!("send to {url}: {} message(s) refused, first: {:?}", out.failed().len(), f.message()));
-                }
-            }
-            Ok::<(), String>(())
-        }) as futures::future::BoxFuture<'static, Result<(), String>>
-    })
 }
 
 /// The invocation's deadline (milliseconds since the Unix epoch, from the runtime API) as an instant;

@@ -157,3 +157,22 @@ pub async fn write_batch(lake: &Location, doc: &ModelDoc, run: i64, batch: Batch
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{replaces, Batch};
+
+    #[test]
+    fn a_batch_replaces_its_own_objects_only() {
+        // Same file batch (this format and the one before Delta), not another file's, not another model's.
+        assert!(replaces(Batch::File(7), 12, "part-12-file-7-0a1b.parquet"));
+        assert!(replaces(Batch::File(7), 12, "part-12-file-7.parquet"));
+        assert!(!replaces(Batch::File(7), 12, "part-12-file-70-0a1b.parquet"));
+        assert!(!replaces(Batch::File(7), 12, "part-12-run-0a1b.parquet"));
+        assert!(!replaces(Batch::File(7), 1, "part-12-file-7-0a1b.parquet"));
+        // A whole run replaces every batch of the model in the run.
+        assert!(replaces(Batch::Run, 12, "part-12-run-0a1b.parquet"));
+        assert!(replaces(Batch::Run, 12, "part-12-file-7-0a1b.parquet"));
+        assert!(!replaces(Batch::Run, 12, "part-123-run-0a1b.parquet"));
+    }
+}

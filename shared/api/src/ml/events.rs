@@ -329,6 +329,36 @@ impl MlEvents {
     }
 }
 
+/// Sends backfill messages in batches of ten (SQS's limit); a batch with a failed entry fails the
+/// call, so the registration's message is retried (re-sent runs are re-scored idempotently).
+pub fn sqs_queue(client: aws_sdk_sqs::Client, url: String) -> RunQueue {
+    Arc::new(move |msgs: Vec<BackfillRun>| {
+        let (client, url) = (client.clone(), url.clone());
+        Box::pin(async move {
+            for chunk in msgs.chunks(10) {
+                let mut entries = Vec::new();
+                for (i, m) in chunk.iter().enumerate() {
+                    let body = serde_json::to_string(m).map_err(|e| e.to_string())?;
+                    entries.push(
+                        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body).build().map_err(|e| e.to_string())?,
+                    );
+                }
+                let out = client
+                    .send_message_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| format!("send to {url}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+                if let Some(f) = out.failed().first() {
+                    return Err(format!("send to {url}: {} message(s) refused, first: {:?}", out.failed().len(), f.message()));
+                }
+            }
+            Ok::<(), String>(())
+        }) as futures::future::BoxFuture<'static, Result<(), String>>
+    })
+}
+
 impl Extension for MlEvents {
     fn after_ingest<'a>(&'a self, report: &'a IngestReport) -> BoxFuture<'a, ()> {
         Box::pin(async move {
