@@ -72,7 +72,7 @@ def ingest_seconds(root, lake, config, fixture, n_models, reps, copies=1):
         r = subprocess.run([BIN, "ingest", inbox, "--lake", lake, "--workspaces", config], check=True, capture_output=True, text=True,
                            env=dict(os.environ, DIALS_LOG=os.environ.get("DIALS_LOG", "info")))
         times.append(time.perf_counter() - t)
-        HOOK[n_models].extend(float(m) for m in re.findall(r"ML hook done.*?seconds\W+([0-9.]+)", r.stderr))
+        HOOK[n_models].extend(float(m) for m in re.findall(r"ML hook done.*?seconds\W+([0-9.]+)", re.sub(r"\x1b\[[0-9;]*m", "", r.stderr)))
     return statistics.median(times)
 
 

@@ -328,6 +328,60 @@ mod tests {
         assert_eq!(decode_key("bad%zz%2"), "bad%zz%2");
     }
 
+    /// Counts what the handler gives an extension.
+    #[derive(Default)]
+    struct Probe {
+        objects: std::sync::atomic::AtomicUsize,
+        messages: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Extension for Probe {
+        fn after_ingest<'a>(&'a self, _report: &'a IngestReport) -> BoxFuture<'a, ()> {
+            Box::pin(async {})
+        }
+        fn claims(&self, obj: &ObjectRef) -> bool {
+            obj.key.ends_with("/model.json")
+        }
+        fn handle_object<'a>(&'a self, obj: &'a ObjectRef) -> BoxFuture<'a, ObjectOutcome> {
+            self.objects.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move { ObjectOutcome { object: obj.key.clone(), status: "MODEL_READY".into(), error: None, retry: false } })
+        }
+        fn handle_message<'a>(&'a self, body: &'a Value) -> Option<BoxFuture<'a, bool>> {
+            if body.get("type").and_then(Value::as_str) != Some("probe") {
+                return None;
+            }
+            self.messages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Some(Box::pin(async { true }))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_extension_gets_its_objects_and_messages() {
+        let dir = std::env::temp_dir().join(format!("dials-ext-{}", uuid::Uuid::new_v4().simple()));
+        let deps = Deps {
+            lake: Location::parse(dir.to_str().expect("utf-8"), true).expect("lake"),
+            workspaces: Workspaces::default(),
+            default_dataset: None,
+            max_receives: 3,
+        };
+        let s3 = serde_json::json!({"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"lake"},"object":{"key":"p/ws/models/m/model.json"}}}]});
+        let own = serde_json::json!({"type": "probe"});
+        let other = serde_json::json!({"type": "unknown"});
+        let sqs = serde_json::json!({"Records":[
+            {"eventSource":"aws:sqs","messageId":"a","body":s3.to_string()},
+            {"eventSource":"aws:sqs","messageId":"b","body":own.to_string()},
+            {"eventSource":"aws:sqs","messageId":"c","body":other.to_string()},
+        ]});
+        let probe = Probe::default();
+        let out = handle_event_with(&deps, Some(&probe), &sqs, None).await.expect("handled");
+        // The claimed object never reaches the ingest; the probe's message asks for a retry; the
+        // unknown message is dropped as before.
+        assert_eq!(out, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "b"}]}));
+        assert_eq!(probe.objects.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(probe.messages.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn sqs_and_direct_events_parse() {
         let s3 = serde_json::json!({"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"raw"},"object":{"key":"store/x+y.root","size":5}}}]});

@@ -104,54 +104,79 @@ pub fn replaces(batch: Batch, model_id: i64, name: &str) -> bool {
     }
 }
 
-/// Writes the scores of one batch (all datasets' rows of that run) as one new object and commits
-/// it to the `ml_scores` Delta table together with the removal of what it replaces — the same
-/// batch's earlier object or, for a whole-run batch, every object of the model in that run — in
-/// one commit: a reader sees the old rows or the new ones, never both, and writing the same batch
-/// again is idempotent. An empty batch commits only the removals. A commit that conflicts with a
-/// concurrent one is retried on the new snapshot. Returns the new object's path in the table.
+/// One batch of scores to write: a model's rows of one run (all datasets).
+#[derive(Debug, Clone, Copy)]
+pub struct Pending<'a> {
+    /// The model revision.
+    pub doc: &'a ModelDoc,
+    /// Run.
+    pub run: i64,
+    /// File or whole run.
+    pub batch: Batch,
+    /// The rows.
+    pub parts: &'a [RecordBatch],
+}
+
+/// Writes the scores of one batch (all datasets' rows of that run); see [`write_batches`].
+/// Returns the new object's path in the table.
 pub async fn write_batch(lake: &Location, doc: &ModelDoc, run: i64, batch: Batch, parts: &[RecordBatch]) -> Result<Option<String>> {
-    let ws = doc.workspace.as_str();
-    let rows: usize = parts.iter().map(RecordBatch::num_rows).sum();
-    let partition = [(PARTITION, run.to_string())];
-    let added = if rows == 0 {
-        None
-    } else {
+    Ok(write_batches(lake, &doc.workspace, &[Pending { doc, run, batch, parts }]).await?.into_iter().next().flatten())
+}
+
+/// Writes batches of scores of workspace `ws`, each as one new object, and commits them to the
+/// `ml_scores` Delta table together with the removal of what they replace — the same batch's
+/// earlier object or, for a whole-run batch, every object of the model in that run — in one
+/// commit: a reader sees the old rows or the new ones, never both, and writing the same batch
+/// again is idempotent. An empty batch commits only its removals. A commit that conflicts with a
+/// concurrent one is retried on the new snapshot. Returns each batch's new object (table path).
+pub async fn write_batches(lake: &Location, ws: &str, items: &[Pending<'_>]) -> Result<Vec<Option<String>>> {
+    let mut added = Vec::new();
+    for p in items {
+        let rows: usize = p.parts.iter().map(RecordBatch::num_rows).sum();
+        if rows == 0 {
+            added.push(None);
+            continue;
+        }
         let mut buf = Vec::new();
         let mut w = ArrowWriter::try_new(&mut buf, schema(), Some(dials_lake::ingest::writer_props()))?;
-        for b in parts {
+        for b in p.parts {
             w.write(b)?;
         }
         let meta = w.close()?;
         // A new name per write: readers of the previous snapshot keep reading the old object.
-        let rel = format!("{PARTITION}={run}/{}-{}.parquet", batch.stem(doc.id), uuid::Uuid::new_v4().simple());
+        let rel = format!("{PARTITION}={}/{}-{}.parquet", p.run, p.batch.stem(p.doc.id), uuid::Uuid::new_v4().simple());
         let size = buf.len() as u64;
         lake.store.put(&delta::store_path(lake, ws, TABLE, &rel), PutPayload::from(buf)).await?;
-        Some(delta::add(rel, size, &partition, Some(&meta)))
-    };
-    let run_value = Some(run.to_string());
+        added.push(Some(delta::add(rel, size, &[(PARTITION, p.run.to_string())], Some(&meta))));
+    }
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut tries = 0;
     loop {
         tries += 1;
         let mut t = delta::open_or_create_table(lake, ws, TABLE, &schema(), &[PARTITION]).await?;
-        let mut actions: Vec<Action> = delta::active_files(&t)?
+        let active = delta::active_files(&t)?;
+        let mut actions: Vec<Action> = active
             .iter()
-            .filter(|f| f.partition_values.get(PARTITION) == Some(&run_value) && replaces(batch, doc.id, delta::object_name(&f.path)))
+            .filter(|f| {
+                let run = f.partition_values.get(PARTITION).cloned().flatten();
+                let name = delta::object_name(&f.path);
+                items.iter().any(|p| run.as_deref() == Some(p.run.to_string().as_str()) && replaces(p.batch, p.doc.id, name))
+            })
             .map(|f| Action::Remove(delta::remove(f)))
             .collect();
-        if let Some(a) = &added {
-            actions.push(Action::Add(a.clone()));
-        }
+        actions.extend(added.iter().flatten().map(|a| Action::Add(a.clone())));
         if actions.is_empty() {
-            return Ok(None);
+            return Ok(added.into_iter().map(|a| a.map(|a| a.path)).collect());
         }
         match delta::commit(&mut t, actions, None, &[PARTITION]).await {
             Ok(version) => {
-                tracing::debug!(model = %doc.label(), run, version, "ml_scores committed");
-                return Ok(added.map(|a| a.path));
+                tracing::debug!(workspace = ws, batches = items.len(), version, "ml_scores committed");
+                return Ok(added.into_iter().map(|a| a.map(|a| a.path)).collect());
             }
             Err(e) if e.is_conflict() && tries < COMMIT_TRIES => {
-                tracing::debug!(model = %doc.label(), run, tries, error = %e, "ml_scores commit conflicted; retried on the new snapshot");
+                tracing::debug!(workspace = ws, tries, error = %e, "ml_scores commit conflicted; retried on the new snapshot");
             }
             Err(e) => return Err(e.into()),
         }
