@@ -157,15 +157,20 @@ pub async fn write_batches(lake: &Location, ws: &str, items: &[Pending<'_>]) -> 
         tries += 1;
         let mut t = delta::open_or_create_table(lake, ws, TABLE, &schema(), &[PARTITION]).await?;
         let active = delta::active_files(&t)?;
-        let mut actions: Vec<Action> = active
-            .iter()
-            .filter(|f| {
-                let run = f.partition_values.get(PARTITION).cloned().flatten();
-                let name = delta::object_name(&f.path);
-                items.iter().any(|p| run.as_deref() == Some(p.run.to_string().as_str()) && replaces(p.batch, p.doc.id, name))
-            })
-            .map(|f| Action::Remove(delta::remove(f)))
-            .collect();
+        let replaced = |f: &delta::ActiveFile| {
+            let run = f.partition_values.get(PARTITION).cloned().flatten();
+            let name = delta::object_name(&f.path);
+            items.iter().any(|p| run.as_deref() == Some(p.run.to_string().as_str()) && replaces(p.batch, p.doc.id, name))
+        };
+        let mut actions: Vec<Action> = active.iter().filter(|f| replaced(f)).map(|f| Action::Remove(delta::remove(f))).collect();
+        // A table without data commits yet takes in the objects the plain-Parquet format of this
+        // table left in its folder (those this commit does not replace), so they stay readable.
+        if active.is_empty() && t.version() == Some(0) {
+            for f in legacy_objects(lake, ws).await?.iter().filter(|f| !replaced(f)) {
+                let run = f.partition_values.get(PARTITION).cloned().flatten().unwrap_or_default();
+                actions.push(Action::Add(delta::add(f.path.clone(), u64::try_from(f.size).unwrap_or(0), &[(PARTITION, run)], None)));
+            }
+        }
         actions.extend(added.iter().flatten().map(|a| Action::Add(a.clone())));
         if actions.is_empty() {
             return Ok(added.into_iter().map(|a| a.map(|a| a.path)).collect());
@@ -183,9 +188,97 @@ pub async fn write_batches(lake: &Location, ws: &str, items: &[Pending<'_>]) -> 
     }
 }
 
+/// Objects of the plain-Parquet `ml_scores` (before it was a Delta table):
+/// `run_number=<run>/part-<model_id>-file-<file_id>.parquet` and `part-<model_id>-run.parquet`.
+async fn legacy_objects(lake: &Location, ws: &str) -> Result<Vec<delta::ActiveFile>> {
+    use futures::TryStreamExt;
+    let dir = lake.child(&[ws, TABLE]);
+    let metas: Vec<_> = match lake.store.list(Some(&dir)).try_collect::<Vec<_>>().await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for m in metas {
+        let Some(rel) = m.location.prefix_match(&dir).map(|it| it.map(|p| p.as_ref().to_string()).collect::<Vec<_>>()) else { continue };
+        let [part, name] = rel.as_slice() else { continue };
+        let Some(run) = part.strip_prefix(&format!("{PARTITION}=")).filter(|r| r.parse::<i64>().is_ok()) else { continue };
+        let legacy = name.strip_prefix("part-").and_then(|r| r.strip_suffix(".parquet")).is_some_and(|r| {
+            let mut it = r.splitn(2, '-');
+            let id_ok = it.next().is_some_and(|id| id.parse::<i64>().is_ok());
+            let rest = it.next().unwrap_or_default();
+            id_ok && (rest == "run" || rest.strip_prefix("file-").is_some_and(|f| f.parse::<i64>().is_ok()))
+        });
+        if legacy {
+            out.push(delta::ActiveFile {
+                path: format!("{part}/{name}"),
+                size: i64::try_from(m.size).unwrap_or(i64::MAX),
+                modification_time: m.last_modified.timestamp_millis(),
+                partition_values: [(PARTITION.to_string(), Some(run.to_string()))].into_iter().collect(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{replaces, Batch};
+    use super::*;
+
+    fn doc(ws: &str) -> ModelDoc {
+        serde_json::from_value(serde_json::json!({
+            "id": 12, "name": "m", "revision": 1, "ready": true, "active": true, "type": "onnx",
+            "anomaly_threshold": 0.5, "builtin_threshold": false, "description": "", "flagging_key": null,
+            "input_signature": [], "metric_key": "mse", "output_signature": [], "tags": null,
+            "isvc_service_name": null, "isvc_yaml": null, "created_by": "t", "modified_by": "t",
+            "created_at": "", "modified_at": "", "workspace": ws
+        }))
+        .expect("doc")
+    }
+
+    fn rows(n: i64, file_id: i64) -> Vec<ScoreRow> {
+        (1..=n).map(|ls| ScoreRow { file_id, ls_number: ls, score: Some(ls as f64), flag: false }).collect()
+    }
+
+    async fn active(lake: &Location) -> Vec<String> {
+        let t = delta::open(lake, "ws", TABLE).await.expect("open").expect("a table");
+        let mut v: Vec<String> = delta::active_files(&t).expect("files").into_iter().map(|f| f.path).collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn rescoring_replaces_and_legacy_objects_are_taken_in() {
+        let dir = std::env::temp_dir().join(format!("dials-mlscores-{}", uuid::Uuid::new_v4().simple()));
+        let lake = Location::parse(dir.to_str().expect("utf-8"), true).expect("lake");
+        let d = doc("ws");
+        // An object of the plain-Parquet format, for file 9 of run 5.
+        let old = to_batch(&d, 1, "/A/B/DQMIO", Batch::File(9), 5, &rows(2, 9)).expect("batch");
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, schema(), None).expect("writer");
+        w.write(&old).expect("write");
+        w.close().expect("close");
+        lake.store.put(&delta::store_path(&lake, "ws", TABLE, "run_number=5/part-12-file-9.parquet"), PutPayload::from(buf)).await.expect("put");
+
+        // File 10 scored: a new table holding the legacy object and the new one.
+        let b = to_batch(&d, 1, "/A/B/DQMIO", Batch::File(10), 5, &rows(3, 10)).expect("batch");
+        write_batch(&lake, &d, 5, Batch::File(10), &[b.clone()]).await.expect("first write");
+        let a = active(&lake).await;
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert!(a.contains(&"run_number=5/part-12-file-9.parquet".to_string()));
+        // The same batch again: still two objects (the file-10 one replaced).
+        write_batch(&lake, &d, 5, Batch::File(10), &[b]).await.expect("again");
+        let again = active(&lake).await;
+        assert_eq!(again.len(), 2);
+        assert_ne!(again, a);
+        // The whole run: one object replaces every batch of the model in the run.
+        let r = to_batch(&d, 1, "/A/B/DQMIO", Batch::Run, 5, &rows(5, 10)).expect("batch");
+        write_batch(&lake, &d, 5, Batch::Run, &[r]).await.expect("run");
+        let last = active(&lake).await;
+        assert_eq!(last.len(), 1);
+        assert!(last[0].starts_with("run_number=5/part-12-run-"), "{last:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn a_batch_replaces_its_own_objects_only() {
