@@ -10,6 +10,7 @@
 
 import argparse
 import json
+import re
 import os
 import shutil
 import statistics
@@ -68,15 +69,22 @@ def ingest_seconds(root, lake, config, fixture, n_models, reps, copies=1):
     times = []
     for _ in range(reps):
         t = time.perf_counter()
-        subprocess.run([BIN, "ingest", inbox, "--lake", lake, "--workspaces", config], check=True, capture_output=True)
+        r = subprocess.run([BIN, "ingest", inbox, "--lake", lake, "--workspaces", config], check=True, capture_output=True, text=True,
+                           env=dict(os.environ, DIALS_LOG=os.environ.get("DIALS_LOG", "info")))
         times.append(time.perf_counter() - t)
+        HOOK[n_models].extend(float(m) for m in re.findall(r"ML hook done.*?seconds\W+([0-9.]+)", re.sub(r"\x1b\[[0-9;]*m", "", r.stderr)))
     return statistics.median(times)
+
+
+# Seconds of the ML hook itself per ingested file (its `ML hook done` log line), per model count.
+HOOK = {0: [], 10: []}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--n-ls", type=int, default=2000)
+    ap.add_argument("--only-ingest", action="store_true", help="skip the inference table")
     ap.add_argument("--fixture", default=str(REPO / "tests" / "fixtures" / "data" / "small_zlib.root"),
                     help="file ingested with 10 models vs none; the benchmark file of bench/run.py "
                          "(tests/fixtures/gen_dqmio.py FILE --bench: 50 lumisections x 1000 TH1 of 100 bins) gets "
@@ -90,7 +98,7 @@ def main():
     print(f"inference, one core, batches of {a.n_ls} lumisections x {n} bins, median of {a.reps}:")
     print("| model | tract, symbolic batch (what dials runs) LS/s | tract, batch fixed at load LS/s | onnxruntime LS/s | tract / ort |")
     print("|---|---|---|---|---|")
-    for name, model in [("autoencoder 100-16-100", ae), ("PCA 100 -> 10 (+ reconstruction MSE)", pca)]:
+    for name, model in [] if a.only_ingest else [("autoencoder 100-16-100", ae), ("PCA 100 -> 10 (+ reconstruction MSE)", pca)]:
         p = tmp / f"{name.split()[0]}.onnx"
         p.write_bytes(model)
         t = tract_rate(p, n, a.n_ls, a.reps * 3)
@@ -131,6 +139,10 @@ def main():
             t10.append(ingest_seconds(tmp, tmp / "lake10", config, a.fixture, 10, 1, copies))
         m0, m10 = statistics.median(t0), statistics.median(t10)
         print(f"| {copies} | {m0:.3f} | {m10:.3f} | {100 * (m10 / m0 - 1):+.0f} % |")
+        print(f"  all runs, s: 0 models {', '.join(f'{x:.2f}' for x in t0)}; 10 models {', '.join(f'{x:.2f}' for x in t10)}")
+        if HOOK[10]:
+            print(f"  the hook itself (10 models), s: {', '.join(f'{x:.2f}' for x in HOOK[10])}; median {statistics.median(HOOK[10]):.2f}")
+        HOOK[10].clear()
     shutil.rmtree(tmp, ignore_errors=True)
 
 

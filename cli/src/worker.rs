@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use dials_lake::events::{handle_event, Deps};
+use dials_lake::events::{handle_event_with, Deps, Extension};
 use serde_json::{json, Value};
 
 use crate::CliError;
@@ -47,6 +47,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
             default_dataset: args.default_dataset.clone(),
             max_receives,
         };
+        // The ML extension, as in the function: with DIALS_ML_QUEUE_URL set, backfills fan out one
+        // message per run to that queue (as in AWS); without it they run here, on threads.
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let fanout = std::env::var("DIALS_ML_QUEUE_URL").ok().filter(|u| !u.trim().is_empty());
+        let queue = fanout.map(|u| dials_api::ml::events::sqs_queue(sqs.clone(), u.trim().to_string()));
+        let ml = dials_api::ml::events::MlEvents::new(deps.lake.clone(), deps.workspaces.clone(), queue, threads);
         let http = args.invoke_url.as_ref().map(|_| reqwest::Client::new());
         let mut idle_since = Instant::now();
         loop {
@@ -87,7 +93,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             let event = json!({ "Records": records });
             let response = match (&http, &args.invoke_url) {
                 (Some(client), Some(url)) => invoke(client, url, &event).await,
-                _ => handle_event(&deps, &event, None).await,
+                _ => handle_event_with(&deps, Some(&ml as &dyn Extension), &event, None).await,
             };
             let failed: Vec<String> = match &response {
                 Ok(v) => v["batchItemFailures"]

@@ -4,9 +4,14 @@
 //! Environment (see docs/config.md): `DIALS_LAKE` (s3://bucket/prefix), `DIALS_WORKSPACES` (optional
 //! s3:// URL or path of the workspaces JSON), `DIALS_DEFAULT_DATASET` (optional), `DIALS_MAX_RECEIVES`
 //! (required: the queue's maxReceiveCount, which sam-template.yaml sets from the same parameter as the
-//! queue's redrive policy), plus the usual AWS variables.
+//! queue's redrive policy), `DIALS_ML_QUEUE_URL` (optional: the queue backfills fan out to, one
+//! message per run; without it a backfill runs in this invocation), plus the usual AWS variables.
+//!
+//! The ML extension (`dials_api::ml::events`) is made once per process: models stay loaded while
+//! the function is warm.
 
-use dials_lake::events::{attempt_deadline, handle_event, Deps};
+use dials_api::ml::events::{sqs_queue, MlEvents};
+use dials_lake::events::{attempt_deadline, handle_event_with, Deps, Extension};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 #[tokio::main]
@@ -18,12 +23,13 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let deps = deps_from_env().await?;
-    let deps = &deps;
+    let ml = ml_from_env(&deps).await;
+    let (deps, ml) = (&deps, &ml);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         // An attempt that would outlive the invocation ends a little before it, as a status in the
         // lake and a retry, instead of being killed by the timeout without either.
         let deadline = invocation_deadline(event.context.deadline).map(attempt_deadline);
-        handle_event(deps, &event.payload, deadline).await.map_err(Error::from)
+        handle_event_with(deps, Some(ml as &dyn Extension), &event.payload, deadline).await.map_err(Error::from)
     }))
     .await
 }
@@ -41,6 +47,19 @@ async fn deps_from_env() -> Result<Deps, Error> {
         .filter(|&n: &u32| n > 0)
         .ok_or("DIALS_MAX_RECEIVES must be a positive integer equal to the queue's maxReceiveCount")?;
     Ok(Deps { lake, workspaces, default_dataset: std::env::var("DIALS_DEFAULT_DATASET").ok(), max_receives })
+}
+
+/// The ML extension: backfills go to `DIALS_ML_QUEUE_URL` when set (one message per run).
+async fn ml_from_env(deps: &Deps) -> MlEvents {
+    let queue = match std::env::var("DIALS_ML_QUEUE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Some(sqs_queue(aws_sdk_sqs::Client::new(&conf), url.trim().to_string()))
+        }
+        _ => None,
+    };
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    MlEvents::new(deps.lake.clone(), deps.workspaces.clone(), queue, threads)
 }
 
 /// The invocation's deadline (milliseconds since the Unix epoch, from the runtime API) as an instant;

@@ -91,6 +91,13 @@ impl Engine {
                 logs.push((url.prefix().clone(), log, table == "file_index"));
                 urls.push((ws.name.clone(), table, url));
             }
+            // The ML results (`ml/`): a Delta table too, followed every interval like a
+            // `file_index` (its commits, scoring and backfills, move no `file_index`).
+            let table = dials_ml::results::TABLE;
+            let url = ListingTableUrl::parse(format!("{base}/{}/{table}/", ws.name))?;
+            let log = dials_lake::delta::log_store(lake, &[&ws.name, table], None).map_err(|e| ApiError::Internal(e.to_string()))?;
+            logs.push((url.prefix().clone(), log, true));
+            urls.push((ws.name.clone(), table, url));
         }
         let (guard, store_url) = if s3 {
             let bucket = lake.url.trim_start_matches("s3://").split('/').next().unwrap_or_default().to_string();
@@ -122,6 +129,7 @@ impl Engine {
                 "file_index" => (tables::file_schema(), vec![]),
                 "dataset_index" => (tables::dataset_schema(), vec![]),
                 "lumisection_index" => (tables::lumisection_schema(), vec![]),
+                dials_ml::results::TABLE => (dials_ml::results::schema(), vec![("run_number".to_string(), DataType::Int64)]),
                 _ => (tables::me_schema(), vec![]),
             };
             let prefix = url.prefix().clone();

@@ -152,36 +152,8 @@ pub async fn open_with(store: LogStoreRef) -> Result<Option<DeltaTable>, DeltaEr
 /// Opens the table, creating it (version 0: schema, partition columns, properties) if it has no
 /// commit yet. Two creators race safely: the loser finds version 0 and opens it.
 pub async fn open_or_create(lake: &Location, ws: &str, table: &str) -> Result<DeltaTable, DeltaError> {
-    let store = log_store(lake, &[ws, table], None)?;
-    if let Some(t) = open_with(store.clone()).await? {
-        return Ok(t);
-    }
-    let url = store.root_url().clone();
     let (schema, partitions) = layout(table)?;
-    let mut columns: Vec<StructField> = Vec::new();
-    for f in schema.fields() {
-        let dt: deltalake_core::kernel::DataType = f.data_type().try_into_kernel().map_err(|e| DeltaError::delta(&url, DeltaTableError::Generic(e.to_string())))?;
-        columns.push(StructField::new(f.name().clone(), dt, f.is_nullable()));
-    }
-    for p in partitions {
-        columns.push(StructField::new(p.to_string(), deltalake_core::kernel::DataType::LONG, false));
-    }
-    let created = CreateBuilder::new()
-        .with_log_store(store.clone())
-        .with_table_name(table)
-        .with_columns(StructType::try_new(columns).map_err(|e| DeltaError::delta(&url, DeltaTableError::Generic(e.to_string())))?.fields().cloned())
-        .with_partition_columns(partitions.iter().map(|p| p.to_string()))
-        .with_configuration_property(TableProperty::CheckpointInterval, Some(CHECKPOINT_INTERVAL.to_string()))
-        .with_save_mode(SaveMode::Ignore)
-        .await;
-    match created {
-        Ok(t) => Ok(t),
-        Err(e) => match open_with(store).await? {
-            // Another writer created it first.
-            Some(t) => Ok(t),
-            None => Err(DeltaError::delta(&url, e)),
-        },
-    }
+    open_or_create_table(lake, ws, table, &schema, partitions).await
 }
 
 /// Loaded tables kept between the commits of one process (per table URL), so that a commit reads
@@ -221,6 +193,46 @@ pub fn release(lake: &Location, ws: &str, table: &str, t: DeltaTable) {
         if v.len() < POOL_PER_TABLE {
             v.push(t);
         }
+    }
+}
+
+/// As [`open_or_create`], for a table that is not one of the ingest's ([`layout`]): the caller
+/// gives the files' schema and the partition columns (`Int64`), e.g. the ML results (`ml_scores`).
+pub async fn open_or_create_table(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    schema: &arrow::datatypes::Schema,
+    partitions: &[&str],
+) -> Result<DeltaTable, DeltaError> {
+    let store = log_store(lake, &[ws, table], None)?;
+    if let Some(t) = open_with(store.clone()).await? {
+        return Ok(t);
+    }
+    let url = store.root_url().clone();
+    let mut columns: Vec<StructField> = Vec::new();
+    for f in schema.fields() {
+        let dt: deltalake_core::kernel::DataType = f.data_type().try_into_kernel().map_err(|e| DeltaError::delta(&url, DeltaTableError::Generic(e.to_string())))?;
+        columns.push(StructField::new(f.name().clone(), dt, f.is_nullable()));
+    }
+    for p in partitions {
+        columns.push(StructField::new(p.to_string(), deltalake_core::kernel::DataType::LONG, false));
+    }
+    let created = CreateBuilder::new()
+        .with_log_store(store.clone())
+        .with_table_name(table)
+        .with_columns(StructType::try_new(columns).map_err(|e| DeltaError::delta(&url, DeltaTableError::Generic(e.to_string())))?.fields().cloned())
+        .with_partition_columns(partitions.iter().map(|p| p.to_string()))
+        .with_configuration_property(TableProperty::CheckpointInterval, Some(CHECKPOINT_INTERVAL.to_string()))
+        .with_save_mode(SaveMode::Ignore)
+        .await;
+    match created {
+        Ok(t) => Ok(t),
+        Err(e) => match open_with(store).await? {
+            // Another writer created it first.
+            Some(t) => Ok(t),
+            None => Err(DeltaError::delta(&url, e)),
+        },
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -159,6 +160,31 @@ pub fn attempt_deadline(invocation_deadline: Instant) -> Instant {
 /// Ingests one object, the attempt ending by `deadline` if any (see [`IngestRequest::deadline`]);
 /// records permanent failures; tells whether to retry.
 pub async fn handle_object(deps: &Deps, obj: &ObjectRef, receive_count: u32, deadline: Option<Instant>) -> ObjectOutcome {
+    handle_object_with(deps, None, obj, receive_count, deadline).await
+}
+
+/// What a deployment adds to the handler without the lake depending on it (the ML layer: scoring
+/// after an ingest, model documents dropped into the lake, its own queue messages). The function
+/// crate (and `dials worker`) passes one in; see [`handle_event_with`].
+pub trait Extension: Send + Sync {
+    /// Runs after a file's histograms are committed, before the outcome is settled. It cannot fail
+    /// the ingest: whatever goes wrong is the extension's to record.
+    fn after_ingest<'a>(&'a self, report: &'a IngestReport) -> BoxFuture<'a, ()>;
+    /// True when `obj` is the extension's (e.g. a model document under the lake), not a file to ingest.
+    fn claims(&self, obj: &ObjectRef) -> bool;
+    /// Handles a claimed object.
+    fn handle_object<'a>(&'a self, obj: &'a ObjectRef) -> BoxFuture<'a, ObjectOutcome>;
+    /// Handles a queue message that is not an S3 notification; `None` when it is not the
+    /// extension's either. `Some(true)`: retry the message.
+    fn handle_message<'a>(&'a self, body: &'a Value) -> Option<BoxFuture<'a, bool>>;
+}
+
+/// As [`handle_object`], with an extension: objects it claims go to it; after a successful ingest
+/// its [`Extension::after_ingest`] runs (cut short at `deadline`, never failing the ingest).
+pub async fn handle_object_with(deps: &Deps, ext: Option<&dyn Extension>, obj: &ObjectRef, receive_count: u32, deadline: Option<Instant>) -> ObjectOutcome {
+    if let Some(ext) = ext.filter(|e| e.claims(obj)) {
+        return ext.handle_object(obj).await;
+    }
     let url = format!("s3://{}/{}", obj.bucket, obj.key);
     let req = IngestRequest {
         logical_file_name: crate::ingest::logical_file_name(&obj.key),
@@ -179,6 +205,19 @@ pub async fn handle_object(deps: &Deps, obj: &ObjectRef, receive_count: u32, dea
         crate::ingest::ingest(&deps.lake, &deps.workspaces, &req, src, Some(std::sync::Arc::new(move || (s2.stats().bytes(), s2.stats().requests())))).await
     }
     .await;
+    if let (Ok(rep), Some(ext)) = (&result, ext) {
+        let hook = ext.after_ingest(rep);
+        let done = match deadline {
+            Some(d) => tokio::time::timeout_at(tokio::time::Instant::from_std(d), hook).await.is_ok(),
+            None => {
+                hook.await;
+                true
+            }
+        };
+        if !done {
+            tracing::warn!(object = %url, "after-ingest hook cut short by the invocation's deadline; the file's histograms are committed");
+        }
+    }
     settle(deps, &req, &url, obj.size.unwrap_or(0), result, receive_count).await
 }
 
@@ -226,6 +265,11 @@ pub async fn settle(
 /// by `deadline` if any (the Lambda passes its invocation's deadline through [`attempt_deadline`];
 /// `dials worker` has none).
 pub async fn handle_event(deps: &Deps, event: &Value, deadline: Option<Instant>) -> Result<Value, String> {
+    handle_event_with(deps, None, event, deadline).await
+}
+
+/// As [`handle_event`], with an [`Extension`] (its objects, its messages, its after-ingest hook).
+pub async fn handle_event_with(deps: &Deps, ext: Option<&dyn Extension>, event: &Value, deadline: Option<Instant>) -> Result<Value, String> {
     if event.get("dials").and_then(Value::as_str) == Some("maintain") {
         return maintain(deps, event).await;
     }
@@ -242,8 +286,11 @@ pub async fn handle_event(deps: &Deps, event: &Value, deadline: Option<Instant>)
                 None => body,
             };
             let mut retry = false;
+            if let Some(own) = ext.filter(|_| body.get("Records").is_none()).and_then(|e| e.handle_message(&body)) {
+                retry = own.await;
+            }
             for obj in objects_in_s3_event(&body) {
-                retry |= handle_object(deps, &obj, m.receive_count, deadline).await.retry;
+                retry |= handle_object_with(deps, ext, &obj, m.receive_count, deadline).await.retry;
             }
             if retry {
                 failures.push(serde_json::json!({ "itemIdentifier": m.id }));
@@ -253,7 +300,7 @@ pub async fn handle_event(deps: &Deps, event: &Value, deadline: Option<Instant>)
     }
     let mut outcomes = Vec::new();
     for obj in objects_in_s3_event(event) {
-        outcomes.push(handle_object(deps, &obj, 1, deadline).await);
+        outcomes.push(handle_object_with(deps, ext, &obj, 1, deadline).await);
     }
     if outcomes.iter().any(|o| o.retry) {
         return Err(serde_json::to_string(&outcomes).unwrap_or_default());
@@ -299,6 +346,60 @@ mod tests {
         assert_eq!(decode_key("a/b%20c%2Bd.txt"), "a/b c+d.txt"); // LocalStack
         assert_eq!(decode_key("a%2Fb+c%2Bd.txt"), "a/b c+d.txt"); // moto
         assert_eq!(decode_key("bad%zz%2"), "bad%zz%2");
+    }
+
+    /// Counts what the handler gives an extension.
+    #[derive(Default)]
+    struct Probe {
+        objects: std::sync::atomic::AtomicUsize,
+        messages: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Extension for Probe {
+        fn after_ingest<'a>(&'a self, _report: &'a IngestReport) -> BoxFuture<'a, ()> {
+            Box::pin(async {})
+        }
+        fn claims(&self, obj: &ObjectRef) -> bool {
+            obj.key.ends_with("/model.json")
+        }
+        fn handle_object<'a>(&'a self, obj: &'a ObjectRef) -> BoxFuture<'a, ObjectOutcome> {
+            self.objects.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move { ObjectOutcome { object: obj.key.clone(), status: "MODEL_READY".into(), error: None, retry: false } })
+        }
+        fn handle_message<'a>(&'a self, body: &'a Value) -> Option<BoxFuture<'a, bool>> {
+            if body.get("type").and_then(Value::as_str) != Some("probe") {
+                return None;
+            }
+            self.messages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Some(Box::pin(async { true }))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_extension_gets_its_objects_and_messages() {
+        let dir = std::env::temp_dir().join(format!("dials-ext-{}", uuid::Uuid::new_v4().simple()));
+        let deps = Deps {
+            lake: Location::parse(dir.to_str().expect("utf-8"), true).expect("lake"),
+            workspaces: Workspaces::default(),
+            default_dataset: None,
+            max_receives: 3,
+        };
+        let s3 = serde_json::json!({"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"lake"},"object":{"key":"p/ws/models/m/model.json"}}}]});
+        let own = serde_json::json!({"type": "probe"});
+        let other = serde_json::json!({"type": "unknown"});
+        let sqs = serde_json::json!({"Records":[
+            {"eventSource":"aws:sqs","messageId":"a","body":s3.to_string()},
+            {"eventSource":"aws:sqs","messageId":"b","body":own.to_string()},
+            {"eventSource":"aws:sqs","messageId":"c","body":other.to_string()},
+        ]});
+        let probe = Probe::default();
+        let out = handle_event_with(&deps, Some(&probe), &sqs, None).await.expect("handled");
+        // The claimed object never reaches the ingest; the probe's message asks for a retry; the
+        // unknown message is dropped as before.
+        assert_eq!(out, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "b"}]}));
+        assert_eq!(probe.objects.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(probe.messages.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub enum MlError {
     /// Encoding the results failed.
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// The results table's Delta log refused or failed a commit.
+    #[error("{0}")]
+    Delta(#[from] dials_lake::delta::DeltaError),
     /// Building Arrow arrays failed.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),

@@ -92,8 +92,9 @@ async fn read_object(lake: &Location, key: &str, run: i64, me_ids: &BTreeSet<i64
     Ok(())
 }
 
-/// Scores one model on the file's rows of one run; the status is recorded beside the model.
-async fn score_model_run(lake: &Location, cache: &ModelCache, doc: &ModelDoc, run: i64, file_id: i64, rows: &FileRows) -> Result<Option<RunStatus>> {
+/// Scores one model on the file's rows of one run: the status and, when it scored, the rows to
+/// write (written by the caller, every model's in one commit).
+async fn score_model_run(lake: &Location, cache: &ModelCache, doc: &ModelDoc, run: i64, file_id: i64, rows: &FileRows) -> Result<Option<(RunStatus, Vec<arrow::array::RecordBatch>)>> {
     let tails: Vec<Vec<usize>> = doc.input_signature.iter().map(|i| i.dims.iter().skip(1).map(|d| (*d).max(0) as usize).collect()).collect();
     let mut inputs = Vec::new();
     for ((r, d), (name, per_me)) in rows.range((run, i64::MIN)..=(run, i64::MAX)) {
@@ -121,17 +122,14 @@ async fn score_model_run(lake: &Location, cache: &ModelCache, doc: &ModelDoc, ru
         Ok(parts)
     }
     .await;
-    let status = match outcome {
+    Ok(Some(match outcome {
         Ok(parts) => {
             let scored = parts.iter().map(arrow::array::RecordBatch::num_rows).sum();
-            results::write_batch(lake, doc, run, Batch::File(file_id), &parts).await?;
-            RunStatus { run_number: run, status: "OK".into(), error: None, batch: "file".into(), scored, at: now() }
+            (RunStatus { run_number: run, status: "OK".into(), error: None, batch: "file".into(), scored, at: now() }, parts)
         }
         Err(e @ (crate::MlError::Store(_) | crate::MlError::Parquet(_) | crate::MlError::Arrow(_))) => return Err(e),
-        Err(e) => RunStatus { run_number: run, status: "FAILED".into(), error: Some(e.to_string()), batch: "file".into(), scored: 0, at: now() },
-    };
-    registry::put_status(lake, doc, &status).await?;
-    Ok(Some(status))
+        Err(e) => (RunStatus { run_number: run, status: "FAILED".into(), error: Some(e.to_string()), batch: "file".into(), scored: 0, at: now() }, Vec::new()),
+    }))
 }
 
 /// The hook. Returns (workspace, model, status) of every run scored or failed.
@@ -167,13 +165,32 @@ pub async fn after_ingest(lake: &Location, report: &IngestReport, cache: &ModelC
         if failed_read {
             continue;
         }
+        // Every model's scores of the file in one commit of `ml_scores` (one per model and run
+        // would make the commits the hook's main cost), then each run's status.
+        let mut scored = Vec::new();
         for doc in &active {
             for run in &runs {
                 match score_model_run(lake, cache, doc, *run, report.file_id, &rows).await {
-                    Ok(Some(st)) => out.push((w.workspace.clone(), doc.label(), st)),
+                    Ok(Some((st, parts))) => scored.push((*doc, *run, st, parts)),
                     Ok(None) => {}
                     Err(e) => tracing::warn!(model = %doc.label(), run, error = %e, "ML hook: scores not written"),
                 }
+            }
+        }
+        let writes: Vec<results::Pending<'_>> = scored
+            .iter()
+            .filter(|(_, _, st, _)| st.status == "OK")
+            .map(|(doc, run, _, parts)| results::Pending { doc: *doc, run: *run, batch: Batch::File(report.file_id), parts: parts.as_slice() })
+            .collect();
+        if let Err(e) = results::write_batches(lake, &w.workspace, &writes).await {
+            tracing::warn!(workspace = %w.workspace, error = %e, "ML hook: scores not written");
+            continue;
+        }
+        let puts = scored.iter().map(|(doc, _, st, _)| registry::put_status(lake, doc, st));
+        for (r, (doc, run, st, _)) in futures::future::join_all(puts).await.into_iter().zip(&scored) {
+            match r {
+                Ok(()) => out.push((w.workspace.clone(), doc.label(), st.clone())),
+                Err(e) => tracing::warn!(model = %doc.label(), run, error = %e, "ML hook: status not written"),
             }
         }
     }

@@ -45,7 +45,13 @@ pub async fn list(lake: &Location, ws: &str) -> Result<Vec<ModelDoc>> {
         Err(e) => return Err(e.into()),
     };
     let mut docs = Vec::new();
-    for m in metas.into_iter().filter(|m| m.location.filename() == Some(DOC)) {
+    // Only `<name>/<revision>/model.json`: a dropped folder's `<name>/model.json` is an upload
+    // waiting to be registered, not a revision.
+    let is_revision = |p: &Path| {
+        let parts: Vec<_> = p.prefix_match(&prefix).map(|it| it.collect()).unwrap_or_default();
+        parts.len() == 3 && parts[1].as_ref().parse::<i64>().is_ok() && parts[2].as_ref() == DOC
+    };
+    for m in metas.into_iter().filter(|m| is_revision(&m.location)) {
         let bytes = match lake.store.get(&m.location).await {
             Ok(g) => g.bytes().await?,
             Err(object_store::Error::NotFound { .. }) => continue,

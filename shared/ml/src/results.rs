@@ -1,18 +1,19 @@
 //! The per-lumisection results table, `ml_scores`: one row per (model revision, file, lumisection)
-//! with the score and the flag at scoring time. Hive-partitioned by run like `th1`:
-//! `<lake>/<workspace>/ml_scores/run_number=<run>/part-<model_id>-<batch>.parquet`, where the
-//! batch is `file-<file_id>` (scored on ingest) or `run` (backfill: the whole run at once).
-//! Every write goes through [`write_batch`], the one place to change when the table format changes.
+//! with the score and the flag at scoring time. A Delta Lake table like every lake table
+//! (decision 0007), partitioned by run like `th1`:
+//! `<lake>/<workspace>/ml_scores/run_number=<run>/part-<model_id>-<batch>-<uuid>.parquet` plus
+//! `_delta_log/`, where the batch is `file-<file_id>` (scored on ingest) or `run` (backfill: the
+//! whole run at once). Every write goes through [`write_batch`] (one commit per batch).
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use futures::TryStreamExt;
+use deltalake_core::kernel::Action;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 
-use dials_lake::Location;
+use dials_lake::{delta, Location};
 
 use crate::error::Result;
 use crate::model::ModelDoc;
@@ -20,6 +21,9 @@ use crate::score::ScoreRow;
 
 /// Table folder under a workspace.
 pub const TABLE: &str = "ml_scores";
+
+/// The partition column (a path segment `run_number=<run>`, not a column of the files).
+pub const PARTITION: &str = "run_number";
 
 /// Schema of `ml_scores` (`run_number` is the partition, not a column).
 pub fn schema() -> SchemaRef {
@@ -50,10 +54,11 @@ pub enum Batch {
 }
 
 impl Batch {
-    fn object(self, model_id: i64) -> String {
+    /// The start of the names of this batch's objects (a unique suffix follows).
+    fn stem(self, model_id: i64) -> String {
         match self {
-            Batch::File(f) => format!("part-{model_id}-file-{f}.parquet"),
-            Batch::Run => format!("part-{model_id}-run.parquet"),
+            Batch::File(f) => format!("part-{model_id}-file-{f}"),
+            Batch::Run => format!("part-{model_id}-run"),
         }
     }
 }
@@ -85,44 +90,207 @@ pub fn to_batch(doc: &ModelDoc, dataset_id: i64, dataset: &str, batch: Batch, ru
     Ok(RecordBatch::try_new(schema(), cols)?)
 }
 
-/// Writes the scores of one batch (all datasets' rows of that run) as one object, replacing what
-/// the same batch wrote before (idempotent). A whole-run batch then removes the model's per-file
-/// objects of that run: the run object holds those rows now. An empty batch writes nothing (and
-/// removes an earlier object of the same batch). Returns the object key.
-pub async fn write_batch(lake: &Location, doc: &ModelDoc, run: i64, batch: Batch, parts: &[RecordBatch]) -> Result<Option<String>> {
-    let part = format!("run_number={run}");
-    let path = lake.child(&[&doc.workspace, TABLE, &part, &batch.object(doc.id)]);
-    let rows: usize = parts.iter().map(RecordBatch::num_rows).sum();
-    let written = if rows == 0 {
-        match lake.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        let mut buf = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut buf, schema(), Some(dials_lake::ingest::writer_props()))?;
-        for b in parts {
-            w.write(b)?;
-        }
-        w.close()?;
-        lake.store.put(&path, PutPayload::from(buf)).await?;
-        Some(path.to_string())
-    };
-    if batch == Batch::Run {
-        let dir = lake.child(&[&doc.workspace, TABLE, &part]);
-        let prefix = format!("part-{}-file-", doc.id);
-        let metas: Vec<_> = match lake.store.list(Some(&dir)).try_collect::<Vec<_>>().await {
-            Ok(m) => m,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        for m in metas.iter().filter(|m| m.location.filename().is_some_and(|f| f.starts_with(&prefix))) {
-            match lake.store.delete(&m.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+/// Commit attempts of one write that lost a race with a conflicting commit (another write of the
+/// same run's objects) before giving up.
+const COMMIT_TRIES: usize = 20;
+
+/// True when an object named `name` holds rows that a write of `batch` by model `model_id`
+/// replaces: the same file batch, or (a whole-run batch) every batch of the model in the run.
+pub fn replaces(batch: Batch, model_id: i64, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(&format!("part-{model_id}-")) else { return false };
+    match batch {
+        Batch::Run => true,
+        Batch::File(f) => rest.strip_prefix(&format!("file-{f}")).is_some_and(|r| r.starts_with('-') || r == ".parquet"),
     }
-    Ok(written)
 }
 
+/// One batch of scores to write: a model's rows of one run (all datasets).
+#[derive(Debug, Clone, Copy)]
+pub struct Pending<'a> {
+    /// The model revision.
+    pub doc: &'a ModelDoc,
+    /// Run.
+    pub run: i64,
+    /// File or whole run.
+    pub batch: Batch,
+    /// The rows.
+    pub parts: &'a [RecordBatch],
+}
+
+/// Writes the scores of one batch (all datasets' rows of that run); see [`write_batches`].
+/// Returns the new object's path in the table.
+pub async fn write_batch(lake: &Location, doc: &ModelDoc, run: i64, batch: Batch, parts: &[RecordBatch]) -> Result<Option<String>> {
+    Ok(write_batches(lake, &doc.workspace, &[Pending { doc, run, batch, parts }]).await?.into_iter().next().flatten())
+}
+
+/// Writes batches of scores of workspace `ws`, each as one new object, and commits them to the
+/// `ml_scores` Delta table together with the removal of what they replace — the same batch's
+/// earlier object or, for a whole-run batch, every object of the model in that run — in one
+/// commit: a reader sees the old rows or the new ones, never both, and writing the same batch
+/// again is idempotent. An empty batch commits only its removals. A commit that conflicts with a
+/// concurrent one is retried on the new snapshot. Returns each batch's new object (table path).
+pub async fn write_batches(lake: &Location, ws: &str, items: &[Pending<'_>]) -> Result<Vec<Option<String>>> {
+    let mut added = Vec::new();
+    for p in items {
+        let rows: usize = p.parts.iter().map(RecordBatch::num_rows).sum();
+        if rows == 0 {
+            added.push(None);
+            continue;
+        }
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, schema(), Some(dials_lake::ingest::writer_props()))?;
+        for b in p.parts {
+            w.write(b)?;
+        }
+        let meta = w.close()?;
+        // A new name per write: readers of the previous snapshot keep reading the old object.
+        let rel = format!("{PARTITION}={}/{}-{}.parquet", p.run, p.batch.stem(p.doc.id), uuid::Uuid::new_v4().simple());
+        let size = buf.len() as u64;
+        lake.store.put(&delta::store_path(lake, ws, TABLE, &rel), PutPayload::from(buf)).await?;
+        added.push(Some(delta::add(rel, size, &[(PARTITION, p.run.to_string())], Some(&meta))));
+    }
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut t = delta::open_or_create_table(lake, ws, TABLE, &schema(), &[PARTITION]).await?;
+        let active = delta::active_files(&t)?;
+        let replaced = |f: &delta::ActiveFile| {
+            let run = f.partition_values.get(PARTITION).cloned().flatten();
+            let name = delta::object_name(&f.path);
+            items.iter().any(|p| run.as_deref() == Some(p.run.to_string().as_str()) && replaces(p.batch, p.doc.id, name))
+        };
+        let mut actions: Vec<Action> = active.iter().filter(|f| replaced(f)).map(|f| Action::Remove(delta::remove(f))).collect();
+        // A table without data commits yet takes in the objects the plain-Parquet format of this
+        // table left in its folder (those this commit does not replace), so they stay readable.
+        if active.is_empty() && t.version() == Some(0) {
+            for f in legacy_objects(lake, ws).await?.iter().filter(|f| !replaced(f)) {
+                let run = f.partition_values.get(PARTITION).cloned().flatten().unwrap_or_default();
+                actions.push(Action::Add(delta::add(f.path.clone(), u64::try_from(f.size).unwrap_or(0), &[(PARTITION, run)], None)));
+            }
+        }
+        actions.extend(added.iter().flatten().map(|a| Action::Add(a.clone())));
+        if actions.is_empty() {
+            return Ok(added.into_iter().map(|a| a.map(|a| a.path)).collect());
+        }
+        match delta::commit(&mut t, actions, None, &[PARTITION]).await {
+            Ok(version) => {
+                tracing::debug!(workspace = ws, batches = items.len(), version, "ml_scores committed");
+                return Ok(added.into_iter().map(|a| a.map(|a| a.path)).collect());
+            }
+            Err(e) if e.is_conflict() && tries < COMMIT_TRIES => {
+                tracing::debug!(workspace = ws, tries, error = %e, "ml_scores commit conflicted; retried on the new snapshot");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Objects of the plain-Parquet `ml_scores` (before it was a Delta table):
+/// `run_number=<run>/part-<model_id>-file-<file_id>.parquet` and `part-<model_id>-run.parquet`.
+async fn legacy_objects(lake: &Location, ws: &str) -> Result<Vec<delta::ActiveFile>> {
+    use futures::TryStreamExt;
+    let dir = lake.child(&[ws, TABLE]);
+    let metas: Vec<_> = match lake.store.list(Some(&dir)).try_collect::<Vec<_>>().await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for m in metas {
+        let Some(rel) = m.location.prefix_match(&dir).map(|it| it.map(|p| p.as_ref().to_string()).collect::<Vec<_>>()) else { continue };
+        let [part, name] = rel.as_slice() else { continue };
+        let Some(run) = part.strip_prefix(&format!("{PARTITION}=")).filter(|r| r.parse::<i64>().is_ok()) else { continue };
+        let legacy = name.strip_prefix("part-").and_then(|r| r.strip_suffix(".parquet")).is_some_and(|r| {
+            let mut it = r.splitn(2, '-');
+            let id_ok = it.next().is_some_and(|id| id.parse::<i64>().is_ok());
+            let rest = it.next().unwrap_or_default();
+            id_ok && (rest == "run" || rest.strip_prefix("file-").is_some_and(|f| f.parse::<i64>().is_ok()))
+        });
+        if legacy {
+            out.push(delta::ActiveFile {
+                path: format!("{part}/{name}"),
+                size: i64::try_from(m.size).unwrap_or(i64::MAX),
+                modification_time: m.last_modified.timestamp_millis(),
+                partition_values: [(PARTITION.to_string(), Some(run.to_string()))].into_iter().collect(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(ws: &str) -> ModelDoc {
+        serde_json::from_value(serde_json::json!({
+            "id": 12, "name": "m", "revision": 1, "ready": true, "active": true, "type": "onnx",
+            "anomaly_threshold": 0.5, "builtin_threshold": false, "description": "", "flagging_key": null,
+            "input_signature": [], "metric_key": "mse", "output_signature": [], "tags": null,
+            "isvc_service_name": null, "isvc_yaml": null, "created_by": "t", "modified_by": "t",
+            "created_at": "", "modified_at": "", "workspace": ws
+        }))
+        .expect("doc")
+    }
+
+    fn rows(n: i64, file_id: i64) -> Vec<ScoreRow> {
+        (1..=n).map(|ls| ScoreRow { file_id, ls_number: ls, score: Some(ls as f64), flag: false }).collect()
+    }
+
+    async fn active(lake: &Location) -> Vec<String> {
+        let t = delta::open(lake, "ws", TABLE).await.expect("open").expect("a table");
+        let mut v: Vec<String> = delta::active_files(&t).expect("files").into_iter().map(|f| f.path).collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn rescoring_replaces_and_legacy_objects_are_taken_in() {
+        let dir = std::env::temp_dir().join(format!("dials-mlscores-{}", uuid::Uuid::new_v4().simple()));
+        let lake = Location::parse(dir.to_str().expect("utf-8"), true).expect("lake");
+        let d = doc("ws");
+        // An object of the plain-Parquet format, for file 9 of run 5.
+        let old = to_batch(&d, 1, "/A/B/DQMIO", Batch::File(9), 5, &rows(2, 9)).expect("batch");
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, schema(), None).expect("writer");
+        w.write(&old).expect("write");
+        w.close().expect("close");
+        lake.store.put(&delta::store_path(&lake, "ws", TABLE, "run_number=5/part-12-file-9.parquet"), PutPayload::from(buf)).await.expect("put");
+
+        // File 10 scored: a new table holding the legacy object and the new one.
+        let b = to_batch(&d, 1, "/A/B/DQMIO", Batch::File(10), 5, &rows(3, 10)).expect("batch");
+        write_batch(&lake, &d, 5, Batch::File(10), &[b.clone()]).await.expect("first write");
+        let a = active(&lake).await;
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert!(a.contains(&"run_number=5/part-12-file-9.parquet".to_string()));
+        // The same batch again: still two objects (the file-10 one replaced).
+        write_batch(&lake, &d, 5, Batch::File(10), &[b]).await.expect("again");
+        let again = active(&lake).await;
+        assert_eq!(again.len(), 2);
+        assert_ne!(again, a);
+        // The whole run: one object replaces every batch of the model in the run.
+        let r = to_batch(&d, 1, "/A/B/DQMIO", Batch::Run, 5, &rows(5, 10)).expect("batch");
+        write_batch(&lake, &d, 5, Batch::Run, &[r]).await.expect("run");
+        let last = active(&lake).await;
+        assert_eq!(last.len(), 1);
+        assert!(last[0].starts_with("run_number=5/part-12-run-"), "{last:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_batch_replaces_its_own_objects_only() {
+        // Same file batch (this format and the one before Delta), not another file's, not another model's.
+        assert!(replaces(Batch::File(7), 12, "part-12-file-7-0a1b.parquet"));
+        assert!(replaces(Batch::File(7), 12, "part-12-file-7.parquet"));
+        assert!(!replaces(Batch::File(7), 12, "part-12-file-70-0a1b.parquet"));
+        assert!(!replaces(Batch::File(7), 12, "part-12-run-0a1b.parquet"));
+        assert!(!replaces(Batch::File(7), 1, "part-12-file-7-0a1b.parquet"));
+        // A whole run replaces every batch of the model in the run.
+        assert!(replaces(Batch::Run, 12, "part-12-run-0a1b.parquet"));
+        assert!(replaces(Batch::Run, 12, "part-12-file-7-0a1b.parquet"));
+        assert!(!replaces(Batch::Run, 12, "part-123-run-0a1b.parquet"));
+    }
+}

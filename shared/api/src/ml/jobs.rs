@@ -102,25 +102,44 @@ pub async fn register(engine: &Engine, r: Registration) -> Result<ModelDoc, JobE
         workspace: ws.clone(),
         filename: r.filename.clone(),
     };
+    doc.input_signature = r.inputs.iter().enumerate().map(|(i, me)| input_me(i, me)).collect();
+    check(engine, &mut doc, &r.onnx).await?;
+    registry::put_onnx(lake, &ws, &doc.name, revision, r.onnx).await?;
+    registry::put_doc(lake, &doc).await?;
+    for mut old in all.into_iter().filter(|d| d.name == r.name && d.active) {
+        old.active = false;
+        old.modified_by = r.user.clone();
+        old.modified_at = dials_lake::tables::now_rfc3339();
+        registry::put_doc(lake, &old).await?;
+    }
+    Ok(doc)
+}
+
+fn input_me(i: usize, me: &str) -> InputMe {
+    InputMe { name: format!("input_{i}"), me: me.to_string(), me_id: dials_lake::ids::me_id(me), dim: 0, dims: Vec::new(), data_type: "float32".into() }
+}
+
+/// The registration checks, on `doc` as it stands (its input MEs by path, its threshold mode) and
+/// the ONNX file: every input ME is in the workspace (its id, dimension and dims are taken from
+/// the lake), exactly one threshold mode, and the model loads and runs on one lumisection of real
+/// data (input and output names from the model). Sets `ready` and `reason`; `Err` only for the lake.
+pub async fn check(engine: &Engine, doc: &mut ModelDoc, onnx: &[u8]) -> Result<(), JobError> {
+    let ws = doc.workspace.clone();
     let mut infos = Vec::new();
     let mut problems = Vec::new();
-    for (i, me) in r.inputs.iter().enumerate() {
-        let info = source::me_info(engine, &ws, me).await?;
+    for sig in &mut doc.input_signature {
+        let info = source::me_info(engine, &ws, &sig.me).await?;
         if info.is_none() {
-            problems.push(format!("input ME '{me}' is not in workspace '{ws}' (no committed file holds it)"));
+            problems.push(format!("input ME '{}' is not in workspace '{ws}' (no committed file holds it)", sig.me));
         }
         let (dim, dims) = match &info {
             Some(x) => (x.dim, std::iter::once(-1).chain(x.tail.iter().map(|d| *d as i64)).collect()),
             None => (0, Vec::new()),
         };
-        doc.input_signature.push(InputMe {
-            name: format!("input_{i}"),
-            me: me.clone(),
-            me_id: dials_lake::ids::me_id(me),
-            dim,
-            dims,
-            data_type: "float32".into(),
-        });
+        sig.me_id = dials_lake::ids::me_id(&sig.me);
+        sig.dim = dim;
+        sig.dims = dims;
+        sig.data_type = "float32".into();
         infos.push(info);
     }
     if let Err(e) = doc.check_shape() {
@@ -128,7 +147,7 @@ pub async fn register(engine: &Engine, r: Registration) -> Result<ModelDoc, JobE
     }
     if problems.is_empty() {
         let infos: Vec<MeInfo> = infos.into_iter().flatten().collect();
-        match validate(engine, &doc, &r.onnx, &infos).await {
+        match validate(engine, doc, onnx, &infos).await {
             Ok(model) => {
                 for (sig, name) in doc.input_signature.iter_mut().zip(&model.inputs) {
                     sig.name = name.clone();
@@ -140,15 +159,7 @@ pub async fn register(engine: &Engine, r: Registration) -> Result<ModelDoc, JobE
     }
     doc.ready = problems.is_empty();
     doc.reason = (!problems.is_empty()).then(|| problems.join("; "));
-    registry::put_onnx(lake, &ws, &doc.name, revision, r.onnx).await?;
-    registry::put_doc(lake, &doc).await?;
-    for mut old in all.into_iter().filter(|d| d.name == r.name && d.active) {
-        old.active = false;
-        old.modified_by = r.user.clone();
-        old.modified_at = dials_lake::tables::now_rfc3339();
-        registry::put_doc(lake, &old).await?;
-    }
-    Ok(doc)
+    Ok(())
 }
 
 /// Loads the model for the inputs' shapes and runs it on one lumisection of real data; the error
@@ -276,14 +287,8 @@ pub async fn backfill(
     threads: usize,
 ) -> Result<Vec<RunStatus>, JobError> {
     let doc = registry::latest(&engine.lake, ws, name).await?;
-    if !doc.ready {
-        return Err(JobError::Usage(format!("model {} is not ready: {}", doc.label(), doc.reason.clone().unwrap_or_default())));
-    }
-    let first = &doc.input_signature[0];
     let dataset_id = dataset.map(dials_lake::ids::dataset_id);
-    let pairs = source::runs_with(engine, ws, first.me_id, first.dim, dataset_id, runs).await?;
-    let mut run_list: Vec<i64> = pairs.iter().map(|p| p.1).collect();
-    run_list.dedup();
+    let run_list = backfill_runs(engine, &doc, dataset_id, runs).await?;
     let doc = &doc;
     let results: Vec<Result<RunStatus, JobError>> = futures::stream::iter(run_list)
         .map(|run| async move { score_run(engine, cache, doc, run, dataset_id, Batch::Run).await })
@@ -291,4 +296,17 @@ pub async fn backfill(
         .collect()
         .await;
     results.into_iter().collect()
+}
+
+/// The runs a backfill of `doc` scores: every run holding its first input (optionally one
+/// dataset, some runs), ascending. A model that is not ready cannot be backfilled.
+pub async fn backfill_runs(engine: &Engine, doc: &ModelDoc, dataset_id: Option<i64>, runs: Option<&[i64]>) -> Result<Vec<i64>, JobError> {
+    if !doc.ready {
+        return Err(JobError::Usage(format!("model {} is not ready: {}", doc.label(), doc.reason.clone().unwrap_or_default())));
+    }
+    let Some(first) = doc.input_signature.first() else { return Ok(Vec::new()) };
+    let pairs = source::runs_with(engine, &doc.workspace, first.me_id, first.dim, dataset_id, runs).await?;
+    let mut run_list: Vec<i64> = pairs.iter().map(|p| p.1).collect();
+    run_list.dedup();
+    Ok(run_list)
 }
