@@ -215,6 +215,7 @@ async fn legacy_objects(lake: &Location, ws: &str) -> Result<Vec<delta::ActiveFi
                 size: i64::try_from(m.size).unwrap_or(i64::MAX),
                 modification_time: m.last_modified.timestamp_millis(),
                 partition_values: [(PARTITION.to_string(), Some(run.to_string()))].into_iter().collect(),
+                stats: None,
             });
         }
     }
