@@ -44,7 +44,9 @@ def emulator(request, tmp_path):
         lport = free_port()
         fn_env = dict(full_env, DIALS_LAKE="s3://dials-lake/lake", DIALS_MAX_RECEIVES="3")
         watch = subprocess.Popen(
-            ["cargo", "lambda", "watch", "--profile", os.environ.get("DIALS_CARGO_PROFILE", "ci"), "-p", "dials-ingest-function",
+            # `--bin` without `-p`: the workspace's feature set, so the binary the build stage made is reused
+            # (with `-p` the function's dependencies alone decide features and DataFusion is compiled again).
+            ["cargo", "lambda", "watch", "--profile", os.environ.get("DIALS_CARGO_PROFILE", "ci"),
              "--bin", "dials-ingest", "-A", "127.0.0.1", "-P", str(lport), "--ignore-changes"],
             cwd=REPO, env=fn_env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "watch.log", "w"))
         invoke_url = f"http://127.0.0.1:{lport}/2015-03-31/functions/dials-ingest/invocations"
