@@ -900,8 +900,7 @@ async fn mes_list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): 
             }
             None if query.iter().any(|(k, _)| k == "dim") => {}
             None => {
-                let kinds: Vec<String> = dials_dqmio::MeKind::DIALS_HISTOGRAMS.iter().map(|k| format!("'{}'", k.as_str())).collect();
-                conds.sql.push(format!("kind IN ({})", kinds.join(", ")));
+                conds.sql.push("kind IN ('TH1F', 'TH1S', 'TH1D', 'TH1I', 'TH2F', 'TH2S', 'TH2D', 'TH2I')".to_string());
             }
         }
         let sql = format!("SELECT {} FROM {} {} ORDER BY me_id", MES.columns, expand(&app.engine, &ws, MES.from, &finished), conds.where_clause());

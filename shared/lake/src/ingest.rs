@@ -15,7 +15,7 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use deltalake_core::kernel::{Action, Add};
 use parquet::file::metadata::ParquetMetaData;
 use arrow::datatypes::SchemaRef;
-use dials_dqmio::{ByteSource, DqmioFile, MeKind, MeValue, Order, Selection};
+use dials_dqmio::{ByteSource, DqmioFile, MeKind, Order, Selection};
 use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use object_store::buffered::BufWriter;
@@ -222,7 +222,7 @@ const BIN_LIST_COLUMNS: [&str; 12] = [
     "x_labels.list.item",
     "y_labels.list.item",
     "z_labels.list.item",
-]
+];
 
 /// Rows per row group at most (`DIALS_ROW_GROUP_ROWS` overrides). The ingest closes a row group
 /// early rather than split a batch (one lumisection's rows of a table, in `Indices` order) across
