@@ -238,8 +238,9 @@ def test_api_filters(server):
     name = rows[0]["me"]
     by_name = list_all(server, "scalar", me=name)
     assert {r["me"] for r in by_name} == {name}
-    prof = list_all(server, "profile1d", me__regex="^PixelPhase1/", entries__gte=1)
-    assert prof and all(r["me"].startswith("PixelPhase1/") and r["entries"] >= 1 for r in prof)
+    prof = list_all(server, "profile1d", me__regex="^SiStrip/", entries__gte=1)
+    assert prof and all(r["me"].startswith("SiStrip/") and r["entries"] >= 1 for r in prof)
+    assert list_all(server, "profile1d", me__regex="^PixelPhase1/") == []
     tracker = json.loads(get(server, "profile2d/", {"page_size": 500}, {"Workspace": "tracker"})[2])["results"]
     assert all(r["me"].startswith("PixelPhase1/") for r in tracker)
 
