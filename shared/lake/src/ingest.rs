@@ -156,7 +156,8 @@ pub struct IngestReport {
     pub runs: Vec<u32>,
     /// Lumisections present.
     pub lumisections: usize,
-    /// Histograms decoded (kept by at least one workspace).
+    /// Monitoring elements decoded (kept by at least one workspace): histograms of every kind and,
+    /// unless `DIALS_INGEST_KINDS=dials`, scalars.
     pub histograms: u64,
     /// Per workspace.
     pub workspaces: Vec<WorkspaceReport>,

@@ -152,6 +152,7 @@ async fn written_files_have_the_documented_layout() {
 /// reports them (the Python suite compares every column through Polars/DuckDB/pyarrow and the API).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_reaches_its_table() {
+    use arrow::array::Array;
     use arrow::datatypes::{Float64Type, Int64Type};
     use dials_lake::tables::DataTable;
     use serde_json::Value;
