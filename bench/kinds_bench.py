@@ -7,7 +7,8 @@ For each file, `dials ingest` (local file -> lake folder, one workspace keeping 
 `--repeat` times in each mode, the modes alternating so that machine load hits both alike:
   dials  DIALS_INGEST_KINDS=dials: TH1x/TH2x per lumisection only (what the lake kept before)
   all    the default: every kind, per lumisection and per run (th3, profile1d/2d, scalar, *_run twins)
-Reports median wall time (the whole process, `/usr/bin/time`), elements ingested per second, peak RSS,
+Reports median wall and CPU (user + sys) time of the whole process (`/usr/bin/time`), elements ingested
+per second, peak RSS,
 and the lake's size: Parquet bytes of the data tables, of the index tables, and of the Delta logs.
 `DIALS_BENCH_BIN` picks the binary (default target/ci/dials).
 """
@@ -59,11 +60,11 @@ def run_once(path, mode, work):
     else:
         env.pop("DIALS_INGEST_KINDS", None)
     with tempfile.NamedTemporaryFile("r") as t:
-        p = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", t.name, DIALS, "ingest", inbox, "--lake", lake],
+        p = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", t.name, DIALS, "ingest", inbox, "--lake", lake],
                            capture_output=True, text=True, env=env)
         if p.returncode != 0:
             sys.exit(f"ingest failed: {p.stderr[-2000:]}")
-        secs, kb = t.read().split()[-2:]
+        secs, user, sys_, kb = t.read().split()[-4:]
     elements = None
     for line in p.stdout.splitlines():
         try:
@@ -72,7 +73,7 @@ def run_once(path, mode, work):
             continue
         if isinstance(rep, dict) and "histograms" in rep:
             elements = rep["histograms"]
-    return float(secs), int(kb) / 1024, elements, lake_sizes(lake), p.stdout
+    return float(secs), float(user) + float(sys_), int(kb) / 1024, elements, lake_sizes(lake), p.stdout
 
 
 def main():
@@ -82,23 +83,25 @@ def main():
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="dials-kinds-bench-")
     print(f"binary: {DIALS}")
-    print("| file | MB | mode | median s (min-max) | elements | elements/s | peak RSS MB | data MB | index MB | delta logs MB | data objects |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| file | MB | mode | median wall s (min-max) | median CPU s (min-max) | elements | elements/s (wall) | peak RSS MB | data MB | index MB | delta logs MB | data objects |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for path in a.files:
         runs = {"dials": [], "all": []}
         last = {}
         for _ in range(a.repeat):
             for mode in ("dials", "all"):
-                secs, rss, elements, sizes, out = run_once(path, mode, os.path.join(work, mode))
-                runs[mode].append((secs, rss))
+                secs, cpu, rss, elements, sizes, out = run_once(path, mode, os.path.join(work, mode))
+                runs[mode].append((secs, rss, cpu))
                 last[mode] = (elements, sizes, out)
         for mode in ("dials", "all"):
-            times = [s for s, _ in runs[mode]]
+            times = [s for s, _, _ in runs[mode]]
+            cpus = [c for _, _, c in runs[mode]]
             med = statistics.median(times)
             elements, (data, index, logs, objects), out = last[mode]
             rate = f"{elements / med:,.0f}" if elements else "?"
             print(f"| {os.path.basename(path)} | {os.path.getsize(path) / 1e6:.1f} | {mode} | {med:.2f} ({min(times):.2f}-{max(times):.2f}) | "
-                  f"{elements if elements is not None else '?'} | {rate} | {statistics.median(r for _, r in runs[mode]):.0f} | "
+                  f"{statistics.median(cpus):.2f} ({min(cpus):.2f}-{max(cpus):.2f}) | "
+                  f"{elements if elements is not None else '?'} | {rate} | {statistics.median(r for _, r, _ in runs[mode]):.0f} | "
                   f"{data / 1e6:.2f} | {index / 1e6:.3f} | {logs / 1e6:.3f} | {objects} |")
             if elements is None:
                 print(f"  (no report line with 'histograms' in the output: {out[-300:]!r})")
