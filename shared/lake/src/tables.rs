@@ -300,7 +300,7 @@ impl MeRow {
     }
 }
 
-fn axis_of<'a>(h: &'a Histogram, axis: u8) -> Option<&'a Axis> {
+fn axis_of(h: &Histogram, axis: u8) -> Option<&Axis> {
     match axis {
         b'x' => Some(&h.x),
         b'y' => h.y.as_ref(),
