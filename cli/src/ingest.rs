@@ -274,7 +274,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 Ok(rep) => {
                     hists += rep.histograms;
                     bytes += rep.file_size;
-                    let rows: u64 = rep.workspaces.iter().map(|w| w.th1_rows + w.th2_rows).sum();
+                    let rows: u64 = rep.workspaces.iter().flat_map(|w| w.rows.values()).sum();
                     if tty {
                         eprintln!(
                             "[{done}/{total}] FINISHED {input}: {} histograms, {rows} rows in {} workspace(s), runs {:?}, {} lumisections, {:.2} s ({:.0} hist/s, {:.1} MB/s)",

@@ -72,6 +72,13 @@ fn migrate_turns_an_old_lake_into_delta_tables_in_place() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Rewrite it as the old format: only the committed objects, under their old names; no logs.
     let tables = ["th1", "th2", "lumisection_index", "me_index", "dataset_index", "file_index"];
+    // Tables the old format did not have (issue 13): an old lake has no folder for them.
+    let newer = [
+        "th3", "profile1d", "profile2d", "scalar", "th1_run", "th2_run", "th3_run", "profile1d_run", "profile2d_run", "scalar_run",
+    ];
+    for t in newer {
+        std::fs::remove_dir_all(lake.join("default").join(t)).expect("rm newer table");
+    }
     let mut before = std::collections::BTreeMap::new();
     for t in tables {
         let tdir = lake.join("default").join(t);
@@ -106,9 +113,13 @@ fn migrate_turns_an_old_lake_into_delta_tables_in_place() {
         let out = dials(&["migrate", "--lake", lake.to_str().expect("utf8")]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let report = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(report.lines().count(), tables.len(), "{report}");
+        assert_eq!(report.lines().count(), tables.len() + newer.len(), "{report}");
         for t in tables {
             assert_eq!(common::committed(&lake.join("default").join(t)), before[t], "run {run}: {t}");
+        }
+        // The newer tables are created empty.
+        for t in newer {
+            assert!(common::committed(&lake.join("default").join(t)).is_empty(), "run {run}: {t}");
         }
         if run == 1 {
             assert!(report.lines().all(|l| l.contains("\"already_delta\":true")), "{report}");

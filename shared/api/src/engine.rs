@@ -33,8 +33,8 @@ pub enum Scan {
     Point,
 }
 
-/// Names of the lake tables and their schemas.
-pub const TABLES: [&str; 6] = ["th1", "th2", "file_index", "dataset_index", "lumisection_index", "me_index"];
+/// Names of the lake tables (every data table, its per-run twin, the indexes).
+pub const TABLES: [&str; 16] = dials_lake::delta::TABLES;
 
 /// How long a directory listing (and the set of committed files) is reused before the lake is listed
 /// again: new ingests become visible within this time. `DIALS_LISTING_TTL_MS` overrides it.
@@ -124,13 +124,15 @@ impl Engine {
         let mut prefixes = Vec::new();
         for (ws, table, url) in urls {
             let (schema, partitions) = match table {
-                "th1" => (tables::th1_schema(), vec![("run_number".to_string(), DataType::Int64)]),
-                "th2" => (tables::th2_schema(), vec![("run_number".to_string(), DataType::Int64)]),
                 "file_index" => (tables::file_schema(), vec![]),
                 "dataset_index" => (tables::dataset_schema(), vec![]),
                 "lumisection_index" => (tables::lumisection_schema(), vec![]),
                 dials_ml::results::TABLE => (dials_ml::results::schema(), vec![("run_number".to_string(), DataType::Int64)]),
-                _ => (tables::me_schema(), vec![]),
+                "me_index" => (tables::me_schema(), vec![]),
+                data => match tables::DataTable::parse(data) {
+                    Some((t, _)) => (t.schema(), vec![("run_number".to_string(), DataType::Int64)]),
+                    None => return Err(ApiError::Internal(format!("no schema for lake table {data}"))),
+                },
             };
             let prefix = url.prefix().clone();
             let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))

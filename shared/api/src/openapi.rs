@@ -72,22 +72,43 @@ pub fn document() -> Value {
         ("run_number__lte", "integer"), ("ls_number", "integer"), ("ls_number__gte", "integer"), ("ls_number__lte", "integer"),
         ("ls_numbet__lte", "integer"), ("me_id", "integer"), ("entries__gte", "integer"), ("dataset", "string"),
         ("dataset__regex", "string"), ("logical_file_name", "string"), ("logical_file_name__regex", "string"),
-        ("me", "string"), ("me__regex", "string"), ("format", "string"),
+        ("me", "string"), ("me__regex", "string"), ("kind", "string"), ("format", "string"), ("scope", "string"),
     ];
+    let scalar_params: Vec<(&str, &str)> = hist_params.iter().copied().filter(|(n, _)| *n != "entries__gte").collect();
+    let keys: [(&str, &str); 9] = [("dataset", "string"), ("me", "string"), ("dataset_id", "integer"), ("file_id", "integer"),
+        ("run_number", "integer"), ("ls_number", "integer"), ("me_id", "integer"), ("kind", "string"), ("flags", "integer")];
+    let with_keys = |rest: &[(&'static str, &'static str)]| -> Value {
+        let mut all: Vec<(&str, &str)> = keys.to_vec();
+        all.extend_from_slice(rest);
+        obj(&all)
+    };
+    let th3 = with_keys(&[("x_min", "number"), ("x_max", "number"), ("x_bin", "integer"), ("y_min", "number"), ("y_max", "number"),
+        ("y_bin", "integer"), ("z_min", "number"), ("z_max", "number"), ("z_bin", "integer"), ("entries", "integer"), ("data", "array"),
+        ("x_edges", "arr?"), ("y_edges", "arr?"), ("z_edges", "arr?"), ("x_labels", "arr?"), ("y_labels", "arr?"), ("z_labels", "arr?")]);
+    let profile1d = with_keys(&[("x_min", "number"), ("x_max", "number"), ("x_bin", "integer"), ("entries", "integer"), ("data", "array"),
+        ("underflow", "number"), ("overflow", "number"), ("bin_entries", "arr?"), ("bin_sums", "arr?"), ("sumw2", "arr?"),
+        ("x_edges", "arr?"), ("x_labels", "arr?")]);
+    let profile2d = with_keys(&[("x_min", "number"), ("x_max", "number"), ("x_bin", "integer"), ("y_min", "number"), ("y_max", "number"),
+        ("y_bin", "integer"), ("entries", "integer"), ("data", "array"), ("bin_entries", "arr?"), ("bin_sums", "arr?"), ("sumw2", "arr?"),
+        ("x_edges", "arr?"), ("y_edges", "arr?"), ("x_labels", "arr?"), ("y_labels", "arr?")]);
+    let scalar = with_keys(&[("value_int", "int?"), ("value_float", "num?"), ("value_string", "str?")]);
     let th1 = obj(&[("dataset", "string"), ("me", "string"), ("dataset_id", "integer"), ("file_id", "integer"),
         ("run_number", "integer"), ("ls_number", "integer"), ("me_id", "integer"), ("x_min", "number"), ("x_max", "number"),
-        ("x_bin", "integer"), ("entries", "integer"), ("data", "array"), ("underflow", "num?"), ("overflow", "num?"), ("x_edges", "arr?")]);
+        ("x_bin", "integer"), ("entries", "integer"), ("data", "array"), ("underflow", "num?"), ("overflow", "num?"), ("x_edges", "arr?"),
+        ("x_labels", "arr?"), ("kind", "string")]);
     let th2 = obj(&[("dataset", "string"), ("me", "string"), ("dataset_id", "integer"), ("file_id", "integer"),
         ("run_number", "integer"), ("ls_number", "integer"), ("me_id", "integer"), ("x_min", "number"), ("x_max", "number"),
         ("x_bin", "integer"), ("y_min", "number"), ("y_max", "number"), ("y_bin", "integer"), ("entries", "integer"), ("data", "array"),
-        ("x_edges", "arr?"), ("y_edges", "arr?")]);
+        ("x_edges", "arr?"), ("y_edges", "arr?"), ("x_labels", "arr?"), ("y_labels", "arr?"),
+        ("kind", "string")]);
     let run = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("run_number", "integer"), ("ls_count", "integer"), ("ls_completeness", "num?")]);
-    let ls = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("run_number", "integer"), ("ls_number", "integer"), ("th1_count", "integer"), ("th2_count", "integer")]);
+    let ls = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("run_number", "integer"), ("ls_number", "integer"), ("th1_count", "integer"), ("th2_count", "integer"),
+        ("th3_count", "integer"), ("profile1d_count", "integer"), ("profile2d_count", "integer"), ("scalar_count", "integer")]);
     let file = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("file_id", "integer"), ("file_size", "integer"),
         ("creation_date", "string"), ("last_modification_date", "string"), ("logical_file_name", "string"), ("status", "string"), ("err_trace", "str?")]);
     let ds = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("era", "string"), ("data_tier", "string"),
         ("primary_ds_name", "string"), ("processed_ds_name", "string"), ("processing_version", "integer"), ("last_modification_date", "string")]);
-    let me = obj(&[("me_id", "integer"), ("me", "string"), ("count", "integer"), ("dim", "integer")]);
+    let me = obj(&[("me_id", "integer"), ("me", "string"), ("count", "integer"), ("dim", "integer"), ("kind", "string")]);
     let model = obj(&[("id", "integer"), ("name", "string"), ("revision", "integer"), ("ready", "boolean"), ("active", "boolean"),
         ("type", "string"), ("anomaly_threshold", "num?"), ("builtin_threshold", "boolean"), ("description", "string"),
         ("flagging_key", "str?"), ("input_signature", "array"), ("metric_key", "str?"), ("output_signature", "array"),
@@ -107,11 +128,15 @@ pub fn document() -> Value {
         "paths": {
             "/api/v1/th1/": list_op("Per-lumisection 1D histograms", &hist_params, th1, true),
             "/api/v1/th2/": list_op("Per-lumisection 2D histograms", &hist_params, th2, true),
+            "/api/v1/th3/": list_op("TH3F per lumisection (scope=run: per-run elements)", &hist_params, th3, true),
+            "/api/v1/profile1d/": list_op("TProfile per lumisection: data = GetBinContent, bin_entries = GetBinEntries (scope=run: per-run elements)", &hist_params, profile1d, true),
+            "/api/v1/profile2d/": list_op("TProfile2D per lumisection (scope=run: per-run elements)", &hist_params, profile2d, true),
+            "/api/v1/scalar/": list_op("Int, Float and String elements per lumisection (scope=run: per-run elements)", &scalar_params, scalar, true),
             "/api/v1/run/": list_op("Runs", &run_p, run, true),
             "/api/v1/lumisection/": list_op("Lumisections", &[("dataset_id", "integer"), ("run_number", "integer"), ("ls_number", "integer"), ("ls_number__gte", "integer"), ("ls_number__lte", "integer"), ("dataset", "string"), ("dataset__regex", "string")], ls, true),
             "/api/v1/file-index/": list_op("Ingested files", &[("dataset_id", "integer"), ("logical_file_name", "string"), ("logical_file_name__regex", "string"), ("status", "string"), ("min_size", "integer"), ("dataset", "string"), ("dataset__regex", "string")], file, true),
             "/api/v1/dataset-index/": list_op("Datasets", &[("dataset", "string"), ("dataset__regex", "string")], ds, true),
-            "/api/v1/mes/": list_op("Monitoring elements", &[("me", "string"), ("me__regex", "string"), ("dim", "integer")], me, false),
+            "/api/v1/mes/": list_op("Monitoring elements", &[("me", "string"), ("me__regex", "string"), ("dim", "integer"), ("kind", "string")], me, false),
             "/api/v1/ml-models-index/": list_op("ML models (every revision) of the workspace", &model_p, model, true),
             "/api/v1/ml-bad-lumisection/": list_op("Lumisections a model flags under its current threshold", &bad_p, bad, true),
             "/api/v1/ml-bad-lumisection/cert-json/": cert_op("Certification JSON: {run: {ls: [{model_id, me_id, filename, me, mse}]}}"),

@@ -17,6 +17,7 @@ use crate::auth::Access;
 use crate::engine::{Engine, Scan};
 use crate::error::ApiError;
 use crate::params::{self, Conditions, Filter, Op};
+use dials_lake::tables::DataTable;
 
 /// Default and maximum page sizes (DIALS).
 const DEFAULT_PAGE: usize = 10;
@@ -46,6 +47,8 @@ struct Resource {
     committed_only: bool,
     /// `from` is an aggregate materialised in memory per listing TTL (see `Engine::view`).
     materialise: bool,
+    /// The data table of a histogram/scalar resource: bulk output, `scope=run` (its per-run twin).
+    data: Option<DataTable>,
 }
 
 const fn f(param: &'static str, column: &'static str, op: Op) -> Filter {
@@ -72,29 +75,106 @@ const HIST_FILTERS: &[Filter] = &[
     f("logical_file_name__regex", "file_id", Op::LfnRegex),
     f("me", "me_id", Op::NameToId("me")),
     f("me__regex", "me", Op::Regex),
+    f("kind", "kind", Op::StrEq),
 ];
+
+/// As [`HIST_FILTERS`], without `entries__gte` (scalars have no entries).
+const SCALAR_FILTERS: &[Filter] = &[
+    f("dataset_id", "dataset_id", Op::IntEq),
+    f("dataset_id__in", "dataset_id", Op::IntIn),
+    f("file_id", "file_id", Op::IntEq),
+    f("run_number", "run_number", Op::IntEq),
+    f("run_number__gte", "run_number", Op::IntGte),
+    f("run_number__lte", "run_number", Op::IntLte),
+    f("run_number__in", "run_number", Op::IntIn),
+    f("ls_number", "ls_number", Op::IntEq),
+    f("ls_number__gte", "ls_number", Op::IntGte),
+    f("ls_number__lte", "ls_number", Op::IntLte),
+    f("ls_numbet__lte", "ls_number", Op::IntLte),
+    f("me_id", "me_id", Op::IntEq),
+    f("dataset", "dataset_id", Op::NameToId("dataset")),
+    f("dataset__regex", "dataset", Op::Regex),
+    f("logical_file_name", "file_id", Op::NameToId("file")),
+    f("logical_file_name__regex", "file_id", Op::LfnRegex),
+    f("me", "me_id", Op::NameToId("me")),
+    f("me__regex", "me", Op::Regex),
+    f("kind", "kind", Op::StrEq),
+];
+
+/// Key of every data resource: `seq` breaks ties when a file holds the same ME twice in a
+/// lumisection (docs/lake.md).
+const DATA_PK: &[&str] = &["dataset_id", "run_number", "ls_number", "me_id", "file_id", "seq"];
 
 const TH1: Resource = Resource {
     name: "th1",
     from: "{ws:th1}",
     // DIALS's columns, then flow bins and variable edges (extra keys: cmsdials ignores them; the UI plots them).
-    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, entries, data, underflow, overflow, x_edges",
+    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, entries, data, underflow, overflow, x_edges, x_labels, kind",
     // `seq` breaks ties when a file holds the same ME twice in a lumisection (docs/lake.md).
     pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id", "seq"],
     filters: HIST_FILTERS,
     committed_only: true,
     materialise: false,
+    data: Some(DataTable::Th1),
 };
 
 const TH2: Resource = Resource {
     name: "th2",
     from: "{ws:th2}",
-    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, y_min, y_max, y_bin, entries, data, x_edges, y_edges",
+    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, x_min, x_max, x_bin, y_min, y_max, y_bin, entries, data, x_edges, y_edges, x_labels, y_labels, kind",
     // `seq` breaks ties when a file holds the same ME twice in a lumisection (docs/lake.md).
     pk: &["dataset_id", "run_number", "ls_number", "me_id", "file_id", "seq"],
     filters: HIST_FILTERS,
     committed_only: true,
     materialise: false,
+    data: Some(DataTable::Th2),
+};
+
+const TH3: Resource = Resource {
+    name: "th3",
+    from: "{ws:th3}",
+    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, kind, flags, x_min, x_max, x_bin, y_min, y_max, y_bin, \
+              z_min, z_max, z_bin, entries, data, x_edges, y_edges, z_edges, x_labels, y_labels, z_labels",
+    pk: DATA_PK,
+    filters: HIST_FILTERS,
+    committed_only: true,
+    materialise: false,
+    data: Some(DataTable::Th3),
+};
+
+const PROFILE1D: Resource = Resource {
+    name: "profile1d",
+    from: "{ws:profile1d}",
+    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, kind, flags, x_min, x_max, x_bin, entries, data, \
+              underflow, overflow, bin_entries, bin_sums, sumw2, x_edges, x_labels",
+    pk: DATA_PK,
+    filters: HIST_FILTERS,
+    committed_only: true,
+    materialise: false,
+    data: Some(DataTable::Profile1d),
+};
+
+const PROFILE2D: Resource = Resource {
+    name: "profile2d",
+    from: "{ws:profile2d}",
+    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, kind, flags, x_min, x_max, x_bin, y_min, y_max, y_bin, \
+              entries, data, bin_entries, bin_sums, sumw2, x_edges, y_edges, x_labels, y_labels",
+    pk: DATA_PK,
+    filters: HIST_FILTERS,
+    committed_only: true,
+    materialise: false,
+    data: Some(DataTable::Profile2d),
+};
+
+const SCALAR: Resource = Resource {
+    name: "scalar",
+    from: "{ws:scalar}",
+    columns: "dataset, me, dataset_id, file_id, run_number, ls_number, me_id, kind, flags, value_int, value_float, value_string",
+    pk: DATA_PK,
+    filters: SCALAR_FILTERS,
+    committed_only: true,
+    materialise: false,
+    data: Some(DataTable::Scalar),
 };
 
 const RUN: Resource = Resource {
@@ -117,15 +197,18 @@ const RUN: Resource = Resource {
     ],
     committed_only: false,
     materialise: true,
+    data: None,
 };
 
 const LUMISECTION: Resource = Resource {
     name: "lumisection",
     from: "(SELECT l.dataset_id AS dataset_id, d.dataset AS dataset, l.run_number AS run_number, l.ls_number AS ls_number, \
-           CAST(SUM(l.th1_count) AS BIGINT) AS th1_count, CAST(SUM(l.th2_count) AS BIGINT) AS th2_count \
+           CAST(SUM(l.th1_count) AS BIGINT) AS th1_count, CAST(SUM(l.th2_count) AS BIGINT) AS th2_count, \
+           CAST(COALESCE(SUM(l.th3_count), 0) AS BIGINT) AS th3_count, CAST(COALESCE(SUM(l.profile1d_count), 0) AS BIGINT) AS profile1d_count, \
+           CAST(COALESCE(SUM(l.profile2d_count), 0) AS BIGINT) AS profile2d_count, CAST(COALESCE(SUM(l.scalar_count), 0) AS BIGINT) AS scalar_count \
            FROM {ws:lumisection_index} l JOIN {ws:dataset_index} d ON l.dataset_id = d.dataset_id \
            WHERE l.file_id IN {finished} GROUP BY l.dataset_id, d.dataset, l.run_number, l.ls_number) AS s",
-    columns: "dataset_id, dataset, run_number, ls_number, th1_count, th2_count",
+    columns: "dataset_id, dataset, run_number, ls_number, th1_count, th2_count, th3_count, profile1d_count, profile2d_count, scalar_count",
     pk: &["dataset_id", "run_number", "ls_number"],
     filters: &[
         f("dataset_id", "dataset_id", Op::IntEq),
@@ -141,6 +224,7 @@ const LUMISECTION: Resource = Resource {
     ],
     committed_only: false,
     materialise: true,
+    data: None,
 };
 
 const FILE_INDEX: Resource = Resource {
@@ -160,6 +244,7 @@ const FILE_INDEX: Resource = Resource {
     ],
     committed_only: false,
     materialise: false,
+    data: None,
 };
 
 const DATASET_INDEX: Resource = Resource {
@@ -174,13 +259,14 @@ const DATASET_INDEX: Resource = Resource {
     ],
     committed_only: false,
     materialise: false,
+    data: None,
 };
 
 const MES: Resource = Resource {
     name: "mes",
-    from: "(SELECT me_id, me, CAST(SUM(\"count\") AS BIGINT) AS \"count\", MAX(dim) AS dim FROM {ws:me_index} \
+    from: "(SELECT me_id, me, CAST(SUM(\"count\") AS BIGINT) AS \"count\", MAX(dim) AS dim, MIN(kind) AS kind FROM {ws:me_index} \
            WHERE file_id IN {finished} GROUP BY me_id, me) AS m",
-    columns: "me_id, me, \"count\", dim",
+    columns: "me_id, me, \"count\", dim, kind",
     pk: &["me_id"],
     filters: &[
         f("me_id", "me_id", Op::IntEq),
@@ -190,6 +276,7 @@ const MES: Resource = Resource {
     ],
     committed_only: false,
     materialise: false,
+    data: None,
 };
 
 /// Builds the router without token checks (local use, tests).
@@ -215,6 +302,10 @@ pub fn router_with_auth(app: Arc<App>, verifier: Option<Arc<crate::auth::Verifie
     let routes = Router::new()
         .route("/api/v1/th1/", get(list(&TH1)))
         .route("/api/v1/th2/", get(list(&TH2)))
+        .route("/api/v1/th3/", get(list(&TH3)))
+        .route("/api/v1/profile1d/", get(list(&PROFILE1D)))
+        .route("/api/v1/profile2d/", get(list(&PROFILE2D)))
+        .route("/api/v1/scalar/", get(list(&SCALAR)))
         .route("/api/v1/run/", get(list(&RUN)))
         .route("/api/v1/lumisection/", get(list(&LUMISECTION)))
         .route("/api/v1/file-index/", get(list(&FILE_INDEX)))
@@ -225,6 +316,10 @@ pub fn router_with_auth(app: Arc<App>, verifier: Option<Arc<crate::auth::Verifie
         .route("/api/v1/file-index/count/", get(count(&FILE_INDEX)))
         .route("/api/v1/th1/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &TH1)))
         .route("/api/v1/th2/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &TH2)))
+        .route("/api/v1/th3/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &TH3)))
+        .route("/api/v1/profile1d/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &PROFILE1D)))
+        .route("/api/v1/profile2d/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &PROFILE2D)))
+        .route("/api/v1/scalar/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &SCALAR)))
         .route("/api/v1/run/{dataset_id}/{run_number}/", get(get_run))
         .route("/api/v1/lumisection/{dataset_id}/{run_number}/{ls_number}/", get(get_lumisection))
         .route("/api/v1/file-index/{dataset_id}/{file_id}/", get(get_file))
@@ -305,9 +400,25 @@ pub(crate) fn workspace(app: &App, headers: &HeaderMap) -> Result<String, ApiErr
     }
 }
 
+/// The FROM template of a request: a data resource reads its per-run twin for `scope=run`
+/// (`lumisection`, the default, reads the per-lumisection table; docs/lake.md).
+fn template(r: &Resource, query: &[(String, String)]) -> Result<String, ApiError> {
+    let Some(t) = r.data else { return Ok(r.from.to_string()) };
+    match query.iter().rev().find(|(k, _)| k == "scope").map(|(_, v)| v.as_str()) {
+        None | Some("lumisection") => Ok(r.from.to_string()),
+        Some("run") => Ok(format!("{{ws:{}}}", t.run_name())),
+        Some(other) => Err(ApiError::bad("scope", format!("Unknown scope '{other}': use lumisection or run."))),
+    }
+}
+
 /// The FROM clause of a resource: its table or subquery, or the materialised view of it.
 async fn from_clause(app: &App, r: &Resource, ws: &str, finished: &str) -> Result<String, ApiError> {
-    let from = expand(&app.engine, ws, r.from, finished);
+    from_template(app, r, r.from, ws, finished).await
+}
+
+/// [`from_clause`] with the FROM template given (see [`template`]).
+async fn from_template(app: &App, r: &Resource, template: &str, ws: &str, finished: &str) -> Result<String, ApiError> {
+    let from = expand(&app.engine, ws, template, finished);
     if !r.materialise {
         return Ok(from);
     }
@@ -438,13 +549,13 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
     let query = parse_query(q);
     let finished = finished_list(app, &ws).await?;
     let mut conds = conditions(app, r, &ws, &query, &finished)?;
-    let from = from_clause(app, r, &ws, &finished).await?;
+    let from = from_template(app, r, &template(r, &query)?, &ws, &finished).await?;
     // One lumisection of a histogram table is a point query.
-    let scan = if matches!(r.name, "th1" | "th2") && query.iter().any(|(k, _)| k == "ls_number") { Scan::Point } else { Scan::Wide };
+    let scan = if r.data.is_some() && query.iter().any(|(k, _)| k == "ls_number") { Scan::Point } else { Scan::Wide };
     let bulk = bulk_format(headers, &query)?;
     if let Some(fmt) = bulk {
-        if r.name != "th1" && r.name != "th2" {
-            return Err(ApiError::NotAcceptable(format!("format '{fmt}' is offered for th1/th2 only")));
+        if r.data.is_none() {
+            return Err(ApiError::NotAcceptable(format!("format '{fmt}' is offered for the histogram and scalar tables only")));
         }
     }
     let mut cursor = None;
@@ -534,7 +645,15 @@ async fn bulk_page(
 ) -> Result<Response, ApiError> {
     let limit = crate::budget::max_bytes();
     let max_raw = crate::budget::binary_raw_budget(limit.saturating_sub(crate::budget::PAGE_OVERHEAD));
-    let bins = if r.name == "th2" { "CAST(x_bin AS BIGINT) * CAST(y_bin AS BIGINT)" } else { "CAST(x_bin AS BIGINT)" };
+    // Values per row: bins (profiles: mean, entries, sums and sumw2 per bin, flow bins included).
+    let bins = match r.data {
+        Some(DataTable::Th2) => "CAST(x_bin AS BIGINT) * CAST(y_bin AS BIGINT)",
+        Some(DataTable::Th3) => "CAST(x_bin AS BIGINT) * CAST(y_bin AS BIGINT) * CAST(z_bin AS BIGINT)",
+        Some(DataTable::Profile1d) => "4 * (CAST(x_bin AS BIGINT) + 2)",
+        Some(DataTable::Profile2d) => "4 * (CAST(x_bin AS BIGINT) + 2) * (CAST(y_bin AS BIGINT) + 2)",
+        Some(DataTable::Scalar) => "CAST(COALESCE(LENGTH(value_string), 0) AS BIGINT) / 8 + 1",
+        _ => "CAST(x_bin AS BIGINT)",
+    };
     let most = (max_raw / ROW_OVERHEAD_BYTES as usize).clamp(1, MAX_BULK_ROWS);
     let pk = r.pk.join(", ");
     let sql = format!(
@@ -645,15 +764,11 @@ fn row_at(batches: &[RecordBatch], mut idx: usize) -> Result<(&RecordBatch, usiz
 /// stores them (the partition column last), so the scan needs no reordering step (DataFusion plans
 /// it ~0.3 ms faster); [`in_response_order`] puts them back in DIALS's order.
 fn select_list(r: &Resource) -> &'static str {
-    static TH1: OnceLock<String> = OnceLock::new();
-    static TH2: OnceLock<String> = OnceLock::new();
-    let (cell, schema): (_, fn() -> arrow::datatypes::SchemaRef) = match r.name {
-        "th1" => (&TH1, dials_lake::tables::th1_schema),
-        "th2" => (&TH2, dials_lake::tables::th2_schema),
-        _ => return r.columns,
-    };
+    static LISTS: [OnceLock<String>; DataTable::ALL.len()] = [const { OnceLock::new() }; DataTable::ALL.len()];
+    let Some(table) = r.data else { return r.columns };
+    let Some(cell) = LISTS.get(table.index()) else { return r.columns };
     cell.get_or_init(|| {
-        let schema = schema();
+        let schema = table.schema();
         let mut cols: Vec<&str> = r.columns.split(", ").collect();
         // The cursor needs every key column, also those the response leaves out (`seq`).
         let extra: Vec<&str> = r.pk.iter().copied().filter(|c| !cols.contains(c)).collect();
@@ -704,6 +819,11 @@ async fn count_resource(app: &App, r: &Resource, headers: &HeaderMap, q: &str) -
 }
 
 async fn one(app: &App, r: &Resource, headers: &HeaderMap, keys: &[(&'static str, &str)], what: &str) -> Result<Response, ApiError> {
+    one_from(app, r, r.from, headers, keys, what).await
+}
+
+/// [`one`] reading the FROM template `template`.
+async fn one_from(app: &App, r: &Resource, template: &str, headers: &HeaderMap, keys: &[(&'static str, &str)], what: &str) -> Result<Response, ApiError> {
     let ws = workspace(app, headers)?;
     let mut conds = Conditions::default();
     for (col, v) in keys {
@@ -715,7 +835,7 @@ async fn one(app: &App, r: &Resource, headers: &HeaderMap, keys: &[(&'static str
     if r.committed_only {
         conds.sql.push(format!("file_id IN {finished}"));
     }
-    let sql = format!("SELECT {} FROM {} {} ORDER BY {} LIMIT 1", select_list(r), from_clause(app, r, &ws, &finished).await?, conds.where_clause(), r.pk.join(", "));
+    let sql = format!("SELECT {} FROM {} {} ORDER BY {} LIMIT 1", select_list(r), from_template(app, r, template, &ws, &finished).await?, conds.where_clause(), r.pk.join(", "));
     let rows = batches_to_json(&in_response_order(r, app.engine.query_as(&sql, conds.values, Scan::Point).await?)?)?;
     match rows.into_iter().next() {
         Some(v) => json_response(&v),
@@ -730,7 +850,10 @@ async fn get_hist(
     r: &'static Resource,
 ) -> Response {
     let keys = [("dataset_id", d.as_str()), ("run_number", run.as_str()), ("ls_number", ls.as_str()), ("me_id", me.as_str())];
-    respond(&headers, one(&app, r, &headers, &keys, "histogram").await)
+    // Lumisection 0 is a per-run element: it lives in the table's per-run twin.
+    let run_twin = r.data.filter(|_| ls.trim().parse::<i64>().ok() == Some(0)).map(|t| format!("{{ws:{}}}", t.run_name()));
+    let what = if r.data == Some(DataTable::Scalar) { "monitoring element" } else { "histogram" };
+    respond(&headers, one_from(&app, r, run_twin.as_deref().unwrap_or(r.from), &headers, &keys, what).await)
 }
 
 async fn get_run(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, run)): Path<(String, String)>) -> Response {
@@ -766,7 +889,20 @@ async fn mes_list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): 
         let ws = workspace(&app, &headers)?;
         let query = parse_query(q.as_deref().unwrap_or(""));
         let finished = finished_list(&app, &ws).await?;
-        let conds = conditions(&app, &MES, &ws, &query, &finished)?;
+        let mut conds = conditions(&app, &MES, &ws, &query, &finished)?;
+        // `kind=<Kind>` (e.g. TProfile) or `kind=all`; without `kind` and `dim`, the MEs of th1/th2
+        // (TH1x/TH2x), as DIALS lists them.
+        match query.iter().rev().find(|(k, _)| k == "kind").map(|(_, v)| v.as_str()) {
+            Some("all") => {}
+            Some(k) => {
+                let p = conds.bind(ScalarValue::Utf8(Some(k.to_string())));
+                conds.sql.push(format!("kind = {p}"));
+            }
+            None if query.iter().any(|(k, _)| k == "dim") => {}
+            None => {
+                conds.sql.push("kind IN ('TH1F', 'TH1S', 'TH1D', 'TH1I', 'TH2F', 'TH2S', 'TH2D', 'TH2I')".to_string());
+            }
+        }
         let sql = format!("SELECT {} FROM {} {} ORDER BY me_id", MES.columns, expand(&app.engine, &ws, MES.from, &finished), conds.where_clause());
         let rows = batches_to_json(&app.engine.query(&sql, conds.values).await?)?;
         json_response(&Value::Array(rows))
@@ -784,9 +920,9 @@ async fn mes_of_run(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, ru
         let e = &app.engine;
         let finished = finished_list(&app, &ws).await?;
         let sql = format!(
-            "SELECT me_id, me, CAST(COUNT(*) AS BIGINT) AS \"count\", MAX(dim) AS dim FROM (\
-             SELECT me_id, me, 1 AS dim FROM {} WHERE dataset_id = $1 AND run_number = $2 AND file_id IN {finished} \
-             UNION ALL SELECT me_id, me, 2 AS dim FROM {} WHERE dataset_id = $1 AND run_number = $2 AND file_id IN {finished}) \
+            "SELECT me_id, me, CAST(COUNT(*) AS BIGINT) AS \"count\", MAX(dim) AS dim, MIN(kind) AS kind FROM (\
+             SELECT me_id, me, 1 AS dim, kind FROM {} WHERE dataset_id = $1 AND run_number = $2 AND file_id IN {finished} \
+             UNION ALL SELECT me_id, me, 2 AS dim, kind FROM {} WHERE dataset_id = $1 AND run_number = $2 AND file_id IN {finished}) \
              GROUP BY me_id, me ORDER BY me_id",
             e.table(&ws, "th1"),
             e.table(&ws, "th2")

@@ -52,10 +52,14 @@ struct HistFields<'a> {
     x_edges: &'a [f64],
     #[serde(skip_serializing_if = "<[f64]>::is_empty")]
     y_edges: &'a [f64],
+    #[serde(skip_serializing_if = "<[f64]>::is_empty")]
+    z_edges: &'a [f64],
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     x_labels: BTreeMap<String, &'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     y_labels: BTreeMap<String, &'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    z_labels: BTreeMap<String, &'a str>,
     #[serde(skip_serializing_if = "<[f64]>::is_empty")]
     sumw2: &'a [f64],
     #[serde(skip_serializing_if = "<[f64]>::is_empty")]
@@ -107,8 +111,10 @@ impl<'a> HistFields<'a> {
             overflow: of,
             x_edges: &h.x.edges,
             y_edges: h.y.as_ref().map_or(&[], |a| &a.edges),
+            z_edges: h.z.as_ref().map_or(&[], |a| &a.edges),
             x_labels: labels(&h.x),
             y_labels: h.y.as_ref().map(labels).unwrap_or_default(),
+            z_labels: h.z.as_ref().map(labels).unwrap_or_default(),
             sumw2: &h.sumw2,
             bin_entries: &h.bin_entries,
         }

@@ -202,6 +202,9 @@ pub struct Histogram {
     pub sumw2: Vec<f64>,
     /// Profiles: entries (sum of weights) per bin.
     pub bin_entries: Vec<f64>,
+    /// Profiles: the stored sum of weight × value per bin (`fArray`, of which `contents` is the
+    /// mean); empty for other kinds.
+    pub bin_sums: Vec<f64>,
     /// `fTsumw`, `fTsumw2`, `fTsumwx`, `fTsumwx2`.
     pub stats: [f64; 4],
 }
@@ -331,13 +334,14 @@ impl Th1Core {
         if !self.sumw2.is_empty() && self.sumw2.len() != ncells {
             return Err(Error::malformed("histogram", 0, format!("sumw2 has {} cells, axes need {ncells}", self.sumw2.len())));
         }
-        let contents = if kind.is_profile() {
+        let (contents, bin_sums) = if kind.is_profile() {
             if bin_entries.len() != ncells {
                 return Err(Error::malformed("profile", 0, format!("{} bin entries for {ncells} cells", bin_entries.len())));
             }
-            contents.iter().zip(&bin_entries).map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 }).collect()
+            let means = contents.iter().zip(&bin_entries).map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 }).collect();
+            (means, contents)
         } else {
-            contents
+            (contents, Vec::new())
         };
         let dim = kind.dim();
         Ok(Histogram {
@@ -349,6 +353,7 @@ impl Th1Core {
             contents,
             sumw2: self.sumw2,
             bin_entries,
+            bin_sums,
             stats: self.stats,
         })
     }

@@ -39,9 +39,11 @@ use crate::store::Location;
 /// Name prefix of a merged object (never a DQMIO file's: those are `part-<file id>-…`).
 pub const MERGED_PREFIX: &str = "part-c-";
 
-/// The tables compaction merges. `dataset_index` is left alone: one tiny object per dataset, and
-/// an ingest finds its dataset's row by the object's name.
-pub const TABLES: [&str; 5] = ["th1", "th2", "lumisection_index", "me_index", "file_index"];
+/// The tables compaction merges: every lake table but `dataset_index` (one tiny object per
+/// dataset, and an ingest finds its dataset's row by the object's name).
+pub fn tables() -> impl Iterator<Item = &'static str> {
+    delta::TABLES.iter().copied().filter(|t| *t != "dataset_index")
+}
 
 /// Upload part size of a merged object.
 const UPLOAD_PART_BYTES: usize = 6 << 20;
@@ -321,11 +323,11 @@ pub async fn file_rewrites(
     Ok(out)
 }
 
-/// Compacts every table of every workspace in `workspaces` (tables in [`TABLES`]).
+/// Compacts every table of every workspace in `workspaces` (those of [`tables`]).
 pub async fn compact_lake(lake: &Location, workspaces: &[String], opts: CompactOptions) -> Result<Vec<TableCompaction>, CompactError> {
     let mut out = Vec::new();
     for ws in workspaces {
-        for table in TABLES {
+        for table in tables() {
             out.push(compact_table(lake, ws, table, opts).await?);
         }
     }
@@ -349,7 +351,7 @@ pub struct TableVacuum {
 /// the longest ingest attempt (an attempt's objects are uncommitted until its commit).
 pub async fn vacuum(lake: &Location, ws: &str, retention: Duration) -> Result<Vec<TableVacuum>, CompactError> {
     let mut out = Vec::new();
-    for table in TABLES.iter().chain(["dataset_index"].iter()) {
+    for table in delta::TABLES {
         let Some(t) = delta::open(lake, ws, table).await? else { continue };
         let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         let (_, metrics) = t

@@ -74,7 +74,24 @@ impl DeltaError {
 }
 
 /// The tables of a workspace, in the order an ingest commits them (`file_index` last).
-pub const TABLES: [&str; 6] = ["th1", "th2", "lumisection_index", "me_index", "dataset_index", "file_index"];
+pub const TABLES: [&str; 16] = [
+    "th1",
+    "th2",
+    "th3",
+    "profile1d",
+    "profile2d",
+    "scalar",
+    "th1_run",
+    "th2_run",
+    "th3_run",
+    "profile1d_run",
+    "profile2d_run",
+    "scalar_run",
+    "lumisection_index",
+    "me_index",
+    "dataset_index",
+    "file_index",
+];
 
 /// delta-rs's own retries of a commit that lost a race without conflicting.
 const COMMIT_RETRIES: usize = 50;
@@ -85,13 +102,15 @@ pub const CHECKPOINT_INTERVAL: u64 = 50;
 /// Arrow schema of a table's files and its partition columns (not stored inside the files).
 pub fn layout(table: &str) -> Result<(arrow::datatypes::SchemaRef, &'static [&'static str]), DeltaError> {
     Ok(match table {
-        "th1" => (tables::th1_schema(), &["run_number"]),
-        "th2" => (tables::th2_schema(), &["run_number"]),
         "file_index" => (tables::file_schema(), &[]),
         "dataset_index" => (tables::dataset_schema(), &[]),
         "lumisection_index" => (tables::lumisection_schema(), &[]),
         "me_index" => (tables::me_schema(), &[]),
-        other => return Err(DeltaError::UnknownTable(other.to_string())),
+        // Every data table (`th1`, ..., and the per-run twins) is partitioned by run.
+        other => match tables::DataTable::parse(other) {
+            Some((t, _)) => (t.schema(), &["run_number"]),
+            None => return Err(DeltaError::UnknownTable(other.to_string())),
+        },
     })
 }
 

@@ -15,7 +15,7 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use deltalake_core::kernel::{Action, Add};
 use parquet::file::metadata::ParquetMetaData;
 use arrow::datatypes::SchemaRef;
-use dials_dqmio::{ByteSource, DqmioFile, MeKind, MeValue, Order, Selection};
+use dials_dqmio::{ByteSource, DqmioFile, MeKind, Order, Selection};
 use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use object_store::buffered::BufWriter;
@@ -32,7 +32,7 @@ use crate::dataset::{self, DatasetInfo};
 use crate::delta;
 use crate::ids;
 use crate::store::Location;
-use crate::tables::{self, FileRecord, HistRow};
+use crate::tables::{self, DataTable, FileRecord, MeRow};
 
 /// Row group byte budget: a writer flushes when its in-progress row group passes this.
 const ROW_GROUP_BYTES: usize = 16 << 20;
@@ -139,6 +139,8 @@ pub struct WorkspaceReport {
     pub th1_rows: u64,
     /// `th2` rows.
     pub th2_rows: u64,
+    /// Rows per data table (every table this ingest wrote rows to, `th1` and `th2` included).
+    pub rows: BTreeMap<String, u64>,
     /// Objects written.
     pub objects: Vec<String>,
 }
@@ -158,7 +160,8 @@ pub struct IngestReport {
     pub runs: Vec<u32>,
     /// Lumisections present.
     pub lumisections: usize,
-    /// Histograms decoded (kept by at least one workspace).
+    /// Monitoring elements decoded (kept by at least one workspace): histograms of every kind and,
+    /// unless `DIALS_INGEST_KINDS=dials`, scalars.
     pub histograms: u64,
     /// Per workspace.
     pub workspaces: Vec<WorkspaceReport>,
@@ -210,8 +213,21 @@ pub fn writer_props() -> WriterProperties {
     b.build()
 }
 
-/// Leaf columns holding bins (and bin edges): zstd, no statistics.
-const BIN_LIST_COLUMNS: [&str; 5] = ["data.list.item", "data.list.item.list.item", "sumw2.list.item", "x_edges.list.item", "y_edges.list.item"];
+/// Leaf columns holding bins (and bin edges, bin labels): zstd, no statistics.
+const BIN_LIST_COLUMNS: [&str; 12] = [
+    "data.list.item",
+    "data.list.item.list.item",
+    "data.list.item.list.item.list.item",
+    "sumw2.list.item",
+    "bin_entries.list.item",
+    "bin_sums.list.item",
+    "x_edges.list.item",
+    "y_edges.list.item",
+    "z_edges.list.item",
+    "x_labels.list.item",
+    "y_labels.list.item",
+    "z_labels.list.item",
+];
 
 /// Rows per row group at most (`DIALS_ROW_GROUP_ROWS` overrides). The ingest closes a row group
 /// early rather than split a batch (one lumisection's rows of a table, in `Indices` order) across
@@ -229,7 +245,9 @@ const ZSTD_LEVEL: i32 = 1;
 /// A batch on its way from the decoder to the writers.
 struct Routed {
     workspace: usize,
-    dim: u8,
+    table: DataTable,
+    /// The per-run twin of `table` (lumisection 0 rows).
+    per_run: bool,
     run: u32,
     batch: RecordBatch,
 }
@@ -287,7 +305,7 @@ impl WriterTask {
     /// `aborted`: the caller stopped the tasks because the ingest failed elsewhere, so a stopped
     /// task is expected and not itself an error (the caller returns its own).
     async fn finish_all(
-        tasks: BTreeMap<(usize, u8, u32), WriterTask>,
+        tasks: BTreeMap<(usize, DataTable, bool, u32), WriterTask>,
         aborted: bool,
     ) -> Result<Vec<AsyncArrowWriter<BufWriter>>, IngestError> {
         let handles: Vec<_> = tasks.into_values().map(|t| t.task).collect();
@@ -357,7 +375,7 @@ pub async fn ingest(
     let decoder = tokio::task::spawn_blocking(move || decode(source, &ws_for_decoder, &ds_name, dataset_id, file_id, tx));
 
     // One writer task per data object, so that th1 and th2 (and several runs) encode in parallel.
-    let mut writers: BTreeMap<(usize, u8, u32), WriterTask> = BTreeMap::new();
+    let mut writers: BTreeMap<(usize, DataTable, bool, u32), WriterTask> = BTreeMap::new();
     let mut reports: Vec<WorkspaceReport> =
         workspaces.iter().map(|w| WorkspaceReport { workspace: w.name.clone(), ..Default::default() }).collect();
     let write_loop = async {
@@ -366,18 +384,18 @@ pub async fn ingest(
             // A new run: the previous runs' open row groups are complete, so hand them to the upload
             // instead of holding them to the end (memory stays flat for files with many runs).
             if last_run.is_some_and(|l| l != r.run) {
-                for ((_, _, run), w) in writers.iter() {
+                for ((_, _, _, run), w) in writers.iter() {
                     if *run != r.run {
                         w.send(WriterMsg::Flush).await?;
                     }
                 }
             }
             last_run = Some(r.run);
-            let key = (r.workspace, r.dim, r.run);
+            let key = (r.workspace, r.table, r.per_run, r.run);
             let w = match writers.entry(key) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => {
-                    let table = if r.dim == 1 { "th1" } else { "th2" };
+                    let table = r.table.name_for(r.per_run);
                     let path = lake.child(&[&workspaces[r.workspace].name, table, &format!("run_number={}", r.run), &part]);
                     reports[r.workspace].objects.push(path.to_string());
                     let w = BufWriter::with_capacity(lake.store.clone(), path, UPLOAD_PART_BYTES)
@@ -385,11 +403,13 @@ pub async fn ingest(
                     v.insert(WriterTask::spawn(AsyncArrowWriter::try_new(w, r.batch.schema(), Some(writer_props()))?))
                 }
             };
-            if r.dim == 1 {
-                reports[r.workspace].th1_rows += r.batch.num_rows() as u64;
-            } else {
-                reports[r.workspace].th2_rows += r.batch.num_rows() as u64;
+            let n = r.batch.num_rows() as u64;
+            match (r.table, r.per_run) {
+                (DataTable::Th1, false) => reports[r.workspace].th1_rows += n,
+                (DataTable::Th2, false) => reports[r.workspace].th2_rows += n,
+                _ => {}
             }
+            *reports[r.workspace].rows.entry(r.table.name_for(r.per_run).to_string()).or_default() += n;
             w.send(WriterMsg::Batch(r.batch)).await?;
         }
         Ok(())
@@ -431,7 +451,7 @@ pub async fn ingest(
         writers.values().for_each(|w| w.task.abort());
     }
     // A writer's own error comes first: it is why the loop above could not hand it more rows.
-    let keys: Vec<(usize, u8, u32)> = writers.keys().copied().collect();
+    let keys: Vec<(usize, DataTable, bool, u32)> = writers.keys().copied().collect();
     let done = WriterTask::finish_all(std::mem::take(&mut writers), failed).await?;
     let ((), ()) = joined?;
     let summary = decoded?;
@@ -457,8 +477,8 @@ pub async fn ingest(
     let (closed, put) = tokio::try_join!(closes, puts)?;
     // Per workspace and table: the Adds of this attempt.
     let mut adds: BTreeMap<(usize, &str), Vec<Add>> = BTreeMap::new();
-    for ((ws, dim, run), (meta, size)) in keys.into_iter().zip(closed) {
-        let table = if dim == 1 { "th1" } else { "th2" };
+    for ((ws, table, per_run, run), (meta, size)) in keys.into_iter().zip(closed) {
+        let table = table.name_for(per_run);
         let rel = format!("run_number={run}/{part}");
         adds.entry((ws, table)).or_default().push(delta::add(rel, size, &[("run_number", run.to_string())], Some(&meta)));
     }
@@ -470,8 +490,7 @@ pub async fn ingest(
     // in, the file's earlier objects out, under the file's transaction id; `file_index` last, so
     // FINISHED means every table has this attempt's rows.
     let commits = workspaces.iter().enumerate().map(|(i, ws)| {
-        let mine: Vec<(&str, Vec<Add>)> =
-            ["th1", "th2", "lumisection_index", "me_index"].iter().map(|t| (*t, adds.remove(&(i, *t)).unwrap_or_default())).collect();
+        let mine: Vec<(&str, Vec<Add>)> = data_and_index_tables().map(|t| (t, adds.remove(&(i, t)).unwrap_or_default())).collect();
         let objects = reports[i].objects.clone();
         let ds = &ds;
         let attempt = &attempt;
@@ -537,7 +556,7 @@ pub async fn record_failure(
             objects: &[],
         };
         write_file_record(lake, name, &attempt, generation, &record).await?;
-        for table in ["th1", "th2", "lumisection_index", "me_index"] {
+        for table in data_and_index_tables() {
             if let Err(e) = replace_file_objects(lake, name, table, file_id, generation, Vec::new()).await {
                 tracing::warn!(workspace = %name, table, file_id, error = %e, "rows of a failed file could not be removed now; they stay unserved (status is not FINISHED)");
             }
@@ -546,12 +565,30 @@ pub async fn record_failure(
     Ok(())
 }
 
+/// The tables an ingest replaces a file's objects in, before `dataset_index` and `file_index`:
+/// every data table, then the per-file indexes.
+fn data_and_index_tables() -> impl Iterator<Item = &'static str> {
+    DataTable::all_names().chain(["lumisection_index", "me_index"])
+}
+
+/// Rows per data table ([`DataTable::index`] order).
+type Counts = [i64; DataTable::ALL.len()];
+
+/// What an ingest keeps: every kind, per lumisection and per run (the default), or only what DIALS
+/// kept (`DIALS_INGEST_KINDS=dials`: TH1x/TH2x per lumisection; for comparisons, docs/benchmarks.md).
+fn kept_kinds() -> (Vec<MeKind>, bool) {
+    match std::env::var("DIALS_INGEST_KINDS").as_deref() {
+        Ok("dials") => (MeKind::DIALS_HISTOGRAMS.to_vec(), true),
+        _ => (MeKind::ALL.to_vec(), false),
+    }
+}
+
 struct DecodeSummary {
     runs: BTreeSet<u32>,
     lumi_count: usize,
     histograms: u64,
-    /// Per workspace: (run, ls) → (th1, th2) counts.
-    lumis: Vec<BTreeMap<(u32, u32), (i64, i64)>>,
+    /// Per workspace: (run, ls) → rows per data table (per-lumisection rows only).
+    lumis: Vec<BTreeMap<(u32, u32), Counts>>,
     /// Per workspace: me → (dim, kind, count).
     mes: Vec<BTreeMap<String, (u8, MeKind, i64)>>,
 }
@@ -565,7 +602,7 @@ fn decode(
     tx: mpsc::Sender<Routed>,
 ) -> Result<DecodeSummary, IngestError> {
     let dq = DqmioFile::open(source)?;
-    let hist_kinds = MeKind::DIALS_HISTOGRAMS.to_vec();
+    let (kinds, skip_per_run) = kept_kinds();
     // Union of what the workspaces keep: names no workspace wants are never decoded or fetched.
     // Indices order (reads close together: fewer, larger requests) while baskets are small; from a
     // kind's first multi-MB basket on, tree by tree (one kind's large basket in memory at a time).
@@ -575,7 +612,7 @@ fn decode(
         Ok("tree") => Order::Tree,
         _ => Order::Auto,
     };
-    let sel = Selection { kinds: Some(hist_kinds), skip_per_run: true, order, ..Default::default() };
+    let sel = Selection { kinds: Some(kinds), skip_per_run, order, ..Default::default() };
     let mut summary = DecodeSummary {
         runs: BTreeSet::new(),
         lumi_count: 0,
@@ -595,17 +632,19 @@ fn decode(
     summary.runs = all_lumis.iter().map(|(r, _)| *r).collect();
     summary.lumi_count = all_lumis.len();
 
-    // Per (run, lumisection): histograms kept so far, which numbers the next one (`seq`, the key's
-    // tie-breaker). One counter per lumisection, not per ME: a few bytes per lumisection of the file.
-    let mut seqs: BTreeMap<(u32, u32), i64> = BTreeMap::new();
-    // Rows of the current lumisection, per (workspace, dim); flushed sorted by ME name.
-    let mut pending: BTreeMap<(usize, u8), Vec<HistRow>> = BTreeMap::new();
+    // Per (run, lumisection, family): rows kept so far, which numbers the next one (`seq`, the key's
+    // tie-breaker). th1 and th2 share one counter (as before the other tables existed); every other
+    // table has its own. A few bytes per lumisection of the file.
+    let mut seqs: BTreeMap<(u32, u32, usize), i64> = BTreeMap::new();
+    // Rows of the current lumisection, per (workspace, table); flushed sorted by ME name.
+    let mut pending: BTreeMap<(usize, DataTable), Vec<MeRow>> = BTreeMap::new();
     let mut current: Option<(u32, u32)> = None;
-    let flush = |pending: &mut BTreeMap<(usize, u8), Vec<HistRow>>, run: u32| -> Result<(), IngestError> {
-        for ((wi, dim), mut rows) in std::mem::take(pending) {
+    let flush = |pending: &mut BTreeMap<(usize, DataTable), Vec<MeRow>>, run: u32| -> Result<(), IngestError> {
+        for ((wi, table), mut rows) in std::mem::take(pending) {
             rows.sort_by(|a, b| a.me.cmp(&b.me));
-            let batch = tables::hist_batch(dim, dataset, &rows)?;
-            tx.blocking_send(Routed { workspace: wi, dim, run, batch })
+            let batch = tables::rows_batch(table, dataset, &rows)?;
+            let per_run = rows.first().is_some_and(|r| r.ls_number == 0);
+            tx.blocking_send(Routed { workspace: wi, table, per_run, run, batch })
                 .map_err(|_| IngestError::Task("writer stopped".into()))?;
         }
         Ok(())
@@ -630,37 +669,43 @@ fn decode(
             }
             current = Some((me.run, me.lumi));
         }
-        let MeValue::Hist(hist) = me.value else { return Ok(()) };
+        let table = DataTable::of(me.kind);
         let dim = me.kind.dim();
         summary.histograms += 1;
         let me_id = ids::me_id(&me.name);
-        let next = seqs.entry((me.run, me.lumi)).or_insert(0);
+        let family = match table {
+            DataTable::Th1 | DataTable::Th2 => 0,
+            t => t.index(),
+        };
+        let next = seqs.entry((me.run, me.lumi, family)).or_insert(0);
         let seq = *next;
         *next += 1;
-        let mut hist = Some(hist);
+        let mut value = Some(me.value);
         // Each workspace's filter is tested once; peeking ahead tells which one is the last taker.
         let mut wanting = workspaces.iter().enumerate().filter(|(_, w)| w.wants_me(&me.name)).map(|(i, _)| i).peekable();
         while let Some(wi) = wanting.next() {
-            let c = summary.lumis[wi].entry((me.run, me.lumi)).or_default();
-            if dim == 1 { c.0 += 1 } else { c.1 += 1 }
+            if me.lumi != 0 {
+                summary.lumis[wi].entry((me.run, me.lumi)).or_default()[table.index()] += 1;
+            }
             match summary.mes[wi].get_mut(&me.name) {
                 Some(m) => m.2 += 1,
                 None => {
                     summary.mes[wi].insert(me.name.clone(), (dim, me.kind, 1));
                 }
             }
-            // The last workspace takes the histogram; earlier ones get copies.
-            let h = if wanting.peek().is_none() { hist.take() } else { hist.clone() };
-            let Some(h) = h else { continue };
-            pending.entry((wi, dim)).or_default().push(HistRow {
+            // The last workspace takes the value; earlier ones get copies.
+            let v = if wanting.peek().is_none() { value.take() } else { value.clone() };
+            let Some(v) = v else { continue };
+            pending.entry((wi, table)).or_default().push(MeRow {
                 dataset_id,
                 file_id,
                 ls_number: i64::from(me.lumi),
                 me_id,
                 seq,
                 me: me.name.clone(),
+                kind: me.kind,
                 flags: me.flags,
-                hist: h,
+                value: v,
             });
         }
         Ok(())
@@ -796,8 +841,8 @@ async fn write_file_record(lake: &Location, workspace: &str, attempt: &str, gene
     replace_file_objects(lake, workspace, "file_index", r.file_id, generation, vec![delta::add(name, size, &[], Some(&meta))]).await
 }
 
-fn lumisection_batch(dataset_id: i64, file_id: i64, lumis: &BTreeMap<(u32, u32), (i64, i64)>) -> Result<RecordBatch, IngestError> {
-    let col = |f: &dyn Fn(&(u32, u32), &(i64, i64)) -> i64| -> ArrayRef {
+fn lumisection_batch(dataset_id: i64, file_id: i64, lumis: &BTreeMap<(u32, u32), Counts>) -> Result<RecordBatch, IngestError> {
+    let col = |f: &dyn Fn(&(u32, u32), &Counts) -> i64| -> ArrayRef {
         Arc::new(Int64Array::from(lumis.iter().map(|(k, v)| f(k, v)).collect::<Vec<_>>()))
     };
     Ok(RecordBatch::try_new(
@@ -807,8 +852,12 @@ fn lumisection_batch(dataset_id: i64, file_id: i64, lumis: &BTreeMap<(u32, u32),
             col(&|_, _| file_id),
             col(&|k, _| i64::from(k.0)),
             col(&|k, _| i64::from(k.1)),
-            col(&|_, v| v.0),
-            col(&|_, v| v.1),
+            col(&|_, v| v[DataTable::Th1.index()]),
+            col(&|_, v| v[DataTable::Th2.index()]),
+            col(&|_, v| v[DataTable::Th3.index()]),
+            col(&|_, v| v[DataTable::Profile1d.index()]),
+            col(&|_, v| v[DataTable::Profile2d.index()]),
+            col(&|_, v| v[DataTable::Scalar.index()]),
         ],
     )?)
 }
