@@ -122,3 +122,31 @@ def test_compaction_and_vacuum_while_queries_run(tmp_path):
     df = pl.read_delta(str(th1))
     assert df.height == 8 * 5 * FILES  # 8 TH1 x 5 lumisections x files
     assert df.select(["run_number", "ls_number", "me", "file_id"]).unique().height == df.height
+
+
+def test_rows_of_a_file_not_finished_are_not_served(tmp_path):
+    """While a file's record says anything but FINISHED (a re-ingest running, a failure whose row
+    removal has not landed), its rows are not served, and the other files' rows are."""
+    inbox = tmp_path / "inbox"
+    for i in range(3):
+        dst = inbox / LFN.format(i)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(FIXTURES / "small_zlib.root", dst)
+    lake = tmp_path / "lake"
+    subprocess.run([dials_bin(), "ingest", str(inbox), "--lake", str(lake)], check=True, capture_output=True)
+    fi = lake / "default" / "file_index"
+    records = pl.read_delta(str(fi))
+    victim = int(records["file_id"][0])
+    # The record of one file turns STARTED (as a re-ingest's first commit does); its rows stay.
+    started = records.filter(pl.col("file_id") == victim).with_columns(pl.lit("STARTED").alias("status"))
+    dt = DeltaTable(str(fi))
+    dt.delete(f"file_id = {victim}")
+    started.write_delta(str(fi), mode="append")
+    assert pl.read_delta(str(lake / "default" / "th1")).filter(pl.col("file_id") == victim).height == 8 * 5
+    with serving("--lake", lake) as base:
+        _, rows = all_pages(base, "/th1/?run_number=380310&page_size=500")
+        assert len(rows) == 8 * 3 * 2  # 8 TH1 x 3 lumisections of run 380310 x the 2 finished files
+        _, lumis = all_pages(base, "/lumisection/?page_size=100")
+        assert lumis
+        status, n = get(base, "/file-index/count/?status=FINISHED")
+        assert n["count"] == 2

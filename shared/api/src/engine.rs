@@ -256,14 +256,25 @@ impl Engine {
 
     /// Ids of the files whose ingestion FINISHED in `ws` (cached for the listing TTL).
     pub async fn finished_files(&self, ws: &str) -> Result<Arc<Vec<i64>>, ApiError> {
+        self.file_ids(ws, true).await
+    }
+
+    /// Ids of the files of `ws` whose record says anything but FINISHED (cached for the listing TTL).
+    pub async fn unfinished_files(&self, ws: &str) -> Result<Arc<Vec<i64>>, ApiError> {
+        self.file_ids(ws, false).await
+    }
+
+    async fn file_ids(&self, ws: &str, finished: bool) -> Result<Arc<Vec<i64>>, ApiError> {
+        let key = format!("{ws}\u{0}{finished}");
         if let Ok(cache) = self.finished.lock() {
-            if let Some((at, ids)) = cache.get(ws) {
+            if let Some((at, ids)) = cache.get(&key) {
                 if at.elapsed() < self.ttl {
                     return Ok(ids.clone());
                 }
             }
         }
-        let sql = format!("SELECT DISTINCT file_id FROM {} WHERE status = 'FINISHED'", self.table(ws, "file_index"));
+        let op = if finished { "=" } else { "<>" };
+        let sql = format!("SELECT DISTINCT file_id FROM {} WHERE status {op} 'FINISHED'", self.table(ws, "file_index"));
         let mut ids = Vec::new();
         for b in self.query(&sql, vec![]).await? {
             if let Some(col) = b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>() {
@@ -273,7 +284,7 @@ impl Engine {
         ids.sort_unstable();
         let ids = Arc::new(ids);
         if let Ok(mut cache) = self.finished.lock() {
-            cache.insert(ws.to_string(), (Instant::now(), ids.clone()));
+            cache.insert(key, (Instant::now(), ids.clone()));
         }
         Ok(ids)
     }

@@ -182,7 +182,7 @@ const RUN: Resource = Resource {
     from: "(SELECT l.dataset_id AS dataset_id, d.dataset AS dataset, l.run_number AS run_number, \
            CAST(COUNT(DISTINCT l.ls_number) AS BIGINT) AS ls_count, CAST(NULL AS DOUBLE) AS ls_completeness \
            FROM {ws:lumisection_index} l JOIN {ws:dataset_index} d ON l.dataset_id = d.dataset_id \
-           WHERE l.file_id IN {finished} GROUP BY l.dataset_id, d.dataset, l.run_number) AS r",
+           WHERE l.file_id {finished} GROUP BY l.dataset_id, d.dataset, l.run_number) AS r",
     columns: "dataset_id, dataset, run_number, ls_count, ls_completeness",
     pk: &["dataset_id", "run_number"],
     filters: &[
@@ -207,7 +207,7 @@ const LUMISECTION: Resource = Resource {
            CAST(COALESCE(SUM(l.th3_count), 0) AS BIGINT) AS th3_count, CAST(COALESCE(SUM(l.profile1d_count), 0) AS BIGINT) AS profile1d_count, \
            CAST(COALESCE(SUM(l.profile2d_count), 0) AS BIGINT) AS profile2d_count, CAST(COALESCE(SUM(l.scalar_count), 0) AS BIGINT) AS scalar_count \
            FROM {ws:lumisection_index} l JOIN {ws:dataset_index} d ON l.dataset_id = d.dataset_id \
-           WHERE l.file_id IN {finished} GROUP BY l.dataset_id, d.dataset, l.run_number, l.ls_number) AS s",
+           WHERE l.file_id {finished} GROUP BY l.dataset_id, d.dataset, l.run_number, l.ls_number) AS s",
     columns: "dataset_id, dataset, run_number, ls_number, th1_count, th2_count, th3_count, profile1d_count, profile2d_count, scalar_count",
     pk: &["dataset_id", "run_number", "ls_number"],
     filters: &[
@@ -265,7 +265,7 @@ const DATASET_INDEX: Resource = Resource {
 const MES: Resource = Resource {
     name: "mes",
     from: "(SELECT me_id, me, CAST(SUM(\"count\") AS BIGINT) AS \"count\", MAX(dim) AS dim, MIN(kind) AS kind FROM {ws:me_index} \
-           WHERE file_id IN {finished} GROUP BY me_id, me) AS m",
+           WHERE file_id {finished} GROUP BY me_id, me) AS m",
     columns: "me_id, me, \"count\", dim, kind",
     pk: &["me_id"],
     filters: &[
@@ -426,17 +426,22 @@ async fn from_template(app: &App, r: &Resource, template: &str, ws: &str, finish
     app.engine.view(ws, r.name, &sql).await
 }
 
-/// `(id, id, ...)` of the committed files; ids are our own integers, never user input.
+/// What follows `file_id` in the condition "rows of files whose ingestion FINISHED": `NOT IN (…)`
+/// the files whose record says anything else (a re-ingest running, a failure), or `IS NOT NULL`
+/// when there are none. Every file with rows in a table has a record (its STARTED record is
+/// committed before any of its rows), so this equals `IN (FINISHED files)` while its size follows
+/// the few files not finished instead of every file of the lake. Ids are our own integers.
 pub(crate) async fn finished_list(app: &App, ws: &str) -> Result<String, ApiError> {
-    let ids = app.engine.finished_files(ws).await?;
+    let ids = app.engine.unfinished_files(ws).await?;
     if ids.is_empty() {
-        return Ok("(NULL)".to_string());
+        return Ok("IS NOT NULL".to_string());
     }
     let parts: Vec<String> = ids.iter().map(i64::to_string).collect();
-    Ok(format!("({})", parts.join(", ")))
+    Ok(format!("NOT IN ({})", parts.join(", ")))
 }
 
-/// Expands `{ws:<table>}` and `{finished}` (the committed-file list) in a FROM template.
+/// Expands `{ws:<table>}` and `{finished}` (the committed-file condition after a `file_id` column,
+/// [`finished_list`]) in a FROM template.
 fn expand(engine: &Engine, ws: &str, template: &str, finished: &str) -> String {
     let mut s = template.replace("{finished}", finished);
     for t in crate::engine::TABLES {
@@ -449,7 +454,7 @@ fn conditions(app: &App, r: &Resource, ws: &str, query: &[(String, String)], fin
     let mut conds = Conditions::default();
     params::apply(r.filters, query, &mut conds, &app.engine.table(ws, "file_index"))?;
     if r.committed_only {
-        conds.sql.push(format!("file_id IN {finished}"));
+        conds.sql.push(format!("file_id {finished}"));
     }
     Ok(conds)
 }
@@ -833,7 +838,7 @@ async fn one_from(app: &App, r: &Resource, template: &str, headers: &HeaderMap, 
     }
     let finished = finished_list(app, &ws).await?;
     if r.committed_only {
-        conds.sql.push(format!("file_id IN {finished}"));
+        conds.sql.push(format!("file_id {finished}"));
     }
     let sql = format!("SELECT {} FROM {} {} ORDER BY {} LIMIT 1", select_list(r), from_template(app, r, template, &ws, &finished).await?, conds.where_clause(), r.pk.join(", "));
     let rows = batches_to_json(&in_response_order(r, app.engine.query_as(&sql, conds.values, Scan::Point).await?)?)?;
@@ -921,8 +926,8 @@ async fn mes_of_run(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, ru
         let finished = finished_list(&app, &ws).await?;
         let sql = format!(
             "SELECT me_id, me, CAST(COUNT(*) AS BIGINT) AS \"count\", MAX(dim) AS dim, MIN(kind) AS kind FROM (\
-             SELECT me_id, me, 1 AS dim, kind FROM {} WHERE dataset_id = $1 AND run_number = $2 AND file_id IN {finished} \
-             UNION ALL SELECT me_id, me, 2 AS dim, kind FROM {} WHERE dataset_id = $1 AND run_number = $2 AND file_id IN {finished}) \
+             SELECT me_id, me, 1 AS dim, kind FROM {} WHERE dataset_id = $1 AND run_number = $2 AND file_id {finished} \
+             UNION ALL SELECT me_id, me, 2 AS dim, kind FROM {} WHERE dataset_id = $1 AND run_number = $2 AND file_id {finished}) \
              GROUP BY me_id, me ORDER BY me_id",
             e.table(&ws, "th1"),
             e.table(&ws, "th2")
