@@ -101,7 +101,18 @@ def main():
     ap.add_argument("--th1", type=int, default=100)
     ap.add_argument("--th2", type=int, default=10)
     ap.add_argument("--requests", type=int, default=30)
+    ap.add_argument("--lakes", nargs="+", metavar="LAKE",
+                    help="only measure these existing lakes (e.g. another binary on lakes an earlier run left)")
     a = ap.parse_args()
+    if a.lakes:
+        print(f"binary: {DIALS}")
+        print("| lake | first answer ms | " + " | ".join(f"{k}: warm p50 (p95) ms" for k in ("one LS x all TH1", "file-index page", "one ME x one run")) + " |")
+        print("|---|---|---|---|---|")
+        for lake in a.lakes:
+            m = measure(lake, a, "few")
+            cells = [f"{v[0] * 1e3:.1f} ({v[1] * 1e3:.1f})" for v in m.values() if isinstance(v, tuple)]
+            print(f"| {lake} | {m['first'] * 1e3:.0f} | " + " | ".join(cells) + " |")
+        return
     work = f"/tmp/dials-bench/files-{a.runs}x{a.lumis}-{a.th1}-{a.th2}"
     results = {}
     for label, per_run in (("few", 1), ("many", a.split)):

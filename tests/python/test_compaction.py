@@ -41,14 +41,20 @@ def parquet_objects(table_dir):
     return sorted(p for p in table_dir.rglob("*.parquet") if "_delta_log" not in p.parts)
 
 
-def test_compaction_and_vacuum_while_queries_run(tmp_path):
+def ingest_copies(tmp_path, n):
+    """`n` copies of the small fixture under different file names, ingested into a new lake."""
     inbox = tmp_path / "inbox"
-    for i in range(FILES):
+    for i in range(n):
         dst = inbox / LFN.format(i)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(FIXTURES / "small_zlib.root", dst)
     lake = tmp_path / "lake"
     subprocess.run([dials_bin(), "ingest", str(inbox), "--lake", str(lake)], check=True, capture_output=True)
+    return lake
+
+
+def test_compaction_and_vacuum_while_queries_run(tmp_path):
+    lake = ingest_copies(tmp_path, FILES)
     th1 = lake / "default" / "th1"
     before_objects = parquet_objects(th1)
     assert len(before_objects) == 2 * FILES  # two runs per file
@@ -127,13 +133,7 @@ def test_compaction_and_vacuum_while_queries_run(tmp_path):
 def test_rows_of_a_file_not_finished_are_not_served(tmp_path):
     """While a file's record says anything but FINISHED (a re-ingest running, a failure whose row
     removal has not landed), its rows are not served, and the other files' rows are."""
-    inbox = tmp_path / "inbox"
-    for i in range(3):
-        dst = inbox / LFN.format(i)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(FIXTURES / "small_zlib.root", dst)
-    lake = tmp_path / "lake"
-    subprocess.run([dials_bin(), "ingest", str(inbox), "--lake", str(lake)], check=True, capture_output=True)
+    lake = ingest_copies(tmp_path, 3)
     fi = lake / "default" / "file_index"
     records = pl.read_delta(str(fi))
     victim = int(records["file_id"][0])
