@@ -68,7 +68,6 @@ const HIST_FILTERS: &[Filter] = &[
     f("ls_number__lte", "ls_number", Op::IntLte),
     f("ls_numbet__lte", "ls_number", Op::IntLte), // cmsdials 2.4.1 sends this spelling
     f("me_id", "me_id", Op::IntEq),
-    f("entries__gte", "entries", Op::IntGte),
     f("dataset", "dataset_id", Op::NameToId("dataset")),
     f("dataset__regex", "dataset", Op::Regex),
     f("logical_file_name", "file_id", Op::NameToId("file")),
@@ -76,30 +75,12 @@ const HIST_FILTERS: &[Filter] = &[
     f("me", "me_id", Op::NameToId("me")),
     f("me__regex", "me", Op::Regex),
     f("kind", "kind", Op::StrEq),
+    // Last: SCALAR_FILTERS is every filter before it.
+    f("entries__gte", "entries", Op::IntGte),
 ];
 
-/// As [`HIST_FILTERS`], without `entries__gte` (scalars have no entries).
-const SCALAR_FILTERS: &[Filter] = &[
-    f("dataset_id", "dataset_id", Op::IntEq),
-    f("dataset_id__in", "dataset_id", Op::IntIn),
-    f("file_id", "file_id", Op::IntEq),
-    f("run_number", "run_number", Op::IntEq),
-    f("run_number__gte", "run_number", Op::IntGte),
-    f("run_number__lte", "run_number", Op::IntLte),
-    f("run_number__in", "run_number", Op::IntIn),
-    f("ls_number", "ls_number", Op::IntEq),
-    f("ls_number__gte", "ls_number", Op::IntGte),
-    f("ls_number__lte", "ls_number", Op::IntLte),
-    f("ls_numbet__lte", "ls_number", Op::IntLte),
-    f("me_id", "me_id", Op::IntEq),
-    f("dataset", "dataset_id", Op::NameToId("dataset")),
-    f("dataset__regex", "dataset", Op::Regex),
-    f("logical_file_name", "file_id", Op::NameToId("file")),
-    f("logical_file_name__regex", "file_id", Op::LfnRegex),
-    f("me", "me_id", Op::NameToId("me")),
-    f("me__regex", "me", Op::Regex),
-    f("kind", "kind", Op::StrEq),
-];
+/// As [`HIST_FILTERS`], without `entries__gte` (scalars have no entries): all but its last filter.
+const SCALAR_FILTERS: &[Filter] = HIST_FILTERS.split_at(HIST_FILTERS.len() - 1).0;
 
 /// Key of every data resource: `seq` breaks ties when a file holds the same ME twice in a
 /// lumisection (docs/lake.md).
