@@ -175,46 +175,6 @@ pub async fn open_or_create(lake: &Location, ws: &str, table: &str) -> Result<De
     open_or_create_table(lake, ws, table, &schema, partitions).await
 }
 
-/// Loaded tables kept between the commits of one process (per table URL), so that a commit reads
-/// the log tail since the previous one instead of the whole snapshot again.
-fn pool() -> &'static std::sync::Mutex<HashMap<String, Vec<DeltaTable>>> {
-    static POOL: OnceLock<std::sync::Mutex<HashMap<String, Vec<DeltaTable>>>> = OnceLock::new();
-    POOL.get_or_init(Default::default)
-}
-
-/// Tables kept per URL (one per concurrent committer of the table).
-const POOL_PER_TABLE: usize = 4;
-
-/// The table at its latest version: a pooled one brought up to date when the process has one,
-/// else loaded (and created first if `create`). `None`: no table and not `create`. Hand it back
-/// with [`release`].
-pub async fn open_latest(lake: &Location, ws: &str, table: &str, create: bool) -> Result<Option<DeltaTable>, DeltaError> {
-    let key = table_url(lake, &[ws, table])?.to_string();
-    let pooled = pool().lock().ok().and_then(|mut p| p.get_mut(&key).and_then(Vec::pop));
-    if let Some(mut t) = pooled {
-        match t.update_incremental(None).await {
-            Ok(()) => return Ok(Some(t)),
-            Err(e) => tracing::debug!(table = %key, error = %e, "pooled table could not follow its log; loading it again"),
-        }
-    }
-    if create {
-        open_or_create(lake, ws, table).await.map(Some)
-    } else {
-        open(lake, ws, table).await
-    }
-}
-
-/// Hands a table from [`open_latest`] back to the pool.
-pub fn release(lake: &Location, ws: &str, table: &str, t: DeltaTable) {
-    let Ok(key) = table_url(lake, &[ws, table]) else { return };
-    if let Ok(mut p) = pool().lock() {
-        let v = p.entry(key.to_string()).or_default();
-        if v.len() < POOL_PER_TABLE {
-            v.push(t);
-        }
-    }
-}
-
 /// As [`open_or_create`], for a table that is not one of the ingest's ([`layout`]): the caller
 /// gives the files' schema and the partition columns (`Int64`), e.g. the ML results (`ml_scores`).
 pub async fn open_or_create_table(

@@ -754,12 +754,9 @@ async fn replace_file_objects(
     let mut tries = 0;
     loop {
         tries += 1;
-        // A table loaded by an earlier commit of this process is brought up to date (the log tail
-        // since then) instead of loaded again.
-        let Some(mut t) = delta::open_latest(lake, ws, table, !adds.is_empty()).await? else { return Ok(()) };
-        let done = decide_and_commit(lake, ws, table, file_id, generation, &adds, &mut t).await;
-        delta::release(lake, ws, table, t);
-        match done {
+        let t = if adds.is_empty() { delta::open(lake, ws, table).await? } else { Some(delta::open_or_create(lake, ws, table).await?) };
+        let Some(mut t) = t else { return Ok(()) };
+        match decide_and_commit(lake, ws, table, file_id, generation, &adds, &mut t).await {
             Ok(()) => return Ok(()),
             Err(IngestError::Delta(e)) if e.is_conflict() && tries < COMMIT_ATTEMPTS => {
                 tracing::debug!(ws, table, file_id, tries, error = %e, "commit raced another; deciding again");
