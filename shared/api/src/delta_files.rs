@@ -136,14 +136,8 @@ impl DeltaFiles {
         let mut files = Vec::with_capacity(active.len());
         for f in active {
             let mut b: Bounds = Default::default();
-            let stats: Option<serde_json::Value> = f.stats.as_deref().and_then(|s| serde_json::from_str(s).ok());
-            for (i, col) in PRUNE_COLUMNS.iter().enumerate() {
-                b[i] = match f.partition_values.get(*col) {
-                    Some(v) => v.as_deref().and_then(|v| v.parse().ok()).map(|v| (v, v)),
-                    None => stats.as_ref().and_then(|s| {
-                        Some((s.get("minValues")?.get(*col)?.as_i64()?, s.get("maxValues")?.get(*col)?.as_i64()?))
-                    }),
-                };
+            for (slot, v) in b.iter_mut().zip(f.bounds(&PRUNE_COLUMNS)) {
+                *slot = v;
             }
             bounds.push(b);
             let mut location = s.key.clone();

@@ -231,10 +231,21 @@ pub struct ActiveFile {
 }
 
 impl ActiveFile {
-    /// Minimum and maximum of integer column `col` from the statistics, if recorded.
+    /// Minimum and maximum of integer column `col` (a partition column's value, or the statistics'
+    /// bounds), if known.
     pub fn int_bounds(&self, col: &str) -> Option<(i64, i64)> {
-        let v: serde_json::Value = serde_json::from_str(self.stats.as_deref()?).ok()?;
-        Some((v.get("minValues")?.get(col)?.as_i64()?, v.get("maxValues")?.get(col)?.as_i64()?))
+        self.bounds(&[col])[0]
+    }
+
+    /// [`ActiveFile::int_bounds`] of each of `cols`, the statistics parsed once.
+    pub fn bounds(&self, cols: &[&str]) -> Vec<Option<(i64, i64)>> {
+        let stats: Option<serde_json::Value> = self.stats.as_deref().and_then(|s| serde_json::from_str(s).ok());
+        cols.iter()
+            .map(|col| match self.partition_values.get(*col) {
+                Some(v) => v.as_deref().and_then(|v| v.parse().ok()).map(|v| (v, v)),
+                None => stats.as_ref().and_then(|s| Some((s.get("minValues")?.get(*col)?.as_i64()?, s.get("maxValues")?.get(*col)?.as_i64()?))),
+            })
+            .collect()
     }
 }
 
