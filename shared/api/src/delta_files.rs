@@ -33,6 +33,9 @@ pub const PRUNE_COLUMNS: [&str; 5] = ["run_number", "ls_number", "me_id", "file_
 /// Per object of a table: (min, max) of each of [`PRUNE_COLUMNS`] if known.
 pub type Bounds = [Option<(i64, i64)>; PRUNE_COLUMNS.len()];
 
+/// A table's objects and their bounds (same order).
+pub type ObjectsWithBounds = (Arc<Vec<ObjectMeta>>, Arc<Vec<Bounds>>);
+
 /// One table's current objects and their bounds (same order).
 #[derive(Clone)]
 struct Listed {
@@ -164,7 +167,7 @@ impl DeltaFiles {
     }
 
     /// The table's objects with their bounds (same order).
-    pub fn with_bounds(&self, key: &Path) -> Option<(Arc<Vec<ObjectMeta>>, Arc<Vec<Bounds>>)> {
+    pub fn with_bounds(&self, key: &Path) -> Option<ObjectsWithBounds> {
         self.lists.read().ok().and_then(|l| l.get(key).map(|c| (c.files.files.clone(), c.bounds.clone())))
     }
 
