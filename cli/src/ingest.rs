@@ -185,8 +185,10 @@ pub async fn ingest_one(
     let dataset = if dials_lake::dataset::from_lfn(&lfn).is_some() { None } else { dataset };
     let req = IngestRequest { logical_file_name: lfn, dataset, deadline: None };
     let opened = open_input(input).await;
+    let mut version = None;
     let result = match opened {
         Ok((src, stats)) => {
+            version = src.version();
             if let Some(p) = progress {
                 p.add(input, src.len(), stats.clone());
             }
@@ -214,7 +216,7 @@ pub async fn ingest_one(
         Err(error) if error.is_transient() => Err(Failure { error, recorded: false }),
         Err(error) => {
             let size = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
-            let recorded = match dials_lake::record_failure(lake, ws, &req, size, error.status(), &error.to_string()).await {
+            let recorded = match dials_lake::record_failure(lake, ws, &req, version.as_ref(), size, error.status(), &error.to_string()).await {
                 Ok(()) => true,
                 Err(e2) => {
                     tracing::error!(input, error = %e2, "could not record the failure");

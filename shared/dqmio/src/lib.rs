@@ -24,4 +24,4 @@ pub use dqmio::{DqmioFile, IndexEntry, MeValue, MonitorElement, Order, Selection
 pub use compress::{Budget, Limits};
 pub use error::{Error, Result};
 pub use hist::{Axis, Histogram, MeKind};
-pub use source::{ByteSource, LocalFile, MemSource};
+pub use source::{ByteSource, LocalFile, MemSource, SourceVersion};

@@ -34,6 +34,23 @@ pub trait ByteSource: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The version of the named object these bytes are, when the source knows it: what an ingest
+    /// is fenced by (of two versions of one logical file, the newer one's rows win).
+    fn version(&self) -> Option<SourceVersion> {
+        None
+    }
+}
+
+/// Which version of a named object a source reads. Every byte a source hands out belongs to this
+/// one version (an object-store source pins its reads to it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceVersion {
+    /// When the version was written, in milliseconds since the epoch: orders versions.
+    pub modified_ms: i64,
+    /// The version's entity tag (object stores), or device, inode, modification time and size
+    /// (local files): tells two versions written in the same millisecond apart.
+    pub etag: String,
 }
 
 /// Reads `len` bytes at `offset` after checking the range lies inside the source.
@@ -54,6 +71,7 @@ pub struct LocalFile {
     file: std::fs::File,
     len: u64,
     stats: IoStats,
+    version: Option<SourceVersion>,
 }
 
 impl LocalFile {
@@ -66,7 +84,10 @@ impl LocalFile {
             return Err(Error::Open(std::io::Error::other("is a directory")));
         }
         let len = meta.len();
-        Ok(Self { path, file, len, stats: IoStats::default() })
+        // Read through the open descriptor: a file replaced under its name (written elsewhere, then
+        // renamed over it) keeps serving the version opened.
+        let version = local_version(&meta);
+        Ok(Self { path, file, len, stats: IoStats::default(), version })
     }
 
     /// Number of reads and bytes read so far.
@@ -90,6 +111,25 @@ impl ByteSource for LocalFile {
     fn name(&self) -> String {
         self.path.display().to_string()
     }
+
+    fn version(&self) -> Option<SourceVersion> {
+        self.version.clone()
+    }
+}
+
+/// A local file's version: its modification time, and an entity tag from device, inode,
+/// modification time (ns) and size.
+fn local_version(meta: &std::fs::Metadata) -> Option<SourceVersion> {
+    let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let modified_ms = i64::try_from(modified.as_millis()).ok()?;
+    #[cfg(unix)]
+    let id = {
+        use std::os::unix::fs::MetadataExt;
+        format!("{:x}-{:x}", meta.dev(), meta.ino())
+    };
+    #[cfg(not(unix))]
+    let id = String::from("0");
+    Some(SourceVersion { modified_ms, etag: format!("{id}-{:x}-{:x}", modified.as_nanos(), meta.len()) })
 }
 
 #[cfg(unix)]
@@ -116,12 +156,18 @@ fn read_exact_at(file: &std::fs::File, mut buf: &mut [u8], mut offset: u64) -> s
 pub struct MemSource {
     name: String,
     data: Bytes,
+    version: Option<SourceVersion>,
 }
 
 impl MemSource {
     /// Wraps `data`, naming it `name` in messages.
     pub fn new(name: impl Into<String>, data: impl Into<Bytes>) -> Self {
-        Self { name: name.into(), data: data.into() }
+        Self { name: name.into(), data: data.into(), version: None }
+    }
+
+    /// The same bytes, said to be `version` of their object.
+    pub fn with_version(self, version: SourceVersion) -> Self {
+        Self { version: Some(version), ..self }
     }
 }
 
@@ -143,6 +189,10 @@ impl ByteSource for MemSource {
 
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn version(&self) -> Option<SourceVersion> {
+        self.version.clone()
     }
 }
 

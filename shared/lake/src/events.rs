@@ -21,6 +21,9 @@ pub struct ObjectRef {
     pub key: String,
     /// Size if the event carries it.
     pub size: Option<u64>,
+    /// The entity tag of the version the event announces, if it carries one: the ingest reads
+    /// that version or, when the key holds a newer one by then, leaves it to the newer one's event.
+    pub etag: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +55,8 @@ struct S3Object {
     key: String,
     #[serde(default)]
     size: Option<u64>,
+    #[serde(rename = "eTag", default)]
+    etag: Option<String>,
 }
 
 /// Decodes an S3 event key: `+` is a space, then percent-decoding (handles AWS, LocalStack, moto).
@@ -85,7 +90,12 @@ pub fn objects_in_s3_event(v: &Value) -> Vec<ObjectRef> {
     n.records
         .into_iter()
         .filter(|r| r.event_name.is_empty() || r.event_name.starts_with("ObjectCreated") || r.event_name.starts_with("s3:ObjectCreated"))
-        .map(|r| ObjectRef { bucket: r.s3.bucket.name, key: decode_key(&r.s3.object.key), size: r.s3.object.size })
+        .map(|r| ObjectRef {
+            bucket: r.s3.bucket.name,
+            key: decode_key(&r.s3.object.key),
+            size: r.s3.object.size,
+            etag: r.s3.object.etag.filter(|e| !e.is_empty()),
+        })
         .collect()
 }
 
@@ -191,6 +201,7 @@ pub async fn handle_object_with(deps: &Deps, ext: Option<&dyn Extension>, obj: &
         dataset: if crate::dataset::from_lfn(&obj.key).is_some() { None } else { deps.default_dataset.clone() },
         deadline,
     };
+    let mut version = None;
     let result: Result<IngestReport, IngestError> = async {
         let store = crate::store::s3_store(&obj.bucket).map_err(|e| IngestError::NotAvailable(e.to_string()))?;
         // Reads still pending at the deadline are abandoned, so a stalled GET cannot hold the decoder.
@@ -200,6 +211,13 @@ pub async fn handle_object_with(deps: &Deps, ext: Option<&dyn Extension>, obj: &
                 object_store::Error::NotFound { .. } => IngestError::NotAvailable(format!("{url}: not found")),
                 other => IngestError::Store(other),
             })?;
+        version = dials_dqmio::ByteSource::version(&src);
+        // The key was overwritten after this event: the newer version's own event ingests it.
+        if let (Some(want), Some(have)) = (&obj.etag, &version) {
+            if !crate::store::same_etag(want, &have.etag) {
+                return Err(IngestError::Superseded(format!("{url} holds another version ({}) than its event announced ({want})", have.etag)));
+            }
+        }
         let src = std::sync::Arc::new(src);
         let s2 = src.clone();
         crate::ingest::ingest(&deps.lake, &deps.workspaces, &req, src, Some(std::sync::Arc::new(move || (s2.stats().bytes(), s2.stats().requests())))).await
@@ -218,7 +236,7 @@ pub async fn handle_object_with(deps: &Deps, ext: Option<&dyn Extension>, obj: &
             tracing::warn!(object = %url, "after-ingest hook cut short by the invocation's deadline; the file's histograms are committed");
         }
     }
-    settle(deps, &req, &url, obj.size.unwrap_or(0), result, receive_count).await
+    settle(deps, &req, version.as_ref(), &url, obj.size.unwrap_or(0), result, receive_count).await
 }
 
 /// Decides what happens after one ingest attempt: success; a permanent failure recorded in the lake
@@ -227,6 +245,7 @@ pub async fn handle_object_with(deps: &Deps, ext: Option<&dyn Extension>, obj: &
 pub async fn settle(
     deps: &Deps,
     req: &IngestRequest,
+    version: Option<&dials_dqmio::SourceVersion>,
     url: &str,
     size: u64,
     result: Result<IngestReport, IngestError>,
@@ -250,7 +269,7 @@ pub async fn settle(
                 (e.status(), e.to_string())
             };
             if !transient || give_up {
-                if let Err(e2) = crate::ingest::record_failure(&deps.lake, &deps.workspaces, req, size, status, &msg).await {
+                if let Err(e2) = crate::ingest::record_failure(&deps.lake, &deps.workspaces, req, version, size, status, &msg).await {
                     tracing::error!(object = %url, error = %e2, "could not record the failure");
                 }
             }
@@ -405,7 +424,7 @@ mod tests {
     #[test]
     fn sqs_and_direct_events_parse() {
         let s3 = serde_json::json!({"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"raw"},"object":{"key":"store/x+y.root","size":5}}}]});
-        assert_eq!(objects_in_s3_event(&s3), vec![ObjectRef { bucket: "raw".into(), key: "store/x y.root".into(), size: Some(5) }]);
+        assert_eq!(objects_in_s3_event(&s3), vec![ObjectRef { bucket: "raw".into(), key: "store/x y.root".into(), size: Some(5), etag: None }]);
         let test_event = serde_json::json!({"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"raw"});
         assert!(objects_in_s3_event(&test_event).is_empty());
         let sqs = serde_json::json!({"Records":[{"eventSource":"aws:sqs","messageId":"m1","body":s3.to_string(),"attributes":{"ApproximateReceiveCount":"2"}}]});

@@ -15,7 +15,7 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use deltalake_core::kernel::{Action, Add};
 use parquet::file::metadata::ParquetMetaData;
 use arrow::datatypes::SchemaRef;
-use dials_dqmio::{ByteSource, DqmioFile, MeKind, Order, Selection};
+use dials_dqmio::{ByteSource, DqmioFile, MeKind, Order, Selection, SourceVersion};
 use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use object_store::buffered::BufWriter;
@@ -347,7 +347,9 @@ pub async fn ingest(
     // objects are never in any table (vacuum deletes them).
     let attempt = attempt_id();
     let part = format!("part-{file_id}-{attempt}.parquet");
-    let generation = delta::new_generation();
+    // Fenced by the source's version: of two versions of the file, the newer one's rows win, in
+    // whatever order their attempts run or commit.
+    let generation = attempt_generation(source.version().as_ref());
     let record = FileRecord {
         dataset_id,
         dataset: &ds.dataset,
@@ -522,10 +524,13 @@ pub async fn ingest(
 
 /// Records a failed file: status + error text in `file_index` of every workspace its dataset feeds
 /// (the default workspace if the dataset is unknown), and no data rows (earlier rows are removed).
+/// `version`: the source version the failed attempt read, if it got that far (a failure of an
+/// older version never replaces a newer version's rows).
 pub async fn record_failure(
     lake: &Location,
     config: &Workspaces,
     req: &IngestRequest,
+    version: Option<&SourceVersion>,
     file_size: u64,
     status: &str,
     message: &str,
@@ -540,7 +545,7 @@ pub async fn record_failure(
     };
     let file_id = ids::file_id(&req.logical_file_name);
     let attempt = attempt_id();
-    let generation = delta::new_generation();
+    let generation = attempt_generation(version);
     for name in &names {
         // The record first: from the moment it is committed the file is no longer FINISHED, so
         // queries stop serving its rows. Then its rows leave every table; a table the store cannot
@@ -720,6 +725,12 @@ fn decode(
     Ok(summary)
 }
 
+/// An attempt's generation: its source version's ([`delta::version_generation`]) when known, else
+/// its start time ([`delta::new_generation`]).
+fn attempt_generation(version: Option<&SourceVersion>) -> i64 {
+    version.map_or_else(delta::new_generation, delta::version_generation)
+}
+
 /// A fresh attempt id: 16 hex digits.
 fn attempt_id() -> String {
     format!("{:016x}", uuid::Uuid::new_v4().as_u128() as u64)
@@ -779,7 +790,7 @@ async fn decide_and_commit(
     let (_, partitions) = delta::layout(table)?;
     let previous = delta::file_generation(t, file_id).await?;
     if let Some(newer) = previous.filter(|g| *g > generation) {
-        return Err(IngestError::Superseded(format!("{ws}/{table}: generation {newer} committed after this attempt ({generation}) started")));
+        return Err(IngestError::Superseded(format!("{ws}/{table}: generation {newer} (a newer version of the file) committed; this attempt's is {generation}")));
     }
     let added: BTreeSet<&str> = adds.iter().map(|a| a.path.as_str()).collect();
     let active = delta::active_files(t)?;

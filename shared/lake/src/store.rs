@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use dials_dqmio::source::IoStats;
-use dials_dqmio::{ByteSource, Error as ReadError};
+use dials_dqmio::{ByteSource, Error as ReadError, SourceVersion};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -113,6 +113,8 @@ pub struct ObjectSource {
     concurrency: usize,
     /// Reads still pending at this instant fail (`TimedOut`) instead of blocking the decoder.
     deadline: Option<Instant>,
+    /// The version opened (entity tag as the store gave it, modification time).
+    version: Option<SourceVersion>,
 }
 
 impl ObjectSource {
@@ -128,6 +130,10 @@ impl ObjectSource {
     /// [`open`](Self::open), with every request (this open's and every later read's) abandoned
     /// when still pending at `deadline`: the read then fails with `TimedOut`, so a stalled store
     /// cannot keep the decoder (a blocking thread) past an ingest's deadline.
+    ///
+    /// Every read after the open is pinned to the version the open saw (`If-Match` on its entity
+    /// tag): when the key is overwritten meanwhile, reads fail with an I/O error saying so (the
+    /// attempt is retried and reads the new version) instead of mixing bytes of two versions.
     pub async fn open_until(
         store: Arc<dyn ObjectStore>,
         path: Path,
@@ -137,10 +143,10 @@ impl ObjectSource {
         let tail = until(deadline, &path, store.get_opts(&path, GetOptions { range: Some(GetRange::Suffix(OPEN_TAIL_BYTES)), ..Default::default() }));
         let tail = match tail.await {
             Ok(got) => {
-                let (size, range) = (got.meta.size, got.range.clone());
+                let (size, range, version) = (got.meta.size, got.range.clone(), version_of(&got.meta));
                 let bytes = got.bytes().await?;
                 if bytes.len() as u64 == range.end - range.start {
-                    Some((size, range.start, bytes))
+                    Some((size, range.start, bytes, version))
                 } else {
                     None
                 }
@@ -155,9 +161,12 @@ impl ObjectSource {
             }
             Err(e) => return Err(e),
         };
-        let len = match &tail {
-            Some((size, _, _)) => *size,
-            None => until(deadline, &path, store.head(&path)).await?.size,
+        let (len, version) = match &tail {
+            Some((size, _, _, version)) => (*size, version.clone()),
+            None => {
+                let meta = until(deadline, &path, store.head(&path)).await?;
+                (meta.size, version_of(&meta))
+            }
         };
         let src = ObjectSource {
             store,
@@ -174,8 +183,9 @@ impl ObjectSource {
             merge_ratio: env_u64("DIALS_READ_MERGE_RATIO").unwrap_or(MERGE_WASTE_RATIO),
             concurrency: env_u64("DIALS_READ_CONCURRENCY").map_or(READ_CONCURRENCY, |c| c.clamp(1, 64) as usize),
             deadline,
+            version,
         };
-        if let Some((_, start, bytes)) = tail {
+        if let Some((_, start, bytes, _)) = tail {
             src.stats.record(bytes.len() as u64);
             src.keep_blocks(start, &bytes);
         }
@@ -222,7 +232,7 @@ impl ObjectSource {
         let (off, len) = (range.start, range.end - range.start);
         self.stats.record(len);
         self.rt
-            .block_on(until(self.deadline, &self.path, self.store.get_range(&self.path, range)))
+            .block_on(until(self.deadline, &self.path, get_pinned(&self.store, &self.path, range, self.etag())))
             .map_err(|e| ReadError::Io { offset: off, len, source: io_error(e) })
     }
 }
@@ -275,10 +285,11 @@ impl ByteSource for ObjectSource {
         let fetches = merged.iter().cloned().map(|r| {
             let store = self.store.clone();
             let path = self.path.clone();
+            let etag = self.etag();
             async move {
                 let off = r.start;
                 let len = r.end - r.start;
-                until(deadline, &path, store.get_range(&path, r))
+                until(deadline, &path, get_pinned(&store, &path, r, etag))
                     .await
                     .map_err(|e| ReadError::Io { offset: off, len, source: io_error(e) })
             }
@@ -307,6 +318,35 @@ impl ByteSource for ObjectSource {
     fn name(&self) -> String {
         self.name.clone()
     }
+
+    fn version(&self) -> Option<SourceVersion> {
+        self.version.clone()
+    }
+}
+
+impl ObjectSource {
+    /// The entity tag reads are pinned to (as the store gave it).
+    fn etag(&self) -> Option<String> {
+        self.version.as_ref().map(|v| v.etag.clone()).filter(|e| !e.is_empty())
+    }
+}
+
+/// An object's version as a store describes it; `None` without an entity tag.
+fn version_of(meta: &object_store::ObjectMeta) -> Option<SourceVersion> {
+    let etag = meta.e_tag.clone()?;
+    Some(SourceVersion { modified_ms: meta.last_modified.timestamp_millis(), etag })
+}
+
+/// The same entity tag, however a store or an event quotes it (`"abc"`, `abc`, `W/"abc"`).
+pub fn same_etag(a: &str, b: &str) -> bool {
+    let bare = |s: &str| s.trim().trim_start_matches("W/").trim_matches('"').to_string();
+    bare(a) == bare(b)
+}
+
+/// A ranged GET, refused (`Precondition`) when the object is no longer version `etag`.
+async fn get_pinned(store: &Arc<dyn ObjectStore>, path: &Path, range: Range<u64>, etag: Option<String>) -> Result<Bytes, object_store::Error> {
+    let opts = GetOptions { range: Some(GetRange::Bounded(range)), if_match: etag, ..Default::default() };
+    store.get_opts(path, opts).await?.bytes().await
 }
 
 /// Runs a store request, abandoning it (a `TimedOut` error naming `path`) if still pending at `deadline`.
@@ -332,6 +372,9 @@ async fn until<T>(
 fn io_error(e: object_store::Error) -> std::io::Error {
     let kind = match &e {
         object_store::Error::Generic { store: "deadline", .. } => std::io::ErrorKind::TimedOut,
+        object_store::Error::Precondition { path, .. } => {
+            return std::io::Error::other(format!("{path} was overwritten while being read (a newer version exists; the attempt is retried)"));
+        }
         _ => std::io::ErrorKind::Other,
     };
     std::io::Error::new(kind, e)

@@ -128,7 +128,7 @@ async fn transient_faults_are_retried_then_dead_lettered_with_status() {
         let (deps, req) = (deps.clone(), req.clone());
         async move {
             let r = ingest(&deps.lake, &deps.workspaces, &req, Arc::new(LocalFile::open(fixture()).unwrap()), None).await;
-            settle(&deps, &req, "s3://raw/x.root", 1, r, n).await
+            settle(&deps, &req, None, "s3://raw/x.root", 1, r, n).await
         }
     };
     // Delivery 1: the injected error hits; retry, no data object visible, file not FINISHED.
@@ -158,7 +158,7 @@ async fn transient_faults_are_retried_then_dead_lettered_with_status() {
     // tables yet; they are not served (the file is not FINISHED). Once the store answers again,
     // the next failure record takes them out.
     faulty.failures.store(0, Ordering::SeqCst);
-    let o = settle(&deps, &req, "s3://raw/x.root", 1, Err(dials_lake::IngestError::NoDataset("x".into())), 1).await;
+    let o = settle(&deps, &req, None, "s3://raw/x.root", 1, Err(dials_lake::IngestError::NoDataset("x".into())), 1).await;
     assert!(!o.retry && o.status == "PARSING_ERROR", "{o:?}");
     assert!(parquet_files(&dir.join("default/th1")).is_empty(), "no rows of a failed file stay committed");
 }
@@ -213,14 +213,14 @@ async fn an_attempt_out_of_time_ends_as_a_recorded_status() {
     let e = r.expect_err("out of time");
     assert!(started.elapsed() < Duration::from_secs(1), "ended at its deadline, not when the store answered");
     assert!(e.is_transient() && e.to_string().contains("did not finish within"), "{e}");
-    let o = settle(&deps, &short, "s3://raw/x.root", 1, Err(e), 3).await;
+    let o = settle(&deps, &short, None, "s3://raw/x.root", 1, Err(e), 3).await;
     assert!(o.retry && o.status == "FILE_NOT_AVAILABLE", "{o:?}");
     assert_eq!(status(&dir), "FILE_NOT_AVAILABLE");
     assert!(parquet_files(&dir.join("default/th1")).is_empty() && parquet_files(&dir.join("default/th2")).is_empty());
     // With time to spare the same attempt completes as usual.
     let long = req(Duration::from_secs(60));
     let r = ingest(&deps.lake, &deps.workspaces, &long, Arc::new(LocalFile::open(fixture()).unwrap()), None).await;
-    let o = settle(&deps, &long, "s3://raw/x.root", 1, r, 1).await;
+    let o = settle(&deps, &long, None, "s3://raw/x.root", 1, r, 1).await;
     assert!(!o.retry && o.status == "FINISHED", "{o:?}");
     assert_eq!(status(&dir), "FINISHED");
 }

@@ -43,7 +43,7 @@ async fn a_forged_file_ends_as_a_recorded_status_not_started() {
         assert!(!e.is_transient(), "{name}: {e}");
         assert_eq!(e.status(), want_status, "{name}: {e}");
         assert!(e.to_string().contains(says), "{name}: {e}");
-        record_failure(&lake, &ws, &req, 0, e.status(), &e.to_string()).await.expect("record");
+        record_failure(&lake, &ws, &req, None, 0, e.status(), &e.to_string()).await.expect("record");
         let (st, trace) = status(&dir);
         assert_eq!(st, want_status, "{name}");
         assert!(trace.contains(says), "{name}: {trace}");

@@ -75,7 +75,7 @@ async fn a_bad_file_gets_a_status_and_no_rows_even_after_a_good_version() {
         .expect_err("truncated file");
     assert_eq!(err.status(), "ROOTFILE_ERROR");
     assert!(!err.is_transient());
-    record_failure(&lake, &ws, &req, 1, err.status(), &err.to_string()).await.expect("record");
+    record_failure(&lake, &ws, &req, None, 1, err.status(), &err.to_string()).await.expect("record");
     let th1: usize = read_table(&dir.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum();
     assert_eq!(th1, 0, "rows of the failed file are gone");
     let files = read_table(&dir.join("default/file_index"));

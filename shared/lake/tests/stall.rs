@@ -124,7 +124,7 @@ fn a_stalled_read_ends_at_the_deadline_and_the_failure_is_recorded() {
         let text = e.to_string();
         // The last delivery: the failure is recorded (FILE_NOT_AVAILABLE) instead of leaving STARTED.
         let deps = Deps { lake: lake.clone(), workspaces: Workspaces::default(), default_dataset: None, max_receives: 3 };
-        let o = settle(&deps, &req, "s3://raw/stall.root", size, Err(e), 3).await;
+        let o = settle(&deps, &req, None, "s3://raw/stall.root", size, Err(e), 3).await;
         Ok((took, left, transient, text, o.status, o.retry))
     });
     rt.shutdown_timeout(Duration::from_secs(1));

@@ -1,8 +1,12 @@
 //! Two versions of the same logical file ingested at once (an S3 key overwritten while its first
 //! ingest runs: two events, two functions). Whatever the interleaving, every table ends holding
-//! exactly one version, whole — never rows of both, never a table left with the older one — and
-//! the file's one record says FINISHED. (On the lake format before Delta, 12 of 40 trials mixed
-//! versions or listed deleted objects.)
+//! the **newer** version, whole — never rows of both, never the older one, whichever attempt
+//! started or committed last — and the file's one record says FINISHED. Ingests are fenced by the
+//! source's version (modification time, then entity tag), not by when an attempt started. (On the
+//! lake format before Delta, 12 of 40 trials mixed versions or listed deleted objects; with
+//! attempts ordered by their start, the older version won whenever its attempt started later.)
+//! A key overwritten while it is being read fails the read (pinned to the version opened), as a
+//! transient error that is retried, never as a broken file.
 
 mod common;
 
@@ -12,10 +16,15 @@ use std::sync::Arc;
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use common::{committed, fixtures, read_table, scratch};
-use dials_dqmio::LocalFile;
-use dials_lake::{ingest, IngestError, IngestRequest, Location, Workspaces};
+use dials_dqmio::{ByteSource, MemSource, SourceVersion};
+use dials_lake::store::ObjectSource;
+use dials_lake::{ingest, record_failure, IngestError, IngestRequest, Location, Workspaces};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 const LFN: &str = "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/overwritten.root";
+/// The older version (A) and the newer one (B), written one second apart.
+const OLDER: (&str, i64, &str) = ("small_zlib.root", 1_733_000_000_000, "\"aaaa-1\"");
+const NEWER: (&str, i64, &str) = ("tiny_none.root", 1_733_000_001_000, "\"bbbb-2\"");
 
 /// Rows per table and the set of (run, ls) of the lumisection index: what distinguishes versions.
 fn signature(dir: &std::path::Path) -> BTreeMap<&'static str, String> {
@@ -35,13 +44,28 @@ fn signature(dir: &std::path::Path) -> BTreeMap<&'static str, String> {
     sig
 }
 
-async fn ingest_version(lake: &Location, fixture: &str) -> Result<(), IngestError> {
-    // A redelivered message is a new attempt (and a newer generation): retry transient failures
-    // as SQS would.
+/// The bytes of `fixture`, said to be the version written at `modified_ms` with entity tag `etag`.
+fn version(v: (&str, i64, &str)) -> Arc<MemSource> {
+    let bytes = std::fs::read(fixtures().join(v.0)).expect("fixture");
+    Arc::new(MemSource::new(LFN, bytes).with_version(SourceVersion { modified_ms: v.1, etag: v.2.to_string() }))
+}
+
+fn request() -> IngestRequest {
+    IngestRequest { logical_file_name: LFN.to_string(), dataset: None, deadline: None }
+}
+
+fn file_status(dir: &std::path::Path) -> Vec<String> {
+    read_table(&dir.join("default/file_index"))
+        .iter()
+        .map(|(_, b)| b.column_by_name("status").expect("status").as_string::<i32>().value(0).to_string())
+        .collect()
+}
+
+async fn ingest_version(lake: &Location, v: (&str, i64, &str)) -> Result<(), IngestError> {
+    // A redelivered message is a new attempt of the same version: retry transient failures as SQS
+    // would. Superseded (a newer version committed) ends the message too.
     for _ in 0..5 {
-        let src = Arc::new(LocalFile::open(fixtures().join(fixture)).expect("fixture"));
-        let req = IngestRequest { logical_file_name: LFN.to_string(), dataset: None, deadline: None };
-        match ingest(lake, &Workspaces::default(), &req, src, None).await {
+        match ingest(lake, &Workspaces::default(), &request(), version(v), None).await {
             Ok(_) => return Ok(()),
             Err(IngestError::Superseded(_)) => return Ok(()),
             Err(e) if e.is_transient() => continue,
@@ -52,33 +76,36 @@ async fn ingest_version(lake: &Location, fixture: &str) -> Result<(), IngestErro
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_versions_of_one_file_at_once_leave_exactly_one_whole() {
+async fn two_versions_of_one_file_at_once_leave_the_newer_whole() {
     // The two versions alone, for reference.
     let mut alone = Vec::new();
-    for fx in ["small_zlib.root", "tiny_none.root"] {
-        let dir = scratch(&format!("version-{fx}"));
+    for v in [OLDER, NEWER] {
+        let dir = scratch(&format!("version-{}", v.0));
         let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
-        ingest_version(&lake, fx).await.expect("ingest");
+        ingest_version(&lake, v).await.expect("ingest");
         alone.push(signature(&dir));
     }
     assert_ne!(alone[0], alone[1], "the two versions differ in every table");
-    let mut winners = BTreeMap::new();
-    for trial in 0..40 {
+    for trial in 0..40u64 {
         let dir = scratch(&format!("versions-{trial}"));
         let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
         let (a, b) = (lake.clone(), lake.clone());
-        let ta = tokio::spawn(async move { ingest_version(&a, "small_zlib.root").await });
-        let tb = tokio::spawn(async move { ingest_version(&b, "tiny_none.root").await });
+        // The older version's attempt starts first in half the trials, last (by up to 40 ms) in the other half.
+        let delay = std::time::Duration::from_millis((trial * 7) % 41);
+        let (da, db) = if trial % 2 == 0 { (delay, std::time::Duration::ZERO) } else { (std::time::Duration::ZERO, delay) };
+        let ta = tokio::spawn(async move {
+            tokio::time::sleep(da).await;
+            ingest_version(&a, OLDER).await
+        });
+        let tb = tokio::spawn(async move {
+            tokio::time::sleep(db).await;
+            ingest_version(&b, NEWER).await
+        });
         ta.await.expect("task").expect("version A");
         tb.await.expect("task").expect("version B");
         let sig = signature(&dir);
-        let which = alone.iter().position(|s| *s == sig);
-        assert!(which.is_some(), "trial {trial}: tables hold a mix of versions: {sig:?}");
-        *winners.entry(which).or_insert(0) += 1;
-        let records = read_table(&dir.join("default/file_index"));
-        assert_eq!(records.len(), 1, "trial {trial}: one record for the file");
-        let status = records[0].1.column_by_name("status").expect("status").as_string::<i32>().value(0).to_string();
-        assert_eq!(status, "FINISHED", "trial {trial}");
+        assert_eq!(sig, alone[1], "trial {trial}: the lake does not hold the newer version, whole");
+        assert_eq!(file_status(&dir), ["FINISHED"], "trial {trial}: one FINISHED record for the file");
         // Every committed object exists (nothing the log names was deleted).
         for table in ["th1", "th2", "lumisection_index", "me_index", "file_index", "dataset_index"] {
             for f in committed(&dir.join("default").join(table)) {
@@ -86,5 +113,62 @@ async fn two_versions_of_one_file_at_once_leave_exactly_one_whole() {
             }
         }
     }
-    eprintln!("winners (0 = small_zlib, 1 = tiny_none): {winners:?}");
+}
+
+#[tokio::test]
+async fn an_older_version_never_replaces_a_newer_one() {
+    let dir = scratch("older-after-newer");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    ingest(&lake, &Workspaces::default(), &request(), version(NEWER), None).await.expect("newer");
+    let newer = signature(&dir);
+    // A late event of the older version: superseded, nothing changes.
+    let late = ingest(&lake, &Workspaces::default(), &request(), version(OLDER), None).await;
+    assert!(matches!(late, Err(IngestError::Superseded(_))), "older after newer: {late:?}");
+    assert_eq!(signature(&dir), newer);
+    assert_eq!(file_status(&dir), ["FINISHED"]);
+    // A failure of the older version (say it was corrupt) is not recorded over the newer's rows.
+    let older = SourceVersion { modified_ms: OLDER.1, etag: OLDER.2.to_string() };
+    let _ = record_failure(&lake, &Workspaces::default(), &request(), Some(&older), 1, "ROOTFILE_ERROR", "corrupt").await;
+    assert_eq!(signature(&dir), newer);
+    assert_eq!(file_status(&dir), ["FINISHED"]);
+    // The same version again (a redelivery, an operator's re-run) is ingested again, not refused.
+    ingest(&lake, &Workspaces::default(), &request(), version(NEWER), None).await.expect("same version again");
+    assert_eq!(signature(&dir), newer);
+    // A failure of the newer version itself is recorded: its rows go.
+    let newest = SourceVersion { modified_ms: NEWER.1, etag: NEWER.2.to_string() };
+    record_failure(&lake, &Workspaces::default(), &request(), Some(&newest), 1, "ROOTFILE_ERROR", "corrupt").await.expect("record");
+    assert_eq!(file_status(&dir), ["ROOTFILE_ERROR"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_overwritten_while_read_is_retried_not_recorded_as_broken() {
+    // The source bucket is a folder; the first version is larger than what the open reads at once
+    // (its tail), so the ingest must read it again after the overwrite.
+    let bucket = scratch("overwritten-bucket");
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&bucket).expect("bucket"));
+    let key = object_store::path::Path::from(LFN.trim_start_matches('/'));
+    let first = std::fs::read(fixtures().join("th2_50x50.root")).expect("fixture");
+    assert!(first.len() as u64 > dials_lake::store::OPEN_TAIL_BYTES, "the fixture must not fit in the open's tail read");
+    store.put(&key, PutPayload::from(first)).await.expect("put v1");
+    let src = ObjectSource::open(store.clone(), key.clone(), LFN.to_string()).await.expect("open v1");
+    let v1 = ByteSource::version(&src).expect("a version");
+    // Overwritten (another object written, then renamed over the key) before the ingest reads on.
+    store.put(&key, PutPayload::from(std::fs::read(fixtures().join(NEWER.0)).expect("fixture"))).await.expect("put v2");
+    let dir = scratch("overwritten-lake");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    let err = ingest(&lake, &Workspaces::default(), &request(), Arc::new(src), None).await.expect_err("torn read must fail");
+    assert!(err.is_transient(), "a key overwritten while read is retried: {err}");
+    assert_eq!(err.status(), "FILE_NOT_AVAILABLE", "{err}");
+    assert!(err.to_string().contains("overwritten"), "{err}");
+    assert!(!file_status(&dir).contains(&"FINISHED".to_string()));
+    // The retry opens the key again and reads the new version, whole.
+    let src = ObjectSource::open(store.clone(), key.clone(), LFN.to_string()).await.expect("open v2");
+    let v2 = ByteSource::version(&src).expect("a version");
+    assert_ne!(v1, v2);
+    ingest(&lake, &Workspaces::default(), &request(), Arc::new(src), None).await.expect("retry");
+    let alone = scratch("overwritten-alone");
+    let alone_lake = Location::parse(alone.to_str().expect("utf8"), true).expect("lake");
+    ingest_version(&alone_lake, NEWER).await.expect("alone");
+    assert_eq!(signature(&dir), signature(&alone));
+    assert_eq!(file_status(&dir), ["FINISHED"]);
 }
