@@ -68,6 +68,9 @@ pub struct DeltaFiles {
     interval: Duration,
     /// Objects found unreadable are left out (`guard.rs`).
     guard: Arc<GuardedStore>,
+    /// Counts the snapshot moves (and quarantines): what is derived from the tables is current
+    /// while this has not changed.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for DeltaFiles {
@@ -88,7 +91,14 @@ impl DeltaFiles {
                 Source { index, key, log, table: tokio::sync::Mutex::new(None) }
             })
             .collect();
-        DeltaFiles { sources, lists: RwLock::new(lists), followed: tokio::sync::Mutex::new((None, None)), interval, guard }
+        DeltaFiles {
+            sources,
+            lists: RwLock::new(lists),
+            followed: tokio::sync::Mutex::new((None, None)),
+            interval,
+            guard,
+            changes: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// Brings the snapshots up to date unless that happened less than the interval ago (concurrent
@@ -158,7 +168,18 @@ impl DeltaFiles {
         if let Ok(mut lists) = self.lists.write() {
             lists.insert(s.key.clone(), Listed { files: CachedFileList::new(files), bounds: Arc::new(bounds) });
         }
+        self.changed();
         Ok(true)
+    }
+
+    /// How many times a snapshot moved (or objects were quarantined) so far.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks everything derived from the tables as out of date.
+    pub fn changed(&self) {
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Objects of the table at `key` in the current snapshot.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -36,20 +36,22 @@ pub enum Scan {
 /// Names of the lake tables (every data table, its per-run twin, the indexes).
 pub const TABLES: [&str; 16] = dials_lake::delta::TABLES;
 
-/// How long a directory listing (and the set of committed files) is reused before the lake is listed
-/// again: new ingests become visible within this time. `DIALS_LISTING_TTL_MS` overrides it.
-const DEFAULT_LISTING_TTL: Duration = Duration::from_secs(2);
+/// How long the tables' Delta snapshots are used before their logs are asked for new commits (one
+/// log listing per workspace's `file_index`; the other tables only when one of those moved): new
+/// ingests become visible within this time. `DIALS_LISTING_TTL_MS` overrides it. Views and the
+/// committed-files lists are recomputed only when a snapshot moved, not on this clock.
+const DEFAULT_LISTING_TTL: Duration = Duration::from_millis(250);
 
 /// Query engine over a lake.
 pub struct Engine {
     ctx: SessionContext,
     /// Workspaces served.
     pub workspaces: Workspaces,
-    ttl: Duration,
-    /// Per workspace: ids of FINISHED files and when they were read.
-    finished: Mutex<HashMap<String, (Instant, Arc<Vec<i64>>)>>,
-    /// Materialised aggregate views (runs, lumisections) and when they were computed.
-    views: Mutex<HashMap<String, Instant>>,
+    /// Per workspace: ids of FINISHED (or not FINISHED) files, and the lake's change count
+    /// ([`DeltaFiles::changes`]) they were read at.
+    finished: Mutex<HashMap<String, (u64, Arc<Vec<i64>>)>>,
+    /// Materialised aggregate views (runs, lumisections) and the change count they were computed at.
+    views: Mutex<HashMap<String, u64>>,
     /// Serialises view refreshes so concurrent requests do not recompute the same view.
     refresh: tokio::sync::Mutex<()>,
     /// The store every lake table is read through (quarantines unreadable objects, `guard.rs`).
@@ -150,7 +152,6 @@ impl Engine {
         Ok(Engine {
             ctx,
             workspaces,
-            ttl,
             finished: Mutex::new(HashMap::new()),
             views: Mutex::new(HashMap::new()),
             refresh: tokio::sync::Mutex::new(()),
@@ -202,10 +203,11 @@ impl Engine {
             }
         }
         if found > 0 {
-            // The cached listings still name the quarantined objects.
+            // The cached listings still name the quarantined objects; views were computed with them.
             if let Some(cache) = self.ctx.runtime_env().cache_manager.get_list_files_cache() {
                 cache.clear();
             }
+            self.files.changed();
         }
         Ok(found)
     }
@@ -226,14 +228,15 @@ impl Engine {
     }
 
     /// A small aggregate over the index tables (runs, lumisections), materialised in memory and
-    /// recomputed at most once per listing TTL. Returns the quoted table name to query.
+    /// recomputed when a table's snapshot moved. Returns the quoted table name to query.
     pub async fn view(&self, ws: &str, name: &str, sql: &str) -> Result<String, ApiError> {
         let key = format!("{ws}__view_{name}");
-        let fresh = |views: &HashMap<String, Instant>| views.get(&key).is_some_and(|at| at.elapsed() < self.ttl);
+        self.follow().await?;
+        let changes = self.files.changes();
+        let fresh = |views: &HashMap<String, u64>| views.get(&key) == Some(&changes);
         if self.views.lock().map(|v| fresh(&v)).unwrap_or(false) {
             return Ok(quote_ident(&key));
         }
-        self.follow().await?;
         let _guard = self.refresh.lock().await;
         if self.views.lock().map(|v| fresh(&v)).unwrap_or(false) {
             return Ok(quote_ident(&key));
@@ -249,26 +252,28 @@ impl Engine {
         let _ = self.ctx.deregister_table(TableReference::bare(key.as_str()))?;
         self.ctx.register_table(TableReference::bare(key.as_str()), Arc::new(table))?;
         if let Ok(mut v) = self.views.lock() {
-            v.insert(key.clone(), Instant::now());
+            v.insert(key.clone(), changes);
         }
         Ok(quote_ident(&key))
     }
 
-    /// Ids of the files whose ingestion FINISHED in `ws` (cached for the listing TTL).
+    /// Ids of the files whose ingestion FINISHED in `ws` (cached until a snapshot moves).
     pub async fn finished_files(&self, ws: &str) -> Result<Arc<Vec<i64>>, ApiError> {
         self.file_ids(ws, true).await
     }
 
-    /// Ids of the files of `ws` whose record says anything but FINISHED (cached for the listing TTL).
+    /// Ids of the files of `ws` whose record says anything but FINISHED (cached until a snapshot moves).
     pub async fn unfinished_files(&self, ws: &str) -> Result<Arc<Vec<i64>>, ApiError> {
         self.file_ids(ws, false).await
     }
 
     async fn file_ids(&self, ws: &str, finished: bool) -> Result<Arc<Vec<i64>>, ApiError> {
         let key = format!("{ws}\u{0}{finished}");
+        self.follow().await?;
+        let changes = self.files.changes();
         if let Ok(cache) = self.finished.lock() {
             if let Some((at, ids)) = cache.get(&key) {
-                if at.elapsed() < self.ttl {
+                if *at == changes {
                     return Ok(ids.clone());
                 }
             }
@@ -284,7 +289,7 @@ impl Engine {
         ids.sort_unstable();
         let ids = Arc::new(ids);
         if let Ok(mut cache) = self.finished.lock() {
-            cache.insert(key, (Instant::now(), ids.clone()));
+            cache.insert(key, (changes, ids.clone()));
         }
         Ok(ids)
     }
