@@ -48,8 +48,8 @@ pub trait ByteSource: Send + Sync {
 pub struct SourceVersion {
     /// When the version was written, in milliseconds since the epoch: orders versions.
     pub modified_ms: i64,
-    /// The version's entity tag (object stores), or device, inode, modification time and size
-    /// (local files): tells two versions written in the same millisecond apart.
+    /// The version's entity tag: tells two versions written in the same millisecond apart. Local
+    /// files have no version (an operator's `dials ingest` of a file is the newest attempt).
     pub etag: String,
 }
 
@@ -71,7 +71,6 @@ pub struct LocalFile {
     file: std::fs::File,
     len: u64,
     stats: IoStats,
-    version: Option<SourceVersion>,
 }
 
 impl LocalFile {
@@ -84,10 +83,7 @@ impl LocalFile {
             return Err(Error::Open(std::io::Error::other("is a directory")));
         }
         let len = meta.len();
-        // Read through the open descriptor: a file replaced under its name (written elsewhere, then
-        // renamed over it) keeps serving the version opened.
-        let version = local_version(&meta);
-        Ok(Self { path, file, len, stats: IoStats::default(), version })
+        Ok(Self { path, file, len, stats: IoStats::default() })
     }
 
     /// Number of reads and bytes read so far.
@@ -112,24 +108,6 @@ impl ByteSource for LocalFile {
         self.path.display().to_string()
     }
 
-    fn version(&self) -> Option<SourceVersion> {
-        self.version.clone()
-    }
-}
-
-/// A local file's version: its modification time, and an entity tag from device, inode,
-/// modification time (ns) and size.
-fn local_version(meta: &std::fs::Metadata) -> Option<SourceVersion> {
-    let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
-    let modified_ms = i64::try_from(modified.as_millis()).ok()?;
-    #[cfg(unix)]
-    let id = {
-        use std::os::unix::fs::MetadataExt;
-        format!("{:x}-{:x}", meta.dev(), meta.ino())
-    };
-    #[cfg(not(unix))]
-    let id = String::from("0");
-    Some(SourceVersion { modified_ms, etag: format!("{id}-{:x}-{:x}", modified.as_nanos(), meta.len()) })
 }
 
 #[cfg(unix)]

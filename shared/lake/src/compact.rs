@@ -188,7 +188,7 @@ pub async fn compact_table(lake: &Location, ws: &str, table: &str, opts: Compact
 async fn commit_compaction(t: &mut deltalake_core::DeltaTable, actions: Vec<Action>, inputs: &[ActiveFile], target: u64) -> Result<bool, CompactError> {
     for _ in 0..COMMIT_ATTEMPTS {
         let op = DeltaOperation::Optimize { predicate: None, target_size: i64::try_from(target).unwrap_or(i64::MAX) };
-        match delta::commit_op(t, actions.clone(), None, op).await {
+        match delta::commit_op(t, actions.clone(), Vec::new(), op).await {
             Ok(_) => return Ok(true),
             Err(e) if e.is_conflict() => {
                 t.update_incremental(None).await.map_err(|e| DeltaError::Delta { table: t.table_url().to_string(), source: e })?;

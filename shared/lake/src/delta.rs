@@ -389,21 +389,23 @@ fn cmp_json(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering 
 /// `txn` if given; returns the new version. A concurrent commit is retried by delta-rs when it does
 /// not conflict (other files, other transaction ids); a conflicting one fails (`is_conflict`).
 pub async fn commit(t: &mut DeltaTable, actions: Vec<Action>, txn: Option<Transaction>, partition_by: &[&str]) -> Result<i64, DeltaError> {
+    commit_txns(t, actions, txn.into_iter().collect(), partition_by).await
+}
+
+/// [`commit`] with several application transactions (one commit for several DQMIO files).
+pub async fn commit_txns(t: &mut DeltaTable, actions: Vec<Action>, txns: Vec<Transaction>, partition_by: &[&str]) -> Result<i64, DeltaError> {
     let op = DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by: (!partition_by.is_empty()).then(|| partition_by.iter().map(|s| s.to_string()).collect()),
         predicate: None,
     };
-    commit_op(t, actions, txn, op).await
+    commit_op(t, actions, txns, op).await
 }
 
-/// [`commit`] recorded as operation `op` (e.g. `OPTIMIZE` for a compaction).
-pub async fn commit_op(t: &mut DeltaTable, actions: Vec<Action>, txn: Option<Transaction>, op: DeltaOperation) -> Result<i64, DeltaError> {
+/// [`commit_txns`] recorded as operation `op` (e.g. `OPTIMIZE` for a compaction).
+pub async fn commit_op(t: &mut DeltaTable, actions: Vec<Action>, txns: Vec<Transaction>, op: DeltaOperation) -> Result<i64, DeltaError> {
     let url = t.table_url().clone();
-    let mut props = CommitProperties::default();
-    if let Some(txn) = txn {
-        props = props.with_application_transaction(txn);
-    }
+    let props = CommitProperties::default().with_application_transactions(txns);
     let snapshot = t.snapshot().map_err(|e| DeltaError::delta(&url, e))?;
     let done = CommitBuilder::from(props)
         .with_max_retries(COMMIT_RETRIES)

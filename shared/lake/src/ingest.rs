@@ -26,7 +26,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use tokio::sync::mpsc;
 
-use crate::compact;
+use crate::committer;
 use crate::config::{Workspace, Workspaces};
 use crate::dataset::{self, DatasetInfo};
 use crate::delta;
@@ -40,8 +40,6 @@ const ROW_GROUP_BYTES: usize = 16 << 20;
 const UPLOAD_PART_BYTES: usize = 6 << 20;
 /// Parts of one object uploading at once.
 const UPLOAD_CONCURRENCY: usize = 2;
-/// Times a commit is decided again after losing a race (each decision re-reads the log tail).
-const COMMIT_ATTEMPTS: usize = 50;
 /// How long a failed attempt waits for its decoder to stop before leaving it behind.
 const DECODER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -545,8 +543,17 @@ pub async fn record_failure(
     };
     let file_id = ids::file_id(&req.logical_file_name);
     let attempt = attempt_id();
-    let generation = attempt_generation(version);
     for name in &names {
+        // Without the version (the object could not be opened), the failure takes the generation of
+        // the file's last record: it replaces that record (an earlier attempt's STARTED, say)
+        // instead of being superseded by it.
+        let generation = match version {
+            Some(v) => delta::version_generation(v),
+            None => match delta::open(lake, name, "file_index").await? {
+                Some(t) => delta::file_generation(&t, file_id).await?.unwrap_or_else(delta::new_generation),
+                None => delta::new_generation(),
+            },
+        };
         // The record first: from the moment it is committed the file is no longer FINISHED, so
         // queries stop serving its rows. Then its rows leave every table; a table the store cannot
         // update now keeps them (unserved) until the file's next ingest or failure replaces them.
@@ -748,12 +755,11 @@ async fn put_batch(lake: &Location, parts: &[&str], batch: &RecordBatch) -> Resu
     Ok((path.to_string(), size, meta))
 }
 
-/// One commit to `ws`'s `table`: `adds` in, every other object of DQMIO file `file_id` out, under
-/// the file's application transaction id with this attempt's `generation`. Nothing is committed
-/// when there is nothing to add or remove. An attempt older than the file's last commit to the
-/// table is superseded (its rows never replace a newer attempt's); a commit that loses a race is
-/// decided again on the new snapshot (delta-rs's conflict check counts every file of the table as
-/// read, so unrelated files' commits also make it retry).
+/// `ws`'s `table` gets `adds` and loses every other object of DQMIO file `file_id`, under the
+/// file's application transaction id with this attempt's `generation` (through the table's group
+/// committer: concurrent ingests' changes to one table share one Delta commit, `committer.rs`).
+/// Nothing is committed when there is nothing to add or remove. An attempt older than the file's
+/// last commit to the table is superseded (its rows never replace a newer version's).
 async fn replace_file_objects(
     lake: &Location,
     ws: &str,
@@ -762,60 +768,7 @@ async fn replace_file_objects(
     generation: i64,
     adds: Vec<Add>,
 ) -> Result<(), IngestError> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let t = if adds.is_empty() { delta::open(lake, ws, table).await? } else { Some(delta::open_or_create(lake, ws, table).await?) };
-        let Some(mut t) = t else { return Ok(()) };
-        match decide_and_commit(lake, ws, table, file_id, generation, &adds, &mut t).await {
-            Ok(()) => return Ok(()),
-            Err(IngestError::Delta(e)) if e.is_conflict() && tries < COMMIT_ATTEMPTS => {
-                tracing::debug!(ws, table, file_id, tries, error = %e, "commit raced another; deciding again");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// One decision of [`replace_file_objects`] on the snapshot `t` has, and its commit.
-async fn decide_and_commit(
-    lake: &Location,
-    ws: &str,
-    table: &str,
-    file_id: i64,
-    generation: i64,
-    adds: &[Add],
-    t: &mut deltalake_core::DeltaTable,
-) -> Result<(), IngestError> {
-    let (_, partitions) = delta::layout(table)?;
-    let previous = delta::file_generation(t, file_id).await?;
-    if let Some(newer) = previous.filter(|g| *g > generation) {
-        return Err(IngestError::Superseded(format!("{ws}/{table}: generation {newer} (a newer version of the file) committed; this attempt's is {generation}")));
-    }
-    let added: BTreeSet<&str> = adds.iter().map(|a| a.path.as_str()).collect();
-    let active = delta::active_files(t)?;
-    let mut removes: Vec<Action> = active
-        .iter()
-        .filter(|f| delta::belongs_to(delta::object_name(&f.path), file_id) && !added.contains(f.path.as_str()))
-        .map(|f| Action::Remove(delta::remove(f)))
-        .collect();
-    // An earlier attempt's rows may sit in merged objects (compaction): those are written again
-    // without them. Only when another attempt committed to this table before (a first ingest has
-    // nothing to take out).
-    let mut rewritten: Vec<Add> = Vec::new();
-    if previous.is_some_and(|g| g != generation) {
-        for (old, new) in compact::file_rewrites(lake, ws, table, file_id, &active).await? {
-            removes.push(Action::Remove(delta::remove(&old)));
-            rewritten.extend(new);
-        }
-    }
-    if adds.is_empty() && removes.is_empty() {
-        return Ok(());
-    }
-    let mut actions: Vec<Action> = adds.iter().cloned().chain(rewritten).map(Action::Add).collect();
-    actions.extend(removes);
-    delta::commit(t, actions, Some(delta::file_txn(file_id, generation)), partitions).await?;
-    Ok(())
+    committer::submit(lake, ws, table, committer::Intent { file_id, generation, adds }).await
 }
 
 /// The dataset's row in `ws`'s `dataset_index`, added by the first file of the dataset.

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod committer;
 pub mod compact;
 pub mod config;
 pub mod dataset;

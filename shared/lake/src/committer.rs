@@ -1,0 +1,224 @@
+//! Group commit: the commits that concurrent ingests in one process make to the same table are
+//! merged into one Delta transaction.
+//!
+//! Every commit to a Delta table reads the snapshot (checkpoint + log tail), looks up the file's
+//! application transaction and writes the next log entry; with thousands of files in a table that is
+//! most of a small file's ingest time, and concurrent writers to one table retry each other's
+//! commits. Here an ingest hands its table change (an [`Intent`]: its objects in, the file's earlier
+//! objects out, under the file's transaction id and generation) to the table's queue and waits.
+//! Whoever holds the table's commit lock takes every intent waiting, decides each one on one
+//! snapshot exactly as a lone commit would (superseded by a newer generation; the file's earlier
+//! objects to remove; merged objects to rewrite) and commits them together, one application
+//! transaction per file. While that commit runs, the next intents gather behind the lock: the more
+//! files arrive at once, the larger the batches. Exactly-once is unchanged: a batch is one atomic
+//! commit, each file's transaction version is the one its lone commit would have written, and a
+//! batch that loses a race is decided again on the new snapshot.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use deltalake_core::kernel::{Action, Add};
+use tokio::sync::oneshot;
+
+use crate::compact;
+use crate::delta;
+use crate::ingest::IngestError;
+use crate::store::Location;
+
+/// Times a batch is decided again after losing a race (each decision re-reads the log tail).
+const COMMIT_ATTEMPTS: usize = 50;
+
+/// One file's change to one table.
+#[derive(Debug)]
+pub struct Intent {
+    /// DQMIO file id.
+    pub file_id: i64,
+    /// The attempt's generation (see `delta::version_generation`).
+    pub generation: i64,
+    /// The attempt's objects of this table.
+    pub adds: Vec<Add>,
+}
+
+type Waiter = (Intent, oneshot::Sender<Result<(), IngestError>>);
+
+/// One table's waiting intents and its commit lock.
+#[derive(Default)]
+struct Queue {
+    waiting: Mutex<Vec<Waiter>>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// Queues by table URL (a process may write several lakes: tests do).
+static QUEUES: LazyLock<Mutex<HashMap<String, Arc<Queue>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn queue(key: String) -> Arc<Queue> {
+    match QUEUES.lock() {
+        Ok(mut q) => q.entry(key).or_default().clone(),
+        // A panic elsewhere poisoned the map: a queue of its own still commits correctly.
+        Err(_) => Arc::new(Queue::default()),
+    }
+}
+
+/// Commits `intent` to `ws`'s `table`, with whatever other intents for the table are waiting;
+/// returns when it is committed (or superseded, or failed). Nothing is committed when there is
+/// nothing to add or remove.
+pub async fn submit(lake: &Location, ws: &str, table: &str, intent: Intent) -> Result<(), IngestError> {
+    let key = format!("{}/{ws}/{table}", lake.url.trim_end_matches('/'));
+    let q = queue(key);
+    let (tx, rx) = oneshot::channel();
+    if let Ok(mut w) = q.waiting.lock() {
+        w.push((intent, tx));
+    }
+    {
+        let _held = q.lock.lock().await;
+        let batch = q.waiting.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default();
+        if !batch.is_empty() {
+            commit_batch(lake, ws, table, batch).await;
+        }
+    }
+    rx.await.unwrap_or_else(|_| Err(IngestError::Task(format!("{ws}/{table}: the commit taking this file's change stopped"))))
+}
+
+/// Decides and commits `batch` (answering every waiter).
+async fn commit_batch(lake: &Location, ws: &str, table: &str, batch: Vec<Waiter>) {
+    let partitions = match delta::layout(table) {
+        Ok((_, p)) => p,
+        Err(e) => {
+            let msg = e.to_string();
+            for (_, tx) in batch {
+                let _ = tx.send(Err(IngestError::Task(msg.clone())));
+            }
+            return;
+        }
+    };
+    // Two attempts of one file in a batch: the higher generation (the later one on a tie) is
+    // decided; the other is superseded by it.
+    let mut latest: BTreeMap<i64, usize> = BTreeMap::new();
+    for (i, (intent, _)) in batch.iter().enumerate() {
+        let keep = latest.get(&intent.file_id).is_none_or(|&j| batch[j].0.generation <= intent.generation);
+        if keep {
+            latest.insert(intent.file_id, i);
+        }
+    }
+    let keep: BTreeSet<usize> = latest.into_values().collect();
+    let mut waiting = Vec::with_capacity(keep.len());
+    for (i, (intent, tx)) in batch.into_iter().enumerate() {
+        if keep.contains(&i) {
+            waiting.push((intent, tx));
+        } else {
+            let _ = tx.send(Err(IngestError::Superseded(format!("{ws}/{table}: a newer attempt of the same file is committed in the same batch"))));
+        }
+    }
+    let mut tries = 0;
+    while !waiting.is_empty() {
+        tries += 1;
+        match decide_and_commit(lake, ws, table, partitions, &mut waiting).await {
+            Ok(()) => {}
+            Err(e) if e.is_conflict() && tries < COMMIT_ATTEMPTS => {
+                tracing::debug!(ws, table, tries, files = waiting.len(), error = %e, "batch commit raced another; deciding again");
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for (_, tx) in waiting.drain(..) {
+                    let _ = tx.send(Err(IngestError::Task(format!("{ws}/{table}: {msg}"))));
+                }
+            }
+        }
+    }
+}
+
+/// One decision round on the current snapshot: answers the intents it settles (superseded,
+/// nothing to do, failed, committed) and removes them from `waiting`. An intent whose merged objects
+/// must be rewritten shares its commit with no other such intent (two rewrites of one merged
+/// object would each keep the other file's rows); it waits for the next round.
+async fn decide_and_commit(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    partitions: &[&str],
+    waiting: &mut Vec<Waiter>,
+) -> Result<(), delta::DeltaError> {
+    let any_adds = waiting.iter().any(|(i, _)| !i.adds.is_empty());
+    let t = if any_adds { Some(delta::open_or_create(lake, ws, table).await?) } else { delta::open(lake, ws, table).await? };
+    let Some(mut t) = t else {
+        // No table and nothing to add: nothing to remove either.
+        for (_, tx) in waiting.drain(..) {
+            let _ = tx.send(Ok(()));
+        }
+        return Ok(());
+    };
+    let active = delta::active_files(&t)?;
+    let mut actions: Vec<Action> = Vec::new();
+    let mut txns = Vec::new();
+    let mut included: Vec<Waiter> = Vec::new();
+    let mut later: Vec<Waiter> = Vec::new();
+    let mut rewriting = false;
+    for (intent, tx) in std::mem::take(waiting) {
+        let previous = match delta::file_generation(&t, intent.file_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = tx.send(Err(e.into()));
+                continue;
+            }
+        };
+        if let Some(newer) = previous.filter(|g| *g > intent.generation) {
+            let _ = tx.send(Err(IngestError::Superseded(format!(
+                "{ws}/{table}: generation {newer} (a newer version of the file) committed; this attempt's is {}",
+                intent.generation
+            ))));
+            continue;
+        }
+        let added: BTreeSet<&str> = intent.adds.iter().map(|a| a.path.as_str()).collect();
+        let mut removes: Vec<Action> = active
+            .iter()
+            .filter(|f| delta::belongs_to(delta::object_name(&f.path), intent.file_id) && !added.contains(f.path.as_str()))
+            .map(|f| Action::Remove(delta::remove(f)))
+            .collect();
+        // An earlier attempt's rows may sit in merged objects (compaction): those are written again
+        // without them. Only when another attempt committed to this table before (a first ingest has
+        // nothing to take out).
+        let mut rewritten: Vec<Add> = Vec::new();
+        if previous.is_some_and(|g| g != intent.generation) {
+            let candidates = active.iter().any(|f| delta::object_name(&f.path).starts_with(compact::MERGED_PREFIX));
+            if candidates && rewriting {
+                later.push((intent, tx));
+                continue;
+            }
+            match compact::file_rewrites(lake, ws, table, intent.file_id, &active).await {
+                Ok(rw) => {
+                    rewriting |= !rw.is_empty();
+                    for (old, new) in rw {
+                        removes.push(Action::Remove(delta::remove(&old)));
+                        rewritten.extend(new);
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                    continue;
+                }
+            }
+        }
+        if intent.adds.is_empty() && removes.is_empty() {
+            let _ = tx.send(Ok(()));
+            continue;
+        }
+        actions.extend(intent.adds.iter().cloned().chain(rewritten).map(Action::Add));
+        actions.extend(removes);
+        txns.push(delta::file_txn(intent.file_id, intent.generation));
+        included.push((intent, tx));
+    }
+    if !included.is_empty() {
+        if let Err(e) = delta::commit_txns(&mut t, actions, txns, partitions).await {
+            // Decided again (conflict) or answered with the error by the caller.
+            waiting.extend(included);
+            waiting.extend(later);
+            return Err(e);
+        }
+        tracing::debug!(ws, table, files = included.len(), "batch committed");
+        for (_, tx) in included {
+            let _ = tx.send(Ok(()));
+        }
+    }
+    waiting.extend(later);
+    Ok(())
+}
