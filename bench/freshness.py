@@ -23,19 +23,13 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from emu import LocalStack, free_port, stop  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests/fixtures/data/small_zlib.root"
 KEY = "store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/fresh-{i:04d}.root"
 DS = "/ZeroBias/Run2024C-PromptReco-v1/DQMIO"
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def get(url):
@@ -55,91 +49,71 @@ def main():
     ap.add_argument("--bin", default=os.environ.get("DIALS_BENCH_BIN") or str(REPO / "target/release/dials"))
     a = ap.parse_args()
     ttls = [int(t) for t in a.ttl_ms.split(",")]
-    port = free_port()
-    env = dict(os.environ, LOCALSTACK_PORT=str(port))
-    subprocess.run(["bash", str(REPO / "localstack/start-localstack.sh")], check=True, env=env, capture_output=True)
-    endpoint = f"http://127.0.0.1:{port}"
-    aws = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ALLOW_HTTP": "true"}
-    full = dict(os.environ, **aws)
     procs = []
-    try:
-        emu_home = Path(os.environ.get("DIALS_EMU_HOME", Path.home() / ".cache/dials-emulators"))
-        out = subprocess.run([str(emu_home / "moto-venv/bin/python"), str(REPO / "localstack/init.py"), "--endpoint", endpoint,
-                              "--visibility-timeout", "30"], check=True, capture_output=True, text=True, env=full)
-        info = json.loads(out.stdout.strip().splitlines()[-1])
-        import boto3
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-        raw = info.get("raw_bucket", "dials-raw")
-        lake = f"s3://{info.get('lake_bucket', 'dials-lake')}/lake"
-        # The lake exists before the servers start (one file through the pipeline).
-        wlog = open("/tmp/dials-freshness-worker.log", "w")
-        procs.append(subprocess.Popen([a.bin, "worker", "--queue-url", info["queue_url"], "--lake", lake], env=full,
-                                      stdout=wlog, stderr=subprocess.STDOUT))
-        s3.upload_file(str(FIXTURE), raw, KEY.format(i=9999))
-        bases = {}
-        for ttl in ttls:
-            p = free_port()
-            procs.append(subprocess.Popen([a.bin, "serve", "--lake", lake, "--listen", f"127.0.0.1:{p}"],
-                                          env=dict(full, DIALS_LISTING_TTL_MS=str(ttl)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            bases[ttl] = f"http://127.0.0.1:{p}/api/v1"
-        for base in bases.values():
-            deadline = time.time() + 120
-            while True:
-                try:
-                    r = get(base + "/file-index/?logical_file_name=" + urllib.parse.quote("/" + KEY.format(i=9999)))
-                    if r["results"] and r["results"][0]["status"] == "FINISHED":
-                        break
-                except Exception:
-                    pass
-                if time.time() > deadline:
-                    sys.exit("the first file never became visible")
-                time.sleep(0.1)
-        lat = {ttl: [] for ttl in ttls}
-        for i in range(a.files):
-            key = KEY.format(i=i)
-            lfn = "/" + key
-            s3.upload_file(str(FIXTURE), raw, key)
-            t0 = time.perf_counter()
-            pending = set(ttls)
-            while pending:
-                for ttl in list(pending):
-                    base = bases[ttl]
-                    r = get(base + "/file-index/?logical_file_name=" + urllib.parse.quote(lfn))
-                    if r["results"] and r["results"][0]["status"] == "FINISHED":
-                        rows = get(base + "/th1/?page_size=1&dataset=" + urllib.parse.quote(DS) + "&logical_file_name=" + urllib.parse.quote(lfn))
-                        if rows.get("results"):
-                            lat[ttl].append(time.perf_counter() - t0)
-                            pending.discard(ttl)
-                if time.perf_counter() - t0 > 60:
-                    sys.exit(f"{lfn}: not visible after 60 s")
-                time.sleep(0.01)
-            time.sleep(0.3)
-        wlog.flush()
-        secs = []
-        for line in open("/tmp/dials-freshness-worker.log"):
-            if "FINISHED" in line and "seconds" in line:
-                try:
-                    secs.append(float(line.split("seconds=")[1].split()[0].rstrip(",")))
-                except (IndexError, ValueError):
-                    pass
-        print(f"binary: {a.bin}; {a.files} uploads of {FIXTURE.name} ({FIXTURE.stat().st_size} B), LocalStack")
-        if secs:
-            print(f"worker ingest time per file (its log): p50 {statistics.median(secs) * 1000:.0f} ms, p95 {pct(secs, 95) * 1000:.0f} ms")
-        print("| DIALS_LISTING_TTL_MS | upload → visible p50 ms | p95 ms | min ms | max ms |")
-        print("|---|---|---|---|---|")
-        for ttl in ttls:
-            xs = lat[ttl]
-            print(f"| {ttl} | {statistics.median(xs) * 1000:.0f} | {pct(xs, 95) * 1000:.0f} | {min(xs) * 1000:.0f} | {max(xs) * 1000:.0f} |")
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        subprocess.run(["bash", str(REPO / "localstack/stop.sh"), "localstack"], env=env, capture_output=True)
+    with LocalStack(visibility_timeout=30) as ls:
+        try:
+            full, info, s3, raw, lake = ls.env, ls.info, ls.s3, ls.raw, ls.lake
+            # The lake exists before the servers start (one file through the pipeline).
+            wlog = open("/tmp/dials-freshness-worker.log", "w")
+            procs.append(subprocess.Popen([a.bin, "worker", "--queue-url", info["queue_url"], "--lake", lake], env=full,
+                                          stdout=wlog, stderr=subprocess.STDOUT))
+            s3.upload_file(str(FIXTURE), raw, KEY.format(i=9999))
+            bases = {}
+            for ttl in ttls:
+                p = free_port()
+                procs.append(subprocess.Popen([a.bin, "serve", "--lake", lake, "--listen", f"127.0.0.1:{p}"],
+                                              env=dict(full, DIALS_LISTING_TTL_MS=str(ttl)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                bases[ttl] = f"http://127.0.0.1:{p}/api/v1"
+            for base in bases.values():
+                deadline = time.time() + 120
+                while True:
+                    try:
+                        r = get(base + "/file-index/?logical_file_name=" + urllib.parse.quote("/" + KEY.format(i=9999)))
+                        if r["results"] and r["results"][0]["status"] == "FINISHED":
+                            break
+                    except Exception:
+                        pass
+                    if time.time() > deadline:
+                        sys.exit("the first file never became visible")
+                    time.sleep(0.1)
+            lat = {ttl: [] for ttl in ttls}
+            for i in range(a.files):
+                key = KEY.format(i=i)
+                lfn = "/" + key
+                s3.upload_file(str(FIXTURE), raw, key)
+                t0 = time.perf_counter()
+                pending = set(ttls)
+                while pending:
+                    for ttl in list(pending):
+                        base = bases[ttl]
+                        r = get(base + "/file-index/?logical_file_name=" + urllib.parse.quote(lfn))
+                        if r["results"] and r["results"][0]["status"] == "FINISHED":
+                            rows = get(base + "/th1/?page_size=1&dataset=" + urllib.parse.quote(DS) + "&logical_file_name=" + urllib.parse.quote(lfn))
+                            if rows.get("results"):
+                                lat[ttl].append(time.perf_counter() - t0)
+                                pending.discard(ttl)
+                    if time.perf_counter() - t0 > 60:
+                        sys.exit(f"{lfn}: not visible after 60 s")
+                    time.sleep(0.01)
+                time.sleep(0.3)
+            wlog.flush()
+            secs = []
+            for line in open("/tmp/dials-freshness-worker.log"):
+                if "FINISHED" in line and "seconds" in line:
+                    try:
+                        secs.append(float(line.split("seconds=")[1].split()[0].rstrip(",")))
+                    except (IndexError, ValueError):
+                        pass
+            print(f"binary: {a.bin}; {a.files} uploads of {FIXTURE.name} ({FIXTURE.stat().st_size} B), LocalStack")
+            if secs:
+                print(f"worker ingest time per file (its log): p50 {statistics.median(secs) * 1000:.0f} ms, p95 {pct(secs, 95) * 1000:.0f} ms")
+            print("| DIALS_LISTING_TTL_MS | upload → visible p50 ms | p95 ms | min ms | max ms |")
+            print("|---|---|---|---|---|")
+            for ttl in ttls:
+                xs = lat[ttl]
+                print(f"| {ttl} | {statistics.median(xs) * 1000:.0f} | {pct(xs, 95) * 1000:.0f} | {min(xs) * 1000:.0f} | {max(xs) * 1000:.0f} |")
+        finally:
+            stop(procs)
 
 
 if __name__ == "__main__":

@@ -228,6 +228,10 @@ pub async fn ingest_one(
     }
 }
 
+/// Files in flight per decode slot of `dials ingest --concurrency`: the others wait for their
+/// commits (group commit, `dials_lake::committer`).
+const COMMITTING_PER_DECODE: usize = 8;
+
 /// Runs `dials ingest`.
 pub fn run(args: Args) -> Result<(), CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
@@ -235,6 +239,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         let lake = Location::parse(&args.lake, true).map_err(|e| CliError::Usage(format!("--lake: {e}")))?;
         let ws = load_workspaces(args.workspaces.as_deref()).await?;
         let inputs = expand(&args.inputs)?;
+        dials_lake::ingest::limit_concurrent_decodes(args.concurrency.max(1));
         if inputs.is_empty() {
             return Err(CliError::Usage("no input files".into()));
         }
@@ -265,7 +270,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 (input, r)
             }
         }))
-        .buffer_unordered(args.concurrency.max(1));
+        // `concurrency` files decode at once; up to COMMITTING_PER_DECODE times as many may be
+        // between their last object and their FINISHED record, their commits batched per table.
+        .buffer_unordered(args.concurrency.max(1) * COMMITTING_PER_DECODE);
         let mut done = 0usize;
         while let Some((input, r)) = stream.next().await {
             done += 1;

@@ -55,7 +55,7 @@ enum Command {
         /// Dataset of files whose names are not CMS logical file names (/store/...).
         #[arg(long)]
         dataset: Option<String>,
-        /// Files ingested concurrently.
+        /// Files read and decoded at once (more wait for their commits, which are batched per table).
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
     },

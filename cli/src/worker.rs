@@ -47,6 +47,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             default_dataset: args.default_dataset.clone(),
             max_receives,
         };
+        dials_lake::ingest::limit_concurrent_decodes(dials_lake::events::decode_slots_from_env());
         // The ML extension, as in the function: with DIALS_ML_QUEUE_URL set, backfills fan out one
         // message per run to that queue (as in AWS); without it they run here, on threads.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());

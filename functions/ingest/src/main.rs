@@ -5,7 +5,8 @@
 //! s3:// URL or path of the workspaces JSON), `DIALS_DEFAULT_DATASET` (optional), `DIALS_MAX_RECEIVES`
 //! (required: the queue's maxReceiveCount, which sam-template.yaml sets from the same parameter as the
 //! queue's redrive policy), `DIALS_ML_QUEUE_URL` (optional: the queue backfills fan out to, one
-//! message per run; without it a backfill runs in this invocation), plus the usual AWS variables.
+//! message per run; without it a backfill runs in this invocation), `DIALS_DECODE_SLOTS` (optional,
+//! default 1: files of a batch decoded at once), plus the usual AWS variables.
 //!
 //! The ML extension (`dials_api::ml::events`) is made once per process: models stay loaded while
 //! the function is warm.
@@ -46,6 +47,7 @@ async fn deps_from_env() -> Result<Deps, Error> {
         .ok()
         .filter(|&n: &u32| n > 0)
         .ok_or("DIALS_MAX_RECEIVES must be a positive integer equal to the queue's maxReceiveCount")?;
+    dials_lake::ingest::limit_concurrent_decodes(dials_lake::events::decode_slots_from_env());
     Ok(Deps { lake, workspaces, default_dataset: std::env::var("DIALS_DEFAULT_DATASET").ok(), max_receives })
 }
 

@@ -130,6 +130,13 @@ pub fn sqs_messages(v: &Value) -> Option<Vec<QueueMessage>> {
     )
 }
 
+/// Decode slots of the ingest function and `dials worker` (`DIALS_DECODE_SLOTS`, default 1: one
+/// file read and decoded at a time, as before batches ran concurrently, so memory stays that of one
+/// ingest; the other messages of the batch commit meanwhile).
+pub fn decode_slots_from_env() -> usize {
+    std::env::var("DIALS_DECODE_SLOTS").ok().and_then(|v| v.trim().parse().ok()).filter(|n: &usize| *n > 0).unwrap_or(1)
+}
+
 /// Everything the handler needs, built once per process.
 #[derive(Debug, Clone)]
 pub struct Deps {
@@ -293,11 +300,13 @@ pub async fn handle_event_with(deps: &Deps, ext: Option<&dyn Extension>, event: 
         return maintain(deps, event).await;
     }
     if let Some(messages) = sqs_messages(event) {
-        let mut failures = Vec::new();
-        for m in messages {
+        // The messages of a batch run concurrently: their reading and decoding is bounded by the
+        // process's decode slots (`ingest::limit_concurrent_decodes`, memory), and their commits
+        // to each table share Delta transactions (`committer.rs`).
+        let handled = futures::future::join_all(messages.iter().map(|m| async move {
             let Ok(body) = serde_json::from_str::<Value>(&m.body) else {
                 tracing::warn!(message = %m.id, "message body is not JSON; dropped");
-                continue;
+                return None;
             };
             // Messages routed through SNS wrap the notification in "Message".
             let body = match body.get("Message").and_then(Value::as_str).and_then(|s| serde_json::from_str(s).ok()) {
@@ -311,10 +320,10 @@ pub async fn handle_event_with(deps: &Deps, ext: Option<&dyn Extension>, event: 
             for obj in objects_in_s3_event(&body) {
                 retry |= handle_object_with(deps, ext, &obj, m.receive_count, deadline).await.retry;
             }
-            if retry {
-                failures.push(serde_json::json!({ "itemIdentifier": m.id }));
-            }
-        }
+            retry.then(|| serde_json::json!({ "itemIdentifier": m.id }))
+        }))
+        .await;
+        let failures: Vec<Value> = handled.into_iter().flatten().collect();
         return Ok(serde_json::json!({ "batchItemFailures": failures }));
     }
     let mut outcomes = Vec::new();

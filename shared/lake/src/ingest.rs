@@ -325,6 +325,19 @@ impl WriterTask {
     }
 }
 
+/// Bounds how many ingests of this process read, decode and write at once (see
+/// [`limit_concurrent_decodes`]).
+static DECODE_SLOTS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+
+/// At most `n` ingests of this process read, decode and encode at once (memory); the rest wait for
+/// a slot. An ingest gives its slot back before its commits, which then wait for the tables'
+/// group commits (`committer.rs`) holding almost no memory: with many small files, many commits
+/// gather into few Delta transactions while the next files decode. Set once per process (later
+/// calls change nothing); never set: no bound.
+pub fn limit_concurrent_decodes(n: usize) {
+    let _ = DECODE_SLOTS.set(Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+}
+
 /// Ingests one file into `lake` for every workspace of `config` fed by its dataset.
 /// `source` gives the bytes; `stats` (if any) are read for the report at the end.
 pub async fn ingest(
@@ -336,6 +349,10 @@ pub async fn ingest(
 ) -> Result<IngestReport, IngestError> {
     let t0 = Instant::now();
     let ds = resolve_dataset(req)?;
+    let slot = match DECODE_SLOTS.get() {
+        Some(s) => Some(s.clone().acquire_owned().await.map_err(|e| IngestError::Task(e.to_string()))?),
+        None => None,
+    };
     let dataset_id = ids::dataset_id(&ds.dataset);
     let file_id = ids::file_id(&req.logical_file_name);
     let file_size = source.len();
@@ -486,6 +503,8 @@ pub async fn ingest(
         reports[*i].objects.push(path);
         adds.entry((*i, table)).or_default().push(delta::add(part.clone(), size, &[], Some(&meta)));
     }
+    // Every object is written: the next file may decode while this one commits.
+    drop(slot);
     // One Delta commit per table of each workspace (workspaces in parallel): this attempt's objects
     // in, the file's earlier objects out, under the file's transaction id; `file_index` last, so
     // FINISHED means every table has this attempt's rows.

@@ -1,0 +1,132 @@
+//! Group commit (`committer.rs`): concurrent ingests in one process share Delta commits per table,
+//! and every file still lands exactly once, with its own application transaction at its own
+//! generation; two attempts of one file in the same batch leave one copy of its rows.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::{fixtures, lfn, read_table, scratch};
+use dials_dqmio::{MemSource, SourceVersion};
+use dials_lake::{ingest, IngestError, IngestRequest, Location, Workspaces};
+use serde_json::Value;
+
+/// Per commit of a table's log: the application transactions it carries (app id → version).
+fn txns_per_commit(table: &std::path::Path) -> Vec<BTreeMap<String, i64>> {
+    let mut commits: Vec<_> = std::fs::read_dir(table.join("_delta_log"))
+        .expect("log")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    commits.sort();
+    commits
+        .iter()
+        .map(|c| {
+            std::fs::read_to_string(c)
+                .expect("commit")
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter_map(|v| {
+                    let t = v.get("txn")?;
+                    Some((t.get("appId")?.as_str()?.to_string(), t.get("version")?.as_i64()?))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn source(fixture: &str, name: &str, modified_ms: i64) -> Arc<MemSource> {
+    let bytes = std::fs::read(fixtures().join(fixture)).expect("fixture");
+    Arc::new(MemSource::new(name, bytes).with_version(SourceVersion { modified_ms, etag: format!("\"{name}-{modified_ms}\"") }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_files_share_commits_and_each_lands_once() {
+    let dir = scratch("group-commit");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    let ws = Workspaces::default();
+    const FILES: usize = 32;
+    let tasks: Vec<_> = (0..FILES)
+        .map(|i| {
+            let lake = lake.clone();
+            let ws = ws.clone();
+            tokio::spawn(async move {
+                let req = IngestRequest { logical_file_name: lfn(i), dataset: None, deadline: None };
+                ingest(&lake, &ws, &req, source("small_lz4.root", &lfn(i), 1_733_000_000_000 + i as i64), None).await
+            })
+        })
+        .collect();
+    let mut generations = BTreeMap::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let rep = t.await.expect("task").expect("ingest");
+        generations.insert(format!("dials.file.{}", rep.file_id), i);
+    }
+    // Exactly once: every file's rows, no more.
+    let per_file = read_table(&dir.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum::<usize>() / FILES;
+    let single = scratch("group-commit-single");
+    let single_lake = Location::parse(single.to_str().expect("utf8"), true).expect("lake");
+    let req = IngestRequest { logical_file_name: lfn(0), dataset: None, deadline: None };
+    ingest(&single_lake, &ws, &req, source("small_lz4.root", &lfn(0), 1), None).await.expect("single");
+    let alone: usize = read_table(&single.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum();
+    assert_eq!(per_file, alone);
+    let th1: usize = read_table(&dir.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum();
+    assert_eq!(th1, FILES * alone, "every file's th1 rows exactly once");
+    let records = read_table(&dir.join("default/file_index"));
+    assert_eq!(records.len(), FILES);
+    // Commits were shared: fewer th1 commits than files, and some commit carries several files'
+    // transactions; every file has exactly one th1 transaction, at its own generation.
+    let commits = txns_per_commit(&dir.join("default/th1"));
+    let with_files: Vec<_> = commits.iter().filter(|c| !c.is_empty()).collect();
+    let widest = with_files.iter().map(|c| c.len()).max().unwrap_or(0);
+    eprintln!("th1: {} commits for {FILES} files, widest {widest}", with_files.len());
+    assert!(with_files.len() < FILES, "no commit was shared: {} commits for {FILES} files", with_files.len());
+    assert!(widest >= 2);
+    let mut seen: BTreeMap<String, i64> = BTreeMap::new();
+    for c in &with_files {
+        for (app, v) in c.iter() {
+            assert!(seen.insert(app.clone(), *v).is_none(), "{app} committed to th1 twice");
+        }
+    }
+    assert_eq!(seen.len(), FILES);
+    for (app, v) in &seen {
+        assert!(generations.contains_key(app), "unknown transaction {app}");
+        assert!(*v > 1 << 62, "{app}: a versioned generation, got {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_attempts_of_one_file_among_others_leave_one_copy() {
+    let dir = scratch("group-commit-same-file");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    let ws = Workspaces::default();
+    // Attempts 0 and 1 are the same version of file 0 (a redelivery running beside the first
+    // delivery); files 1..8 are others, all at once.
+    let tasks: Vec<_> = (0..10usize)
+        .map(|i| {
+            let lake = lake.clone();
+            let ws = ws.clone();
+            let file = i.saturating_sub(1);
+            tokio::spawn(async move {
+                let req = IngestRequest { logical_file_name: lfn(file), dataset: None, deadline: None };
+                ingest(&lake, &ws, &req, source("small_zlib.root", &lfn(file), 1_733_000_000_000), None).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) | Err(IngestError::Superseded(_)) => {}
+            Err(e) => panic!("ingest: {e}"),
+        }
+    }
+    let alone = scratch("group-commit-same-file-alone");
+    let alone_lake = Location::parse(alone.to_str().expect("utf8"), true).expect("lake");
+    let req = IngestRequest { logical_file_name: lfn(0), dataset: None, deadline: None };
+    ingest(&alone_lake, &ws, &req, source("small_zlib.root", &lfn(0), 1), None).await.expect("alone");
+    let one: usize = read_table(&alone.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum();
+    let th1: usize = read_table(&dir.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum();
+    assert_eq!(th1, 9 * one, "9 files, each once");
+    let records = read_table(&dir.join("default/file_index"));
+    assert_eq!(records.len(), 9);
+}
