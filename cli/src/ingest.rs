@@ -232,6 +232,12 @@ pub async fn ingest_one(
 /// commits (group commit, `dials_lake::committer`).
 const COMMITTING_PER_DECODE: usize = 8;
 
+/// Files in flight: [`COMMITTING_PER_DECODE`] per decode slot (`DIALS_INGEST_IN_FLIGHT` overrides;
+/// equal to `--concurrency` it is the behaviour before group commit, for comparisons).
+fn files_in_flight(concurrency: usize) -> usize {
+    std::env::var("DIALS_INGEST_IN_FLIGHT").ok().and_then(|v| v.trim().parse().ok()).filter(|n: &usize| *n > 0).unwrap_or(concurrency * COMMITTING_PER_DECODE).max(concurrency)
+}
+
 /// Runs `dials ingest`.
 pub fn run(args: Args) -> Result<(), CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
@@ -272,7 +278,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         }))
         // `concurrency` files decode at once; up to COMMITTING_PER_DECODE times as many may be
         // between their last object and their FINISHED record, their commits batched per table.
-        .buffer_unordered(args.concurrency.max(1) * COMMITTING_PER_DECODE);
+        .buffer_unordered(files_in_flight(args.concurrency.max(1)));
         let mut done = 0usize;
         while let Some((input, r)) = stream.next().await {
             done += 1;

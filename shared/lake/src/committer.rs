@@ -28,6 +28,17 @@ use crate::store::Location;
 /// Times a batch is decided again after losing a race (each decision re-reads the log tail).
 const COMMIT_ATTEMPTS: usize = 50;
 
+/// Files per commit at most (`DIALS_COMMIT_BATCH` overrides; 1 = every file commits alone, as
+/// before group commit): bounds one commit's log entry and its decision time.
+const MAX_BATCH: usize = 64;
+
+fn max_batch() -> usize {
+    static MAX: LazyLock<usize> = LazyLock::new(|| {
+        std::env::var("DIALS_COMMIT_BATCH").ok().and_then(|v| v.trim().parse().ok()).filter(|n: &usize| *n > 0).unwrap_or(MAX_BATCH)
+    });
+    *MAX
+}
+
 /// One file's change to one table.
 #[derive(Debug)]
 pub struct Intent {
@@ -71,7 +82,16 @@ pub async fn submit(lake: &Location, ws: &str, table: &str, intent: Intent) -> R
     }
     {
         let _held = q.lock.lock().await;
-        let batch = q.waiting.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default();
+        // The oldest waiting changes, at most a batch; the rest go to the next holder of the lock
+        // (every waiter takes the lock in turn, so none is left behind).
+        let batch = q
+            .waiting
+            .lock()
+            .map(|mut w| {
+                let n = w.len().min(max_batch());
+                w.drain(..n).collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
         if !batch.is_empty() {
             commit_batch(lake, ws, table, batch).await;
         }
