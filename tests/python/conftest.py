@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -96,8 +97,10 @@ def lake(tmp_path_factory):
 def serving(*args, env=None):
     """`dials serve ARGS` on a free loopback port; yields its base URL once the API answers, and stops it."""
     port = free_port()
+    # The server's log goes to a file, never to a pipe nobody reads: a full pipe would block it.
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen([dials_bin(), "serve", *map(str, args), "--listen", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.DEVNULL, stderr=log, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -113,11 +116,13 @@ def serving(*args, env=None):
         else:
             raise RuntimeError("dials serve did not answer within 10 s")
         if proc.poll() is not None:
-            raise RuntimeError("dials serve did not start: " + proc.stderr.read().decode())
+            log.seek(0)
+            raise RuntimeError("dials serve did not start: " + log.read().decode(errors="replace"))
         yield base
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        log.close()
 
 
 @pytest.fixture(scope="session")

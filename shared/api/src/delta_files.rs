@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use datafusion::execution::cache::cache_manager::CachedFileList;
 use datafusion::execution::cache::{Cache, CacheEntryInfo, TableScopedPath};
 use datafusion::common::TableReference;
-use deltalake_core::logstore::LogStoreRef;
+use deltalake_core::logstore::{LogStore, LogStoreRef};
 use deltalake_core::DeltaTable;
 use dials_lake::delta;
 
@@ -138,7 +138,15 @@ impl DeltaFiles {
                     .await
                     .map_err(|e| delta::DeltaError::Delta { table: t.table_url().to_string(), source: e })?;
             }
-            None => *slot = delta::open_with(s.log.clone()).await?,
+            None => {
+                // A table not created yet (no file of the workspace has that kind): one listing of
+                // its log folder says so. The Delta kernel would log an ERROR for it at every refresh.
+                let exists = s.log.is_delta_table_location().await.map_err(|e| delta::DeltaError::Delta { table: s.log.root_url().to_string(), source: e })?;
+                if !exists {
+                    return Ok(false);
+                }
+                *slot = delta::open_with(s.log.clone()).await?
+            }
         }
         let Some(t) = slot.as_ref() else { return Ok(false) };
         if before.is_some() && before == t.version() {
