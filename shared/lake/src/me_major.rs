@@ -221,8 +221,10 @@ async fn write_copy(
         for p in chunk {
             wanted[p.4 as usize].push(p.5 as usize);
         }
+        // The batches read, every object's in a row (not concatenated: that would hold the chunk
+        // twice), and per object the index of its first batch and its batches' first rows.
         let mut batches: Vec<RecordBatch> = Vec::new();
-        let mut slot: Vec<usize> = vec![usize::MAX; files.len()];
+        let mut starts: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); files.len()];
         for (i, rows) in wanted.iter_mut().enumerate() {
             if rows.is_empty() {
                 continue;
@@ -230,20 +232,28 @@ async fn write_copy(
             rows.sort_unstable();
             let ranges = rows.iter().map(|r| *r..*r + 1);
             let selection = RowSelection::from_consecutive_ranges(ranges, rows_of[i]);
-            let stream = open_object(lake, ws, table, files[i], None).await?.with_row_selection(selection).build()?;
-            let read: Vec<RecordBatch> = stream.try_collect().await?;
-            let Some(first) = read.first() else { return Err(CompactError::CopyRows(files[i].path.clone())) };
-            slot[i] = batches.len();
-            batches.push(arrow::compute::concat_batches(&first.schema(), &read)?);
+            let mut stream = open_object(lake, ws, table, files[i], None).await?.with_row_selection(selection).build()?;
+            let (first, mut offsets, mut n) = (batches.len(), Vec::new(), 0usize);
+            while let Some(b) = stream.try_next().await? {
+                offsets.push(n);
+                n += b.num_rows();
+                batches.push(b);
+            }
+            if n != rows.len() {
+                return Err(CompactError::CopyRows(files[i].path.clone()));
+            }
+            starts[i] = (first, offsets);
         }
         let refs: Vec<&RecordBatch> = batches.iter().collect();
         for piece in chunk.chunks(OUT_ROWS) {
-            // Position of a row among its object's selected rows (sorted): a binary search.
+            // Position of a row among its object's selected rows (sorted), then its batch.
             let mut idx = Vec::with_capacity(piece.len());
             for p in piece {
                 let (o, r) = (p.4 as usize, p.5 as usize);
                 let pos = wanted[o].binary_search(&r).map_err(|_| CompactError::CopyRows(files[o].path.clone()))?;
-                idx.push((slot[o], pos));
+                let (first, offsets) = &starts[o];
+                let k = offsets.partition_point(|start| *start <= pos).saturating_sub(1);
+                idx.push((first + k, pos - offsets.get(k).copied().unwrap_or(0)));
             }
             let b = arrow::compute::interleave_record_batch(&refs, &idx)?;
             w.write(&b).await?;
