@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 import polars as pl
@@ -72,6 +73,10 @@ def test_compaction_and_vacuum_while_queries_run(tmp_path):
 
     env = dict(os.environ, DIALS_LISTING_TTL_MS="100")
     with serving("--lake", lake, env=env) as base:
+        # ME queries: answered from the ME-major copy once compaction wrote it, the same rows.
+        _, some = get(base, "/th1/?run_number=380311&ls_number=1&page_size=1")
+        me = urllib.parse.quote(some["results"][0]["me"], safe="")
+        queries += [f"/th1/?me={me}&run_number=380311&page_size=3"]
         baseline = {}
         for q in queries:
             status, rows = all_pages(base, q) if "page_size" in q else get(base, q)
@@ -106,6 +111,8 @@ def test_compaction_and_vacuum_while_queries_run(tmp_path):
             report = [json.loads(line) for line in r.stdout.splitlines()]
             assert all(t["deferred"] == 0 for t in report), report
             assert {t["table"] for t in report if t["merged"]} >= {"th1", "th2", "lumisection_index", "me_index", "file_index"}
+            # One ME-major copy per run partition of th1 and th2, none for the other tables.
+            assert {t["table"]: t["copies"] for t in report if t["copies"]} == {"th1": 2, "th2": 2}, report
             time.sleep(2.5)  # queries move to the compacted snapshot (listing TTL 0.1 s)
             r = subprocess.run([dials_bin(), "vacuum", "--lake", str(lake), "--retention-hours", "0.0005"], capture_output=True, text=True)
             assert r.returncode == 0, r.stderr
@@ -128,6 +135,13 @@ def test_compaction_and_vacuum_while_queries_run(tmp_path):
     df = pl.read_delta(str(th1))
     assert df.height == 8 * 5 * FILES  # 8 TH1 x 5 lumisections x files
     assert df.select(["run_number", "ls_number", "me", "file_id"]).unique().height == df.height
+    # The copy is a Delta table too: the same rows, each run's object in (me_id, ls_number) order.
+    by_me = pl.read_delta(str(lake / "default" / "th1_by_me"))
+    cols = sorted(c for c in df.columns if c not in ("data", "sumw2", "x_edges", "x_labels"))
+    assert by_me.select(cols).sort(cols).equals(df.select(cols).sort(cols))
+    for obj in parquet_objects(lake / "default" / "th1_by_me"):
+        keys = pl.read_parquet(obj).select(["me_id", "ls_number"])
+        assert keys.equals(keys.sort(["me_id", "ls_number"])), obj
 
 
 def test_rows_of_a_file_not_finished_are_not_served(tmp_path):

@@ -36,11 +36,17 @@ pub type Bounds = [Option<(i64, i64)>; PRUNE_COLUMNS.len()];
 /// A table's objects and their bounds (same order).
 pub type ObjectsWithBounds = (Arc<Vec<ObjectMeta>>, Arc<Vec<Bounds>>);
 
-/// One table's current objects and their bounds (same order).
+/// Per run: for `th1`/`th2`, the digest of the names of the run's objects
+/// (`dials_lake::me_major::covers`); for their ME-major copies, what the run's copy object covers
+/// (empty when the run has more than one copy object: never current).
+pub type RunDigests = Arc<HashMap<i64, String>>;
+
+/// One table's current objects and their bounds (same order), and its per-run digests.
 #[derive(Clone)]
 struct Listed {
     files: CachedFileList,
     bounds: Arc<Vec<Bounds>>,
+    runs: RunDigests,
 }
 
 tokio::task_local! {
@@ -87,7 +93,7 @@ impl DeltaFiles {
         let sources = tables
             .into_iter()
             .map(|(key, log, index)| {
-                lists.insert(key.clone(), Listed { files: CachedFileList::new(Vec::new()), bounds: Arc::new(Vec::new()) });
+                lists.insert(key.clone(), Listed { files: CachedFileList::new(Vec::new()), bounds: Arc::new(Vec::new()), runs: Arc::default() });
                 Source { index, key, log, table: tokio::sync::Mutex::new(None) }
             })
             .collect();
@@ -153,6 +159,7 @@ impl DeltaFiles {
             return Ok(false);
         }
         let active = delta::active_files(t)?;
+        let runs = run_digests(s.key.filename().unwrap_or_default(), &active);
         let mut bounds = Vec::with_capacity(active.len());
         let mut files = Vec::with_capacity(active.len());
         for f in active {
@@ -174,7 +181,7 @@ impl DeltaFiles {
             });
         }
         if let Ok(mut lists) = self.lists.write() {
-            lists.insert(s.key.clone(), Listed { files: CachedFileList::new(files), bounds: Arc::new(bounds) });
+            lists.insert(s.key.clone(), Listed { files: CachedFileList::new(files), bounds: Arc::new(bounds), runs });
         }
         self.changed();
         Ok(true)
@@ -200,10 +207,40 @@ impl DeltaFiles {
         self.lists.read().ok().and_then(|l| l.get(key).map(|c| (c.files.files.clone(), c.bounds.clone())))
     }
 
+    /// The table's objects with their bounds and its per-run digests, from one snapshot.
+    pub fn with_runs(&self, key: &Path) -> Option<(ObjectsWithBounds, RunDigests)> {
+        self.lists.read().ok().and_then(|l| l.get(key).map(|c| ((c.files.files.clone(), c.bounds.clone()), c.runs.clone())))
+    }
+
     /// Runs `f` (a scan) seeing only `keep` as the objects of the table at `key`.
     pub async fn scoped<F: std::future::Future>(key: Path, keep: Vec<ObjectMeta>, f: F) -> F::Output {
         NARROWED.scope((key, CachedFileList::new(keep)), f).await
     }
+}
+
+/// The per-run digests of table `table` (its folder name) with objects `active`: for a table with
+/// an ME-major copy, each run's [`covers`](dials_lake::me_major::covers) of its object names; for a
+/// copy table, each run's copy object's `<covers>`; none for other tables.
+fn run_digests(table: &str, active: &[delta::ActiveFile]) -> RunDigests {
+    use dials_lake::me_major::{covers, covers_of, run_of};
+    let mut out: HashMap<i64, String> = HashMap::new();
+    if delta::ME_MAJOR.iter().any(|(main, _)| *main == table) {
+        let mut names: HashMap<i64, Vec<&str>> = HashMap::new();
+        for f in active {
+            if let Some(run) = run_of(f) {
+                names.entry(run).or_default().push(delta::object_name(&f.path));
+            }
+        }
+        out = names.into_iter().map(|(run, n)| (run, covers(n))).collect();
+    } else if delta::ME_MAJOR.iter().any(|(_, copy)| *copy == table) {
+        for f in active {
+            let Some(run) = run_of(f) else { continue };
+            let c = covers_of(delta::object_name(&f.path)).unwrap_or_default().to_string();
+            // Two objects for one run: not a copy compaction commits; never used.
+            out.entry(run).and_modify(|have| have.clear()).or_insert(c);
+        }
+    }
+    Arc::new(out)
 }
 
 impl Cache<TableScopedPath, CachedFileList> for DeltaFiles {

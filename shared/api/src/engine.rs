@@ -93,6 +93,13 @@ impl Engine {
                 logs.push((url.prefix().clone(), log, table == "file_index"));
                 urls.push((ws.name.clone(), table, url));
             }
+            // The ME-major copies of `th1`/`th2` (written by compaction): sources of their
+            // table's scans (`pruned.rs`), not tables of their own.
+            for (_, copy) in dials_lake::delta::ME_MAJOR {
+                let url = ListingTableUrl::parse(format!("{base}/{}/{copy}/", ws.name))?;
+                let log = dials_lake::delta::log_store(lake, &[&ws.name, copy], None).map_err(|e| ApiError::Internal(e.to_string()))?;
+                logs.push((url.prefix().clone(), log, false));
+            }
             // The ML results (`ml/`): a Delta table too, followed every interval like a
             // `file_index` (its commits, scoring and backfills, move no `file_index`).
             let table = dials_ml::results::TABLE;
@@ -137,15 +144,24 @@ impl Engine {
                 },
             };
             let prefix = url.prefix().clone();
-            let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                .with_table_partition_cols(partitions);
-            let cfg = ListingTableConfig::new(url).with_listing_options(opts).with_schema(schema);
-            // Per-file statistics are kept in the session's cache (validated by size and mtime):
-            // without it every query re-derives them from each file's footer.
-            let stats_cache = ctx.runtime_env().cache_manager.get_file_statistic_cache();
-            let listing = Arc::new(ListingTable::try_new(cfg)?.with_cache(stats_cache));
-            let table_provider = crate::pruned::PrunedTable::new(listing, files.clone(), prefix.clone());
+            let listing = |url: ListingTableUrl| -> Result<Arc<ListingTable>, ApiError> {
+                let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                    .with_file_extension(".parquet")
+                    .with_table_partition_cols(partitions.clone());
+                let cfg = ListingTableConfig::new(url).with_listing_options(opts).with_schema(schema.clone());
+                // Per-file statistics are kept in the session's cache (validated by size and mtime):
+                // without it every query re-derives them from each file's footer.
+                let stats_cache = ctx.runtime_env().cache_manager.get_file_statistic_cache();
+                Ok(Arc::new(ListingTable::try_new(cfg)?.with_cache(stats_cache)))
+            };
+            let mut table_provider = crate::pruned::PrunedTable::new(listing(url)?, files.clone(), prefix.clone());
+            if let Some(copy) = dials_lake::me_major::copy_table(table) {
+                let copy_url = ListingTableUrl::parse(format!("{base}/{ws}/{copy}/"))?;
+                let copy_prefix = copy_url.prefix().clone();
+                table_provider = table_provider.with_copy(listing(copy_url)?, copy_prefix.clone());
+                // Probed with the table when a query of it fails (`recovering`).
+                prefixes.push((Self::name(&ws, table), copy_prefix));
+            }
             ctx.register_table(TableReference::bare(Self::name(&ws, table)), Arc::new(table_provider))?;
             prefixes.push((Self::name(&ws, table), prefix));
         }

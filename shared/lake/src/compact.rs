@@ -36,6 +36,9 @@ use crate::delta::{self, ActiveFile, DeltaError};
 use crate::ingest::writer_props;
 use crate::store::Location;
 
+/// The tables compaction also writes an ME-major copy of (`me_major.rs`).
+pub const ME_MAJOR_TABLES: [&str; 2] = [delta::ME_MAJOR[0].0, delta::ME_MAJOR[1].0];
+
 /// Name prefix of a merged object (never a DQMIO file's: those are `part-<file id>-…`).
 pub const MERGED_PREFIX: &str = "part-c-";
 
@@ -68,6 +71,18 @@ pub enum CompactError {
     /// An object lacks the `file_id` column every lake table has.
     #[error("{0}: no file_id column")]
     NoFileId(String),
+    /// An object lacks a column of the ME-major sort key (`me_id`, `ls_number`, `file_id`, `seq`).
+    #[error("{0}: no me_id/ls_number/file_id/seq column")]
+    NoKey(String),
+    /// An object has more rows than a copy can address (2^32).
+    #[error("{0}: too many rows for an ME-major copy")]
+    TooLarge(String),
+    /// Rows selected from an object for a copy did not come back as selected.
+    #[error("{0}: rows read back differ from those selected for the ME-major copy")]
+    CopyRows(String),
+    /// Concurrent commits to a copy table kept winning.
+    #[error("ME-major copy of run {0}: commit kept losing to concurrent commits")]
+    CopyContended(i64),
     /// vacuum failed.
     #[error("vacuum of {table}: {source}")]
     Vacuum {
@@ -116,6 +131,14 @@ pub struct TableCompaction {
     pub deferred: usize,
     /// Active objects after compaction.
     pub objects_after: usize,
+    /// ME-major copies written (one object per run whose copy was missing or stale; `th1`/`th2`).
+    pub copies: usize,
+    /// Bytes of those copies.
+    pub copy_bytes: u64,
+    /// Runs whose copy already covered their current objects.
+    pub copies_current: usize,
+    /// Runs left without a copy (an object of an older schema).
+    pub copies_skipped: usize,
 }
 
 /// The partition key of an object (its folder; empty for unpartitioned tables).
@@ -124,7 +147,9 @@ fn partition_of(f: &ActiveFile) -> String {
 }
 
 /// Merges the small objects of every partition of `ws`'s `table` that has at least
-/// `opts.min_objects` of them; one `OPTIMIZE` commit per merged object.
+/// `opts.min_objects` of them; one `OPTIMIZE` commit per merged object. For `th1`/`th2`
+/// ([`ME_MAJOR_TABLES`]) it then writes the ME-major copy of every run whose copy does not cover
+/// the run's objects as they are now (`me_major.rs`).
 pub async fn compact_table(lake: &Location, ws: &str, table: &str, opts: CompactOptions) -> Result<TableCompaction, CompactError> {
     let mut report = TableCompaction { workspace: ws.to_string(), table: table.to_string(), ..Default::default() };
     let Some(mut t) = delta::open(lake, ws, table).await? else { return Ok(report) };
@@ -179,7 +204,11 @@ pub async fn compact_table(lake: &Location, ws: &str, table: &str, opts: Compact
             }
         }
     }
-    report.objects_after = delta::active_files(&t)?.len();
+    let active = delta::active_files(&t)?;
+    report.objects_after = active.len();
+    if ME_MAJOR_TABLES.contains(&table) {
+        crate::me_major::write_copies(lake, ws, table, &active, &mut report).await?;
+    }
     Ok(report)
 }
 
@@ -250,7 +279,7 @@ async fn merge(
 
 /// A Parquet reader of an active object, reading only `columns` if given.
 #[allow(deprecated)] // ParquetObjectReader: the object_store reader parquet 59 still ships
-async fn open_object(
+pub(crate) async fn open_object(
     lake: &Location,
     ws: &str,
     table: &str,
@@ -348,10 +377,11 @@ pub struct TableVacuum {
 /// Deletes the objects of `ws`'s tables that no snapshot younger than `retention` needs: objects
 /// removed by a commit (compaction, re-ingest) and objects no commit ever added (failed or
 /// superseded attempts) last modified before it. `retention` must exceed the longest query and
-/// the longest ingest attempt (an attempt's objects are uncommitted until its commit).
+/// the longest ingest attempt (an attempt's objects are uncommitted until its commit). The
+/// ME-major copy tables are vacuumed too.
 pub async fn vacuum(lake: &Location, ws: &str, retention: Duration) -> Result<Vec<TableVacuum>, CompactError> {
     let mut out = Vec::new();
-    for table in delta::TABLES {
+    for table in delta::TABLES.into_iter().chain(delta::ME_MAJOR.iter().map(|(_, copy)| *copy)) {
         let Some(t) = delta::open(lake, ws, table).await? else { continue };
         let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         let (_, metrics) = t

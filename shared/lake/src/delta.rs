@@ -93,6 +93,12 @@ pub const TABLES: [&str; 16] = [
     "file_index",
 ];
 
+/// The tables with an ME-major copy, and the copy's table (`<table>_by_me`: the same schema and
+/// partitioning, rows of each run sorted by `me_id`, then `ls_number`). Only compaction writes a
+/// copy (`compact::write_copies`); an ingest never does, and readers use a run's copy only while it
+/// covers exactly the run's current objects of the main table.
+pub const ME_MAJOR: [(&str, &str); 2] = [("th1", "th1_by_me"), ("th2", "th2_by_me")];
+
 /// delta-rs's own retries of a commit that lost a race without conflicting.
 const COMMIT_RETRIES: usize = 50;
 
@@ -106,8 +112,8 @@ pub fn layout(table: &str) -> Result<(arrow::datatypes::SchemaRef, &'static [&'s
         "dataset_index" => (tables::dataset_schema(), &[]),
         "lumisection_index" => (tables::lumisection_schema(), &[]),
         "me_index" => (tables::me_schema(), &[]),
-        // Every data table (`th1`, ..., and the per-run twins) is partitioned by run.
-        other => match tables::DataTable::parse(other) {
+        // Every data table (`th1`, ..., the per-run twins and the ME-major copies) is partitioned by run.
+        other => match tables::DataTable::parse(ME_MAJOR.iter().find(|(_, c)| *c == other).map_or(other, |(t, _)| t)) {
             Some((t, _)) => (t.schema(), &["run_number"]),
             None => return Err(DeltaError::UnknownTable(other.to_string())),
         },

@@ -349,7 +349,7 @@ async fn maintain(deps: &Deps, event: &Value) -> Result<Value, String> {
     for ws in &names {
         vacuumed.extend(crate::compact::vacuum(&deps.lake, ws, Duration::from_secs_f64(hours * 3600.0)).await.map_err(|e| e.to_string())?);
     }
-    tracing::info!(merged = compacted.iter().map(|t| t.merged).sum::<usize>(), deleted = vacuumed.iter().map(|t| t.deleted).sum::<usize>(), "maintenance done");
+    tracing::info!(merged = compacted.iter().map(|t| t.merged).sum::<usize>(), copies = compacted.iter().map(|t| t.copies).sum::<usize>(), deleted = vacuumed.iter().map(|t| t.deleted).sum::<usize>(), "maintenance done");
     Ok(serde_json::json!({ "compacted": compacted, "vacuumed": vacuumed }))
 }
 

@@ -14,6 +14,7 @@ pub mod delta;
 pub mod events;
 pub mod ids;
 pub mod ingest;
+pub mod me_major;
 pub mod store;
 pub mod tables;
 

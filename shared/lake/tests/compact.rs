@@ -117,3 +117,101 @@ async fn a_file_ingested_again_after_compaction_replaces_its_merged_rows() {
     ingest_ten(&lake_c, None).await;
     assert_eq!(lake_rows(&a), lake_rows(&c));
 }
+
+/// The run partitions of a table and their committed objects' names.
+fn by_run(table_dir: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for p in committed(table_dir) {
+        let run = p.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().to_string()).expect("run dir");
+        m.entry(run).or_default().push(p.file_name().map(|n| n.to_string_lossy().to_string()).expect("name"));
+    }
+    m
+}
+
+/// True when every copy object covers exactly the main table's objects of its run.
+fn copies_current(ws: &Path, table: &str) -> Vec<bool> {
+    let main = by_run(&ws.join(table));
+    let copy = by_run(&ws.join(format!("{table}_by_me")));
+    assert_eq!(main.keys().collect::<Vec<_>>(), copy.keys().collect::<Vec<_>>(), "{table}: a copy per run");
+    copy.iter()
+        .map(|(run, objs)| {
+            assert_eq!(objs.len(), 1, "{table} {run}: one copy object: {objs:?}");
+            let want = dials_lake::me_major::covers(main[run].iter().map(String::as_str));
+            dials_lake::me_major::covers_of(&objs[0]) == Some(want.as_str())
+        })
+        .collect()
+}
+
+/// The (me_id, ls_number) sequence of each copy object, asserted sorted.
+fn assert_me_major(dir: &Path) {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    for (run, b) in read_table(dir) {
+        let me = b.column_by_name("me_id").expect("me_id").as_primitive::<Int64Type>();
+        let ls = b.column_by_name("ls_number").expect("ls").as_primitive::<Int64Type>();
+        for i in 1..b.num_rows() {
+            assert!((me.value(i - 1), ls.value(i - 1)) <= (me.value(i), ls.value(i)), "run {run} row {i}: not ME-major");
+        }
+    }
+    // Also across batches of an object: read each object as one sequence.
+    for p in committed(dir) {
+        let f = std::fs::File::open(&p).expect("open");
+        let mut last = (i64::MIN, i64::MIN);
+        for b in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).expect("parquet").build().expect("reader") {
+            let b = b.expect("batch");
+            let me = b.column_by_name("me_id").expect("me_id").as_primitive::<Int64Type>();
+            let ls = b.column_by_name("ls_number").expect("ls").as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                assert!(last <= (me.value(i), ls.value(i)), "{p:?}: not ME-major");
+                last = (me.value(i), ls.value(i));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_writes_a_current_me_major_copy_and_a_reingest_makes_it_stale() {
+    let dir = scratch("compact-memajor");
+    let lake = open(&dir);
+    let ws = dir.join("default");
+    ingest_ten(&lake, None).await;
+    let report = compact::compact_lake(&lake, &["default".to_string()], CompactOptions::default()).await.expect("compact");
+    for table in compact::ME_MAJOR_TABLES {
+        let t = report.iter().find(|t| t.table == table).expect("reported");
+        let runs = by_run(&ws.join(table)).len();
+        assert_eq!((t.copies, t.copies_current, t.copies_skipped), (runs, 0, 0), "{t:?}");
+        assert!(copies_current(&ws, table).iter().all(|c| *c), "{table}: every copy current");
+        assert_eq!(table_rows(&ws.join(format!("{table}_by_me")), None), table_rows(&ws.join(table), None), "{table}: the copy holds the main rows");
+        assert_me_major(&ws.join(format!("{table}_by_me")));
+    }
+    assert!(report.iter().filter(|t| !compact::ME_MAJOR_TABLES.contains(&t.table.as_str())).all(|t| t.copies == 0));
+    // Nothing changed: the next compaction writes no copy.
+    let again = compact::compact_lake(&lake, &["default".to_string()], CompactOptions::default()).await.expect("compact");
+    assert!(again.iter().all(|t| t.copies == 0), "{again:?}");
+    assert!(again.iter().filter(|t| t.table == "th1").all(|t| t.copies_current == by_run(&ws.join("th1")).len()), "{again:?}");
+
+    // File 3 again, as another version: its runs' main objects change, so their copies are stale.
+    ingest_fixture(&lake, &Workspaces::default(), "tiny_none.root", &lfn(3)).await;
+    let stale = copies_current(&ws, "th1");
+    assert!(stale.iter().any(|c| !*c), "the re-ingested file's runs have a stale copy: {stale:?}");
+    assert_ne!(table_rows(&ws.join("th1_by_me"), None), table_rows(&ws.join("th1"), None), "the stale copy differs from main");
+    // The next compaction brings them up to date.
+    let report = compact::compact_lake(&lake, &["default".to_string()], CompactOptions::default()).await.expect("compact");
+    let t = report.iter().find(|t| t.table == "th1").expect("th1");
+    assert_eq!(t.copies, stale.iter().filter(|c| !**c).count(), "{t:?}");
+    for table in compact::ME_MAJOR_TABLES {
+        assert!(copies_current(&ws, table).iter().all(|c| *c), "{table}: current again");
+        assert_eq!(table_rows(&ws.join(format!("{table}_by_me")), None), table_rows(&ws.join(table), None), "{table}: equal to main again");
+        assert_me_major(&ws.join(format!("{table}_by_me")));
+    }
+    // Vacuum deletes the replaced copy objects.
+    let vac = compact::vacuum(&lake, "default", std::time::Duration::ZERO).await.expect("vacuum");
+    assert!(vac.iter().any(|v| v.table == "th1_by_me" && v.deleted >= 1), "{vac:?}");
+    let on_disk: usize = std::fs::read_dir(ws.join("th1_by_me"))
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("run_number="))
+        .map(|e| std::fs::read_dir(e.path()).expect("run").count())
+        .sum();
+    assert_eq!(on_disk, by_run(&ws.join("th1_by_me")).len(), "only the current copy objects remain");
+}
