@@ -134,6 +134,17 @@ impl DeltaFiles {
         Ok(())
     }
 
+    /// Brings every table's snapshot up to date now, whatever the interval; true if any moved.
+    pub async fn invalidate_and_follow(&self) -> Result<bool, delta::DeltaError> {
+        let before = self.changes();
+        {
+            let mut followed = self.followed.lock().await;
+            *followed = (None, None);
+        }
+        self.follow().await?;
+        Ok(self.changes() != before)
+    }
+
     /// Refreshes one table; true if its version moved (or it appeared).
     async fn refresh(&self, s: &Source) -> Result<bool, delta::DeltaError> {
         let mut slot = s.table.lock().await;

@@ -187,11 +187,22 @@ impl Engine {
         Fut: std::future::Future<Output = datafusion::error::Result<T>>,
     {
         let mut tries = 1;
+        let mut refreshed = false;
         loop {
             let err = match attempt().await {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            // First, a snapshot older than the lake: a table other than file_index that moved
+            // (compaction commits only to the tables it merges) is followed only every minute,
+            // and a vacuum with a short retention may have deleted objects it still names.
+            if !refreshed {
+                refreshed = true;
+                if self.files.invalidate_and_follow().await.unwrap_or(false) {
+                    tracing::info!(error = %err, "query failed on a snapshot older than the lake; retried on the latest");
+                    continue;
+                }
+            }
             if tries >= MAX_ATTEMPTS || self.quarantine_unreadable(sql).await? == 0 {
                 return Err(err.into());
             }
