@@ -446,7 +446,7 @@ pub fn new_generation() -> i64 {
 /// their version, and lakes written before versions were recorded), so a versioned ingest replaces
 /// those. Fits until the year 2109.
 pub fn version_generation(v: &dials_dqmio::SourceVersion) -> i64 {
-    let tag = crate::ids::stable_id("etag", v.etag.trim_matches('"')) & 0xF_FFFF;
+    let tag = crate::ids::stable_id("etag", crate::store::bare_etag(&v.etag)) & 0xF_FFFF;
     (1 << 62) | ((v.modified_ms.clamp(0, (1 << 42) - 1)) << 20) | tag
 }
 

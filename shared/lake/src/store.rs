@@ -339,8 +339,12 @@ fn version_of(meta: &object_store::ObjectMeta) -> Option<SourceVersion> {
 
 /// The same entity tag, however a store or an event quotes it (`"abc"`, `abc`, `W/"abc"`).
 pub fn same_etag(a: &str, b: &str) -> bool {
-    let bare = |s: &str| s.trim().trim_start_matches("W/").trim_matches('"').to_string();
-    bare(a) == bare(b)
+    bare_etag(a) == bare_etag(b)
+}
+
+/// An entity tag without its quotes and weak marker: the one form tags are compared and hashed in.
+pub fn bare_etag(tag: &str) -> &str {
+    tag.trim().trim_start_matches("W/").trim_matches('"')
 }
 
 /// A ranged GET, refused (`Precondition`) when the object is no longer version `etag`.
