@@ -61,9 +61,13 @@ def test_dials_up_ingests_dropped_files_and_serves_them(tmp_path):
         stray = tmp_path / "inbox" / "notes.root"  # no CMS name and no --dataset: PARSING_ERROR, never a guess
         stray.write_bytes((FIXTURES / "small_zlib.root").read_bytes())
         wait_for(lambda: get(base + "/file-index/count/?status=FINISHED")["count"] == 2)
-        files = get(base + "/file-index/?page_size=50")["results"]
-        wait_for(lambda: len(get(base + "/file-index/?page_size=50")["results"]) == 4)
-        files = get(base + "/file-index/?page_size=50")["results"]
+        # Each file's record goes STARTED -> its end status in two commits: wait until all four ended
+        # (a file stuck in STARTED fails here after the timeout).
+        def ended():
+            fs = get(base + "/file-index/?page_size=50")["results"]
+            return fs if len(fs) == 4 and all(f["status"] != "STARTED" for f in fs) else None
+
+        files = wait_for(ended)
         assert sorted(f["status"] for f in files) == ["FINISHED", "FINISHED", "PARSING_ERROR", "ROOTFILE_ERROR"]
         assert len(get(base + "/dataset-index/")["results"]) == 2
     finally:
