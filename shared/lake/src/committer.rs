@@ -18,12 +18,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use deltalake_core::kernel::{Action, Add};
+use deltalake_core::DeltaTable;
 use tokio::sync::oneshot;
 
 use crate::compact;
 use crate::delta;
 use crate::ingest::IngestError;
 use crate::store::Location;
+use crate::txns::TxnIndex;
 
 /// Times a batch is decided again after losing a race (each decision re-reads the log tail).
 const COMMIT_ATTEMPTS: usize = 50;
@@ -52,11 +54,60 @@ pub struct Intent {
 
 type Waiter = (Intent, oneshot::Sender<Result<(), IngestError>>);
 
-/// One table's waiting intents and its commit lock.
+/// One table's waiting intents and its commit lock, which guards what the previous commits left:
+/// the loaded table (followed commit by commit instead of loaded again) and its files' generations.
+/// A process assumes nobody deletes a table under it (a table created again at the same place
+/// would be followed from the old one's version).
 #[derive(Default)]
 struct Queue {
     waiting: Mutex<Vec<Waiter>>,
-    lock: tokio::sync::Mutex<()>,
+    lock: tokio::sync::Mutex<Loaded>,
+}
+
+#[derive(Default)]
+struct Loaded {
+    table: Option<DeltaTable>,
+    txns: Option<TxnIndex>,
+}
+
+/// The table at its latest version, followed from the one loaded if any (`create`: created if it
+/// has no commit yet). Loading it again forgets the generations read for the old one.
+async fn latest<'a>(
+    slot: &'a mut Option<DeltaTable>,
+    txns: &mut Option<TxnIndex>,
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    create: bool,
+) -> Result<Option<&'a mut DeltaTable>, delta::DeltaError> {
+    let followed = match slot.as_mut() {
+        Some(t) => t.update_incremental(None).await.is_ok(),
+        None => false,
+    };
+    if !followed {
+        *txns = None;
+        *slot = if create { Some(delta::open_or_create(lake, ws, table).await?) } else { delta::open(lake, ws, table).await? };
+    }
+    Ok(slot.as_mut())
+}
+
+/// The generations of `t`'s files, brought to its version (`None`: the log could not be read
+/// directly; the caller asks delta-rs file by file).
+async fn synced<'a>(txns: &'a mut Option<TxnIndex>, t: &DeltaTable) -> Option<&'a TxnIndex> {
+    let advanced = match txns.as_mut() {
+        Some(ix) => matches!(ix.advance(t).await, Ok(true)),
+        None => false,
+    };
+    if !advanced {
+        *txns = match TxnIndex::build(t).await {
+            Ok(ix) => Some(ix),
+            Err(e) => {
+                tracing::warn!(table = %t.table_url(), error = %e, "files' generations not read from the log directly; asking delta-rs file by file");
+                None
+            }
+        };
+    }
+    txns.as_ref()
 }
 
 /// Queues by table URL (a process may write several lakes: tests do).
@@ -81,7 +132,7 @@ pub async fn submit(lake: &Location, ws: &str, table: &str, intent: Intent) -> R
         w.push((intent, tx));
     }
     {
-        let _held = q.lock.lock().await;
+        let mut loaded = q.lock.lock().await;
         // The oldest waiting changes, at most a batch; the rest go to the next holder of the lock
         // (every waiter takes the lock in turn, so none is left behind).
         let batch = q
@@ -93,14 +144,14 @@ pub async fn submit(lake: &Location, ws: &str, table: &str, intent: Intent) -> R
             })
             .unwrap_or_default();
         if !batch.is_empty() {
-            commit_batch(lake, ws, table, batch).await;
+            commit_batch(&mut loaded, lake, ws, table, batch).await;
         }
     }
     rx.await.unwrap_or_else(|_| Err(IngestError::Task(format!("{ws}/{table}: the commit taking this file's change stopped"))))
 }
 
 /// Decides and commits `batch` (answering every waiter).
-async fn commit_batch(lake: &Location, ws: &str, table: &str, batch: Vec<Waiter>) {
+async fn commit_batch(loaded: &mut Loaded, lake: &Location, ws: &str, table: &str, batch: Vec<Waiter>) {
     let partitions = match delta::layout(table) {
         Ok((_, p)) => p,
         Err(e) => {
@@ -132,7 +183,7 @@ async fn commit_batch(lake: &Location, ws: &str, table: &str, batch: Vec<Waiter>
     let mut tries = 0;
     while !waiting.is_empty() {
         tries += 1;
-        match decide_and_commit(lake, ws, table, partitions, &mut waiting).await {
+        match decide_and_commit(loaded, lake, ws, table, partitions, &mut waiting).await {
             Ok(()) => {}
             Err(e) if e.is_conflict() && tries < COMMIT_ATTEMPTS => {
                 tracing::debug!(ws, table, tries, files = waiting.len(), error = %e, "batch commit raced another; deciding again");
@@ -152,6 +203,7 @@ async fn commit_batch(lake: &Location, ws: &str, table: &str, batch: Vec<Waiter>
 /// must be rewritten shares its commit with no other such intent (two rewrites of one merged
 /// object would each keep the other file's rows); it waits for the next round.
 async fn decide_and_commit(
+    loaded: &mut Loaded,
     lake: &Location,
     ws: &str,
     table: &str,
@@ -159,22 +211,27 @@ async fn decide_and_commit(
     waiting: &mut Vec<Waiter>,
 ) -> Result<(), delta::DeltaError> {
     let any_adds = waiting.iter().any(|(i, _)| !i.adds.is_empty());
-    let t = if any_adds { Some(delta::open_or_create(lake, ws, table).await?) } else { delta::open(lake, ws, table).await? };
-    let Some(mut t) = t else {
+    let Loaded { table: slot, txns: index_slot } = loaded;
+    let Some(t) = latest(slot, index_slot, lake, ws, table, any_adds).await? else {
         // No table and nothing to add: nothing to remove either.
         for (_, tx) in waiting.drain(..) {
             let _ = tx.send(Ok(()));
         }
         return Ok(());
     };
-    let active = delta::active_files(&t)?;
+    let active = delta::active_files(t)?;
+    let index = synced(index_slot, t).await;
     let mut actions: Vec<Action> = Vec::new();
     let mut txns = Vec::new();
     let mut included: Vec<Waiter> = Vec::new();
     let mut later: Vec<Waiter> = Vec::new();
     let mut rewriting = false;
     for (intent, tx) in std::mem::take(waiting) {
-        let previous = match delta::file_generation(&t, intent.file_id).await {
+        let previous = match index {
+            Some(ix) => Ok(ix.generation(intent.file_id)),
+            None => delta::file_generation(t, intent.file_id).await,
+        };
+        let previous = match previous {
             Ok(p) => p,
             Err(e) => {
                 let _ = tx.send(Err(e.into()));
@@ -228,11 +285,19 @@ async fn decide_and_commit(
         included.push((intent, tx));
     }
     if !included.is_empty() {
-        if let Err(e) = delta::commit_txns(&mut t, actions, txns, partitions).await {
-            // Decided again (conflict) or answered with the error by the caller.
-            waiting.extend(included);
-            waiting.extend(later);
-            return Err(e);
+        let generations: Vec<(i64, i64)> = included.iter().map(|(i, _)| (i.file_id, i.generation)).collect();
+        match delta::commit_txns(t, actions, txns, partitions).await {
+            Ok(version) => {
+                if let (Some(ix), Ok(v)) = (index_slot.as_mut(), u64::try_from(version)) {
+                    ix.apply(v, generations);
+                }
+            }
+            Err(e) => {
+                // Decided again (conflict) or answered with the error by the caller.
+                waiting.extend(included);
+                waiting.extend(later);
+                return Err(e);
+            }
         }
         tracing::debug!(ws, table, files = included.len(), "batch committed");
         for (_, tx) in included {

@@ -50,6 +50,14 @@ pub enum DeltaError {
     /// An unknown table name.
     #[error("unknown lake table '{0}'")]
     UnknownTable(String),
+    /// The log read directly (not through delta-rs) was not as expected.
+    #[error("delta log of {table}: {message}")]
+    Log {
+        /// The table's location.
+        table: String,
+        /// What was wrong.
+        message: String,
+    },
 }
 
 impl DeltaError {

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod me_major;
 pub mod store;
 pub mod tables;
+pub mod txns;
 
 pub use config::{Workspace, Workspaces};
 pub use dataset::DatasetInfo;
