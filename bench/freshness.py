@@ -13,8 +13,10 @@ the TTLs run side by side on the same emulator and uploads (one run).
 """
 
 import argparse
+import datetime
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -77,11 +79,13 @@ def main():
                         sys.exit("the first file never became visible")
                     time.sleep(0.1)
             lat = {ttl: [] for ttl in ttls}
+            uploaded, visible = {}, {}
             for i in range(a.files):
                 key = KEY.format(i=i)
                 lfn = "/" + key
                 s3.upload_file(str(FIXTURE), raw, key)
                 t0 = time.perf_counter()
+                uploaded[key] = time.time()
                 pending = set(ttls)
                 while pending:
                     for ttl in list(pending):
@@ -91,6 +95,7 @@ def main():
                             rows = get(base + "/th1/?page_size=1&dataset=" + urllib.parse.quote(DS) + "&logical_file_name=" + urllib.parse.quote(lfn))
                             if rows.get("results"):
                                 lat[ttl].append(time.perf_counter() - t0)
+                                visible.setdefault(ttl, {})[key] = time.time()
                                 pending.discard(ttl)
                     if time.perf_counter() - t0 > 60:
                         sys.exit(f"{lfn}: not visible after 60 s")
@@ -107,6 +112,7 @@ def main():
             print(f"binary: {a.bin}; {a.files} uploads of {FIXTURE.name} ({FIXTURE.stat().st_size} B), LocalStack")
             if secs:
                 print(f"worker ingest time per file (its log): p50 {statistics.median(secs) * 1000:.0f} ms, p95 {pct(secs, 95) * 1000:.0f} ms")
+            breakdown(uploaded, visible, ttls)
             print("| DIALS_LISTING_TTL_MS | upload → visible p50 ms | p95 ms | min ms | max ms |")
             print("|---|---|---|---|---|")
             for ttl in ttls:
@@ -114,6 +120,43 @@ def main():
                 print(f"| {ttl} | {statistics.median(xs) * 1000:.0f} | {pct(xs, 95) * 1000:.0f} | {min(xs) * 1000:.0f} | {max(xs) * 1000:.0f} |")
         finally:
             stop(procs)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def breakdown(uploaded, visible, ttls):
+    """Per stage, from the worker's log: upload returned → SQS message sent (S3 notification) → received
+    by the worker → FINISHED logged (ingest and its commits) → visible in the API (per TTL)."""
+    sent, received, finished = {}, {}, {}
+    for line in open("/tmp/dials-freshness-worker.log"):
+        line = ANSI.sub("", line)
+        ts = line.split(" ", 1)[0]
+        if " received" in line and "keys=" in line:
+            m = re.search(r"sent_ms=Some\((\d+)\).*received_ms=(\d+).*keys=\[\"([^\"]+)\"", line)
+            if m:
+                sent[m.group(3)] = int(m.group(1)) / 1000
+                received[m.group(3)] = int(m.group(2)) / 1000
+        elif "FINISHED" in line and "object=" in line:
+            m = re.search(r"object=s3://[^/]+/(\S+)", line)
+            if m:
+                finished[m.group(1)] = datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    stages = {"upload → SQS sent": [], "sent → worker received": [], "received → FINISHED logged": []}
+    stages.update({f"FINISHED → visible (TTL {t} ms)": [] for t in ttls})
+    for key, t_up in uploaded.items():
+        if key in sent and key in received and key in finished:
+            stages["upload → SQS sent"].append(sent[key] - t_up)
+            stages["sent → worker received"].append(received[key] - sent[key])
+            stages["received → FINISHED logged"].append(finished[key] - received[key])
+            for t in ttls:
+                if key in visible.get(t, {}):
+                    stages[f"FINISHED → visible (TTL {t} ms)"].append(visible[t][key] - finished[key])
+    print("| stage | p50 ms | p95 ms | min ms | max ms |")
+    print("|---|---|---|---|---|")
+    for name, xs in stages.items():
+        if xs:
+            print(f"| {name} | {statistics.median(xs) * 1000:.0f} | {pct(xs, 95) * 1000:.0f} | {min(xs) * 1000:.0f} | {max(xs) * 1000:.0f} |")
+    print()
 
 
 if __name__ == "__main__":

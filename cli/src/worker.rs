@@ -63,6 +63,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 .max_number_of_messages(10)
                 .wait_time_seconds(if args.idle_exit > 0 { 1 } else { 10 })
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                 .send()
                 .await
                 .map_err(|e| CliError::Usage(format!("receive from {}: {}", args.queue_url, aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
@@ -74,6 +75,18 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 continue;
             }
             idle_since = Instant::now();
+            // When each message was sent and received: with the ingest's own FINISHED line, where an
+            // upload's time to visibility goes (bench/freshness.py reads these).
+            let received_ms = chrono_now_ms();
+            for m in &messages {
+                let sent_ms = m.attributes().and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp)).and_then(|s| s.parse::<i64>().ok());
+                let keys: Vec<String> = m
+                    .body()
+                    .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                    .map(|b| dials_lake::events::objects_in_s3_event(&b).into_iter().map(|o| o.key).collect())
+                    .unwrap_or_default();
+                tracing::info!(message = m.message_id().unwrap_or_default(), sent_ms, received_ms, keys = ?keys, "received");
+            }
             let records: Vec<Value> = messages
                 .iter()
                 .map(|m| {
@@ -187,4 +200,9 @@ mod tests {
         assert_eq!(redrive_max_receives(r#"{"maxReceiveCount":"0"}"#), None);
         assert_eq!(redrive_max_receives("not json"), None);
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -167,6 +167,11 @@ pub async fn open(lake: &Location, ws: &str, table: &str) -> Result<Option<Delta
 /// Opens the table of `store` (latest version). `None` when it has no commit yet.
 pub async fn open_with(store: LogStoreRef) -> Result<Option<DeltaTable>, DeltaError> {
     let url = store.root_url().clone();
+    // Asked first (one listing): the kernel logs an ERROR for every table it is asked to load that
+    // has no log yet, which a first ingest meets for each of its tables.
+    if !store.is_delta_table_location().await.map_err(|e| DeltaError::delta(&url, e))? {
+        return Ok(None);
+    }
     let mut t = DeltaTable::new(store);
     match t.update_incremental(None).await {
         Ok(()) => Ok(Some(t)),

@@ -169,6 +169,9 @@ pub struct IngestReport {
     pub read_requests: u64,
     /// Wall time.
     pub seconds: f64,
+    /// Of which committing: from every object written to the FINISHED record committed (the
+    /// Delta commits of every table, waiting for group commits included).
+    pub commit_seconds: f64,
 }
 
 /// The logical file name of a path or key: from `/store/` on when present (so the same file gets
@@ -505,6 +508,7 @@ pub async fn ingest(
     }
     // Every object is written: the next file may decode while this one commits.
     drop(slot);
+    let t_commit = Instant::now();
     // One Delta commit per table of each workspace (workspaces in parallel): this attempt's objects
     // in, the file's earlier objects out, under the file's transaction id; `file_index` last, so
     // FINISHED means every table has this attempt's rows.
@@ -536,6 +540,7 @@ pub async fn ingest(
         bytes_read,
         read_requests,
         seconds: t0.elapsed().as_secs_f64(),
+        commit_seconds: t_commit.elapsed().as_secs_f64(),
     })
 }
 

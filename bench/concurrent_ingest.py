@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Many writers into the same Delta tables at once: N `dials ingest` processes (as N Lambda
+invocations would be), each ingesting one copy of FILE under its own logical file name, all started
+together against one lake. Checks that every file landed exactly once and reports, per process, the
+ingest time and how much of it was committing (`commit_seconds` of the JSON report), beside one
+process ingesting the same file alone (before and after, same run).
+
+    python3 bench/concurrent_ingest.py /tmp/kinds-bench/bench.root --writers 50 [--bin target/release/dials]
+        [--localstack]   # the lake in LocalStack S3 (conditional puts over HTTP) instead of a folder
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+REPO = Path(__file__).resolve().parent.parent
+LFN = "store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/w-{i:03d}.root"
+
+
+def ingest(binary, path, lake, env):
+    t0 = time.perf_counter()
+    p = subprocess.Popen([binary, "ingest", str(path), "--lake", lake, "--concurrency", "1"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return p, t0
+
+
+def report(p, t0):
+    out, err = p.communicate()
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"ingest failed ({p.returncode}):\n{err[-2000:]}")
+    rep = json.loads(out.strip().splitlines()[-1])
+    return {"wall": wall, "seconds": rep["seconds"], "commit": rep["commit_seconds"], "rows": rep["workspaces"][0]["rows"]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("file")
+    ap.add_argument("--writers", type=int, default=50)
+    ap.add_argument("--bin", default=os.environ.get("DIALS_BENCH_BIN") or str(REPO / "target/release/dials"))
+    ap.add_argument("--localstack", action="store_true")
+    a = ap.parse_args()
+    src = Path(tempfile.mkdtemp(prefix="conc-src-"))
+    paths = []
+    for i in range(a.writers + 2):
+        p = src / LFN.format(i=i)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        os.link(a.file, p) if os.stat(a.file).st_dev == os.stat(src).st_dev else shutil.copy(a.file, p)
+        paths.append(p)
+    env = dict(os.environ, RUST_LOG="warn", DIALS_LOG="warn")
+    ls = None
+    if a.localstack:
+        from emu import LocalStack
+        ls = LocalStack().__enter__()
+        env.update(ls.env)
+        lake = ls.lake
+    else:
+        lake_dir = Path(tempfile.mkdtemp(prefix="conc-lake-"))
+        lake = str(lake_dir)
+    try:
+        alone_before = report(*ingest(a.bin, paths[-2], lake, env))
+        t0 = time.perf_counter()
+        procs = [ingest(a.bin, paths[i], lake, env) for i in range(a.writers)]
+        reps = [report(p, t) for p, t in procs]
+        total = time.perf_counter() - t0
+        alone_after = report(*ingest(a.bin, paths[-1], lake, env))
+        # Exactly once: every table holds writers + 2 copies of one file's rows.
+        import deltalake
+
+        opts = {}
+        if ls is not None:
+            opts = {"AWS_ENDPOINT_URL": ls.env["AWS_ENDPOINT_URL"], "AWS_REGION": ls.env.get("AWS_DEFAULT_REGION", "us-east-1"),
+                    "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ALLOW_HTTP": "true"}
+        files = a.writers + 2
+        ok = True
+        for table, n in alone_before["rows"].items():
+            got = deltalake.DeltaTable(f"{lake}/default/{table}", storage_options=opts).to_pyarrow_table(columns=["file_id"]).num_rows
+            want = n * files
+            ok &= got == want
+            print(f"{table}: {got} rows, want {want} ({'ok' if got == want else 'WRONG'})")
+        fi = deltalake.DeltaTable(f"{lake}/default/file_index", storage_options=opts).to_pyarrow_table()
+        statuses = fi.column("status").to_pylist()
+        print(f"file_index: {len(statuses)} records, {statuses.count('FINISHED')} FINISHED (want {files})")
+        ok &= statuses.count("FINISHED") == files == len(statuses)
+        med = lambda xs: statistics.median(xs)
+        print(f"\nbinary {a.bin}; {Path(a.file).name} ({os.path.getsize(a.file) / 1e6:.1f} MB); lake {'LocalStack S3' if ls else 'local folder'}")
+        print("| | ingest s (median) | commit s (median) | commit share | max ingest s | max commit s |")
+        print("|---|---|---|---|---|---|")
+        for name, rs in [("alone, before", [alone_before]), (f"{a.writers} at once", reps), ("alone, after", [alone_after])]:
+            s, c = [r["seconds"] for r in rs], [r["commit"] for r in rs]
+            print(f"| {name} | {med(s):.2f} | {med(c):.2f} | {med(c) / med(s) * 100:.0f} % | {max(s):.2f} | {max(c):.2f} |")
+        print(f"\n{a.writers} processes: {total:.1f} s from the first start to the last exit; exactly once: {'yes' if ok else 'NO'}")
+        if not ok:
+            sys.exit(1)
+    finally:
+        if ls is not None:
+            ls.__exit__(None, None, None)
+        shutil.rmtree(src, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
