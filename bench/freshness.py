@@ -57,7 +57,7 @@ def main():
             full, info, s3, raw, lake = ls.env, ls.info, ls.s3, ls.raw, ls.lake
             # The lake exists before the servers start (one file through the pipeline).
             wlog = open("/tmp/dials-freshness-worker.log", "w")
-            procs.append(subprocess.Popen([a.bin, "worker", "--queue-url", info["queue_url"], "--lake", lake], env=full,
+            procs.append(subprocess.Popen([a.bin, "worker", "--queue-url", info["queue_url"], "--lake", lake], env=dict(full, DIALS_LOG="info"),
                                           stdout=wlog, stderr=subprocess.STDOUT))
             s3.upload_file(str(FIXTURE), raw, KEY.format(i=9999))
             bases = {}
@@ -133,7 +133,7 @@ def breakdown(uploaded, visible, ttls):
         line = ANSI.sub("", line)
         ts = line.split(" ", 1)[0]
         if " received" in line and "keys=" in line:
-            m = re.search(r"sent_ms=Some\((\d+)\).*received_ms=(\d+).*keys=\[\"([^\"]+)\"", line)
+            m = re.search(r"sent_ms=(?:Some\()?(\d+)\)?.*received_ms=(\d+).*keys=\[\"([^\"]+)\"", line)
             if m:
                 sent[m.group(3)] = int(m.group(1)) / 1000
                 received[m.group(3)] = int(m.group(2)) / 1000

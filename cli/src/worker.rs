@@ -85,7 +85,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     .and_then(|b| serde_json::from_str::<Value>(b).ok())
                     .map(|b| dials_lake::events::objects_in_s3_event(&b).into_iter().map(|o| o.key).collect())
                     .unwrap_or_default();
-                tracing::info!(message = m.message_id().unwrap_or_default(), sent_ms, received_ms, keys = ?keys, "received");
+                tracing::info!(message_id = m.message_id().unwrap_or_default(), sent_ms, received_ms, keys = ?keys, "received");
             }
             let records: Vec<Value> = messages
                 .iter()

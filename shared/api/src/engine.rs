@@ -339,18 +339,23 @@ impl Engine {
 
     /// As [`Engine::query`], scanning as `scan` says.
     pub async fn query_as(&self, sql: &str, params: Vec<ScalarValue>, scan: Scan) -> Result<Vec<RecordBatch>, ApiError> {
+        use crate::timing::{timed, Part};
         tracing::debug!(sql, ?params, ?scan, "query");
-        self.follow().await?;
+        timed(Part::Follow, self.follow()).await?;
         self.recovering(sql, || async {
             // What `SessionContext::sql` does for a query, with the session's settings adjusted per query.
+            let t0 = std::time::Instant::now();
             let mut state = self.ctx.state();
             if scan == Scan::Point {
                 state.config_mut().options_mut().optimizer.repartition_file_scans = false;
             }
+            let task = std::sync::Arc::new(datafusion::execution::TaskContext::from(&state));
             let plan = state.create_logical_plan(sql).await?;
             let df = datafusion::dataframe::DataFrame::new(state, plan);
             let df = if params.is_empty() { df } else { df.with_param_values(params.clone())? };
-            df.collect().await
+            let physical = df.create_physical_plan().await?;
+            crate::timing::add(Part::Plan, t0.elapsed());
+            timed(Part::Exec, datafusion::physical_plan::collect(physical, task)).await
         })
         .await
     }

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod params;
 pub mod pruned;
 pub mod routes;
+pub mod timing;
 pub mod ui;
 
 pub use engine::Engine;

@@ -325,7 +325,10 @@ pub fn router_with_auth(app: Arc<App>, verifier: Option<Arc<crate::auth::Verifie
         }
         None => routes,
     };
-    routes.layer(axum::middleware::from_fn(crate::deadline::enforce)).with_state(app)
+    routes
+        .layer(axum::middleware::from_fn(crate::deadline::enforce))
+        .layer(axum::middleware::from_fn(crate::timing::layer))
+        .with_state(app)
 }
 
 /// Request headers a response depends on besides the URL (with auth on, the token decides the

@@ -241,3 +241,30 @@ async fn pagination_is_stable_while_files_are_ingested_and_new_files_appear() {
     let (_, v) = call(&app, "/api/v1/th1/?page_size=500", &[]).await;
     assert_eq!(v["results"].as_array().unwrap().len(), 80);
 }
+
+/// Every response says where its time went (`Server-Timing`): a histogram page runs queries, so
+/// its planning and execution are there and add up to no more than the total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_carry_server_timing() {
+    let app = app("server-timing").await;
+    let dur = |header: &str, name: &str| -> f64 {
+        let part = header.split(',').map(str::trim).find(|p| p.starts_with(&format!("{name};"))).unwrap_or_else(|| panic!("no {name} in {header}"));
+        let d = part.split(';').find_map(|kv| kv.strip_prefix("dur=")).unwrap_or_else(|| panic!("no dur in {part}"));
+        d.parse().expect("number")
+    };
+    for uri in ["/api/v1/th1/?page_size=5", "/api/v1/run/", "/api/v1/th1/?me=nonexistent"] {
+        let req = Request::builder().uri(uri).header("host", "dials.test").body(Body::empty()).expect("req");
+        let resp = app.clone().oneshot(req).await.expect("call");
+        assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+        let h = resp.headers().get("server-timing").unwrap_or_else(|| panic!("{uri}: no Server-Timing")).to_str().expect("ascii").to_string();
+        let (plan, exec, total) = (dur(&h, "plan"), dur(&h, "exec"), dur(&h, "total"));
+        assert!(plan > 0.0 && exec > 0.0, "{uri}: {h}");
+        assert!(plan + exec <= total + 0.01, "{uri}: parts exceed the total: {h}");
+        assert!(h.contains("queries\""), "{uri}: {h}");
+    }
+    // Outside the API too (a 404 has no query: zero parts, a total).
+    let req = Request::builder().uri("/api/v1/nothing-here/").header("host", "dials.test").body(Body::empty()).expect("req");
+    let resp = app.clone().oneshot(req).await.expect("call");
+    let h = resp.headers().get("server-timing").expect("Server-Timing on a 404").to_str().expect("ascii").to_string();
+    assert_eq!(dur(&h, "plan"), 0.0, "{h}");
+}

@@ -519,10 +519,10 @@ pub async fn ingest(
         let attempt = &attempt;
         let record = &record;
         async move {
-            for (table, a) in mine {
-                replace_file_objects(lake, &ws.name, table, file_id, generation, a).await?;
-            }
-            ensure_dataset(lake, &ws.name, dataset_id, ds, attempt).await?;
+            // The tables are independent: their commits run at once (on S3 each is a few
+            // requests; one after the other they were most of a small file's time to visibility).
+            let tables = futures::future::try_join_all(mine.into_iter().map(|(table, a)| replace_file_objects(lake, &ws.name, table, file_id, generation, a)));
+            tokio::try_join!(tables, ensure_dataset(lake, &ws.name, dataset_id, ds, attempt))?;
             write_file_record(lake, &ws.name, attempt, generation, &FileRecord { status: "FINISHED", objects: &objects, ..*record }).await
         }
     });
@@ -592,11 +592,12 @@ pub async fn record_failure(
             objects: &[],
         };
         write_file_record(lake, name, &attempt, generation, &record).await?;
-        for table in data_and_index_tables() {
+        let removals = data_and_index_tables().map(|table| async move {
             if let Err(e) = replace_file_objects(lake, name, table, file_id, generation, Vec::new()).await {
                 tracing::warn!(workspace = %name, table, file_id, error = %e, "rows of a failed file could not be removed now; they stay unserved (status is not FINISHED)");
             }
-        }
+        });
+        futures::future::join_all(removals).await;
     }
     Ok(())
 }
@@ -797,6 +798,20 @@ async fn replace_file_objects(
 
 /// The dataset's row in `ws`'s `dataset_index`, added by the first file of the dataset.
 async fn ensure_dataset(lake: &Location, ws: &str, dataset_id: i64, ds: &DatasetInfo, attempt: &str) -> Result<(), IngestError> {
+    // A dataset once recorded stays recorded: a process asks the log once per dataset.
+    static KNOWN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> = std::sync::LazyLock::new(Default::default);
+    let key = format!("{}\u{0}{ws}\u{0}{dataset_id}", lake.url);
+    if KNOWN.lock().is_ok_and(|k| k.contains(&key)) {
+        return Ok(());
+    }
+    ensure_dataset_in_log(lake, ws, dataset_id, ds, attempt).await?;
+    if let Ok(mut k) = KNOWN.lock() {
+        k.insert(key);
+    }
+    Ok(())
+}
+
+async fn ensure_dataset_in_log(lake: &Location, ws: &str, dataset_id: i64, ds: &DatasetInfo, attempt: &str) -> Result<(), IngestError> {
     let mut t = delta::open_or_create(lake, ws, "dataset_index").await?;
     let has = |t: &deltalake_core::DeltaTable| -> Result<bool, IngestError> {
         Ok(delta::active_files(t)?.iter().any(|f| delta::belongs_to(delta::object_name(&f.path), dataset_id)))
