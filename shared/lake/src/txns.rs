@@ -17,6 +17,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
 use deltalake_core::DeltaTable;
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -25,6 +26,9 @@ use parquet::arrow::ProjectionMask;
 use crate::delta::DeltaError;
 
 const APP_PREFIX: &str = "dials.file.";
+
+/// Commits fetched at once when following the log (each a small GET; on S3 latency adds up).
+const CONCURRENT_READS: usize = 16;
 
 /// Every file's last generation in one table, complete at [`TxnIndex::version`].
 #[derive(Debug, Clone, Default)]
@@ -80,10 +84,8 @@ impl TxnIndex {
             _ => 0,
         };
         index.version = start.saturating_sub(1);
-        for v in start..=target {
-            if !index.read_commit(t, &store, v).await? {
-                return Err(err(t, format!("commit {v} is gone and no checkpoint covers it")));
-            }
+        if !index.read_commits(t, &store, start, target).await? {
+            return Err(err(t, "a commit is gone and no checkpoint covers it"));
         }
         index.version = target;
         Ok(index)
@@ -98,12 +100,7 @@ impl TxnIndex {
             return Ok(false);
         }
         let store = t.log_store().object_store(None);
-        for v in self.version + 1..=target {
-            if !self.read_commit(t, &store, v).await? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        self.read_commits(t, &store, self.version + 1, target).await
     }
 
     /// Applies the index's own commit: `version` with `generations` (file id, generation). A
@@ -115,13 +112,32 @@ impl TxnIndex {
         }
     }
 
-    /// Reads commit `v`'s `txn` actions; `Ok(false)` when the commit is gone.
-    async fn read_commit(&mut self, t: &DeltaTable, store: &Arc<dyn ObjectStore>, v: u64) -> Result<bool, DeltaError> {
-        let bytes = match store.get(&log_path(&format!("{v:020}.json"))).await {
-            Ok(r) => r.bytes().await.map_err(|e| err(t, e))?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(err(t, e)),
-        };
+    /// Reads the `txn` actions of commits `from..=to` (fetched several at once, applied in order);
+    /// `Ok(false)` when one is gone.
+    async fn read_commits(&mut self, t: &DeltaTable, store: &Arc<dyn ObjectStore>, from: u64, to: u64) -> Result<bool, DeltaError> {
+        let mut commits = futures::stream::iter(from..=to)
+            .map(|v| {
+                let store = store.clone();
+                async move {
+                    match store.get(&log_path(&format!("{v:020}.json"))).await {
+                        Ok(r) => r.bytes().await.map(|b| (v, Some(b))),
+                        Err(object_store::Error::NotFound { .. }) => Ok((v, None)),
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .buffered(CONCURRENT_READS);
+        while let Some(next) = commits.next().await {
+            match next.map_err(|e| err(t, e))? {
+                (v, Some(bytes)) => self.apply_commit(t, v, &bytes)?,
+                (_, None) => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Applies commit `v`'s `txn` actions.
+    fn apply_commit(&mut self, t: &DeltaTable, v: u64, bytes: &[u8]) -> Result<(), DeltaError> {
         for line in bytes.split(|b| *b == b'\n') {
             // Only lines with a transaction are parsed (adds carry statistics: most of the bytes).
             if line.is_empty() || !contains(line, b"\"txn\"") {
@@ -137,7 +153,7 @@ impl TxnIndex {
             }
         }
         self.version = v;
-        Ok(true)
+        Ok(())
     }
 }
 
