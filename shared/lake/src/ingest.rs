@@ -812,24 +812,33 @@ async fn ensure_dataset(lake: &Location, ws: &str, dataset_id: i64, ds: &Dataset
 }
 
 async fn ensure_dataset_in_log(lake: &Location, ws: &str, dataset_id: i64, ds: &DatasetInfo, attempt: &str) -> Result<(), IngestError> {
-    let mut t = delta::open_or_create(lake, ws, "dataset_index").await?;
     let has = |t: &deltalake_core::DeltaTable| -> Result<bool, IngestError> {
         Ok(delta::active_files(t)?.iter().any(|f| delta::belongs_to(delta::object_name(&f.path), dataset_id)))
     };
-    if has(&t)? {
-        return Ok(());
-    }
-    let name = format!("part-{dataset_id}-{attempt}.parquet");
-    let (_, size, meta) = put_batch(lake, &[ws, "dataset_index", &name], &dataset_batch(dataset_id, ds)?).await?;
-    let txn = deltalake_core::kernel::Transaction::new_with_last_update(format!("dials.dataset.{dataset_id}"), 1, Some(delta::now_ms()));
-    match delta::commit(&mut t, vec![Action::Add(delta::add(name, size, &[], Some(&meta)))], Some(txn), &[]).await {
-        Ok(_) => Ok(()),
-        // A concurrent first file of the same dataset added it.
-        Err(e) if e.is_conflict() => {
-            let t = delta::open_or_create(lake, ws, "dataset_index").await?;
-            if has(&t)? { Ok(()) } else { Err(e.into()) }
+    let mut written = None;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut t = delta::open_or_create(lake, ws, "dataset_index").await?;
+        if has(&t)? {
+            return Ok(());
         }
-        Err(e) => Err(e.into()),
+        let (name, size, meta) = match written.take() {
+            Some(w) => w,
+            None => {
+                let name = format!("part-{dataset_id}-{attempt}.parquet");
+                let (_, size, meta) = put_batch(lake, &[ws, "dataset_index", &name], &dataset_batch(dataset_id, ds)?).await?;
+                (name, size, meta)
+            }
+        };
+        let txn = deltalake_core::kernel::Transaction::new_with_last_update(format!("dials.dataset.{dataset_id}"), 1, Some(delta::now_ms()));
+        match delta::commit(&mut t, vec![Action::Add(delta::add(name.clone(), size, &[], Some(&meta)))], Some(txn), &[]).await {
+            Ok(_) => return Ok(()),
+            // A concurrent commit got in the way (the table's creation by another first file, say,
+            // or the same dataset added by it): look again.
+            Err(e) if e.is_conflict() && tries < 10 => written = Some((name, size, meta)),
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
