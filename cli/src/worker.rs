@@ -77,7 +77,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             idle_since = Instant::now();
             // When each message was sent and received: with the ingest's own FINISHED line, where an
             // upload's time to visibility goes (bench/freshness.py reads these).
-            let received_ms = chrono_now_ms();
+            let received_ms = dials_lake::delta::now_ms();
             for m in &messages {
                 let sent_ms = m.attributes().and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp)).and_then(|s| s.parse::<i64>().ok());
                 let keys: Vec<String> = m
@@ -200,9 +200,4 @@ mod tests {
         assert_eq!(redrive_max_receives(r#"{"maxReceiveCount":"0"}"#), None);
         assert_eq!(redrive_max_receives("not json"), None);
     }
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -68,6 +68,9 @@ struct Queue {
 struct Loaded {
     table: Option<DeltaTable>,
     txns: Option<TxnIndex>,
+    /// The log could not be read directly: ask delta-rs until the table is loaded again (instead
+    /// of reading the log again for every batch).
+    txns_unreadable: bool,
 }
 
 /// The table at its latest version, followed from the one loaded if any (`create`: created if it
@@ -75,6 +78,7 @@ struct Loaded {
 async fn latest<'a>(
     slot: &'a mut Option<DeltaTable>,
     txns: &mut Option<TxnIndex>,
+    txns_unreadable: &mut bool,
     lake: &Location,
     ws: &str,
     table: &str,
@@ -86,6 +90,7 @@ async fn latest<'a>(
     };
     if !followed {
         *txns = None;
+        *txns_unreadable = false;
         *slot = if create { Some(delta::open_or_create(lake, ws, table).await?) } else { delta::open(lake, ws, table).await? };
     }
     Ok(slot.as_mut())
@@ -93,7 +98,10 @@ async fn latest<'a>(
 
 /// The generations of `t`'s files, brought to its version (`None`: the log could not be read
 /// directly; the caller asks delta-rs file by file).
-async fn synced<'a>(txns: &'a mut Option<TxnIndex>, t: &DeltaTable) -> Option<&'a TxnIndex> {
+async fn synced<'a>(txns: &'a mut Option<TxnIndex>, unreadable: &mut bool, t: &DeltaTable) -> Option<&'a TxnIndex> {
+    if *unreadable {
+        return None;
+    }
     let advanced = match txns.as_mut() {
         Some(ix) => matches!(ix.advance(t).await, Ok(true)),
         None => false,
@@ -103,6 +111,7 @@ async fn synced<'a>(txns: &'a mut Option<TxnIndex>, t: &DeltaTable) -> Option<&'
             Ok(ix) => Some(ix),
             Err(e) => {
                 tracing::warn!(table = %t.table_url(), error = %e, "files' generations not read from the log directly; asking delta-rs file by file");
+                *unreadable = true;
                 None
             }
         };
@@ -211,8 +220,8 @@ async fn decide_and_commit(
     waiting: &mut Vec<Waiter>,
 ) -> Result<(), delta::DeltaError> {
     let any_adds = waiting.iter().any(|(i, _)| !i.adds.is_empty());
-    let Loaded { table: slot, txns: index_slot } = loaded;
-    let Some(t) = latest(slot, index_slot, lake, ws, table, any_adds).await? else {
+    let Loaded { table: slot, txns: index_slot, txns_unreadable } = loaded;
+    let Some(t) = latest(slot, index_slot, txns_unreadable, lake, ws, table, any_adds).await? else {
         // No table and nothing to add: nothing to remove either.
         for (_, tx) in waiting.drain(..) {
             let _ = tx.send(Ok(()));
@@ -220,7 +229,7 @@ async fn decide_and_commit(
         return Ok(());
     };
     let active = delta::active_files(t)?;
-    let index = synced(index_slot, t).await;
+    let index = synced(index_slot, txns_unreadable, t).await;
     let mut actions: Vec<Action> = Vec::new();
     let mut txns = Vec::new();
     let mut included: Vec<Waiter> = Vec::new();
