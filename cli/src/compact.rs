@@ -10,7 +10,10 @@ use crate::migrate::workspace_names;
 use crate::CliError;
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Output)
 }
 
 /// Compacts every table of the lake's workspaces; one JSON line per table.
@@ -18,9 +21,14 @@ pub fn compact(lake: &str, workspaces: Option<&str>, opts: CompactOptions) -> Re
     runtime()?.block_on(async move {
         let loc = Location::parse(lake, false).map_err(|e| CliError::Usage(e.to_string()))?;
         let names = workspace_names(&loc, lake, workspaces).await?;
-        let done = compact::compact_lake(&loc, &names, opts).await.map_err(|e| CliError::Usage(format!("{lake}: {e}")))?;
+        let done = compact::compact_lake(&loc, &names, opts)
+            .await
+            .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?;
         for t in done {
-            crate::emit(&format!("{}\n", serde_json::to_string(&t).unwrap_or_default()))?;
+            crate::emit(&format!(
+                "{}\n",
+                serde_json::to_string(&t).unwrap_or_default()
+            ))?;
         }
         Ok(())
     })
@@ -31,9 +39,14 @@ pub fn vacuum(lake: &str, workspaces: Option<&str>, retention: Duration) -> Resu
     runtime()?.block_on(async move {
         let loc = Location::parse(lake, false).map_err(|e| CliError::Usage(e.to_string()))?;
         for ws in workspace_names(&loc, lake, workspaces).await? {
-            let done = compact::vacuum(&loc, &ws, retention).await.map_err(|e| CliError::Usage(format!("{lake}: {e}")))?;
+            let done = compact::vacuum(&loc, &ws, retention)
+                .await
+                .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?;
             for t in done {
-                crate::emit(&format!("{}\n", serde_json::to_string(&t).unwrap_or_default()))?;
+                crate::emit(&format!(
+                    "{}\n",
+                    serde_json::to_string(&t).unwrap_or_default()
+                ))?;
             }
         }
         Ok(())

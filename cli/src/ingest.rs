@@ -31,7 +31,9 @@ pub struct Args {
 pub async fn load_workspaces(spec: Option<&str>) -> Result<Workspaces, CliError> {
     match spec {
         None => Ok(Workspaces::default()),
-        Some(s) => dials_lake::config::load(s).await.map_err(|e| CliError::Usage(e.to_string())),
+        Some(s) => dials_lake::config::load(s)
+            .await
+            .map_err(|e| CliError::Usage(e.to_string())),
     }
 }
 
@@ -71,24 +73,47 @@ fn expand(inputs: &[String]) -> Result<Vec<String>, CliError> {
 /// Opens an input as a byte source, with a closure reporting (bytes, requests) read.
 pub async fn open_input(
     input: &str,
-) -> Result<(Arc<dyn ByteSource>, Arc<dyn Fn() -> (u64, u64) + Send + Sync>), IngestError> {
+) -> Result<
+    (
+        Arc<dyn ByteSource>,
+        Arc<dyn Fn() -> (u64, u64) + Send + Sync>,
+    ),
+    IngestError,
+> {
     if let Some(rest) = input.strip_prefix("s3://") {
-        let (bucket, key) = rest.split_once('/').ok_or_else(|| IngestError::NotAvailable(format!("{input}: no key")))?;
-        let store = dials_lake::store::s3_store(bucket).map_err(|e| IngestError::NotAvailable(e.to_string()))?;
+        let (bucket, key) = rest
+            .split_once('/')
+            .ok_or_else(|| IngestError::NotAvailable(format!("{input}: no key")))?;
+        let store = dials_lake::store::s3_store(bucket)
+            .map_err(|e| IngestError::NotAvailable(e.to_string()))?;
         let src = Arc::new(
-            ObjectSource::open(store, object_store::path::Path::from(key), input.to_string())
-                .await
-                .map_err(|e| match e {
-                    object_store::Error::NotFound { .. } => IngestError::NotAvailable(format!("{input}: not found")),
-                    other => IngestError::Store(other),
-                })?,
+            ObjectSource::open(
+                store,
+                object_store::path::Path::from(key),
+                input.to_string(),
+            )
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => {
+                    IngestError::NotAvailable(format!("{input}: not found"))
+                }
+                other => IngestError::Store(other),
+            })?,
         );
         let s2 = src.clone();
-        return Ok((src, Arc::new(move || (s2.stats().bytes(), s2.stats().requests()))));
+        return Ok((
+            src,
+            Arc::new(move || (s2.stats().bytes(), s2.stats().requests())),
+        ));
     }
-    let src = Arc::new(LocalFile::open(input).map_err(|e| IngestError::NotAvailable(format!("{input}: {e}")))?);
+    let src = Arc::new(
+        LocalFile::open(input).map_err(|e| IngestError::NotAvailable(format!("{input}: {e}")))?,
+    );
     let s2 = src.clone();
-    Ok((src, Arc::new(move || (s2.stats().bytes(), s2.stats().requests()))))
+    Ok((
+        src,
+        Arc::new(move || (s2.stats().bytes(), s2.stats().requests())),
+    ))
 }
 
 /// Inputs being ingested, for the terminal progress line: name, size, (bytes, requests) read so far.
@@ -124,10 +149,18 @@ impl InFlight {
                 let (read, _) = stats();
                 total += read;
                 let short = name.rsplit('/').next().unwrap_or(name);
-                format!("{short} {:.0} % of {:.0} MB", 100.0 * read as f64 / (*size).max(1) as f64, *size as f64 / 1e6)
+                format!(
+                    "{short} {:.0} % of {:.0} MB",
+                    100.0 * read as f64 / (*size).max(1) as f64,
+                    *size as f64 / 1e6
+                )
             })
             .collect();
-        Some(format!("  reading: {} ({:.1} MB/s)", parts.join(", "), total as f64 / 1e6 / secs))
+        Some(format!(
+            "  reading: {} ({:.1} MB/s)",
+            parts.join(", "),
+            total as f64 / 1e6 / secs
+        ))
     }
 }
 
@@ -182,8 +215,16 @@ pub async fn ingest_one(
 ) -> Result<IngestReport, Failure> {
     let lfn = dials_lake::ingest::logical_file_name(name);
     // An explicit dataset applies only to files whose names do not carry one.
-    let dataset = if dials_lake::dataset::from_lfn(&lfn).is_some() { None } else { dataset };
-    let req = IngestRequest { logical_file_name: lfn, dataset, deadline: None };
+    let dataset = if dials_lake::dataset::from_lfn(&lfn).is_some() {
+        None
+    } else {
+        dataset
+    };
+    let req = IngestRequest {
+        logical_file_name: lfn,
+        dataset,
+        deadline: None,
+    };
     let opened = open_input(input).await;
     let mut version = None;
     let result = match opened {
@@ -213,10 +254,23 @@ pub async fn ingest_one(
             }
             Ok(rep)
         }
-        Err(error) if error.is_transient() => Err(Failure { error, recorded: false }),
+        Err(error) if error.is_transient() => Err(Failure {
+            error,
+            recorded: false,
+        }),
         Err(error) => {
             let size = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
-            let recorded = match dials_lake::record_failure(lake, ws, &req, version.as_ref(), size, error.status(), &error.to_string()).await {
+            let recorded = match dials_lake::record_failure(
+                lake,
+                ws,
+                &req,
+                version.as_ref(),
+                size,
+                error.status(),
+                &error.to_string(),
+            )
+            .await
+            {
                 Ok(()) => true,
                 Err(e2) => {
                     tracing::error!(input, error = %e2, "could not record the failure");
@@ -235,12 +289,20 @@ const COMMITTING_PER_DECODE: usize = 8;
 /// Files in flight: [`COMMITTING_PER_DECODE`] per decode slot (`DIALS_INGEST_IN_FLIGHT` overrides;
 /// equal to `--concurrency` it is the behaviour before group commit, for comparisons).
 fn files_in_flight(concurrency: usize) -> usize {
-    std::env::var("DIALS_INGEST_IN_FLIGHT").ok().and_then(|v| v.trim().parse().ok()).filter(|n: &usize| *n > 0).unwrap_or(concurrency * COMMITTING_PER_DECODE).max(concurrency)
+    std::env::var("DIALS_INGEST_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n: &usize| *n > 0)
+        .unwrap_or(concurrency * COMMITTING_PER_DECODE)
+        .max(concurrency)
 }
 
 /// Runs `dials ingest`.
 pub fn run(args: Args) -> Result<(), CliError> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Output)?;
     rt.block_on(async move {
         let lake = Location::parse(&args.lake, true).map_err(|e| CliError::Usage(format!("--lake: {e}")))?;
         let ws = load_workspaces(args.workspaces.as_deref()).await?;

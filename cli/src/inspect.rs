@@ -65,19 +65,31 @@ pub fn run(path: &Path, json: bool) -> Result<(), CliError> {
             }
         }
     }
-    let read_err = |source| CliError::Read { path: path.display().to_string(), source };
+    let read_err = |source| CliError::Read {
+        path: path.display().to_string(),
+        source,
+    };
     for key in file.root().keys() {
         s.keys.insert(key.name.clone(), key.class_name.clone());
         if key.class_name.starts_with("TDirectory") {
             for sub in file.root().dir_keys(key).map_err(read_err)? {
-                s.keys.insert(format!("{}/{}", key.name, sub.name), sub.class_name);
+                s.keys
+                    .insert(format!("{}/{}", key.name, sub.name), sub.class_name);
             }
         }
     }
-    s.streamer_infos = file.root().streamer_infos().map_err(read_err)?.into_iter().collect();
+    s.streamer_infos = file
+        .root()
+        .streamer_infos()
+        .map_err(read_err)?
+        .into_iter()
+        .collect();
     // Names come from the FullName branches only; values are not decoded.
     for kind in file.trees().keys() {
-        let names = file.names(*kind).map_err(|source| CliError::Read { path: s.file.clone(), source })?;
+        let names = file.names(*kind).map_err(|source| CliError::Read {
+            path: s.file.clone(),
+            source,
+        })?;
         for n in names {
             s.names.insert(n, kind.as_str());
         }
@@ -87,13 +99,22 @@ pub fn run(path: &Path, json: bool) -> Result<(), CliError> {
         return crate::emit(&(text + "\n"));
     }
     let mut out = String::new();
-    let _ = writeln!(out, "{}  ({} bytes, ROOT {}, compression {}, {}-tree layout)", s.file, s.file_size, fmt_version(s.root_version), s.compression, s.layout);
+    let _ = writeln!(
+        out,
+        "{}  ({} bytes, ROOT {}, compression {}, {}-tree layout)",
+        s.file,
+        s.file_size,
+        fmt_version(s.root_version),
+        s.compression,
+        s.layout
+    );
     let keys: Vec<String> = s.keys.iter().map(|(k, c)| format!("{k} ({c})")).collect();
     let _ = writeln!(out, "keys: {}", keys.join(", "));
     let _ = writeln!(out, "runs: {}", s.runs.len());
     for (run, r) in &s.runs {
         let ls: Vec<u32> = r.lumisections.iter().copied().collect();
-        let _ = writeln!(out, 
+        let _ = writeln!(
+            out,
             "  run {run}: {} lumisections ({}), {} per-run elements{}",
             ls.len(),
             ranges(&ls),
@@ -133,7 +154,11 @@ fn ranges(v: &[u32]) -> String {
             i += 1;
             end = v[i];
         }
-        out.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
         i += 1;
     }
     out.join(", ")

@@ -202,27 +202,87 @@ fn main() -> ExitCode {
         Command::Scan { files, threads } => scan::run(&files, threads),
         Command::Ml { command } => ml::run(command),
         Command::Migrate { lake, workspaces } => migrate::run(&lake, workspaces.as_deref()),
-        Command::Compact { lake, workspaces, min_objects, small_mib } => {
-            let opts = dials_lake::compact::CompactOptions { min_objects, small_bytes: small_mib << 20, ..Default::default() };
+        Command::Compact {
+            lake,
+            workspaces,
+            min_objects,
+            small_mib,
+        } => {
+            let opts = dials_lake::compact::CompactOptions {
+                min_objects,
+                small_bytes: small_mib << 20,
+                ..Default::default()
+            };
             compact::compact(&lake, workspaces.as_deref(), opts)
         }
-        Command::Vacuum { lake, workspaces, retention_hours } => {
+        Command::Vacuum {
+            lake,
+            workspaces,
+            retention_hours,
+        } => {
             if !(retention_hours >= 0.0 && retention_hours.is_finite()) {
-                Err(CliError::Usage(format!("--retention-hours {retention_hours}: must be a number of hours >= 0")))
+                Err(CliError::Usage(format!(
+                    "--retention-hours {retention_hours}: must be a number of hours >= 0"
+                )))
             } else {
-                compact::vacuum(&lake, workspaces.as_deref(), std::time::Duration::from_secs_f64(retention_hours * 3600.0))
+                compact::vacuum(
+                    &lake,
+                    workspaces.as_deref(),
+                    std::time::Duration::from_secs_f64(retention_hours * 3600.0),
+                )
             }
         }
-        Command::Serve { lake, workspaces, listen, auth } => serve::serve(&lake, workspaces.as_deref(), &listen, &auth),
-        Command::Up { inbox, lake, workspaces, dataset, listen, auth } => {
-            serve::up(&inbox, &lake, workspaces.as_deref(), dataset, &listen, &auth)
-        }
-        Command::Worker { queue_url, lake, workspaces, default_dataset, invoke_url, idle_exit, max_receives } => {
-            worker::run(worker::Args { queue_url, lake, workspaces, default_dataset, invoke_url, idle_exit, max_receives })
-        }
-        Command::Ingest { inputs, lake, workspaces, dataset, concurrency } => {
-            ingest::run(ingest::Args { inputs, lake, workspaces, dataset, concurrency })
-        }
+        Command::Serve {
+            lake,
+            workspaces,
+            listen,
+            auth,
+        } => serve::serve(&lake, workspaces.as_deref(), &listen, &auth),
+        Command::Up {
+            inbox,
+            lake,
+            workspaces,
+            dataset,
+            listen,
+            auth,
+        } => serve::up(
+            &inbox,
+            &lake,
+            workspaces.as_deref(),
+            dataset,
+            &listen,
+            &auth,
+        ),
+        Command::Worker {
+            queue_url,
+            lake,
+            workspaces,
+            default_dataset,
+            invoke_url,
+            idle_exit,
+            max_receives,
+        } => worker::run(worker::Args {
+            queue_url,
+            lake,
+            workspaces,
+            default_dataset,
+            invoke_url,
+            idle_exit,
+            max_receives,
+        }),
+        Command::Ingest {
+            inputs,
+            lake,
+            workspaces,
+            dataset,
+            concurrency,
+        } => ingest::run(ingest::Args {
+            inputs,
+            lake,
+            workspaces,
+            dataset,
+            concurrency,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -255,7 +315,10 @@ pub enum CliError {
 
 /// Opens a DQMIO file, attaching the path to any error.
 pub fn open(path: &std::path::Path) -> Result<dials_dqmio::DqmioFile, CliError> {
-    dials_dqmio::DqmioFile::open_path(path).map_err(|source| CliError::Read { path: path.display().to_string(), source })
+    dials_dqmio::DqmioFile::open_path(path).map_err(|source| CliError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Writes `text` to stdout; a reader that went away (`| head`) is not an error.

@@ -31,7 +31,12 @@ pub enum MlCommand {
         #[arg(long, required_unless_present = "flagging_key")]
         metric_key: Option<String>,
         /// A lumisection is anomalous when the score is above this (mode A).
-        #[arg(long, requires = "metric_key", conflicts_with = "flagging_key", allow_negative_numbers = true)]
+        #[arg(
+            long,
+            requires = "metric_key",
+            conflicts_with = "flagging_key",
+            allow_negative_numbers = true
+        )]
         threshold: Option<f64>,
         /// Output that is the model's own flag, non-zero = anomalous (mode B).
         #[arg(long)]
@@ -125,13 +130,18 @@ fn user() -> String {
 }
 
 async fn open(at: &At) -> Result<(Engine, String), CliError> {
-    let lake = Location::parse(&at.lake, false).map_err(|e| CliError::Usage(format!("--lake: {e}")))?;
+    let lake =
+        Location::parse(&at.lake, false).map_err(|e| CliError::Usage(format!("--lake: {e}")))?;
     let ws = crate::ingest::load_workspaces(at.workspaces.as_deref()).await?;
     let name = match &at.workspace {
         None => ws.default.clone(),
-        Some(w) => ws.get(w).map(|x| x.name.clone()).ok_or_else(|| CliError::Usage(format!("--workspace {w}: not in the workspaces config")))?,
+        Some(w) => ws.get(w).map(|x| x.name.clone()).ok_or_else(|| {
+            CliError::Usage(format!("--workspace {w}: not in the workspaces config"))
+        })?,
     };
-    let engine = Engine::new(&lake, ws).await.map_err(|e| CliError::Usage(format!("lake {}: {e}", lake.url)))?;
+    let engine = Engine::new(&lake, ws)
+        .await
+        .map_err(|e| CliError::Usage(format!("lake {}: {e}", lake.url)))?;
     Ok((engine, name))
 }
 
@@ -146,29 +156,64 @@ fn print_json(v: &impl serde::Serialize) -> Result<(), CliError> {
 
 /// Runs a `dials ml` subcommand.
 pub fn run(cmd: MlCommand) -> Result<(), CliError> {
-    if let MlCommand::Bench { onnx, shape, n_ls, reps, fixed } = &cmd {
-        let bytes = std::fs::read(onnx).map_err(|e| CliError::Usage(format!("--onnx {}: {e}", onnx.display())))?;
-        let r = dials_ml::bench::run(&bytes, shape, *n_ls, (*reps).max(1), *fixed).map_err(|e| CliError::Usage(e.to_string()))?;
+    if let MlCommand::Bench {
+        onnx,
+        shape,
+        n_ls,
+        reps,
+        fixed,
+    } = &cmd
+    {
+        let bytes = std::fs::read(onnx)
+            .map_err(|e| CliError::Usage(format!("--onnx {}: {e}", onnx.display())))?;
+        let r = dials_ml::bench::run(&bytes, shape, *n_ls, (*reps).max(1), *fixed)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
         return print_json(&r);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Output)?;
     rt.block_on(async move {
         match cmd {
-            MlCommand::Register { at, name, onnx, input, metric_key, threshold, flagging_key, description, tags, inactive } => {
+            MlCommand::Register {
+                at,
+                name,
+                onnx,
+                input,
+                metric_key,
+                threshold,
+                flagging_key,
+                description,
+                tags,
+                inactive,
+            } => {
                 if flagging_key.is_none() && threshold.is_none() {
-                    return Err(CliError::Usage("--metric-key needs --threshold (mode A), or give --flagging-key (mode B)".into()));
+                    return Err(CliError::Usage(
+                        "--metric-key needs --threshold (mode A), or give --flagging-key (mode B)"
+                            .into(),
+                    ));
                 }
-                let bytes = std::fs::read(&onnx).map_err(|e| CliError::Usage(format!("--onnx {}: {e}", onnx.display())))?;
+                let bytes = std::fs::read(&onnx)
+                    .map_err(|e| CliError::Usage(format!("--onnx {}: {e}", onnx.display())))?;
                 let tags = tags
                     .iter()
                     .map(|t| {
                         t.split_once('=')
-                            .map(|(n, v)| Tag { name: n.to_string(), value: v.to_string() })
-                            .ok_or_else(|| CliError::Usage(format!("--tag {t}: expected name=value")))
+                            .map(|(n, v)| Tag {
+                                name: n.to_string(),
+                                value: v.to_string(),
+                            })
+                            .ok_or_else(|| {
+                                CliError::Usage(format!("--tag {t}: expected name=value"))
+                            })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 let (engine, ws) = open(&at).await?;
-                let filename = onnx.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| "model.onnx".into());
+                let filename = onnx
+                    .file_name()
+                    .map(|f| f.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "model.onnx".into());
                 let doc = jobs::register(
                     &engine,
                     Registration {
@@ -190,35 +235,86 @@ pub fn run(cmd: MlCommand) -> Result<(), CliError> {
                 .map_err(job)?;
                 print_json(&doc)?;
                 if !doc.ready {
-                    eprintln!("dials: model {} registered but not ready: {}", doc.label(), doc.reason.clone().unwrap_or_default());
+                    eprintln!(
+                        "dials: model {} registered but not ready: {}",
+                        doc.label(),
+                        doc.reason.clone().unwrap_or_default()
+                    );
                 }
                 Ok(())
             }
-            MlCommand::Update { at, model, threshold, active, inactive } => {
+            MlCommand::Update {
+                at,
+                model,
+                threshold,
+                active,
+                inactive,
+            } => {
                 let (engine, ws) = open(&at).await?;
-                let flag = if active { Some(true) } else if inactive { Some(false) } else { None };
-                let doc = jobs::update(&engine.lake, &ws, &model, threshold, flag, &user()).await.map_err(job)?;
+                let flag = if active {
+                    Some(true)
+                } else if inactive {
+                    Some(false)
+                } else {
+                    None
+                };
+                let doc = jobs::update(&engine.lake, &ws, &model, threshold, flag, &user())
+                    .await
+                    .map_err(job)?;
                 print_json(&doc)
             }
-            MlCommand::Backfill { at, model, dataset, runs, threads } => {
+            MlCommand::Backfill {
+                at,
+                model,
+                dataset,
+                runs,
+                threads,
+            } => {
                 let (engine, ws) = open(&at).await?;
-                let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+                let threads = threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
                 let cache = Arc::new(ModelCache::default());
-                let statuses = jobs::backfill(&engine, &cache, &ws, &model, dataset.as_deref(), runs.as_deref(), threads).await.map_err(job)?;
+                let statuses = jobs::backfill(
+                    &engine,
+                    &cache,
+                    &ws,
+                    &model,
+                    dataset.as_deref(),
+                    runs.as_deref(),
+                    threads,
+                )
+                .await
+                .map_err(job)?;
                 for s in &statuses {
                     print_json(s)?;
                 }
-                let failed: Vec<String> = statuses.iter().filter(|s| s.status != "OK").map(|s| format!("run {}: {}", s.run_number, s.error.clone().unwrap_or_default())).collect();
+                let failed: Vec<String> = statuses
+                    .iter()
+                    .filter(|s| s.status != "OK")
+                    .map(|s| {
+                        format!(
+                            "run {}: {}",
+                            s.run_number,
+                            s.error.clone().unwrap_or_default()
+                        )
+                    })
+                    .collect();
                 if failed.is_empty() {
                     Ok(())
                 } else {
-                    Err(CliError::Usage(format!("model {model} failed on {} run(s): {}", failed.len(), failed.join("; "))))
+                    Err(CliError::Usage(format!(
+                        "model {model} failed on {} run(s): {}",
+                        failed.len(),
+                        failed.join("; ")
+                    )))
                 }
             }
             MlCommand::Bench { .. } => Ok(()),
             MlCommand::List { at } => {
                 let (engine, ws) = open(&at).await?;
-                let docs = dials_ml::registry::list(&engine.lake, &ws).await.map_err(|e| CliError::Usage(e.to_string()))?;
+                let docs = dials_ml::registry::list(&engine.lake, &ws)
+                    .await
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
                 for d in &docs {
                     print_json(d)?;
                 }

@@ -29,7 +29,12 @@ pub fn run(files: &[PathBuf], threads: Option<usize>) -> Result<(), CliError> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(CliError::Usage(format!("{} of {} file(s) failed: {}", failed.len(), files.len(), failed.join(", "))))
+        Err(CliError::Usage(format!(
+            "{} of {} file(s) failed: {}",
+            failed.len(),
+            files.len(),
+            failed.join(", ")
+        )))
     }
 }
 
@@ -53,11 +58,18 @@ fn scan_one(path: &Path) -> Result<String, CliError> {
             Ok(())
         })
         .collect::<Result<Vec<()>, dials_dqmio::Error>>()
-        .map_err(|source| CliError::Read { path: path.display().to_string(), source })?;
+        .map_err(|source| CliError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
     let secs = start.elapsed().as_secs_f64();
     let counts = counts.into_inner().unwrap_or_default();
     let total: u64 = counts.values().sum();
-    let per_kind: Vec<String> = counts.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
+    let per_kind: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
     Ok(format!(
         "{}: ok, {total} elements decoded ({}) in {secs:.3} s ({:.0} elements/s)",
         path.display(),

@@ -39,23 +39,44 @@ impl AuthArgs {
             return Ok(None);
         }
         let (Some(issuer), Some(audience)) = (&self.issuer, &self.audience) else {
-            return Err(CliError::Usage("--auth oidc needs --issuer and --audience".into()));
+            return Err(CliError::Usage(
+                "--auth oidc needs --issuer and --audience".into(),
+            ));
         };
-        let mut c = OidcConfig::new(issuer, audience).map_err(|e| CliError::Usage(e.to_string()))?;
+        let mut c =
+            OidcConfig::new(issuer, audience).map_err(|e| CliError::Usage(e.to_string()))?;
         c.roles_claim = self.roles_claim.clone();
         c.ui_client_id = self.ui_client_id.clone();
-        c.tuned_from_env().map(Some).map_err(|e| CliError::Usage(e.to_string()))
+        c.tuned_from_env()
+            .map(Some)
+            .map_err(|e| CliError::Usage(e.to_string()))
     }
 }
 
-async fn serve_api(lake: &Location, ws: Workspaces, listen: &str, auth: &AuthArgs) -> Result<(), CliError> {
+async fn serve_api(
+    lake: &Location,
+    ws: Workspaces,
+    listen: &str,
+    auth: &AuthArgs,
+) -> Result<(), CliError> {
     let oidc = auth.config()?;
-    let engine = Engine::new(lake, ws).await.map_err(|e| CliError::Usage(format!("lake {}: {e}", lake.url)))?;
-    let addr: SocketAddr = listen.parse().map_err(|e| CliError::Usage(format!("--listen {listen}: {e}")))?;
+    let engine = Engine::new(lake, ws)
+        .await
+        .map_err(|e| CliError::Usage(format!("lake {}: {e}", lake.url)))?;
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|e| CliError::Usage(format!("--listen {listen}: {e}")))?;
     let verifier = match oidc {
         Some(c) => {
-            eprintln!("dials: auth: bearer tokens of {} for audience {} (roles claim {})", c.issuer, c.audience, c.roles_claim);
-            Some(Arc::new(Verifier::new(c).await.map_err(|e| CliError::Usage(e.to_string()))?))
+            eprintln!(
+                "dials: auth: bearer tokens of {} for audience {} (roles claim {})",
+                c.issuer, c.audience, c.roles_claim
+            );
+            Some(Arc::new(
+                Verifier::new(c)
+                    .await
+                    .map_err(|e| CliError::Usage(e.to_string()))?,
+            ))
         }
         None if !addr.ip().is_loopback() => {
             eprintln!(
@@ -67,7 +88,9 @@ async fn serve_api(lake: &Location, ws: Workspaces, listen: &str, auth: &AuthArg
         None => None,
     };
     let app = router_with_auth(Arc::new(App { engine }), verifier);
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| CliError::Usage(format!("--listen {listen}: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::Usage(format!("--listen {listen}: {e}")))?;
     eprintln!("dials: serving the DIALS API for {} on http://{addr}/api/v1/ and the web UI on http://{addr}/", lake.url);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -78,11 +101,23 @@ async fn serve_api(lake: &Location, ws: Workspaces, listen: &str, auth: &AuthArg
 }
 
 /// Runs `dials serve`.
-pub fn serve(lake: &str, workspaces: Option<&str>, listen: &str, auth: &AuthArgs) -> Result<(), CliError> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
+pub fn serve(
+    lake: &str,
+    workspaces: Option<&str>,
+    listen: &str,
+    auth: &AuthArgs,
+) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Output)?;
     rt.block_on(async {
         // Serving never creates a lake: a mistyped --lake is an error, not an empty lake.
-        let lake = Location::parse(lake, false).map_err(|e| CliError::Usage(format!("--lake: {e} (no lake there; `dials ingest` or `dials up` creates one)")))?;
+        let lake = Location::parse(lake, false).map_err(|e| {
+            CliError::Usage(format!(
+                "--lake: {e} (no lake there; `dials ingest` or `dials up` creates one)"
+            ))
+        })?;
         let ws = crate::ingest::load_workspaces(workspaces).await?;
         check_lake(&lake, &ws).await?;
         serve_api(&lake, ws, listen, auth).await
@@ -101,7 +136,12 @@ async fn check_lake(lake: &Location, ws: &Workspaces) -> Result<(), CliError> {
             Ok(Some(_)) => found.push(w.name.as_str()),
             Ok(None) => {}
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(CliError::Usage(format!("--lake {}: cannot list the lake: {e}", lake.url))),
+            Err(e) => {
+                return Err(CliError::Usage(format!(
+                    "--lake {}: cannot list the lake: {e}",
+                    lake.url
+                )))
+            }
         }
     }
     if found.is_empty() {
@@ -115,13 +155,28 @@ async fn check_lake(lake: &Location, ws: &Workspaces) -> Result<(), CliError> {
 }
 
 /// Runs `dials up`: ingest loop over `inbox` + API, until Ctrl-C.
-pub fn up(inbox: &str, lake: &str, workspaces: Option<&str>, dataset: Option<String>, listen: &str, auth: &AuthArgs) -> Result<(), CliError> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
+pub fn up(
+    inbox: &str,
+    lake: &str,
+    workspaces: Option<&str>,
+    dataset: Option<String>,
+    listen: &str,
+    auth: &AuthArgs,
+) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Output)?;
     rt.block_on(async {
-        std::fs::create_dir_all(inbox).map_err(|e| CliError::Usage(format!("--inbox {inbox}: {e}")))?;
-        let lake = Location::parse(lake, true).map_err(|e| CliError::Usage(format!("--lake: {e}")))?;
+        std::fs::create_dir_all(inbox)
+            .map_err(|e| CliError::Usage(format!("--inbox {inbox}: {e}")))?;
+        let lake =
+            Location::parse(lake, true).map_err(|e| CliError::Usage(format!("--lake: {e}")))?;
         let ws = crate::ingest::load_workspaces(workspaces).await?;
-        eprintln!("dials: watching {inbox}/ for DQMIO files (*.root); lake in {}", lake.url);
+        eprintln!(
+            "dials: watching {inbox}/ for DQMIO files (*.root); lake in {}",
+            lake.url
+        );
         let (lake2, ws2, inbox) = (lake.clone(), ws.clone(), PathBuf::from(inbox));
         tokio::spawn(async move { watch(&inbox, &lake2, &ws2, dataset).await });
         serve_api(&lake, ws, listen, auth).await
@@ -135,8 +190,13 @@ async fn watch(inbox: &PathBuf, lake: &Location, ws: &Workspaces, dataset: Optio
     let mut done: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
     loop {
         for p in crate::ingest::root_files(inbox).unwrap_or_default() {
-            let Ok(meta) = std::fs::metadata(&p) else { continue };
-            let sig = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+            let Ok(meta) = std::fs::metadata(&p) else {
+                continue;
+            };
+            let sig = (
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            );
             if done.get(&p) == Some(&sig) {
                 continue;
             }
@@ -144,7 +204,10 @@ async fn watch(inbox: &PathBuf, lake: &Location, ws: &Workspaces, dataset: Optio
                 continue; // still changing (or new): look again next poll
             }
             let input = p.display().to_string();
-            let rel = p.strip_prefix(inbox).map(|r| r.display().to_string()).unwrap_or_else(|_| input.clone());
+            let rel = p
+                .strip_prefix(inbox)
+                .map(|r| r.display().to_string())
+                .unwrap_or_else(|_| input.clone());
             match crate::ingest::ingest_one(lake, ws, &input, &rel, dataset.clone(), None).await {
                 Ok(rep) => eprintln!(
                     "dials: ingested {rel}: {} histograms, runs {:?}, {:.2} s",

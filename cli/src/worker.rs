@@ -35,7 +35,10 @@ pub struct Args {
 
 /// Runs `dials worker`.
 pub fn run(args: Args) -> Result<(), CliError> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Output)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Output)?;
     rt.block_on(async move {
         let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let sqs = aws_sdk_sqs::Client::new(&conf);
@@ -137,7 +140,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
 /// The deliveries after which SQS moves a message to the dead-letter queue: the queue's redrive
 /// policy says; a value given by the operator must agree with it, so the last delivery (when a
 /// transient failure is recorded as FILE_NOT_AVAILABLE) is the one SQS really gives up after.
-async fn max_receives(sqs: &aws_sdk_sqs::Client, queue_url: &str, given: Option<u32>) -> Result<u32, CliError> {
+async fn max_receives(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    given: Option<u32>,
+) -> Result<u32, CliError> {
     use aws_sdk_sqs::types::QueueAttributeName;
     let attrs = sqs
         .get_queue_attributes()
@@ -145,11 +152,21 @@ async fn max_receives(sqs: &aws_sdk_sqs::Client, queue_url: &str, given: Option<
         .attribute_names(QueueAttributeName::RedrivePolicy)
         .send()
         .await
-        .map_err(|e| CliError::Usage(format!("queue {queue_url}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
-    let from_queue = match attrs.attributes().and_then(|a| a.get(&QueueAttributeName::RedrivePolicy)) {
+        .map_err(|e| {
+            CliError::Usage(format!(
+                "queue {queue_url}: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    let from_queue = match attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+    {
         None => None,
         Some(text) => Some(redrive_max_receives(text).ok_or_else(|| {
-            CliError::Usage(format!("queue {queue_url}: redrive policy without a usable maxReceiveCount: {text}"))
+            CliError::Usage(format!(
+                "queue {queue_url}: redrive policy without a usable maxReceiveCount: {text}"
+            ))
         })?),
     };
     match (given, from_queue) {
@@ -179,7 +196,12 @@ fn redrive_max_receives(policy: &str) -> Option<u32> {
 }
 
 async fn invoke(client: &reqwest::Client, url: &str, event: &Value) -> Result<Value, String> {
-    let resp = client.post(url).json(event).send().await.map_err(|e| e.to_string())?;
+    let resp = client
+        .post(url)
+        .json(event)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     let status = resp.status();
     let body: Value = resp.json().await.map_err(|e| e.to_string())?;
     if !status.is_success() || body.get("errorMessage").is_some() {
@@ -194,8 +216,16 @@ mod tests {
 
     #[test]
     fn redrive_policy_count_as_string_or_number() {
-        assert_eq!(redrive_max_receives(r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:dlq","maxReceiveCount":"3"}"#), Some(3));
-        assert_eq!(redrive_max_receives(r#"{"deadLetterTargetArn":"x","maxReceiveCount":5}"#), Some(5));
+        assert_eq!(
+            redrive_max_receives(
+                r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:dlq","maxReceiveCount":"3"}"#
+            ),
+            Some(3)
+        );
+        assert_eq!(
+            redrive_max_receives(r#"{"deadLetterTargetArn":"x","maxReceiveCount":5}"#),
+            Some(5)
+        );
         assert_eq!(redrive_max_receives(r#"{"deadLetterTargetArn":"x"}"#), None);
         assert_eq!(redrive_max_receives(r#"{"maxReceiveCount":"0"}"#), None);
         assert_eq!(redrive_max_receives("not json"), None);

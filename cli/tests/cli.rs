@@ -4,11 +4,18 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn dials(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dials")).args(args).output().expect("run dials")
+    Command::new(env!("CARGO_BIN_EXE_dials"))
+        .args(args)
+        .output()
+        .expect("run dials")
 }
 
 fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/data").join(name).display().to_string()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/data")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 fn scratch(name: &str, bytes: &[u8]) -> String {
@@ -22,7 +29,11 @@ fn scratch(name: &str, bytes: &[u8]) -> String {
 #[test]
 fn dump_prints_one_json_line_per_element_with_the_required_keys() {
     let out = dials(&["dump", &fixture("small_zlib.root")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("utf8");
     let expected = std::fs::read_to_string(fixture("small_zlib.expected.jsonl")).expect("expected");
     assert_eq!(text.lines().count(), expected.lines().count());
@@ -42,7 +53,10 @@ fn dump_prints_one_json_line_per_element_with_the_required_keys() {
             if kind.starts_with("TH2") || kind == "TProfile2D" {
                 let rows = v["data"].as_array().expect("rows");
                 assert_eq!(rows.len() as u64, v["y_bin"].as_u64().expect("y_bin"));
-                assert_eq!(rows[0].as_array().expect("row").len() as u64, v["x_bin"].as_u64().expect("x_bin"));
+                assert_eq!(
+                    rows[0].as_array().expect("row").len() as u64,
+                    v["x_bin"].as_u64().expect("x_bin")
+                );
             }
         }
     }
@@ -50,12 +64,22 @@ fn dump_prints_one_json_line_per_element_with_the_required_keys() {
 
 #[test]
 fn dump_filters_by_regex() {
-    let out = dials(&["dump", &fixture("small_zlib.root"), "--me-regex", "^Hcal/DigiTask/"]);
+    let out = dials(&[
+        "dump",
+        &fixture("small_zlib.root"),
+        "--me-regex",
+        "^Hcal/DigiTask/",
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).expect("utf8");
     assert!(text.lines().count() > 0);
     assert!(text.lines().all(|l| l.contains("\"me\":\"Hcal/DigiTask/")));
-    let bad = dials(&["dump", &fixture("small_zlib.root"), "--me-regex", "(unclosed"]);
+    let bad = dials(&[
+        "dump",
+        &fixture("small_zlib.root"),
+        "--me-regex",
+        "(unclosed",
+    ]);
     assert_eq!(bad.status.code(), Some(2));
 }
 
@@ -79,11 +103,19 @@ fn inspect_and_scan_summarise() {
     assert_eq!(v["streamer_infos"]["TAttMarker"], 3);
     assert_eq!(v["streamer_infos"]["TTree"], 20);
 
-    let out = dials(&["scan", &fixture("small_lz4.root"), &fixture("small_lzma.root")]);
+    let out = dials(&[
+        "scan",
+        &fixture("small_lz4.root"),
+        &fixture("small_lzma.root"),
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).expect("utf8");
     assert_eq!(text.lines().count(), 2);
-    assert!(text.lines().all(|l| l.contains(": ok, 168 elements decoded")), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.contains(": ok, 168 elements decoded")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -101,7 +133,10 @@ fn bad_input_exits_2_with_one_line_naming_the_file() {
             assert_eq!(out.status.code(), Some(2), "{cmd} {name}");
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains(&path), "{cmd} {name}: {err}");
-            assert!(out.stdout.is_empty() || cmd == "scan", "{cmd} {name} printed data");
+            assert!(
+                out.stdout.is_empty() || cmd == "scan",
+                "{cmd} {name} printed data"
+            );
         }
     }
     let out = dials(&["dump", &fixture("nondqmio.root")]);

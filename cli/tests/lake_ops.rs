@@ -17,7 +17,13 @@ fn scratch(name: &str) -> PathBuf {
 fn serve_refuses_a_lake_that_does_not_exist_and_creates_nothing() {
     let typo = scratch("typo").join("lake-with-a-typo");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dials"))
-        .args(["serve", "--lake", typo.to_str().expect("utf8"), "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--lake",
+            typo.to_str().expect("utf8"),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -31,7 +37,10 @@ fn serve_refuses_a_lake_that_does_not_exist_and_creates_nothing() {
         let _ = child.kill();
     }
     let out = child.wait_with_output().expect("output");
-    assert!(!still_serving, "serve must refuse a missing lake at once, not serve an empty one");
+    assert!(
+        !still_serving,
+        "serve must refuse a missing lake at once, not serve an empty one"
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no lake there"), "{err}");
@@ -45,15 +54,31 @@ fn a_transient_ingest_failure_is_not_reported_as_recorded() {
     let lake = scratch("transient");
     std::fs::create_dir_all(lake.join("default")).expect("lake");
     std::fs::write(lake.join("default").join("th1"), b"in the way").expect("blocker");
-    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/data/small_zlib.root");
+    let fx =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/data/small_zlib.root");
     let out = Command::new(env!("CARGO_BIN_EXE_dials"))
-        .args(["ingest", fx.to_str().expect("utf8"), "--lake", lake.to_str().expect("utf8"), "--dataset", "/A/B-v1/DQMIO"])
+        .args([
+            "ingest",
+            fx.to_str().expect("utf8"),
+            "--lake",
+            lake.to_str().expect("utf8"),
+            "--dataset",
+            "/A/B-v1/DQMIO",
+        ])
         .output()
         .expect("run dials");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(!err.contains("(status recorded in file_index)"), "claims a status was recorded: {err}");
-    assert!(err.contains("1 file(s) failed (no status recorded in file_index: transient failures, run again)"), "{err}");
+    assert!(
+        !err.contains("(status recorded in file_index)"),
+        "claims a status was recorded: {err}"
+    );
+    assert!(
+        err.contains(
+            "1 file(s) failed (no status recorded in file_index: transient failures, run again)"
+        ),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&lake);
 }
 
@@ -64,17 +89,52 @@ fn a_transient_ingest_failure_is_not_reported_as_recorded() {
 fn migrate_turns_an_old_lake_into_delta_tables_in_place() {
     let dir = scratch("migrate");
     let lake = dir.join("lake");
-    let input = dir.join("in/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/m.root");
+    let input =
+        dir.join("in/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/m.root");
     std::fs::create_dir_all(input.parent().expect("dir")).expect("mkdir");
-    std::fs::copy(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/data/small_zlib.root"), &input).expect("copy");
-    let dials = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_dials")).args(args).output().expect("run dials");
-    let out = dials(&["ingest", input.to_str().expect("utf8"), "--lake", lake.to_str().expect("utf8")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/data/small_zlib.root"),
+        &input,
+    )
+    .expect("copy");
+    let dials = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dials"))
+            .args(args)
+            .output()
+            .expect("run dials")
+    };
+    let out = dials(&[
+        "ingest",
+        input.to_str().expect("utf8"),
+        "--lake",
+        lake.to_str().expect("utf8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Rewrite it as the old format: only the committed objects, under their old names; no logs.
-    let tables = ["th1", "th2", "lumisection_index", "me_index", "dataset_index", "file_index"];
+    let tables = [
+        "th1",
+        "th2",
+        "lumisection_index",
+        "me_index",
+        "dataset_index",
+        "file_index",
+    ];
     // Tables the old format did not have (issue 13): an old lake has no folder for them.
     let newer = [
-        "th3", "profile1d", "profile2d", "scalar", "th1_run", "th2_run", "th3_run", "profile1d_run", "profile2d_run", "scalar_run",
+        "th3",
+        "profile1d",
+        "profile2d",
+        "scalar",
+        "th1_run",
+        "th2_run",
+        "th3_run",
+        "profile1d_run",
+        "profile2d_run",
+        "scalar_run",
     ];
     for t in newer {
         std::fs::remove_dir_all(lake.join("default").join(t)).expect("rm newer table");
@@ -85,9 +145,19 @@ fn migrate_turns_an_old_lake_into_delta_tables_in_place() {
         let keep = common::committed(&tdir);
         let mut old_names = Vec::new();
         for rel in &keep {
-            let (folder, name) = rel.rsplit_once('/').map_or(("", rel.as_str()), |(f, n)| (f, n));
-            let id = name.trim_start_matches("part-").split('-').next().expect("id");
-            let old = if folder.is_empty() { format!("part-{id}.parquet") } else { format!("{folder}/part-{id}.parquet") };
+            let (folder, name) = rel
+                .rsplit_once('/')
+                .map_or(("", rel.as_str()), |(f, n)| (f, n));
+            let id = name
+                .trim_start_matches("part-")
+                .split('-')
+                .next()
+                .expect("id");
+            let old = if folder.is_empty() {
+                format!("part-{id}.parquet")
+            } else {
+                format!("{folder}/part-{id}.parquet")
+            };
             std::fs::rename(tdir.join(rel), tdir.join(format!("{old}.keep"))).expect("rename");
             old_names.push(old);
         }
@@ -107,22 +177,47 @@ fn migrate_turns_an_old_lake_into_delta_tables_in_place() {
     // An object of a file whose ingest never finished (the old format's orphan): not served then,
     // not committed now.
     let th1_run = lake.join("default/th1/run_number=380310");
-    let some = before["th1"].iter().find(|n| n.starts_with("run_number=380310/")).expect("th1 object");
-    std::fs::copy(lake.join("default/th1").join(some), th1_run.join("part-999.parquet")).expect("orphan");
+    let some = before["th1"]
+        .iter()
+        .find(|n| n.starts_with("run_number=380310/"))
+        .expect("th1 object");
+    std::fs::copy(
+        lake.join("default/th1").join(some),
+        th1_run.join("part-999.parquet"),
+    )
+    .expect("orphan");
     for run in 0..2 {
         let out = dials(&["migrate", "--lake", lake.to_str().expect("utf8")]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let report = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(report.lines().count(), tables.len() + newer.len(), "{report}");
+        assert_eq!(
+            report.lines().count(),
+            tables.len() + newer.len(),
+            "{report}"
+        );
         for t in tables {
-            assert_eq!(common::committed(&lake.join("default").join(t)), before[t], "run {run}: {t}");
+            assert_eq!(
+                common::committed(&lake.join("default").join(t)),
+                before[t],
+                "run {run}: {t}"
+            );
         }
         // The newer tables are created empty.
         for t in newer {
-            assert!(common::committed(&lake.join("default").join(t)).is_empty(), "run {run}: {t}");
+            assert!(
+                common::committed(&lake.join("default").join(t)).is_empty(),
+                "run {run}: {t}"
+            );
         }
         if run == 1 {
-            assert!(report.lines().all(|l| l.contains("\"already_delta\":true")), "{report}");
+            assert!(
+                report.lines().all(|l| l.contains("\"already_delta\":true")),
+                "{report}"
+            );
         }
     }
 }

@@ -20,7 +20,10 @@ async fn main() -> Result<(), Error> {
     dials_malloc::tune_for_ingest();
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DIALS_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DIALS_LOG")
+                .unwrap_or_else(|_| "info,deltalake_core::kernel::transaction=error".into()),
+        )
         .without_time()
         .init();
     let deps = deps_from_env().await?;
@@ -30,7 +33,9 @@ async fn main() -> Result<(), Error> {
         // An attempt that would outlive the invocation ends a little before it, as a status in the
         // lake and a retry, instead of being killed by the timeout without either.
         let deadline = invocation_deadline(event.context.deadline).map(attempt_deadline);
-        handle_event_with(deps, Some(ml as &dyn Extension), &event.payload, deadline).await.map_err(Error::from)
+        handle_event_with(deps, Some(ml as &dyn Extension), &event.payload, deadline)
+            .await
+            .map_err(Error::from)
     }))
     .await
 }
@@ -48,7 +53,12 @@ async fn deps_from_env() -> Result<Deps, Error> {
         .filter(|&n: &u32| n > 0)
         .ok_or("DIALS_MAX_RECEIVES must be a positive integer equal to the queue's maxReceiveCount")?;
     dials_lake::ingest::limit_concurrent_decodes(dials_lake::events::decode_slots_from_env());
-    Ok(Deps { lake, workspaces, default_dataset: std::env::var("DIALS_DEFAULT_DATASET").ok(), max_receives })
+    Ok(Deps {
+        lake,
+        workspaces,
+        default_dataset: std::env::var("DIALS_DEFAULT_DATASET").ok(),
+        max_receives,
+    })
 }
 
 /// The ML extension: backfills go to `DIALS_ML_QUEUE_URL` when set (one message per run).
@@ -56,7 +66,10 @@ async fn ml_from_env(deps: &Deps) -> MlEvents {
     let queue = match std::env::var("DIALS_ML_QUEUE_URL") {
         Ok(url) if !url.trim().is_empty() => {
             let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            Some(sqs_queue(aws_sdk_sqs::Client::new(&conf), url.trim().to_string()))
+            Some(sqs_queue(
+                aws_sdk_sqs::Client::new(&conf),
+                url.trim().to_string(),
+            ))
         }
         _ => None,
     };
@@ -68,7 +81,11 @@ async fn ml_from_env(deps: &Deps) -> MlEvents {
 /// none if the runtime gave none that lies ahead (an emulator may send 0), so no attempt is cut short
 /// by a clock it does not keep.
 fn invocation_deadline(deadline_ms: u64) -> Option<std::time::Instant> {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let left = u64::try_from(u128::from(deadline_ms).saturating_sub(now_ms)).ok().filter(|&ms| ms > 0)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let left = u64::try_from(u128::from(deadline_ms).saturating_sub(now_ms))
+        .ok()
+        .filter(|&ms| ms > 0)?;
     Some(std::time::Instant::now() + std::time::Duration::from_millis(left.min(24 * 3600 * 1000)))
 }

@@ -16,7 +16,10 @@ async fn main() -> Result<(), Error> {
     dials_malloc::tune_for_serving();
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DIALS_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DIALS_LOG")
+                .unwrap_or_else(|_| "info,deltalake_core::kernel::transaction=error".into()),
+        )
         .without_time()
         .init();
     let started = std::time::Instant::now();
@@ -27,6 +30,10 @@ async fn main() -> Result<(), Error> {
         Some(c) => Some(Arc::new(Verifier::new(c).await?)),
         None => None,
     };
-    tracing::info!(init_ms = started.elapsed().as_secs_f64() * 1e3, auth = verifier.is_some(), "ready");
+    tracing::info!(
+        init_ms = started.elapsed().as_secs_f64() * 1e3,
+        auth = verifier.is_some(),
+        "ready"
+    );
     lambda_http::run(router_with_auth(Arc::new(App { engine }), verifier)).await
 }

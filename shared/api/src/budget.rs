@@ -21,7 +21,10 @@ pub const TRUNCATED_HEADER: &str = "x-dials-truncated";
 /// The budget in wire bytes: `DIALS_RESPONSE_MAX_BYTES`, default [`DEFAULT_MAX_BYTES`]; `0` lifts it
 /// (a local server with no Lambda in front). Read per request, so it can be changed without a rebuild.
 pub fn max_bytes() -> usize {
-    match std::env::var("DIALS_RESPONSE_MAX_BYTES").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+    match std::env::var("DIALS_RESPONSE_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
         Some(0) => usize::MAX,
         Some(n) => n,
         None => DEFAULT_MAX_BYTES,

@@ -22,7 +22,12 @@ pub struct Encoded {
 
 /// Encodes as many leading rows of `batches` as fit in `max_raw` bytes as `arrow` (IPC stream) or
 /// `parquet`. `rows == 0` while rows were given: the first row alone does not fit.
-pub fn encode(format: &str, schema: SchemaRef, batches: &[RecordBatch], max_raw: usize) -> Result<Encoded, ApiError> {
+pub fn encode(
+    format: &str,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    max_raw: usize,
+) -> Result<Encoded, ApiError> {
     let arrow = arrow_prefix(&schema, batches, max_raw)?;
     if format == "arrow" {
         return Ok(arrow);
@@ -43,7 +48,11 @@ pub fn encode(format: &str, schema: SchemaRef, batches: &[RecordBatch], max_raw:
 /// The longest prefix of `batches` whose Arrow IPC stream fits `max_raw` bytes. Rows go in chunks
 /// sized from the batch's in-memory size; a chunk that overshoots is taken back (a stream is a
 /// sequence of self-contained messages, and our schemas have no dictionaries) and halved.
-fn arrow_prefix(schema: &SchemaRef, batches: &[RecordBatch], max_raw: usize) -> Result<Encoded, ApiError> {
+fn arrow_prefix(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    max_raw: usize,
+) -> Result<Encoded, ApiError> {
     let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema)?;
     let mut rows = 0;
     'batches: for b in batches {
@@ -73,10 +82,17 @@ fn arrow_prefix(schema: &SchemaRef, batches: &[RecordBatch], max_raw: usize) -> 
         }
     }
     w.finish()?;
-    Ok(Encoded { body: w.into_inner()?, rows })
+    Ok(Encoded {
+        body: w.into_inner()?,
+        rows,
+    })
 }
 
-fn parquet_of(schema: &SchemaRef, batches: &[RecordBatch], rows: usize) -> Result<Vec<u8>, ApiError> {
+fn parquet_of(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    rows: usize,
+) -> Result<Vec<u8>, ApiError> {
     let pq = |e: parquet::errors::ParquetError| ApiError::Internal(e.to_string());
     let mut buf = Vec::new();
     let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema.clone(), None).map_err(pq)?;
@@ -95,7 +111,12 @@ fn parquet_of(schema: &SchemaRef, batches: &[RecordBatch], rows: usize) -> Resul
 
 /// The HTTP response of an export.
 pub fn response(format: &str, body: Vec<u8>) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, content_type(format))], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type(format))],
+        body,
+    )
+        .into_response()
 }
 
 fn content_type(format: &str) -> &'static str {
@@ -115,17 +136,26 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     fn batch(n: usize) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false), Field::new("v", DataType::Float64, false)]));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Float64, false),
+        ]));
         let k = Int64Array::from_iter_values(0..n as i64);
         let v = Float64Array::from_iter_values((0..n).map(|i| i as f64 * 0.5));
         RecordBatch::try_new(schema, vec![Arc::new(k), Arc::new(v)]).expect("batch")
     }
 
     fn read_arrow(body: &[u8]) -> Vec<i64> {
-        let r = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).expect("stream");
+        let r = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None)
+            .expect("stream");
         r.flat_map(|b| {
             let b = b.expect("batch");
-            b.column(0).as_any().downcast_ref::<Int64Array>().expect("i64").values().to_vec()
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("i64")
+                .values()
+                .to_vec()
         })
         .collect()
     }
@@ -141,7 +171,11 @@ mod tests {
             assert!(cut.body.len() <= budget, "{} > {budget}", cut.body.len());
             assert!(cut.rows > 0 && cut.rows < 15_000);
             let keys = read_arrow(&cut.body);
-            assert_eq!(keys, (0..cut.rows as i64).collect::<Vec<_>>(), "a readable stream of exactly the leading rows");
+            assert_eq!(
+                keys,
+                (0..cut.rows as i64).collect::<Vec<_>>(),
+                "a readable stream of exactly the leading rows"
+            );
             let pq = encode("parquet", schema.clone(), &bs, budget).expect("parquet");
             assert!(pq.body.len() <= budget && pq.rows > 0);
         }

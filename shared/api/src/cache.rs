@@ -17,8 +17,8 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
 /// Block size of the cache.
@@ -59,25 +59,35 @@ impl fmt::Display for CachedStore {
 impl CachedStore {
     /// Wraps `inner` with a cache of `budget` bytes.
     pub fn new(inner: Arc<dyn ObjectStore>, budget: u64) -> Self {
-        CachedStore { inner, budget, state: Arc::default() }
+        CachedStore {
+            inner,
+            budget,
+            state: Arc::default(),
+        }
     }
 
     /// Budget from `DIALS_QUERY_CACHE_MB` (default [`DEFAULT_BUDGET_MB`]).
     pub fn budget_from_env() -> u64 {
-        std::env::var("DIALS_QUERY_CACHE_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_BUDGET_MB) << 20
+        std::env::var("DIALS_QUERY_CACHE_MB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_BUDGET_MB)
+            << 20
     }
 
     /// (hits, misses) in blocks so far.
     pub fn stats(&self) -> (u64, u64) {
-        self.state.lock().map(|s| (s.hits, s.misses)).unwrap_or((0, 0))
+        self.state
+            .lock()
+            .map(|s| (s.hits, s.misses))
+            .unwrap_or((0, 0))
     }
 
     fn observe(state: &Mutex<State>, m: &ObjectMeta) {
         let Ok(mut s) = state.lock() else { return };
-        let changed = s
-            .meta
-            .get(&m.location)
-            .is_some_and(|old| old.size != m.size || old.last_modified != m.last_modified || old.e_tag != m.e_tag);
+        let changed = s.meta.get(&m.location).is_some_and(|old| {
+            old.size != m.size || old.last_modified != m.last_modified || old.e_tag != m.e_tag
+        });
         if changed {
             s.blocks.retain(|(p, _), _| p != &m.location);
             s.order.retain(|(p, _)| p != &m.location);
@@ -92,8 +102,17 @@ impl CachedStore {
     }
 
     /// Reads `ranges` of an object of known `size` through the block cache.
-    async fn cached_ranges(&self, location: &Path, size: u64, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
-        let mut wanted: Vec<u64> = ranges.iter().filter(|r| r.end > r.start).flat_map(|r| r.start / BLOCK..r.end.div_ceil(BLOCK)).collect();
+    async fn cached_ranges(
+        &self,
+        location: &Path,
+        size: u64,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        let mut wanted: Vec<u64> = ranges
+            .iter()
+            .filter(|r| r.end > r.start)
+            .flat_map(|r| r.start / BLOCK..r.end.div_ceil(BLOCK))
+            .collect();
         wanted.sort_unstable();
         wanted.dedup();
         let mut have: HashMap<u64, Bytes> = HashMap::new();
@@ -121,7 +140,10 @@ impl CachedStore {
                     _ => runs.push(*b..b + 1),
                 }
             }
-            let byte_ranges: Vec<Range<u64>> = runs.iter().map(|r| r.start * BLOCK..(r.end * BLOCK).min(size)).collect();
+            let byte_ranges: Vec<Range<u64>> = runs
+                .iter()
+                .map(|r| r.start * BLOCK..(r.end * BLOCK).min(size))
+                .collect();
             let got = self.inner.get_ranges(location, &byte_ranges).await?;
             let mut fresh = Vec::new();
             for (run, data) in runs.iter().zip(got) {
@@ -149,7 +171,10 @@ impl CachedStore {
                     let b = have.get(&first).ok_or_else(|| short(location, r))?;
                     let lo = (r.start - first * BLOCK) as usize;
                     let hi = (r.end - first * BLOCK) as usize;
-                    return b.get(lo..hi).map(|_| b.slice(lo..hi)).ok_or_else(|| short(location, r));
+                    return b
+                        .get(lo..hi)
+                        .map(|_| b.slice(lo..hi))
+                        .ok_or_else(|| short(location, r));
                 }
                 let mut out = Vec::with_capacity((r.end - r.start) as usize);
                 for blk in first..=last {
@@ -157,7 +182,10 @@ impl CachedStore {
                     let base = blk * BLOCK;
                     let lo = r.start.max(base) - base;
                     let hi = r.end.min(base + b.len() as u64) - base;
-                    out.extend_from_slice(b.get(lo as usize..hi as usize).ok_or_else(|| short(location, r))?);
+                    out.extend_from_slice(
+                        b.get(lo as usize..hi as usize)
+                            .ok_or_else(|| short(location, r))?,
+                    );
                 }
                 if out.len() as u64 != r.end - r.start {
                     return Err(short(location, r));
@@ -179,7 +207,9 @@ impl CachedStore {
             }
         }
         while s.bytes > self.budget {
-            let Some(old) = s.order.pop_front() else { break };
+            let Some(old) = s.order.pop_front() else {
+                break;
+            };
             if let Some(d) = s.blocks.remove(&old) {
                 s.bytes -= d.len() as u64;
             }
@@ -190,21 +220,38 @@ impl CachedStore {
 fn short(location: &Path, r: &Range<u64>) -> object_store::Error {
     object_store::Error::Generic {
         store: "cache",
-        source: format!("{location}: range {}..{} beyond the object as listed", r.start, r.end).into(),
+        source: format!(
+            "{location}: range {}..{} beyond the object as listed",
+            r.start, r.end
+        )
+        .into(),
     }
 }
 
 #[async_trait::async_trait]
 impl ObjectStore for CachedStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.inner.put_multipart_opts(location, opts).await
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         // Only plain bounded range reads of listed objects are cached; everything else passes through.
         let plain = options.if_match.is_none()
             && options.if_none_match.is_none()
@@ -212,20 +259,37 @@ impl ObjectStore for CachedStore {
             && options.if_unmodified_since.is_none()
             && options.version.is_none()
             && !options.head;
-        let (Some(GetRange::Bounded(range)), true, Some(meta)) = (options.range.clone(), plain, self.listed(location)) else {
+        let (Some(GetRange::Bounded(range)), true, Some(meta)) =
+            (options.range.clone(), plain, self.listed(location))
+        else {
             return self.inner.get_opts(location, options).await;
         };
         if self.budget == 0 || range.end > meta.size || range.start >= range.end {
             return self.inner.get_opts(location, options).await;
         }
-        let data = self.cached_ranges(location, meta.size, std::slice::from_ref(&range)).await?.pop().unwrap_or_default();
+        let data = self
+            .cached_ranges(location, meta.size, std::slice::from_ref(&range))
+            .await?
+            .pop()
+            .unwrap_or_default();
         let stream = futures::stream::once(async move { Ok(data) }).boxed();
-        Ok(GetResult { payload: GetResultPayload::Stream(stream), meta, range, attributes: Default::default() })
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(stream),
+            meta,
+            range,
+            attributes: Default::default(),
+        })
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
         match self.listed(location).map(|m| m.size) {
-            Some(size) if self.budget > 0 && ranges.iter().all(|r| r.end <= size) => self.cached_ranges(location, size, ranges).await,
+            Some(size) if self.budget > 0 && ranges.iter().all(|r| r.end <= size) => {
+                self.cached_ranges(location, size, ranges).await
+            }
             _ => self.inner.get_ranges(location, ranges).await,
         }
     }
@@ -258,7 +322,12 @@ impl ObjectStore for CachedStore {
         Ok(res)
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
 }
@@ -271,7 +340,11 @@ mod tests {
     use object_store::ObjectStoreExt;
 
     fn data(seed: u8, n: usize) -> Bytes {
-        Bytes::from((0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<u8>>())
+        Bytes::from(
+            (0..n)
+                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                .collect::<Vec<u8>>(),
+        )
     }
 
     #[tokio::test]
@@ -284,8 +357,17 @@ mod tests {
         // Not listed yet: read straight through, nothing cached.
         assert_eq!(store.get_range(&p, 10..20).await.unwrap(), v1.slice(10..20));
         assert_eq!(store.stats(), (0, 0));
-        let _: Vec<_> = store.list(Some(&Path::from("ws"))).try_collect().await.unwrap();
-        let ranges = [5..BLOCK + 7, 2 * BLOCK - 3..3 * BLOCK + 1000, 0..0, 100..101];
+        let _: Vec<_> = store
+            .list(Some(&Path::from("ws")))
+            .try_collect()
+            .await
+            .unwrap();
+        let ranges = [
+            5..BLOCK + 7,
+            2 * BLOCK - 3..3 * BLOCK + 1000,
+            0..0,
+            100..101,
+        ];
         let got = store.get_ranges(&p, &ranges).await.unwrap();
         for (r, g) in ranges.iter().zip(&got) {
             assert_eq!(g, &v1.slice(r.start as usize..r.end as usize));
@@ -293,7 +375,10 @@ mod tests {
         let (_, misses) = store.stats();
         assert_eq!(misses, 4);
         // Same and overlapping ranges again: all hits, same bytes.
-        assert_eq!(store.get_range(&p, BLOCK..BLOCK + 50).await.unwrap(), v1.slice(BLOCK as usize..BLOCK as usize + 50));
+        assert_eq!(
+            store.get_range(&p, BLOCK..BLOCK + 50).await.unwrap(),
+            v1.slice(BLOCK as usize..BLOCK as usize + 50)
+        );
         assert_eq!(store.stats().1, 4);
         // A re-ingest rewrites the object; once a listing shows it, the old blocks are gone.
         let v2 = data(2, 3 * BLOCK as usize + 1000);
@@ -301,8 +386,17 @@ mod tests {
         let _: Vec<_> = store.list(None).try_collect().await.unwrap();
         assert_eq!(store.get_range(&p, 10..20).await.unwrap(), v2.slice(10..20));
         // A range past the listed size passes through: whatever the store answers.
-        let direct = inner.get_range(&p, 0..10 * BLOCK).await.map_err(|e| e.to_string());
-        assert_eq!(store.get_range(&p, 0..10 * BLOCK).await.map_err(|e| e.to_string()), direct);
+        let direct = inner
+            .get_range(&p, 0..10 * BLOCK)
+            .await
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            store
+                .get_range(&p, 0..10 * BLOCK)
+                .await
+                .map_err(|e| e.to_string()),
+            direct
+        );
     }
 
     #[tokio::test]
@@ -315,9 +409,16 @@ mod tests {
         let _: Vec<_> = store.list(None).try_collect().await.unwrap();
         for i in 0..10 {
             let r = i * BLOCK + 1..i * BLOCK + 9;
-            assert_eq!(store.get_range(&p, r.clone()).await.unwrap(), v.slice(r.start as usize..r.end as usize));
+            assert_eq!(
+                store.get_range(&p, r.clone()).await.unwrap(),
+                v.slice(r.start as usize..r.end as usize)
+            );
         }
         let s = store.state.lock().unwrap();
-        assert!(s.bytes <= 2 * BLOCK && s.blocks.len() <= 2, "{} bytes cached", s.bytes);
+        assert!(
+            s.bytes <= 2 * BLOCK && s.blocks.len() <= 2,
+            "{} bytes cached",
+            s.bytes
+        );
     }
 }

@@ -33,8 +33,16 @@ pub async fn enforce(req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {
-            tracing::warn!(path, timeout_ms = limit.as_millis() as u64, "request deadline passed; the lake did not answer in time");
-            ApiError::Unavailable(format!("the lake did not answer within {:.1} s; try again", limit.as_secs_f64())).into_response()
+            tracing::warn!(
+                path,
+                timeout_ms = limit.as_millis() as u64,
+                "request deadline passed; the lake did not answer in time"
+            );
+            ApiError::Unavailable(format!(
+                "the lake did not answer within {:.1} s; try again",
+                limit.as_secs_f64()
+            ))
+            .into_response()
         }
     }
 }

@@ -12,9 +12,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use datafusion::common::TableReference;
 use datafusion::execution::cache::cache_manager::CachedFileList;
 use datafusion::execution::cache::{Cache, CacheEntryInfo, TableScopedPath};
-use datafusion::common::TableReference;
 use deltalake_core::logstore::{LogStore, LogStoreRef};
 use deltalake_core::DeltaTable;
 use dials_lake::delta;
@@ -88,13 +88,29 @@ impl std::fmt::Debug for DeltaFiles {
 impl DeltaFiles {
     /// A cache for `tables` (key path, log store), followed at most every `interval`.
     /// `tables`: (key path, log store, is it a `file_index`).
-    pub fn new(tables: Vec<(Path, LogStoreRef, bool)>, interval: Duration, guard: Arc<GuardedStore>) -> Self {
+    pub fn new(
+        tables: Vec<(Path, LogStoreRef, bool)>,
+        interval: Duration,
+        guard: Arc<GuardedStore>,
+    ) -> Self {
         let mut lists = HashMap::new();
         let sources = tables
             .into_iter()
             .map(|(key, log, index)| {
-                lists.insert(key.clone(), Listed { files: CachedFileList::new(Vec::new()), bounds: Arc::new(Vec::new()), runs: Arc::default() });
-                Source { index, key, log, table: tokio::sync::Mutex::new(None) }
+                lists.insert(
+                    key.clone(),
+                    Listed {
+                        files: CachedFileList::new(Vec::new()),
+                        bounds: Arc::new(Vec::new()),
+                        runs: Arc::default(),
+                    },
+                );
+                Source {
+                    index,
+                    key,
+                    log,
+                    table: tokio::sync::Mutex::new(None),
+                }
             })
             .collect();
         DeltaFiles {
@@ -118,13 +134,25 @@ impl DeltaFiles {
         if followed.0.is_some_and(|at| at.elapsed() < self.interval) {
             return Ok(());
         }
-        let indexes = futures::future::join_all(self.sources.iter().filter(|s| s.index).map(|s| self.refresh(s))).await;
+        let indexes = futures::future::join_all(
+            self.sources
+                .iter()
+                .filter(|s| s.index)
+                .map(|s| self.refresh(s)),
+        )
+        .await;
         let mut moved = false;
         for r in indexes {
             moved |= r?;
         }
         if moved || followed.1.is_none_or(|at| at.elapsed() >= FULL_REFRESH) {
-            let rest = futures::future::join_all(self.sources.iter().filter(|s| !s.index).map(|s| self.refresh(s))).await;
+            let rest = futures::future::join_all(
+                self.sources
+                    .iter()
+                    .filter(|s| !s.index)
+                    .map(|s| self.refresh(s)),
+            )
+            .await;
             rest.into_iter().collect::<Result<Vec<bool>, _>>()?;
             followed.1 = Some(Instant::now());
         }
@@ -153,19 +181,29 @@ impl DeltaFiles {
             Some(t) => {
                 t.update_incremental(None)
                     .await
-                    .map_err(|e| delta::DeltaError::Delta { table: t.table_url().to_string(), source: e })?;
+                    .map_err(|e| delta::DeltaError::Delta {
+                        table: t.table_url().to_string(),
+                        source: e,
+                    })?;
             }
             None => {
                 // A table not created yet (no file of the workspace has that kind): one listing of
                 // its log folder says so. The Delta kernel would log an ERROR for it at every refresh.
-                let exists = s.log.is_delta_table_location().await.map_err(|e| delta::DeltaError::Delta { table: s.log.root_url().to_string(), source: e })?;
+                let exists = s.log.is_delta_table_location().await.map_err(|e| {
+                    delta::DeltaError::Delta {
+                        table: s.log.root_url().to_string(),
+                        source: e,
+                    }
+                })?;
                 if !exists {
                     return Ok(false);
                 }
                 *slot = delta::open_with(s.log.clone()).await?
             }
         }
-        let Some(t) = slot.as_ref() else { return Ok(false) };
+        let Some(t) = slot.as_ref() else {
+            return Ok(false);
+        };
         if before.is_some() && before == t.version() {
             return Ok(false);
         }
@@ -185,14 +223,22 @@ impl DeltaFiles {
             }
             files.push(ObjectMeta {
                 location,
-                last_modified: DateTime::<Utc>::from_timestamp_millis(f.modification_time).unwrap_or_default(),
+                last_modified: DateTime::<Utc>::from_timestamp_millis(f.modification_time)
+                    .unwrap_or_default(),
                 size: u64::try_from(f.size).unwrap_or(0),
                 e_tag: None,
                 version: None,
             });
         }
         if let Ok(mut lists) = self.lists.write() {
-            lists.insert(s.key.clone(), Listed { files: CachedFileList::new(files), bounds: Arc::new(bounds), runs });
+            lists.insert(
+                s.key.clone(),
+                Listed {
+                    files: CachedFileList::new(files),
+                    bounds: Arc::new(bounds),
+                    runs,
+                },
+            );
         }
         self.changed();
         Ok(true)
@@ -205,26 +251,40 @@ impl DeltaFiles {
 
     /// Marks everything derived from the tables as out of date.
     pub fn changed(&self) {
-        self.changes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Objects of the table at `key` in the current snapshot.
     pub fn files(&self, key: &Path) -> Option<Arc<Vec<ObjectMeta>>> {
-        self.lists.read().ok().and_then(|l| l.get(key).map(|c| c.files.files.clone()))
+        self.lists
+            .read()
+            .ok()
+            .and_then(|l| l.get(key).map(|c| c.files.files.clone()))
     }
 
     /// The table's objects with their bounds (same order).
     pub fn with_bounds(&self, key: &Path) -> Option<ObjectsWithBounds> {
-        self.lists.read().ok().and_then(|l| l.get(key).map(|c| (c.files.files.clone(), c.bounds.clone())))
+        self.lists.read().ok().and_then(|l| {
+            l.get(key)
+                .map(|c| (c.files.files.clone(), c.bounds.clone()))
+        })
     }
 
     /// The table's objects with their bounds and its per-run digests, from one snapshot.
     pub fn with_runs(&self, key: &Path) -> Option<(ObjectsWithBounds, RunDigests)> {
-        self.lists.read().ok().and_then(|l| l.get(key).map(|c| ((c.files.files.clone(), c.bounds.clone()), c.runs.clone())))
+        self.lists.read().ok().and_then(|l| {
+            l.get(key)
+                .map(|c| ((c.files.files.clone(), c.bounds.clone()), c.runs.clone()))
+        })
     }
 
     /// Runs `f` (a scan) seeing only `keep` as the objects of the table at `key`.
-    pub async fn scoped<F: std::future::Future>(key: Path, keep: Vec<ObjectMeta>, f: F) -> F::Output {
+    pub async fn scoped<F: std::future::Future>(
+        key: Path,
+        keep: Vec<ObjectMeta>,
+        f: F,
+    ) -> F::Output {
         NARROWED.scope((key, CachedFileList::new(keep)), f).await
     }
 }
@@ -239,14 +299,19 @@ fn run_digests(table: &str, active: &[delta::ActiveFile]) -> RunDigests {
         let mut names: HashMap<i64, Vec<&str>> = HashMap::new();
         for f in active {
             if let Some(run) = run_of(f) {
-                names.entry(run).or_default().push(delta::object_name(&f.path));
+                names
+                    .entry(run)
+                    .or_default()
+                    .push(delta::object_name(&f.path));
             }
         }
         out = names.into_iter().map(|(run, n)| (run, covers(n))).collect();
     } else if delta::ME_MAJOR.iter().any(|(_, copy)| *copy == table) {
         for f in active {
             let Some(run) = run_of(f) else { continue };
-            let c = covers_of(delta::object_name(&f.path)).unwrap_or_default().to_string();
+            let c = covers_of(delta::object_name(&f.path))
+                .unwrap_or_default()
+                .to_string();
             // Two objects for one run: not a copy compaction commits; never used.
             out.entry(run).and_modify(|have| have.clear()).or_insert(c);
         }
@@ -256,15 +321,27 @@ fn run_digests(table: &str, active: &[delta::ActiveFile]) -> RunDigests {
 
 impl Cache<TableScopedPath, CachedFileList> for DeltaFiles {
     fn get(&self, key: &TableScopedPath) -> Option<CachedFileList> {
-        let narrowed = NARROWED.try_with(|(k, files)| (*k == key.path).then(|| files.clone())).ok().flatten();
+        let narrowed = NARROWED
+            .try_with(|(k, files)| (*k == key.path).then(|| files.clone()))
+            .ok()
+            .flatten();
         let list = match narrowed {
             Some(l) => l,
-            None => self.lists.read().ok().and_then(|l| l.get(&key.path).map(|c| c.files.clone()))?,
+            None => self
+                .lists
+                .read()
+                .ok()
+                .and_then(|l| l.get(&key.path).map(|c| c.files.clone()))?,
         };
         if self.guard.quarantined().is_empty() {
             return Some(list);
         }
-        let kept = list.files.iter().filter(|m| !self.guard.hides_committed(&m.location)).cloned().collect();
+        let kept = list
+            .files
+            .iter()
+            .filter(|m| !self.guard.hides_committed(&m.location))
+            .cloned()
+            .collect();
         Some(CachedFileList::new(kept))
     }
 
@@ -278,7 +355,10 @@ impl Cache<TableScopedPath, CachedFileList> for DeltaFiles {
     }
 
     fn contains_key(&self, k: &TableScopedPath) -> bool {
-        self.lists.read().map(|l| l.contains_key(&k.path)).unwrap_or(false)
+        self.lists
+            .read()
+            .map(|l| l.contains_key(&k.path))
+            .unwrap_or(false)
     }
 
     fn len(&self) -> usize {
@@ -307,7 +387,9 @@ impl Cache<TableScopedPath, CachedFileList> for DeltaFiles {
         Ok(())
     }
 
-    fn list_entries(&self) -> datafusion::common::HashMap<TableScopedPath, CacheEntryInfo<CachedFileList>> {
+    fn list_entries(
+        &self,
+    ) -> datafusion::common::HashMap<TableScopedPath, CacheEntryInfo<CachedFileList>> {
         datafusion::common::HashMap::default()
     }
 }

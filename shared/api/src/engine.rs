@@ -7,18 +7,20 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
+use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 use datafusion::scalar::ScalarValue;
-use datafusion::common::TableReference;
 use dials_lake::{tables, Location, Workspaces};
 
-use crate::error::ApiError;
 use crate::delta_files::DeltaFiles;
+use crate::error::ApiError;
 use crate::guard::GuardedStore;
 
 /// How a query scans its files.
@@ -81,7 +83,11 @@ impl Engine {
             .and_then(|v| v.parse().ok())
             .map_or(DEFAULT_LISTING_TTL, Duration::from_millis);
         let s3 = lake.url.starts_with("s3://");
-        let base = if s3 { lake.url.trim_end_matches('/').to_string() } else { format!("file://{}", lake.url.trim_end_matches('/')) };
+        let base = if s3 {
+            lake.url.trim_end_matches('/').to_string()
+        } else {
+            format!("file://{}", lake.url.trim_end_matches('/'))
+        };
         // Every table's files come from its Delta log (`delta_files.rs`); the list-files cache is
         // where DataFusion's listing tables ask for them.
         let mut urls = Vec::new();
@@ -89,7 +95,8 @@ impl Engine {
         for ws in &workspaces.workspaces {
             for table in TABLES {
                 let url = ListingTableUrl::parse(format!("{base}/{}/{table}/", ws.name))?;
-                let log = dials_lake::delta::log_store(lake, &[&ws.name, table], None).map_err(|e| ApiError::Internal(e.to_string()))?;
+                let log = dials_lake::delta::log_store(lake, &[&ws.name, table], None)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
                 logs.push((url.prefix().clone(), log, table == "file_index"));
                 urls.push((ws.name.clone(), table, url));
             }
@@ -97,36 +104,53 @@ impl Engine {
             // table's scans (`pruned.rs`), not tables of their own.
             for (_, copy) in dials_lake::delta::ME_MAJOR {
                 let url = ListingTableUrl::parse(format!("{base}/{}/{copy}/", ws.name))?;
-                let log = dials_lake::delta::log_store(lake, &[&ws.name, copy], None).map_err(|e| ApiError::Internal(e.to_string()))?;
+                let log = dials_lake::delta::log_store(lake, &[&ws.name, copy], None)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
                 logs.push((url.prefix().clone(), log, false));
             }
             // The ML results (`ml/`): a Delta table too, followed every interval like a
             // `file_index` (its commits, scoring and backfills, move no `file_index`).
             let table = dials_ml::results::TABLE;
             let url = ListingTableUrl::parse(format!("{base}/{}/{table}/", ws.name))?;
-            let log = dials_lake::delta::log_store(lake, &[&ws.name, table], None).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let log = dials_lake::delta::log_store(lake, &[&ws.name, table], None)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
             logs.push((url.prefix().clone(), log, true));
             urls.push((ws.name.clone(), table, url));
         }
         let (guard, store_url) = if s3 {
-            let bucket = lake.url.trim_start_matches("s3://").split('/').next().unwrap_or_default().to_string();
-            let url = url::Url::parse(&format!("s3://{bucket}")).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let bucket = lake
+                .url
+                .trim_start_matches("s3://")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let url = url::Url::parse(&format!("s3://{bucket}"))
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
             // Warm functions keep the Parquet bytes they read (objects are immutable).
-            let store: Arc<dyn object_store::ObjectStore> = match crate::cache::CachedStore::budget_from_env() {
-                0 => lake.store.clone(),
-                budget => Arc::new(crate::cache::CachedStore::new(lake.store.clone(), budget)),
-            };
+            let store: Arc<dyn object_store::ObjectStore> =
+                match crate::cache::CachedStore::budget_from_env() {
+                    0 => lake.store.clone(),
+                    budget => Arc::new(crate::cache::CachedStore::new(lake.store.clone(), budget)),
+                };
             (Arc::new(GuardedStore::new(store)), url)
         } else {
             // DataFusion's own local store, behind the same guard as an S3 lake's.
             let url = url::Url::parse("file://").map_err(|e| ApiError::Internal(e.to_string()))?;
-            (Arc::new(GuardedStore::new(Arc::new(object_store::local::LocalFileSystem::new()))), url)
+            (
+                Arc::new(GuardedStore::new(Arc::new(
+                    object_store::local::LocalFileSystem::new(),
+                ))),
+                url,
+            )
         };
         let files = Arc::new(DeltaFiles::new(logs, ttl, guard.clone()));
         // Parquet footers/page indexes are cached and revalidated by size and mtime (objects are
         // never rewritten in place: every ingest attempt names its own).
         let runtime = RuntimeEnvBuilder::new()
-            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache(Some(files.clone())))
+            .with_cache_manager(
+                CacheManagerConfig::default().with_list_files_cache(Some(files.clone())),
+            )
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_object_store(&store_url, guard.clone());
@@ -136,11 +160,21 @@ impl Engine {
                 "file_index" => (tables::file_schema(), vec![]),
                 "dataset_index" => (tables::dataset_schema(), vec![]),
                 "lumisection_index" => (tables::lumisection_schema(), vec![]),
-                dials_ml::results::TABLE => (dials_ml::results::schema(), vec![("run_number".to_string(), DataType::Int64)]),
+                dials_ml::results::TABLE => (
+                    dials_ml::results::schema(),
+                    vec![("run_number".to_string(), DataType::Int64)],
+                ),
                 "me_index" => (tables::me_schema(), vec![]),
                 data => match tables::DataTable::parse(data) {
-                    Some((t, _)) => (t.schema(), vec![("run_number".to_string(), DataType::Int64)]),
-                    None => return Err(ApiError::Internal(format!("no schema for lake table {data}"))),
+                    Some((t, _)) => (
+                        t.schema(),
+                        vec![("run_number".to_string(), DataType::Int64)],
+                    ),
+                    None => {
+                        return Err(ApiError::Internal(format!(
+                            "no schema for lake table {data}"
+                        )))
+                    }
                 },
             };
             let prefix = url.prefix().clone();
@@ -148,13 +182,18 @@ impl Engine {
                 let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
                     .with_file_extension(".parquet")
                     .with_table_partition_cols(partitions.clone());
-                let cfg = ListingTableConfig::new(url).with_listing_options(opts).with_schema(schema.clone());
+                let cfg = ListingTableConfig::new(url)
+                    .with_listing_options(opts)
+                    .with_schema(schema.clone());
                 // Per-file statistics are kept in the session's cache (validated by size and mtime):
                 // without it every query re-derives them from each file's footer.
                 let stats_cache = ctx.runtime_env().cache_manager.get_file_statistic_cache();
-                Ok(Arc::new(ListingTable::try_new(cfg)?.with_cache(stats_cache)))
+                Ok(Arc::new(
+                    ListingTable::try_new(cfg)?.with_cache(stats_cache),
+                ))
             };
-            let mut table_provider = crate::pruned::PrunedTable::new(listing(url)?, files.clone(), prefix.clone());
+            let mut table_provider =
+                crate::pruned::PrunedTable::new(listing(url)?, files.clone(), prefix.clone());
             if let Some(copy) = dials_lake::me_major::copy_table(table) {
                 let copy_url = ListingTableUrl::parse(format!("{base}/{ws}/{copy}/"))?;
                 let copy_prefix = copy_url.prefix().clone();
@@ -162,7 +201,10 @@ impl Engine {
                 // Probed with the table when a query of it fails (`recovering`).
                 prefixes.push((Self::name(&ws, table), copy_prefix));
             }
-            ctx.register_table(TableReference::bare(Self::name(&ws, table)), Arc::new(table_provider))?;
+            ctx.register_table(
+                TableReference::bare(Self::name(&ws, table)),
+                Arc::new(table_provider),
+            )?;
             prefixes.push((Self::name(&ws, table), prefix));
         }
         Ok(Engine {
@@ -215,12 +257,19 @@ impl Engine {
     /// failing as such) is an error: nothing is quarantined for it.
     async fn quarantine_unreadable(&self, sql: &str) -> Result<usize, ApiError> {
         let mut found = 0;
-        for (name, prefix) in self.prefixes.iter().filter(|(n, _)| sql.contains(n.as_str())) {
+        for (name, prefix) in self
+            .prefixes
+            .iter()
+            .filter(|(n, _)| sql.contains(n.as_str()))
+        {
             let (ok, bad) = crate::guard::probe(self.guard.inner(), prefix)
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("listing {prefix}: {e}")))?;
             if let Some(b) = bad.iter().find(|b| b.outage || (ok == 0 && bad.len() > 1)) {
-                return Err(ApiError::Unavailable(format!("{}: {}", b.meta.location, b.error)));
+                return Err(ApiError::Unavailable(format!(
+                    "{}: {}",
+                    b.meta.location, b.error
+                )));
             }
             for b in bad.into_iter().filter(|b| !self.guard.holds(&b.meta)) {
                 tracing::warn!(table = %name, object = %b.meta.location, error = %b.error,
@@ -241,7 +290,10 @@ impl Engine {
 
     /// Brings the tables' Delta snapshots up to date (at most once per listing interval).
     pub async fn follow(&self) -> Result<(), ApiError> {
-        self.files.follow().await.map_err(|e| ApiError::Unavailable(e.to_string()))
+        self.files
+            .follow()
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))
     }
 
     /// The DataFusion session (the ML module registers its results table here, `ml/tables.rs`).
@@ -251,7 +303,11 @@ impl Engine {
 
     /// Objects left out of queries because they could not be read (see `guard.rs`).
     pub fn quarantined(&self) -> Vec<String> {
-        self.guard.quarantined().iter().map(ToString::to_string).collect()
+        self.guard
+            .quarantined()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     /// A small aggregate over the index tables (runs, lumisections), materialised in memory and
@@ -276,8 +332,11 @@ impl Engine {
             })
             .await?;
         let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
-        let _ = self.ctx.deregister_table(TableReference::bare(key.as_str()))?;
-        self.ctx.register_table(TableReference::bare(key.as_str()), Arc::new(table))?;
+        let _ = self
+            .ctx
+            .deregister_table(TableReference::bare(key.as_str()))?;
+        self.ctx
+            .register_table(TableReference::bare(key.as_str()), Arc::new(table))?;
         if let Ok(mut v) = self.views.lock() {
             v.insert(key.clone(), changes);
         }
@@ -306,10 +365,17 @@ impl Engine {
             }
         }
         let op = if finished { "=" } else { "<>" };
-        let sql = format!("SELECT DISTINCT file_id FROM {} WHERE status {op} 'FINISHED'", self.table(ws, "file_index"));
+        let sql = format!(
+            "SELECT DISTINCT file_id FROM {} WHERE status {op} 'FINISHED'",
+            self.table(ws, "file_index")
+        );
         let mut ids = Vec::new();
         for b in self.query(&sql, vec![]).await? {
-            if let Some(col) = b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>() {
+            if let Some(col) = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+            {
                 ids.extend(col.iter().flatten());
             }
         }
@@ -333,12 +399,21 @@ impl Engine {
     }
 
     /// Runs parameterised SQL (`$1`, `$2`, ...).
-    pub async fn query(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Vec<RecordBatch>, ApiError> {
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<Vec<RecordBatch>, ApiError> {
         self.query_as(sql, params, Scan::Wide).await
     }
 
     /// As [`Engine::query`], scanning as `scan` says.
-    pub async fn query_as(&self, sql: &str, params: Vec<ScalarValue>, scan: Scan) -> Result<Vec<RecordBatch>, ApiError> {
+    pub async fn query_as(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+        scan: Scan,
+    ) -> Result<Vec<RecordBatch>, ApiError> {
         use crate::timing::{timed, Part};
         tracing::debug!(sql, ?params, ?scan, "query");
         timed(Part::Follow, self.follow()).await?;
@@ -347,15 +422,27 @@ impl Engine {
             let t0 = std::time::Instant::now();
             let mut state = self.ctx.state();
             if scan == Scan::Point {
-                state.config_mut().options_mut().optimizer.repartition_file_scans = false;
+                state
+                    .config_mut()
+                    .options_mut()
+                    .optimizer
+                    .repartition_file_scans = false;
             }
             let task = std::sync::Arc::new(datafusion::execution::TaskContext::from(&state));
             let plan = state.create_logical_plan(sql).await?;
             let df = datafusion::dataframe::DataFrame::new(state, plan);
-            let df = if params.is_empty() { df } else { df.with_param_values(params.clone())? };
+            let df = if params.is_empty() {
+                df
+            } else {
+                df.with_param_values(params.clone())?
+            };
             let physical = df.create_physical_plan().await?;
             crate::timing::add(Part::Plan, t0.elapsed());
-            timed(Part::Exec, datafusion::physical_plan::collect(physical, task)).await
+            timed(
+                Part::Exec,
+                datafusion::physical_plan::collect(physical, task),
+            )
+            .await
         })
         .await
     }

@@ -58,7 +58,10 @@ pub const RETRY_AFTER_SECS: u32 = 2;
 impl ApiError {
     /// A bad value for `param`.
     pub fn bad(param: &str, message: impl Into<String>) -> Self {
-        ApiError::BadParam { param: param.to_string(), message: message.into() }
+        ApiError::BadParam {
+            param: param.to_string(),
+            message: message.into(),
+        }
     }
 
     /// The status code.
@@ -79,7 +82,9 @@ impl ApiError {
     pub fn body(&self) -> Value {
         match self {
             ApiError::BadParam { param, message } => json!({ param.as_str(): [message] }),
-            ApiError::Unauthorized { code, detail, .. } | ApiError::Forbidden { code, detail } => json!({ "detail": detail, "code": code }),
+            ApiError::Unauthorized { code, detail, .. } | ApiError::Forbidden { code, detail } => {
+                json!({ "detail": detail, "code": code })
+            }
             other => json!({ "detail": other.to_string() }),
         }
     }
@@ -88,13 +93,17 @@ impl ApiError {
 /// The object-store error somewhere in `e`'s chain of sources, if the failure came from the store.
 /// DataFusion wraps store errors in several layers (`ObjectStore`, `External`, `Context`, Parquet's
 /// and Arrow's `External`), so the chain is walked instead of matching one variant.
-pub fn store_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a object_store::Error> {
+pub fn store_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a object_store::Error> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(s) = err.downcast_ref::<object_store::Error>() {
             return Some(s);
         }
-        if let Some(datafusion::error::DataFusionError::ObjectStore(s)) = err.downcast_ref::<datafusion::error::DataFusionError>() {
+        if let Some(datafusion::error::DataFusionError::ObjectStore(s)) =
+            err.downcast_ref::<datafusion::error::DataFusionError>()
+        {
             return Some(s);
         }
         cur = err.source();
@@ -126,16 +135,26 @@ impl IntoResponse for ApiError {
         use axum::http::{header, HeaderValue};
         match &self {
             ApiError::Unavailable(_) => {
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             ApiError::Unauthorized { invalid, .. } => {
                 // RFC 6750: the challenge; a refused token also says so (the detail is in the body).
-                let challenge = if *invalid { "Bearer realm=\"dials\", error=\"invalid_token\"" } else { "Bearer realm=\"dials\"" };
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-                resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                let challenge = if *invalid {
+                    "Bearer realm=\"dials\", error=\"invalid_token\""
+                } else {
+                    "Bearer realm=\"dials\""
+                };
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+                resp.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
             ApiError::Forbidden { .. } => {
-                resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                resp.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
             _ => {}
         }

@@ -16,8 +16,8 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
 /// Quarantined objects: the listing entry each had when it was found unreadable.
@@ -44,7 +44,10 @@ impl fmt::Display for GuardedStore {
 impl GuardedStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        GuardedStore { inner, quarantine: Arc::default() }
+        GuardedStore {
+            inner,
+            quarantine: Arc::default(),
+        }
     }
 
     /// The store underneath (reads that must see quarantined objects too, e.g. probes).
@@ -61,19 +64,31 @@ impl GuardedStore {
 
     /// True if this version of the object is quarantined.
     pub fn holds(&self, meta: &ObjectMeta) -> bool {
-        self.quarantine.lock().map(|q| q.get(&meta.location).is_some_and(|m| m.size == meta.size && m.e_tag == meta.e_tag)).unwrap_or(false)
+        self.quarantine
+            .lock()
+            .map(|q| {
+                q.get(&meta.location)
+                    .is_some_and(|m| m.size == meta.size && m.e_tag == meta.e_tag)
+            })
+            .unwrap_or(false)
     }
 
     /// True if the object at `location` is quarantined. For objects named by the Delta log: they
     /// are never rewritten in place (every ingest attempt names its own), so the path alone says
     /// it; the size the log records is what was written, not what the store now holds.
     pub fn hides_committed(&self, location: &Path) -> bool {
-        self.quarantine.lock().map(|q| q.contains_key(location)).unwrap_or(false)
+        self.quarantine
+            .lock()
+            .map(|q| q.contains_key(location))
+            .unwrap_or(false)
     }
 
     /// Paths quarantined now.
     pub fn quarantined(&self) -> Vec<Path> {
-        self.quarantine.lock().map(|q| q.keys().cloned().collect()).unwrap_or_default()
+        self.quarantine
+            .lock()
+            .map(|q| q.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// True if `m` is the quarantined version of its object; a changed object leaves the quarantine.
@@ -81,7 +96,13 @@ impl GuardedStore {
         let Ok(mut q) = q.lock() else { return false };
         match q.get(&m.location) {
             None => false,
-            Some(old) if old.size == m.size && old.e_tag == m.e_tag && old.last_modified == m.last_modified => true,
+            Some(old)
+                if old.size == m.size
+                    && old.e_tag == m.e_tag
+                    && old.last_modified == m.last_modified =>
+            {
+                true
+            }
             Some(_) => {
                 tracing::info!(object = %m.location, "lake object changed since it was quarantined; reading it again");
                 q.remove(&m.location);
@@ -93,19 +114,36 @@ impl GuardedStore {
 
 #[async_trait::async_trait]
 impl ObjectStore for GuardedStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.inner.put_multipart_opts(location, opts).await
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         self.inner.get_opts(location, options).await
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> object_store::Result<Vec<bytes::Bytes>> {
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
         self.inner.get_ranges(location, ranges).await
     }
 
@@ -129,11 +167,17 @@ impl ObjectStore for GuardedStore {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         let mut res = self.inner.list_with_delimiter(prefix).await?;
-        res.objects.retain(|m| !GuardedStore::hides(&self.quarantine, m));
+        res.objects
+            .retain(|m| !GuardedStore::hides(&self.quarantine, m));
         Ok(res)
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
 }
@@ -152,22 +196,36 @@ pub struct Unreadable {
 
 /// Reads the Parquet footer of every object under `prefix` through `store`; returns the objects it
 /// could read and those it could not.
-pub async fn probe(store: &Arc<dyn ObjectStore>, prefix: &Path) -> object_store::Result<(usize, Vec<Unreadable>)> {
+pub async fn probe(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+) -> object_store::Result<(usize, Vec<Unreadable>)> {
     use futures::TryStreamExt;
     let metas: Vec<ObjectMeta> = store.list(Some(prefix)).try_collect().await?;
     let mut ok = 0;
     let mut bad = Vec::new();
-    for meta in metas.into_iter().filter(|m| m.location.as_ref().ends_with(".parquet")) {
+    for meta in metas
+        .into_iter()
+        .filter(|m| m.location.as_ref().ends_with(".parquet"))
+    {
         // Deprecated in favour of a hand-written AsyncFileReader; for reading one footer on the
         // failure path it is exactly what is needed.
         #[allow(deprecated)]
-        let reader = parquet::arrow::async_reader::ParquetObjectReader::new(store.clone(), meta.location.clone())
-            .with_file_size(meta.size);
+        let reader = parquet::arrow::async_reader::ParquetObjectReader::new(
+            store.clone(),
+            meta.location.clone(),
+        )
+        .with_file_size(meta.size);
         match parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader).await {
             Ok(_) => ok += 1,
             Err(e) => {
-                let outage = crate::error::store_error(&e).is_some_and(|s| matches!(s, object_store::Error::Generic { .. }));
-                bad.push(Unreadable { meta, error: e.to_string(), outage });
+                let outage = crate::error::store_error(&e)
+                    .is_some_and(|s| matches!(s, object_store::Error::Generic { .. }));
+                bad.push(Unreadable {
+                    meta,
+                    error: e.to_string(),
+                    outage,
+                });
             }
         }
     }

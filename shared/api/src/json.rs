@@ -47,13 +47,23 @@ impl EncoderFactory for FastFloats {
         match array.data_type() {
             DataType::Float64 => {
                 let a = array.as_primitive::<Float64Type>();
-                Ok(Some(NullableEncoder::new(Box::new(F64Encoder(a.values())), a.nulls().cloned())))
+                Ok(Some(NullableEncoder::new(
+                    Box::new(F64Encoder(a.values())),
+                    a.nulls().cloned(),
+                )))
             }
             DataType::List(item) if item.data_type() == &DataType::Float64 => {
                 let list = array.as_list::<i32>();
                 let values = list.values().as_primitive::<Float64Type>();
-                let encoder = F64ListEncoder { offsets: list.value_offsets(), values: values.values(), nulls: values.nulls() };
-                Ok(Some(NullableEncoder::new(Box::new(encoder), list.nulls().cloned())))
+                let encoder = F64ListEncoder {
+                    offsets: list.value_offsets(),
+                    values: values.values(),
+                    nulls: values.nulls(),
+                };
+                Ok(Some(NullableEncoder::new(
+                    Box::new(encoder),
+                    list.nulls().cloned(),
+                )))
             }
             _ => Ok(None),
         }
@@ -146,13 +156,22 @@ impl Rows {
             }
             w.finish()?;
         }
-        let ends = bytes.iter().enumerate().filter(|(_, c)| **c == b'\n').map(|(i, _)| i + 1).collect();
+        let ends = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
         Ok(Rows { bytes, ends })
     }
 
     /// Bytes of row `i` (without its `\n`).
     pub fn row(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends.get(i - 1).copied().unwrap_or(0) };
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends.get(i - 1).copied().unwrap_or(0)
+        };
         let end = self.ends.get(i).map_or(start, |e| e.saturating_sub(1));
         self.bytes.get(start..end).unwrap_or(&[])
     }
@@ -207,7 +226,18 @@ mod tests {
             let t = 10f64.powi(p);
             values.extend([t, t - 1.0, t + 1.0, -t, 0.5 * t, 1.0 / t]);
         }
-        values.extend([0.0, -0.0, 0.1, 1e-7, 1e300, f64::MIN_POSITIVE, f64::MAX, f64::NAN, f64::INFINITY, f64::NEG_INFINITY]);
+        values.extend([
+            0.0,
+            -0.0,
+            0.1,
+            1e-7,
+            1e300,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ]);
         for v in values {
             assert_eq!(ours(v), lexical(v), "{v:e} ({:016x})", v.to_bits());
         }
@@ -215,7 +245,14 @@ mod tests {
 
     #[test]
     fn rows_match_arrow_json_default_writer() {
-        let vals = Float64Array::from(vec![Some(0.0), Some(3.0), None, Some(2.5), Some(-7.0), Some(f64::NAN)]);
+        let vals = Float64Array::from(vec![
+            Some(0.0),
+            Some(3.0),
+            None,
+            Some(2.5),
+            Some(-7.0),
+            Some(f64::NAN),
+        ]);
         let list = ListArray::new(
             Arc::new(Field::new("item", DataType::Float64, true)),
             arrow::buffer::OffsetBuffer::from_lengths([4, 0, 2]),
@@ -232,7 +269,14 @@ mod tests {
         let rows = ListArray::new(
             Arc::new(Field::new("item", DataType::Float64, true)),
             arrow::buffer::OffsetBuffer::from_lengths([2, 2, 1, 0, 1]),
-            Arc::new(Float64Array::from(vec![Some(1.0), Some(2.0), Some(3.0), None, Some(5.5), Some(6.0)])),
+            Arc::new(Float64Array::from(vec![
+                Some(1.0),
+                Some(2.0),
+                Some(3.0),
+                None,
+                Some(5.5),
+                Some(6.0),
+            ])),
             None,
         );
         let th2 = ListArray::new(
@@ -248,17 +292,25 @@ mod tests {
             Field::new("data2", th2.data_type().clone(), false),
         ]));
         let x = Float64Array::from(vec![Some(1.0), None, Some(1e20)]);
-        let batch =
-            RecordBatch::try_new(schema, vec![Arc::new(x), Arc::new(list), Arc::new(edges), Arc::new(th2)]).expect("batch");
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(x), Arc::new(list), Arc::new(edges), Arc::new(th2)],
+        )
+        .expect("batch");
         // Whole batch, and slices (offsets of a slice do not start at 0).
         for b in [batch.clone(), batch.slice(1, 2), batch.slice(2, 1)] {
             let mut ours = Vec::new();
             write_rows(&mut ours, &[b.clone()]).expect("ours");
             let mut theirs = Vec::new();
-            let mut w = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut theirs);
+            let mut w = WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, JsonArray>(&mut theirs);
             w.write(&b).expect("write");
             w.finish().expect("finish");
-            assert_eq!(String::from_utf8(ours.clone()).expect("utf8"), String::from_utf8(theirs).expect("utf8"));
+            assert_eq!(
+                String::from_utf8(ours.clone()).expect("utf8"),
+                String::from_utf8(theirs).expect("utf8")
+            );
             // Row by row, joined again: the same array.
             let rows = Rows::encode(&[b.clone()]).expect("rows");
             assert_eq!(rows.ends.len(), b.num_rows());

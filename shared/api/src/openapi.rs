@@ -68,60 +68,255 @@ fn obj(fields: &[(&str, &str)]) -> Value {
 /// The document.
 pub fn document() -> Value {
     let hist_params: Vec<(&str, &str)> = vec![
-        ("dataset_id", "integer"), ("file_id", "integer"), ("run_number", "integer"), ("run_number__gte", "integer"),
-        ("run_number__lte", "integer"), ("ls_number", "integer"), ("ls_number__gte", "integer"), ("ls_number__lte", "integer"),
-        ("ls_numbet__lte", "integer"), ("me_id", "integer"), ("entries__gte", "integer"), ("dataset", "string"),
-        ("dataset__regex", "string"), ("logical_file_name", "string"), ("logical_file_name__regex", "string"),
-        ("me", "string"), ("me__regex", "string"), ("kind", "string"), ("format", "string"), ("scope", "string"),
+        ("dataset_id", "integer"),
+        ("file_id", "integer"),
+        ("run_number", "integer"),
+        ("run_number__gte", "integer"),
+        ("run_number__lte", "integer"),
+        ("ls_number", "integer"),
+        ("ls_number__gte", "integer"),
+        ("ls_number__lte", "integer"),
+        ("ls_numbet__lte", "integer"),
+        ("me_id", "integer"),
+        ("entries__gte", "integer"),
+        ("dataset", "string"),
+        ("dataset__regex", "string"),
+        ("logical_file_name", "string"),
+        ("logical_file_name__regex", "string"),
+        ("me", "string"),
+        ("me__regex", "string"),
+        ("kind", "string"),
+        ("format", "string"),
+        ("scope", "string"),
     ];
-    let scalar_params: Vec<(&str, &str)> = hist_params.iter().copied().filter(|(n, _)| *n != "entries__gte").collect();
-    let keys: [(&str, &str); 9] = [("dataset", "string"), ("me", "string"), ("dataset_id", "integer"), ("file_id", "integer"),
-        ("run_number", "integer"), ("ls_number", "integer"), ("me_id", "integer"), ("kind", "string"), ("flags", "integer")];
+    let scalar_params: Vec<(&str, &str)> = hist_params
+        .iter()
+        .copied()
+        .filter(|(n, _)| *n != "entries__gte")
+        .collect();
+    let keys: [(&str, &str); 9] = [
+        ("dataset", "string"),
+        ("me", "string"),
+        ("dataset_id", "integer"),
+        ("file_id", "integer"),
+        ("run_number", "integer"),
+        ("ls_number", "integer"),
+        ("me_id", "integer"),
+        ("kind", "string"),
+        ("flags", "integer"),
+    ];
     let with_keys = |rest: &[(&'static str, &'static str)]| -> Value {
         let mut all: Vec<(&str, &str)> = keys.to_vec();
         all.extend_from_slice(rest);
         obj(&all)
     };
-    let th3 = with_keys(&[("x_min", "number"), ("x_max", "number"), ("x_bin", "integer"), ("y_min", "number"), ("y_max", "number"),
-        ("y_bin", "integer"), ("z_min", "number"), ("z_max", "number"), ("z_bin", "integer"), ("entries", "integer"), ("data", "array"),
-        ("x_edges", "arr?"), ("y_edges", "arr?"), ("z_edges", "arr?"), ("x_labels", "arr?"), ("y_labels", "arr?"), ("z_labels", "arr?")]);
-    let profile1d = with_keys(&[("x_min", "number"), ("x_max", "number"), ("x_bin", "integer"), ("entries", "integer"), ("data", "array"),
-        ("underflow", "number"), ("overflow", "number"), ("bin_entries", "arr?"), ("bin_sums", "arr?"), ("sumw2", "arr?"),
-        ("x_edges", "arr?"), ("x_labels", "arr?")]);
-    let profile2d = with_keys(&[("x_min", "number"), ("x_max", "number"), ("x_bin", "integer"), ("y_min", "number"), ("y_max", "number"),
-        ("y_bin", "integer"), ("entries", "integer"), ("data", "array"), ("bin_entries", "arr?"), ("bin_sums", "arr?"), ("sumw2", "arr?"),
-        ("x_edges", "arr?"), ("y_edges", "arr?"), ("x_labels", "arr?"), ("y_labels", "arr?")]);
-    let scalar = with_keys(&[("value_int", "int?"), ("value_float", "num?"), ("value_string", "str?")]);
-    let th1 = obj(&[("dataset", "string"), ("me", "string"), ("dataset_id", "integer"), ("file_id", "integer"),
-        ("run_number", "integer"), ("ls_number", "integer"), ("me_id", "integer"), ("x_min", "number"), ("x_max", "number"),
-        ("x_bin", "integer"), ("entries", "integer"), ("data", "array"), ("underflow", "num?"), ("overflow", "num?"), ("x_edges", "arr?"),
-        ("x_labels", "arr?"), ("kind", "string")]);
-    let th2 = obj(&[("dataset", "string"), ("me", "string"), ("dataset_id", "integer"), ("file_id", "integer"),
-        ("run_number", "integer"), ("ls_number", "integer"), ("me_id", "integer"), ("x_min", "number"), ("x_max", "number"),
-        ("x_bin", "integer"), ("y_min", "number"), ("y_max", "number"), ("y_bin", "integer"), ("entries", "integer"), ("data", "array"),
-        ("x_edges", "arr?"), ("y_edges", "arr?"), ("x_labels", "arr?"), ("y_labels", "arr?"),
-        ("kind", "string")]);
-    let run = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("run_number", "integer"), ("ls_count", "integer"), ("ls_completeness", "num?")]);
-    let ls = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("run_number", "integer"), ("ls_number", "integer"), ("th1_count", "integer"), ("th2_count", "integer"),
-        ("th3_count", "integer"), ("profile1d_count", "integer"), ("profile2d_count", "integer"), ("scalar_count", "integer")]);
-    let file = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("file_id", "integer"), ("file_size", "integer"),
-        ("creation_date", "string"), ("last_modification_date", "string"), ("logical_file_name", "string"), ("status", "string"), ("err_trace", "str?")]);
-    let ds = obj(&[("dataset_id", "integer"), ("dataset", "string"), ("era", "string"), ("data_tier", "string"),
-        ("primary_ds_name", "string"), ("processed_ds_name", "string"), ("processing_version", "integer"), ("last_modification_date", "string")]);
-    let me = obj(&[("me_id", "integer"), ("me", "string"), ("count", "integer"), ("dim", "integer"), ("kind", "string")]);
-    let model = obj(&[("id", "integer"), ("name", "string"), ("revision", "integer"), ("ready", "boolean"), ("active", "boolean"),
-        ("type", "string"), ("anomaly_threshold", "num?"), ("builtin_threshold", "boolean"), ("description", "string"),
-        ("flagging_key", "str?"), ("input_signature", "array"), ("metric_key", "str?"), ("output_signature", "array"),
-        ("tags", "arr?"), ("isvc_service_name", "str?"), ("isvc_yaml", "str?"), ("created_by", "string"), ("modified_by", "string"),
-        ("created_at", "string"), ("modified_at", "string")]);
-    let bad = obj(&[("model_id", "integer"), ("dataset_id", "integer"), ("run_number", "integer"), ("ls_number", "integer"), ("metric_value", "number")]);
-    let model_p = [("id", "integer"), ("id__in", "string"), ("name", "string"), ("name__regex", "string"), ("active", "boolean"),
-        ("ready", "boolean"), ("type", "string"), ("input_signature_contains_me", "string"), ("input_signature_contains_me__regex", "string"),
-        ("tag_name", "string"), ("tag_value", "string")];
-    let bad_p = [("model_id", "integer"), ("model_id__in", "string"), ("dataset_id", "integer"), ("dataset_id__in", "string"),
-        ("dataset", "string"), ("dataset__regex", "string"), ("me_id", "integer"), ("me", "string"), ("me__regex", "string"),
-        ("run_number", "integer"), ("run_number__in", "string"), ("ls_number", "integer")];
-    let run_p = [("dataset_id", "integer"), ("run_number", "integer"), ("run_number__gte", "integer"), ("run_number__lte", "integer"), ("dataset", "string"), ("dataset__regex", "string")];
+    let th3 = with_keys(&[
+        ("x_min", "number"),
+        ("x_max", "number"),
+        ("x_bin", "integer"),
+        ("y_min", "number"),
+        ("y_max", "number"),
+        ("y_bin", "integer"),
+        ("z_min", "number"),
+        ("z_max", "number"),
+        ("z_bin", "integer"),
+        ("entries", "integer"),
+        ("data", "array"),
+        ("x_edges", "arr?"),
+        ("y_edges", "arr?"),
+        ("z_edges", "arr?"),
+        ("x_labels", "arr?"),
+        ("y_labels", "arr?"),
+        ("z_labels", "arr?"),
+    ]);
+    let profile1d = with_keys(&[
+        ("x_min", "number"),
+        ("x_max", "number"),
+        ("x_bin", "integer"),
+        ("entries", "integer"),
+        ("data", "array"),
+        ("underflow", "number"),
+        ("overflow", "number"),
+        ("bin_entries", "arr?"),
+        ("bin_sums", "arr?"),
+        ("sumw2", "arr?"),
+        ("x_edges", "arr?"),
+        ("x_labels", "arr?"),
+    ]);
+    let profile2d = with_keys(&[
+        ("x_min", "number"),
+        ("x_max", "number"),
+        ("x_bin", "integer"),
+        ("y_min", "number"),
+        ("y_max", "number"),
+        ("y_bin", "integer"),
+        ("entries", "integer"),
+        ("data", "array"),
+        ("bin_entries", "arr?"),
+        ("bin_sums", "arr?"),
+        ("sumw2", "arr?"),
+        ("x_edges", "arr?"),
+        ("y_edges", "arr?"),
+        ("x_labels", "arr?"),
+        ("y_labels", "arr?"),
+    ]);
+    let scalar = with_keys(&[
+        ("value_int", "int?"),
+        ("value_float", "num?"),
+        ("value_string", "str?"),
+    ]);
+    let th1 = obj(&[
+        ("dataset", "string"),
+        ("me", "string"),
+        ("dataset_id", "integer"),
+        ("file_id", "integer"),
+        ("run_number", "integer"),
+        ("ls_number", "integer"),
+        ("me_id", "integer"),
+        ("x_min", "number"),
+        ("x_max", "number"),
+        ("x_bin", "integer"),
+        ("entries", "integer"),
+        ("data", "array"),
+        ("underflow", "num?"),
+        ("overflow", "num?"),
+        ("x_edges", "arr?"),
+        ("x_labels", "arr?"),
+        ("kind", "string"),
+    ]);
+    let th2 = obj(&[
+        ("dataset", "string"),
+        ("me", "string"),
+        ("dataset_id", "integer"),
+        ("file_id", "integer"),
+        ("run_number", "integer"),
+        ("ls_number", "integer"),
+        ("me_id", "integer"),
+        ("x_min", "number"),
+        ("x_max", "number"),
+        ("x_bin", "integer"),
+        ("y_min", "number"),
+        ("y_max", "number"),
+        ("y_bin", "integer"),
+        ("entries", "integer"),
+        ("data", "array"),
+        ("x_edges", "arr?"),
+        ("y_edges", "arr?"),
+        ("x_labels", "arr?"),
+        ("y_labels", "arr?"),
+        ("kind", "string"),
+    ]);
+    let run = obj(&[
+        ("dataset_id", "integer"),
+        ("dataset", "string"),
+        ("run_number", "integer"),
+        ("ls_count", "integer"),
+        ("ls_completeness", "num?"),
+    ]);
+    let ls = obj(&[
+        ("dataset_id", "integer"),
+        ("dataset", "string"),
+        ("run_number", "integer"),
+        ("ls_number", "integer"),
+        ("th1_count", "integer"),
+        ("th2_count", "integer"),
+        ("th3_count", "integer"),
+        ("profile1d_count", "integer"),
+        ("profile2d_count", "integer"),
+        ("scalar_count", "integer"),
+    ]);
+    let file = obj(&[
+        ("dataset_id", "integer"),
+        ("dataset", "string"),
+        ("file_id", "integer"),
+        ("file_size", "integer"),
+        ("creation_date", "string"),
+        ("last_modification_date", "string"),
+        ("logical_file_name", "string"),
+        ("status", "string"),
+        ("err_trace", "str?"),
+    ]);
+    let ds = obj(&[
+        ("dataset_id", "integer"),
+        ("dataset", "string"),
+        ("era", "string"),
+        ("data_tier", "string"),
+        ("primary_ds_name", "string"),
+        ("processed_ds_name", "string"),
+        ("processing_version", "integer"),
+        ("last_modification_date", "string"),
+    ]);
+    let me = obj(&[
+        ("me_id", "integer"),
+        ("me", "string"),
+        ("count", "integer"),
+        ("dim", "integer"),
+        ("kind", "string"),
+    ]);
+    let model = obj(&[
+        ("id", "integer"),
+        ("name", "string"),
+        ("revision", "integer"),
+        ("ready", "boolean"),
+        ("active", "boolean"),
+        ("type", "string"),
+        ("anomaly_threshold", "num?"),
+        ("builtin_threshold", "boolean"),
+        ("description", "string"),
+        ("flagging_key", "str?"),
+        ("input_signature", "array"),
+        ("metric_key", "str?"),
+        ("output_signature", "array"),
+        ("tags", "arr?"),
+        ("isvc_service_name", "str?"),
+        ("isvc_yaml", "str?"),
+        ("created_by", "string"),
+        ("modified_by", "string"),
+        ("created_at", "string"),
+        ("modified_at", "string"),
+    ]);
+    let bad = obj(&[
+        ("model_id", "integer"),
+        ("dataset_id", "integer"),
+        ("run_number", "integer"),
+        ("ls_number", "integer"),
+        ("metric_value", "number"),
+    ]);
+    let model_p = [
+        ("id", "integer"),
+        ("id__in", "string"),
+        ("name", "string"),
+        ("name__regex", "string"),
+        ("active", "boolean"),
+        ("ready", "boolean"),
+        ("type", "string"),
+        ("input_signature_contains_me", "string"),
+        ("input_signature_contains_me__regex", "string"),
+        ("tag_name", "string"),
+        ("tag_value", "string"),
+    ];
+    let bad_p = [
+        ("model_id", "integer"),
+        ("model_id__in", "string"),
+        ("dataset_id", "integer"),
+        ("dataset_id__in", "string"),
+        ("dataset", "string"),
+        ("dataset__regex", "string"),
+        ("me_id", "integer"),
+        ("me", "string"),
+        ("me__regex", "string"),
+        ("run_number", "integer"),
+        ("run_number__in", "string"),
+        ("ls_number", "integer"),
+    ];
+    let run_p = [
+        ("dataset_id", "integer"),
+        ("run_number", "integer"),
+        ("run_number__gte", "integer"),
+        ("run_number__lte", "integer"),
+        ("dataset", "string"),
+        ("dataset__regex", "string"),
+    ];
     json!({
         "openapi": "3.1.0",
         "info": { "title": "DIALS API (dials-rs)", "version": env!("CARGO_PKG_VERSION") },

@@ -68,13 +68,18 @@ impl Conditions {
 
 /// Parses an integer parameter (DIALS/DRF message on failure).
 pub fn int(param: &str, v: &str) -> Result<i64, ApiError> {
-    v.trim().parse::<i64>().map_err(|_| ApiError::bad(param, "Enter a whole number."))
+    v.trim()
+        .parse::<i64>()
+        .map_err(|_| ApiError::bad(param, "Enter a whole number."))
 }
 
 /// Compiles a user regex with a size limit (400 when invalid or too costly).
 pub fn user_regex(param: &str, v: &str) -> Result<String, ApiError> {
     if v.len() > 1000 {
-        return Err(ApiError::bad(param, "Regular expression too long (max 1000 characters)."));
+        return Err(ApiError::bad(
+            param,
+            "Regular expression too long (max 1000 characters).",
+        ));
     }
     regex::RegexBuilder::new(v)
         .size_limit(REGEX_SIZE_LIMIT)
@@ -85,18 +90,39 @@ pub fn user_regex(param: &str, v: &str) -> Result<String, ApiError> {
 
 /// Applies every known filter present in `query` to `conds`. `lfn_table` is the file_index table
 /// used by `logical_file_name__regex`.
-pub fn apply(filters: &[Filter], query: &[(String, String)], conds: &mut Conditions, lfn_table: &str) -> Result<(), ApiError> {
+pub fn apply(
+    filters: &[Filter],
+    query: &[(String, String)],
+    conds: &mut Conditions,
+    lfn_table: &str,
+) -> Result<(), ApiError> {
     for f in filters {
         for (_, v) in query.iter().filter(|(k, _)| k == f.param) {
             let c = f.column;
             let cond = match f.op {
-                Op::IntEq => format!("{c} = {}", conds.bind(ScalarValue::Int64(Some(int(f.param, v)?)))),
-                Op::IntGte => format!("{c} >= {}", conds.bind(ScalarValue::Int64(Some(int(f.param, v)?)))),
-                Op::IntLte => format!("{c} <= {}", conds.bind(ScalarValue::Int64(Some(int(f.param, v)?)))),
+                Op::IntEq => format!(
+                    "{c} = {}",
+                    conds.bind(ScalarValue::Int64(Some(int(f.param, v)?)))
+                ),
+                Op::IntGte => format!(
+                    "{c} >= {}",
+                    conds.bind(ScalarValue::Int64(Some(int(f.param, v)?)))
+                ),
+                Op::IntLte => format!(
+                    "{c} <= {}",
+                    conds.bind(ScalarValue::Int64(Some(int(f.param, v)?)))
+                ),
                 Op::IntIn => {
-                    let items: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+                    let items: Vec<&str> = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .collect();
                     if items.is_empty() || items.len() > 1000 {
-                        return Err(ApiError::bad(f.param, "Give 1 to 1000 comma-separated whole numbers."));
+                        return Err(ApiError::bad(
+                            f.param,
+                            "Give 1 to 1000 comma-separated whole numbers.",
+                        ));
                     }
                     let mut ph = Vec::with_capacity(items.len());
                     for it in items {
@@ -106,13 +132,21 @@ pub fn apply(filters: &[Filter], query: &[(String, String)], conds: &mut Conditi
                     format!("{c} IN ({})", ph.join(", "))
                 }
                 Op::StrEq => format!("{c} = {}", conds.bind(ScalarValue::Utf8(Some(v.clone())))),
-                Op::Regex => format!("{c} ~ {}", conds.bind(ScalarValue::Utf8(Some(user_regex(f.param, v)?)))),
+                Op::Regex => format!(
+                    "{c} ~ {}",
+                    conds.bind(ScalarValue::Utf8(Some(user_regex(f.param, v)?)))
+                ),
                 Op::NameToId(ns) => {
-                    format!("{c} = {}", conds.bind(ScalarValue::Int64(Some(dials_lake::ids::stable_id(ns, v)))))
+                    format!(
+                        "{c} = {}",
+                        conds.bind(ScalarValue::Int64(Some(dials_lake::ids::stable_id(ns, v))))
+                    )
                 }
                 Op::LfnRegex => {
                     let p = conds.bind(ScalarValue::Utf8(Some(user_regex(f.param, v)?)));
-                    format!("{c} IN (SELECT file_id FROM {lfn_table} WHERE logical_file_name ~ {p})")
+                    format!(
+                        "{c} IN (SELECT file_id FROM {lfn_table} WHERE logical_file_name ~ {p})"
+                    )
                 }
             };
             conds.sql.push(cond);

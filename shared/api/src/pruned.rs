@@ -57,7 +57,12 @@ pub struct PrunedTable {
 impl PrunedTable {
     /// Wraps `inner`, whose objects `files` lists under `key`.
     pub fn new(inner: Arc<ListingTable>, files: Arc<DeltaFiles>, key: Path) -> Self {
-        PrunedTable { inner, files, key, copy: None }
+        PrunedTable {
+            inner,
+            files,
+            key,
+            copy: None,
+        }
     }
 
     /// With the table's ME-major copy `copy`, whose objects `files` lists under `key`.
@@ -67,12 +72,20 @@ impl PrunedTable {
     }
 
     /// The pruning predicate of the filters; `None` when they prune nothing.
-    fn predicate(&self, state: &dyn Session, filters: &[Expr]) -> Result<Option<Arc<PruningPredicate>>> {
-        let Some(expr) = conjunction(filters.iter().cloned()) else { return Ok(None) };
+    fn predicate(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> Result<Option<Arc<PruningPredicate>>> {
+        let Some(expr) = conjunction(filters.iter().cloned()) else {
+            return Ok(None);
+        };
         let schema = self.inner.schema();
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
         let physical = state.create_physical_expr(expr, &df_schema)?;
-        Ok(PruningPredicateBuilder::new().with_file_schema(schema).build(physical))
+        Ok(PruningPredicateBuilder::new()
+            .with_file_schema(schema)
+            .build(physical))
     }
 
     /// A scan reading the ME-major copy for the runs whose copy is current, the table for the
@@ -84,19 +97,32 @@ impl PrunedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        let Some((copy, copy_key)) = &self.copy else { return Ok(None) };
+        let Some((copy, copy_key)) = &self.copy else {
+            return Ok(None);
+        };
         if !pins(filters, "me_id") || pins(filters, "ls_number") {
             return Ok(None);
         }
-        let Some(((objects, bounds), digests)) = self.files.with_runs(&self.key) else { return Ok(None) };
-        let Some(((copies, copy_bounds), covers)) = self.files.with_runs(copy_key) else { return Ok(None) };
-        let current: HashSet<i64> = covers.iter().filter(|(run, c)| digests.get(run) == Some(*c)).map(|(run, _)| *run).collect();
+        let Some(((objects, bounds), digests)) = self.files.with_runs(&self.key) else {
+            return Ok(None);
+        };
+        let Some(((copies, copy_bounds), covers)) = self.files.with_runs(copy_key) else {
+            return Ok(None);
+        };
+        let current: HashSet<i64> = covers
+            .iter()
+            .filter(|(run, c)| digests.get(run) == Some(*c))
+            .map(|(run, _)| *run)
+            .collect();
         if current.is_empty() {
             return Ok(None);
         }
         let predicate = self.predicate(state, filters)?;
         let run = |b: &Bounds| b[0].filter(|(lo, hi)| lo == hi).map(|(r, _)| r);
-        let pick = |objects: &[ObjectMeta], bounds: &[Bounds], from_copy: bool| -> Result<Vec<ObjectMeta>> {
+        let pick = |objects: &[ObjectMeta],
+                    bounds: &[Bounds],
+                    from_copy: bool|
+         -> Result<Vec<ObjectMeta>> {
             let keep = match &predicate {
                 Some(p) => p.prune(&ObjectBounds(bounds))?,
                 None => vec![true; objects.len()],
@@ -105,7 +131,9 @@ impl PrunedTable {
                 .iter()
                 .zip(bounds)
                 .zip(keep)
-                .filter(|((_, b), k)| *k && run(b).is_some_and(|r| current.contains(&r)) == from_copy)
+                .filter(|((_, b), k)| {
+                    *k && run(b).is_some_and(|r| current.contains(&r)) == from_copy
+                })
                 .map(|((o, _), _)| o.clone())
                 .collect())
         };
@@ -115,27 +143,56 @@ impl PrunedTable {
         if !copy_keep.is_empty() {
             COPY_SCANS.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(table = %self.key, copies = copy_keep.len(), objects = main_keep.len(), "scan reads the ME-major copy");
-            plans.push(DeltaFiles::scoped(copy_key.clone(), copy_keep, copy.scan(state, projection, filters, limit)).await?);
+            plans.push(
+                DeltaFiles::scoped(
+                    copy_key.clone(),
+                    copy_keep,
+                    copy.scan(state, projection, filters, limit),
+                )
+                .await?,
+            );
         }
         if !main_keep.is_empty() || plans.is_empty() {
-            plans.push(DeltaFiles::scoped(self.key.clone(), main_keep, self.inner.scan(state, projection, filters, limit)).await?);
+            plans.push(
+                DeltaFiles::scoped(
+                    self.key.clone(),
+                    main_keep,
+                    self.inner.scan(state, projection, filters, limit),
+                )
+                .await?,
+            );
         }
         UnionExec::try_new(plans).map(Some)
     }
 
     /// The objects the filters can match; `None` when pruning does not apply (no filters on the
     /// pruned columns, or no statistics): the scan then sees every object.
-    fn keep(&self, state: &dyn Session, filters: &[Expr]) -> Result<Option<Vec<object_store::ObjectMeta>>> {
+    fn keep(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> Result<Option<Vec<object_store::ObjectMeta>>> {
         if filters.is_empty() {
             return Ok(None);
         }
-        let Some((objects, bounds)) = self.files.with_bounds(&self.key) else { return Ok(None) };
+        let Some((objects, bounds)) = self.files.with_bounds(&self.key) else {
+            return Ok(None);
+        };
         if objects.len() < 2 {
             return Ok(None);
         }
-        let Some(predicate) = self.predicate(state, filters)? else { return Ok(None) };
+        let Some(predicate) = self.predicate(state, filters)? else {
+            return Ok(None);
+        };
         let keep = predicate.prune(&ObjectBounds(&bounds))?;
-        Ok(Some(objects.iter().zip(keep).filter(|(_, k)| *k).map(|(o, _)| o.clone()).collect()))
+        Ok(Some(
+            objects
+                .iter()
+                .zip(keep)
+                .filter(|(_, k)| *k)
+                .map(|(o, _)| o.clone())
+                .collect(),
+        ))
     }
 }
 
@@ -149,7 +206,10 @@ impl TableProvider for PrunedTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         self.inner.supports_filters_pushdown(filters)
     }
 
@@ -160,11 +220,21 @@ impl TableProvider for PrunedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if let Some(plan) = self.scan_with_copy(state, projection, filters, limit).await? {
+        if let Some(plan) = self
+            .scan_with_copy(state, projection, filters, limit)
+            .await?
+        {
             return Ok(plan);
         }
         match self.keep(state, filters)? {
-            Some(keep) => DeltaFiles::scoped(self.key.clone(), keep, self.inner.scan(state, projection, filters, limit)).await,
+            Some(keep) => {
+                DeltaFiles::scoped(
+                    self.key.clone(),
+                    keep,
+                    self.inner.scan(state, projection, filters, limit),
+                )
+                .await
+            }
             None => self.inner.scan(state, projection, filters, limit).await,
         }
     }
@@ -176,7 +246,9 @@ fn pins(filters: &[Expr], col: &str) -> bool {
     let is_col = |e: &Expr| matches!(e, Expr::Column(c) if c.name == col);
     let is_lit = |e: &Expr| matches!(e, Expr::Literal(..));
     filters.iter().flat_map(split_conjunction).any(|e| match e {
-        Expr::BinaryExpr(b) if b.op == Operator::Eq => (is_col(&b.left) && is_lit(&b.right)) || (is_col(&b.right) && is_lit(&b.left)),
+        Expr::BinaryExpr(b) if b.op == Operator::Eq => {
+            (is_col(&b.left) && is_lit(&b.right)) || (is_col(&b.right) && is_lit(&b.left))
+        }
         Expr::InList(l) => !l.negated && is_col(&l.expr) && l.list.iter().all(is_lit),
         _ => false,
     })
@@ -188,7 +260,12 @@ struct ObjectBounds<'a>(&'a [Bounds]);
 impl ObjectBounds<'_> {
     fn column(&self, column: &Column, pick: impl Fn((i64, i64)) -> i64) -> Option<ArrayRef> {
         let i = PRUNE_COLUMNS.iter().position(|c| *c == column.name)?;
-        Some(Arc::new(self.0.iter().map(|b| b[i].map(&pick)).collect::<Int64Array>()))
+        Some(Arc::new(
+            self.0
+                .iter()
+                .map(|b| b[i].map(&pick))
+                .collect::<Int64Array>(),
+        ))
     }
 }
 
@@ -207,7 +284,9 @@ impl PruningStatistics for ObjectBounds<'_> {
 
     fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
         // The pruned columns are never null in the lake (non-nullable in every schema).
-        PRUNE_COLUMNS.contains(&column.name.as_str()).then(|| Arc::new(UInt64Array::from(vec![0u64; self.0.len()])) as ArrayRef)
+        PRUNE_COLUMNS
+            .contains(&column.name.as_str())
+            .then(|| Arc::new(UInt64Array::from(vec![0u64; self.0.len()])) as ArrayRef)
     }
 
     fn row_counts(&self) -> Option<ArrayRef> {

@@ -4,10 +4,10 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, RecordBatch};
 use axum::extract::{Path, RawQuery, State};
-use axum::Extension;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use base64::Engine as _;
 use datafusion::scalar::ScalarValue;
@@ -84,7 +84,14 @@ const SCALAR_FILTERS: &[Filter] = HIST_FILTERS.split_at(HIST_FILTERS.len() - 1).
 
 /// Key of every data resource: `seq` breaks ties when a file holds the same ME twice in a
 /// lumisection (docs/lake.md).
-const DATA_PK: &[&str] = &["dataset_id", "run_number", "ls_number", "me_id", "file_id", "seq"];
+const DATA_PK: &[&str] = &[
+    "dataset_id",
+    "run_number",
+    "ls_number",
+    "me_id",
+    "file_id",
+    "seq",
+];
 
 const TH1: Resource = Resource {
     name: "th1",
@@ -272,12 +279,18 @@ pub fn router_with_auth(app: Arc<App>, verifier: Option<Arc<crate::auth::Verifie
     let ui_auth = crate::auth::ui_config(verifier.as_deref());
     let list = |r: &'static Resource| {
         move |State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, RawQuery(q): RawQuery| async move {
-            respond(&headers, list_resource(&app, r, &headers, &uri, q.as_deref().unwrap_or("")).await)
+            respond(
+                &headers,
+                list_resource(&app, r, &headers, &uri, q.as_deref().unwrap_or("")).await,
+            )
         }
     };
     let count = |r: &'static Resource| {
         move |State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQuery| async move {
-            respond(&headers, count_resource(&app, r, &headers, q.as_deref().unwrap_or("")).await)
+            respond(
+                &headers,
+                count_resource(&app, r, &headers, q.as_deref().unwrap_or("")).await,
+            )
         }
     };
     let routes = Router::new()
@@ -295,33 +308,75 @@ pub fn router_with_auth(app: Arc<App>, verifier: Option<Arc<crate::auth::Verifie
         .route("/api/v1/run/count/", get(count(&RUN)))
         .route("/api/v1/lumisection/count/", get(count(&LUMISECTION)))
         .route("/api/v1/file-index/count/", get(count(&FILE_INDEX)))
-        .route("/api/v1/th1/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &TH1)))
-        .route("/api/v1/th2/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &TH2)))
-        .route("/api/v1/th3/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &TH3)))
-        .route("/api/v1/profile1d/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &PROFILE1D)))
-        .route("/api/v1/profile2d/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &PROFILE2D)))
-        .route("/api/v1/scalar/{dataset_id}/{run_number}/{ls_number}/{me_id}/", get(|s, h, p| get_hist(s, h, p, &SCALAR)))
+        .route(
+            "/api/v1/th1/{dataset_id}/{run_number}/{ls_number}/{me_id}/",
+            get(|s, h, p| get_hist(s, h, p, &TH1)),
+        )
+        .route(
+            "/api/v1/th2/{dataset_id}/{run_number}/{ls_number}/{me_id}/",
+            get(|s, h, p| get_hist(s, h, p, &TH2)),
+        )
+        .route(
+            "/api/v1/th3/{dataset_id}/{run_number}/{ls_number}/{me_id}/",
+            get(|s, h, p| get_hist(s, h, p, &TH3)),
+        )
+        .route(
+            "/api/v1/profile1d/{dataset_id}/{run_number}/{ls_number}/{me_id}/",
+            get(|s, h, p| get_hist(s, h, p, &PROFILE1D)),
+        )
+        .route(
+            "/api/v1/profile2d/{dataset_id}/{run_number}/{ls_number}/{me_id}/",
+            get(|s, h, p| get_hist(s, h, p, &PROFILE2D)),
+        )
+        .route(
+            "/api/v1/scalar/{dataset_id}/{run_number}/{ls_number}/{me_id}/",
+            get(|s, h, p| get_hist(s, h, p, &SCALAR)),
+        )
         .route("/api/v1/run/{dataset_id}/{run_number}/", get(get_run))
-        .route("/api/v1/lumisection/{dataset_id}/{run_number}/{ls_number}/", get(get_lumisection))
+        .route(
+            "/api/v1/lumisection/{dataset_id}/{run_number}/{ls_number}/",
+            get(get_lumisection),
+        )
         .route("/api/v1/file-index/{dataset_id}/{file_id}/", get(get_file))
-        .route("/api/v1/dataset-index/{dataset_id}/{file_id}/", get(get_dataset))
+        .route(
+            "/api/v1/dataset-index/{dataset_id}/{file_id}/",
+            get(get_dataset),
+        )
         .route("/api/v1/dataset-index/{dataset_id}/", get(get_dataset_one))
         .route("/api/v1/mes/{me_id}/", get(get_me))
         .route("/api/v1/mes/{dataset_id}/{run_number}/", get(mes_of_run))
         .route("/api/v1/workspaces/", get(workspaces))
         .route("/api/v1/workspaces/my-default/", get(my_default))
         .merge(crate::ml::routes::routes())
-        .route("/api/v1/openapi.json", get(|| async { axum::Json(crate::openapi::document()) }))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { axum::Json(crate::openapi::document()) }),
+        )
         // Public (no token): with and without the slash, as API Gateway routes the latter.
-        .route("/api/v1/health/", get(|| async { axum::Json(json!({ "status": "ok" })) }))
-        .route("/api/v1/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        .route(
+            "/api/v1/health/",
+            get(|| async { axum::Json(json!({ "status": "ok" })) }),
+        )
+        .route(
+            "/api/v1/health",
+            get(|| async { axum::Json(json!({ "status": "ok" })) }),
+        )
         // Generated, not a file of ui/: what the UI needs to sign in (auth.rs).
-        .route("/ui/auth-config.json", get(move || std::future::ready(axum::Json(ui_auth.clone()))))
+        .route(
+            "/ui/auth-config.json",
+            get(move || std::future::ready(axum::Json(ui_auth.clone()))),
+        )
         .fallback(crate::ui::fallback);
     let routes = match verifier {
         Some(verifier) => {
-            let gate = Arc::new(crate::auth::Gate { verifier, workspaces: app.engine.workspaces.clone() });
-            routes.layer(axum::middleware::from_fn_with_state(gate, crate::auth::require))
+            let gate = Arc::new(crate::auth::Gate {
+                verifier,
+                workspaces: app.engine.workspaces.clone(),
+            });
+            routes.layer(axum::middleware::from_fn_with_state(
+                gate,
+                crate::auth::require,
+            ))
         }
         None => routes,
     };
@@ -345,12 +400,23 @@ pub(crate) fn respond(req: &HeaderMap, r: Result<Response, ApiError>) -> Respons
             e.into_response()
         }
         Ok(mut resp) => {
-            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=30"));
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=30"),
+            );
             // The same URL answers differently per workspace and per format: a cache must key on both.
-            resp.headers_mut().insert(header::VARY, HeaderValue::from_static(VARY));
+            resp.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static(VARY));
             if let Some(etag) = resp.headers().get(header::ETAG).cloned() {
                 if req.get(header::IF_NONE_MATCH) == Some(&etag) {
-                    return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::VARY, HeaderValue::from_static(VARY))]).into_response();
+                    return (
+                        StatusCode::NOT_MODIFIED,
+                        [
+                            (header::ETAG, etag),
+                            (header::VARY, HeaderValue::from_static(VARY)),
+                        ],
+                    )
+                        .into_response();
                 }
             }
             resp
@@ -363,16 +429,21 @@ pub(crate) fn json_response(v: &Value) -> Result<Response, ApiError> {
 }
 
 pub(crate) fn parse_query(q: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(q.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// The workspace of a request: the `Workspace` header (case-insensitive), else the default. A header
 /// that is present is never ignored: a name that is not UTF-8 is a 400, an unknown one a 404.
 pub(crate) fn workspace(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
-    let given = match headers.get("workspace") {
-        None => None,
-        Some(v) => Some(std::str::from_utf8(v.as_bytes()).map_err(|_| ApiError::bad("Workspace", "The Workspace header is not valid UTF-8."))?),
-    };
+    let given =
+        match headers.get("workspace") {
+            None => None,
+            Some(v) => Some(std::str::from_utf8(v.as_bytes()).map_err(|_| {
+                ApiError::bad("Workspace", "The Workspace header is not valid UTF-8.")
+            })?),
+        };
     match given.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(app.engine.workspaces.default.clone()),
         Some(w) => app
@@ -387,21 +458,42 @@ pub(crate) fn workspace(app: &App, headers: &HeaderMap) -> Result<String, ApiErr
 /// The FROM template of a request: a data resource reads its per-run twin for `scope=run`
 /// (`lumisection`, the default, reads the per-lumisection table; docs/lake.md).
 fn template(r: &Resource, query: &[(String, String)]) -> Result<String, ApiError> {
-    let Some(t) = r.data else { return Ok(r.from.to_string()) };
-    match query.iter().rev().find(|(k, _)| k == "scope").map(|(_, v)| v.as_str()) {
+    let Some(t) = r.data else {
+        return Ok(r.from.to_string());
+    };
+    match query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.as_str())
+    {
         None | Some("lumisection") => Ok(r.from.to_string()),
         Some("run") => Ok(format!("{{ws:{}}}", t.run_name())),
-        Some(other) => Err(ApiError::bad("scope", format!("Unknown scope '{other}': use lumisection or run."))),
+        Some(other) => Err(ApiError::bad(
+            "scope",
+            format!("Unknown scope '{other}': use lumisection or run."),
+        )),
     }
 }
 
 /// The FROM clause of a resource: its table or subquery, or the materialised view of it.
-async fn from_clause(app: &App, r: &Resource, ws: &str, finished: &str) -> Result<String, ApiError> {
+async fn from_clause(
+    app: &App,
+    r: &Resource,
+    ws: &str,
+    finished: &str,
+) -> Result<String, ApiError> {
     from_template(app, r, r.from, ws, finished).await
 }
 
 /// [`from_clause`] with the FROM template given (see [`template`]).
-async fn from_template(app: &App, r: &Resource, template: &str, ws: &str, finished: &str) -> Result<String, ApiError> {
+async fn from_template(
+    app: &App,
+    r: &Resource,
+    template: &str,
+    ws: &str,
+    finished: &str,
+) -> Result<String, ApiError> {
     let from = expand(&app.engine, ws, template, finished);
     if !r.materialise {
         return Ok(from);
@@ -434,9 +526,20 @@ fn expand(engine: &Engine, ws: &str, template: &str, finished: &str) -> String {
     s
 }
 
-fn conditions(app: &App, r: &Resource, ws: &str, query: &[(String, String)], finished: &str) -> Result<Conditions, ApiError> {
+fn conditions(
+    app: &App,
+    r: &Resource,
+    ws: &str,
+    query: &[(String, String)],
+    finished: &str,
+) -> Result<Conditions, ApiError> {
     let mut conds = Conditions::default();
-    params::apply(r.filters, query, &mut conds, &app.engine.table(ws, "file_index"))?;
+    params::apply(
+        r.filters,
+        query,
+        &mut conds,
+        &app.engine.table(ws, "file_index"),
+    )?;
     if r.committed_only {
         conds.sql.push(format!("file_id {finished}"));
     }
@@ -449,7 +552,10 @@ pub(crate) fn page_size(query: &[(String, String)]) -> Result<usize, ApiError> {
         Some((_, v)) => {
             let n = params::int("page_size", v)?;
             if n < 1 {
-                return Err(ApiError::bad("page_size", "Ensure this value is greater than or equal to 1."));
+                return Err(ApiError::bad(
+                    "page_size",
+                    "Ensure this value is greater than or equal to 1.",
+                ));
             }
             Ok((n as usize).min(MAX_PAGE))
         }
@@ -463,9 +569,14 @@ pub(crate) fn encode_cursor(values: &[i64]) -> String {
 
 pub(crate) fn decode_cursor(token: &str, n: usize) -> Result<Vec<i64>, ApiError> {
     let bad = || ApiError::bad("next_token", "Invalid cursor.");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim())
+        .map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let v: Vec<i64> = text.split(',').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let v: Vec<i64> = text
+        .split(',')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
     if v.len() != n {
         return Err(bad());
     }
@@ -489,9 +600,17 @@ pub(crate) fn after(pk: &[&str], values: &[i64], conds: &mut Conditions) -> Stri
     for i in 0..pk.len() {
         let mut ands = Vec::new();
         for j in 0..i {
-            ands.push(format!("{} = {}", key_expr(pk[j]), conds.bind(ScalarValue::Int64(Some(values[j])))));
+            ands.push(format!(
+                "{} = {}",
+                key_expr(pk[j]),
+                conds.bind(ScalarValue::Int64(Some(values[j])))
+            ));
         }
-        ands.push(format!("{} > {}", key_expr(pk[i]), conds.bind(ScalarValue::Int64(Some(values[i])))));
+        ands.push(format!(
+            "{} > {}",
+            key_expr(pk[i]),
+            conds.bind(ScalarValue::Int64(Some(values[i])))
+        ));
         ors.push(format!("({})", ands.join(" AND ")));
     }
     format!("({})", ors.join(" OR "))
@@ -518,10 +637,22 @@ pub(crate) fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, Api
 
 /// The absolute URL of this request with `next_token` replaced, or removed for the first page
 /// (behind API Gateway: forwarded headers).
-pub(crate) fn page_url(headers: &HeaderMap, uri: &Uri, query: &[(String, String)], token: Option<&str>) -> String {
-    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim().to_string());
+pub(crate) fn page_url(
+    headers: &HeaderMap,
+    uri: &Uri,
+    query: &[(String, String)],
+    token: Option<&str>,
+) -> String {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+    };
     let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
-    let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "localhost".into());
+    let host = h("x-forwarded-host")
+        .or_else(|| h("host"))
+        .unwrap_or_else(|| "localhost".into());
     let prefix = h("x-forwarded-prefix").unwrap_or_default();
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in query.iter().filter(|(k, _)| k != "next_token") {
@@ -533,18 +664,30 @@ pub(crate) fn page_url(headers: &HeaderMap, uri: &Uri, query: &[(String, String)
     format!("{proto}://{host}{prefix}{}?{}", uri.path(), ser.finish())
 }
 
-async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, q: &str) -> Result<Response, ApiError> {
+async fn list_resource(
+    app: &App,
+    r: &Resource,
+    headers: &HeaderMap,
+    uri: &Uri,
+    q: &str,
+) -> Result<Response, ApiError> {
     let ws = workspace(app, headers)?;
     let query = parse_query(q);
     let finished = finished_list(app, &ws).await?;
     let mut conds = conditions(app, r, &ws, &query, &finished)?;
     let from = from_template(app, r, &template(r, &query)?, &ws, &finished).await?;
     // One lumisection of a histogram table is a point query.
-    let scan = if r.data.is_some() && query.iter().any(|(k, _)| k == "ls_number") { Scan::Point } else { Scan::Wide };
+    let scan = if r.data.is_some() && query.iter().any(|(k, _)| k == "ls_number") {
+        Scan::Point
+    } else {
+        Scan::Wide
+    };
     let bulk = bulk_format(headers, &query)?;
     if let Some(fmt) = bulk {
         if r.data.is_none() {
-            return Err(ApiError::NotAcceptable(format!("format '{fmt}' is offered for the histogram and scalar tables only")));
+            return Err(ApiError::NotAcceptable(format!(
+                "format '{fmt}' is offered for the histogram and scalar tables only"
+            )));
         }
     }
     let mut cursor = None;
@@ -558,7 +701,13 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
         return bulk_page(app, r, headers, uri, &query, &from, conds, scan, fmt).await;
     }
     let size = page_size(&query)?;
-    let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", select_list(r), conds.where_clause(), r.pk.join(", "), size + 1);
+    let sql = format!(
+        "SELECT {} FROM {from} {} ORDER BY {} LIMIT {}",
+        select_list(r),
+        conds.where_clause(),
+        r.pk.join(", "),
+        size + 1
+    );
     let batches = app.engine.query_as(&sql, conds.values, scan).await?;
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     // Keep `size` rows, then as many of them as fit the response budget; if rows are left over, the
@@ -572,13 +721,24 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
     );
     if fit == 0 && !rows.ends.is_empty() {
         let (b, i) = row_at(&kept, 0)?;
-        return Err(too_large(r, &row_key(r.pk, b, i)?, crate::budget::text_wire_len(rows.row(0)), limit, "as JSON"));
+        return Err(too_large(
+            r,
+            &row_key(r.pk, b, i)?,
+            crate::budget::text_wire_len(rows.row(0)),
+            limit,
+            "as JSON",
+        ));
     }
     let cut = fit < rows.ends.len();
     let next = match fit.checked_sub(1) {
         Some(last) if cut || total > size => {
             let (b, i) = row_at(&kept, last)?;
-            Value::String(page_url(headers, uri, &query, Some(&encode_cursor(&row_key(r.pk, b, i)?))))
+            Value::String(page_url(
+                headers,
+                uri,
+                &query,
+                Some(&encode_cursor(&row_key(r.pk, b, i)?)),
+            ))
         }
         _ => Value::Null,
     };
@@ -590,12 +750,25 @@ async fn list_resource(app: &App, r: &Resource, headers: &HeaderMap, uri: &Uri, 
             let c = after(r.pk, &cur, &mut back);
             back.sql.push(format!("NOT {c}"));
             let desc: Vec<String> = r.pk.iter().map(|c| format!("{c} DESC")).collect();
-            let sql = format!("SELECT {} FROM {from} {} ORDER BY {} LIMIT {}", r.pk.join(", "), back.where_clause(), desc.join(", "), size + 1);
+            let sql = format!(
+                "SELECT {} FROM {from} {} ORDER BY {} LIMIT {}",
+                r.pk.join(", "),
+                back.where_clause(),
+                desc.join(", "),
+                size + 1
+            );
             let keys = app.engine.query_as(&sql, back.values, scan).await?;
-            let mut rows = keys.iter().flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)));
+            let mut rows = keys
+                .iter()
+                .flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)));
             match rows.nth(size) {
                 // More rows before that page: it starts after this key.
-                Some((b, i)) => Value::String(page_url(headers, uri, &query, Some(&encode_cursor(&row_key(r.pk, b, i)?)))),
+                Some((b, i)) => Value::String(page_url(
+                    headers,
+                    uri,
+                    &query,
+                    Some(&encode_cursor(&row_key(r.pk, b, i)?)),
+                )),
                 None => Value::String(page_url(headers, uri, &query, None)),
             }
         }
@@ -633,13 +806,18 @@ async fn bulk_page(
     fmt: &'static str,
 ) -> Result<Response, ApiError> {
     let limit = crate::budget::max_bytes();
-    let max_raw = crate::budget::binary_raw_budget(limit.saturating_sub(crate::budget::PAGE_OVERHEAD));
+    let max_raw =
+        crate::budget::binary_raw_budget(limit.saturating_sub(crate::budget::PAGE_OVERHEAD));
     // Values per row: bins (profiles: mean, entries, sums and sumw2 per bin, flow bins included).
     let bins = match r.data {
         Some(DataTable::Th2) => "CAST(x_bin AS BIGINT) * CAST(y_bin AS BIGINT)",
-        Some(DataTable::Th3) => "CAST(x_bin AS BIGINT) * CAST(y_bin AS BIGINT) * CAST(z_bin AS BIGINT)",
+        Some(DataTable::Th3) => {
+            "CAST(x_bin AS BIGINT) * CAST(y_bin AS BIGINT) * CAST(z_bin AS BIGINT)"
+        }
         Some(DataTable::Profile1d) => "4 * (CAST(x_bin AS BIGINT) + 2)",
-        Some(DataTable::Profile2d) => "4 * (CAST(x_bin AS BIGINT) + 2) * (CAST(y_bin AS BIGINT) + 2)",
+        Some(DataTable::Profile2d) => {
+            "4 * (CAST(x_bin AS BIGINT) + 2) * (CAST(y_bin AS BIGINT) + 2)"
+        }
         Some(DataTable::Scalar) => "CAST(COALESCE(LENGTH(value_string), 0) AS BIGINT) / 8 + 1",
         _ => "CAST(x_bin AS BIGINT)",
     };
@@ -650,11 +828,16 @@ async fn bulk_page(
         conds.where_clause(),
         most + 1
     );
-    let keys = app.engine.query_as(&sql, conds.values.clone(), scan).await?;
+    let keys = app
+        .engine
+        .query_as(&sql, conds.values.clone(), scan)
+        .await?;
     let (mut used, mut n, mut more) = (0usize, 0usize, false);
     let mut last_key = None;
     'keys: for b in &keys {
-        let est = b.column_by_name("est").and_then(|a| a.as_any().downcast_ref::<arrow::array::Int64Array>());
+        let est = b
+            .column_by_name("est")
+            .and_then(|a| a.as_any().downcast_ref::<arrow::array::Int64Array>());
         for i in 0..b.num_rows() {
             let e = est.map_or(ROW_OVERHEAD_BYTES, |a| a.value(i)).max(0) as usize;
             // At least one row is read, so a single oversized row is reported, not skipped.
@@ -678,7 +861,11 @@ async fn bulk_page(
         let c = after(r.pk, &last_key, &mut upto);
         upto.sql.push(format!("NOT {c}"));
     }
-    let sql = format!("SELECT {} FROM {from} {} ORDER BY {pk}", select_list(r), upto.where_clause());
+    let sql = format!(
+        "SELECT {} FROM {from} {} ORDER BY {pk}",
+        select_list(r),
+        upto.where_clause()
+    );
     let raw = app.engine.query_as(&sql, upto.values, scan).await?;
     let total: usize = raw.iter().map(RecordBatch::num_rows).sum();
     let batches = in_response_order(r, raw.clone())?;
@@ -690,14 +877,26 @@ async fn bulk_page(
         let (b, i) = row_at(&raw, 0)?;
         let (first, j) = row_at(&batches, 0)?;
         let one = crate::bulk::encode(fmt, first.schema(), &[first.slice(j, 1)], usize::MAX)?;
-        return Err(too_large(r, &row_key(r.pk, b, i)?, crate::budget::binary_wire_len(one.body.len()), limit, &format!("as {fmt} (base64)")));
+        return Err(too_large(
+            r,
+            &row_key(r.pk, b, i)?,
+            crate::budget::binary_wire_len(one.body.len()),
+            limit,
+            &format!("as {fmt} (base64)"),
+        ));
     }
     let rows = enc.rows;
     let mut resp = crate::bulk::response(fmt, enc.body);
     if more || rows < total {
         let (b, i) = row_at(&raw, rows - 1)?;
-        let next = page_url(headers, uri, query, Some(&encode_cursor(&row_key(r.pk, b, i)?)));
-        let link = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let next = page_url(
+            headers,
+            uri,
+            query,
+            Some(&encode_cursor(&row_key(r.pk, b, i)?)),
+        );
+        let link = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         resp.headers_mut().insert(header::LINK, link);
         mark_truncated(&mut resp, rows, limit);
     }
@@ -708,13 +907,18 @@ async fn bulk_page(
 fn mark_truncated(resp: &mut Response, rows: usize, limit: usize) {
     let v = format!("rows={rows}; limit={limit}; reason=response-size");
     if let Ok(v) = HeaderValue::from_str(&v) {
-        resp.headers_mut().insert(crate::budget::TRUNCATED_HEADER, v);
+        resp.headers_mut()
+            .insert(crate::budget::TRUNCATED_HEADER, v);
     }
 }
 
 /// The 413 for an item that alone exceeds the response budget.
 fn too_large(r: &Resource, key: &[i64], bytes: usize, limit: usize, how: &str) -> ApiError {
-    let key: Vec<String> = r.pk.iter().zip(key).map(|(c, v)| format!("{c}={v}")).collect();
+    let key: Vec<String> =
+        r.pk.iter()
+            .zip(key)
+            .map(|(c, v)| format!("{c}={v}"))
+            .collect();
     ApiError::TooLarge(format!(
         "The {} row ({}) is {bytes} bytes {how}, more than one response may hold ({limit} bytes). \
          Ask for it with format=arrow (about half the size of JSON), or read it from the lake directly (docs/lake.md).",
@@ -753,9 +957,14 @@ fn row_at(batches: &[RecordBatch], mut idx: usize) -> Result<(&RecordBatch, usiz
 /// stores them (the partition column last), so the scan needs no reordering step (DataFusion plans
 /// it ~0.3 ms faster); [`in_response_order`] puts them back in DIALS's order.
 fn select_list(r: &Resource) -> &'static str {
-    static LISTS: [OnceLock<String>; DataTable::ALL.len()] = [const { OnceLock::new() }; DataTable::ALL.len()];
-    let Some(table) = r.data else { return r.columns };
-    let Some(cell) = LISTS.get(table.index()) else { return r.columns };
+    static LISTS: [OnceLock<String>; DataTable::ALL.len()] =
+        [const { OnceLock::new() }; DataTable::ALL.len()];
+    let Some(table) = r.data else {
+        return r.columns;
+    };
+    let Some(cell) = LISTS.get(table.index()) else {
+        return r.columns;
+    };
     cell.get_or_init(|| {
         let schema = table.schema();
         let mut cols: Vec<&str> = r.columns.split(", ").collect();
@@ -770,7 +979,10 @@ fn select_list(r: &Resource) -> &'static str {
 
 /// Puts selected columns back in the resource's response order, without the columns only the
 /// cursor needs (a no-op unless they differ).
-fn in_response_order(r: &Resource, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, ApiError> {
+fn in_response_order(
+    r: &Resource,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>, ApiError> {
     if select_list(r) == r.columns {
         return Ok(batches);
     }
@@ -783,40 +995,70 @@ fn in_response_order(r: &Resource, batches: Vec<RecordBatch>) -> Result<Vec<Reco
                 .map(|c| b.schema().index_of(c))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-            b.project(&idx).map_err(|e| ApiError::Internal(e.to_string()))
+            b.project(&idx)
+                .map_err(|e| ApiError::Internal(e.to_string()))
         })
         .collect()
 }
 
 fn bytes_response(body: Vec<u8>) -> Result<Response, ApiError> {
     let etag = format!("W/\"{:016x}\"", xxhash_rust::xxh64::xxh64(&body, 0));
-    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&etag) {
         resp.headers_mut().insert(header::ETAG, v);
     }
     Ok(resp)
 }
 
-async fn count_resource(app: &App, r: &Resource, headers: &HeaderMap, q: &str) -> Result<Response, ApiError> {
+async fn count_resource(
+    app: &App,
+    r: &Resource,
+    headers: &HeaderMap,
+    q: &str,
+) -> Result<Response, ApiError> {
     let ws = workspace(app, headers)?;
     let query = parse_query(q);
     let finished = finished_list(app, &ws).await?;
     let conds = conditions(app, r, &ws, &query, &finished)?;
-    let sql = format!("SELECT COUNT(*) AS n FROM {} {}", from_clause(app, r, &ws, &finished).await?, conds.where_clause());
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM {} {}",
+        from_clause(app, r, &ws, &finished).await?,
+        conds.where_clause()
+    );
     let rows = batches_to_json(&app.engine.query(&sql, conds.values).await?)?;
     json_response(&json!({ "count": rows.first().and_then(|v| v["n"].as_i64()).unwrap_or(0) }))
 }
 
-async fn one(app: &App, r: &Resource, headers: &HeaderMap, keys: &[(&'static str, &str)], what: &str) -> Result<Response, ApiError> {
+async fn one(
+    app: &App,
+    r: &Resource,
+    headers: &HeaderMap,
+    keys: &[(&'static str, &str)],
+    what: &str,
+) -> Result<Response, ApiError> {
     one_from(app, r, r.from, headers, keys, what).await
 }
 
 /// [`one`] reading the FROM template `template`.
-async fn one_from(app: &App, r: &Resource, template: &str, headers: &HeaderMap, keys: &[(&'static str, &str)], what: &str) -> Result<Response, ApiError> {
+async fn one_from(
+    app: &App,
+    r: &Resource,
+    template: &str,
+    headers: &HeaderMap,
+    keys: &[(&'static str, &str)],
+    what: &str,
+) -> Result<Response, ApiError> {
     let ws = workspace(app, headers)?;
     let mut conds = Conditions::default();
     for (col, v) in keys {
-        let n = v.parse::<i64>().map_err(|_| ApiError::NotFound(format!("No {what} matches the given query.")))?;
+        let n = v
+            .parse::<i64>()
+            .map_err(|_| ApiError::NotFound(format!("No {what} matches the given query.")))?;
         let p = conds.bind(ScalarValue::Int64(Some(n)));
         conds.sql.push(format!("{col} = {p}"));
     }
@@ -824,11 +1066,22 @@ async fn one_from(app: &App, r: &Resource, template: &str, headers: &HeaderMap, 
     if r.committed_only {
         conds.sql.push(format!("file_id {finished}"));
     }
-    let sql = format!("SELECT {} FROM {} {} ORDER BY {} LIMIT 1", select_list(r), from_template(app, r, template, &ws, &finished).await?, conds.where_clause(), r.pk.join(", "));
-    let rows = batches_to_json(&in_response_order(r, app.engine.query_as(&sql, conds.values, Scan::Point).await?)?)?;
+    let sql = format!(
+        "SELECT {} FROM {} {} ORDER BY {} LIMIT 1",
+        select_list(r),
+        from_template(app, r, template, &ws, &finished).await?,
+        conds.where_clause(),
+        r.pk.join(", ")
+    );
+    let rows = batches_to_json(&in_response_order(
+        r,
+        app.engine.query_as(&sql, conds.values, Scan::Point).await?,
+    )?)?;
     match rows.into_iter().next() {
         Some(v) => json_response(&v),
-        None => Err(ApiError::NotFound(format!("No {what} matches the given query."))),
+        None => Err(ApiError::NotFound(format!(
+            "No {what} matches the given query."
+        ))),
     }
 }
 
@@ -838,15 +1091,52 @@ async fn get_hist(
     Path((d, run, ls, me)): Path<(String, String, String, String)>,
     r: &'static Resource,
 ) -> Response {
-    let keys = [("dataset_id", d.as_str()), ("run_number", run.as_str()), ("ls_number", ls.as_str()), ("me_id", me.as_str())];
+    let keys = [
+        ("dataset_id", d.as_str()),
+        ("run_number", run.as_str()),
+        ("ls_number", ls.as_str()),
+        ("me_id", me.as_str()),
+    ];
     // Lumisection 0 is a per-run element: it lives in the table's per-run twin.
-    let run_twin = r.data.filter(|_| ls.trim().parse::<i64>().ok() == Some(0)).map(|t| format!("{{ws:{}}}", t.run_name()));
-    let what = if r.data == Some(DataTable::Scalar) { "monitoring element" } else { "histogram" };
-    respond(&headers, one_from(&app, r, run_twin.as_deref().unwrap_or(r.from), &headers, &keys, what).await)
+    let run_twin = r
+        .data
+        .filter(|_| ls.trim().parse::<i64>().ok() == Some(0))
+        .map(|t| format!("{{ws:{}}}", t.run_name()));
+    let what = if r.data == Some(DataTable::Scalar) {
+        "monitoring element"
+    } else {
+        "histogram"
+    };
+    respond(
+        &headers,
+        one_from(
+            &app,
+            r,
+            run_twin.as_deref().unwrap_or(r.from),
+            &headers,
+            &keys,
+            what,
+        )
+        .await,
+    )
 }
 
-async fn get_run(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, run)): Path<(String, String)>) -> Response {
-    respond(&headers, one(&app, &RUN, &headers, &[("dataset_id", &d), ("run_number", &run)], "run").await)
+async fn get_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((d, run)): Path<(String, String)>,
+) -> Response {
+    respond(
+        &headers,
+        one(
+            &app,
+            &RUN,
+            &headers,
+            &[("dataset_id", &d), ("run_number", &run)],
+            "run",
+        )
+        .await,
+    )
 }
 
 async fn get_lumisection(
@@ -854,26 +1144,96 @@ async fn get_lumisection(
     headers: HeaderMap,
     Path((d, run, ls)): Path<(String, String, String)>,
 ) -> Response {
-    respond(&headers, one(&app, &LUMISECTION, &headers, &[("dataset_id", &d), ("run_number", &run), ("ls_number", &ls)], "lumisection").await)
+    respond(
+        &headers,
+        one(
+            &app,
+            &LUMISECTION,
+            &headers,
+            &[("dataset_id", &d), ("run_number", &run), ("ls_number", &ls)],
+            "lumisection",
+        )
+        .await,
+    )
 }
 
-async fn get_file(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, file)): Path<(String, String)>) -> Response {
-    respond(&headers, one(&app, &FILE_INDEX, &headers, &[("dataset_id", &d), ("file_id", &file)], "file").await)
+async fn get_file(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((d, file)): Path<(String, String)>,
+) -> Response {
+    respond(
+        &headers,
+        one(
+            &app,
+            &FILE_INDEX,
+            &headers,
+            &[("dataset_id", &d), ("file_id", &file)],
+            "file",
+        )
+        .await,
+    )
 }
 
-async fn get_dataset(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, _file)): Path<(String, String)>) -> Response {
-    respond(&headers, one(&app, &DATASET_INDEX, &headers, &[("dataset_id", &d)], "dataset").await)
+async fn get_dataset(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((d, _file)): Path<(String, String)>,
+) -> Response {
+    respond(
+        &headers,
+        one(
+            &app,
+            &DATASET_INDEX,
+            &headers,
+            &[("dataset_id", &d)],
+            "dataset",
+        )
+        .await,
+    )
 }
 
-async fn get_dataset_one(State(app): State<Arc<App>>, headers: HeaderMap, Path(d): Path<String>) -> Response {
-    respond(&headers, one(&app, &DATASET_INDEX, &headers, &[("dataset_id", &d)], "dataset").await)
+async fn get_dataset_one(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(d): Path<String>,
+) -> Response {
+    respond(
+        &headers,
+        one(
+            &app,
+            &DATASET_INDEX,
+            &headers,
+            &[("dataset_id", &d)],
+            "dataset",
+        )
+        .await,
+    )
 }
 
-async fn get_me(State(app): State<Arc<App>>, headers: HeaderMap, Path(me): Path<String>) -> Response {
-    respond(&headers, one(&app, &MES, &headers, &[("me_id", &me)], "monitoring element").await)
+async fn get_me(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(me): Path<String>,
+) -> Response {
+    respond(
+        &headers,
+        one(
+            &app,
+            &MES,
+            &headers,
+            &[("me_id", &me)],
+            "monitoring element",
+        )
+        .await,
+    )
 }
 
-async fn mes_list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+async fn mes_list(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let r = async {
         let ws = workspace(&app, &headers)?;
         let query = parse_query(q.as_deref().unwrap_or(""));
@@ -881,7 +1241,12 @@ async fn mes_list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): 
         let mut conds = conditions(&app, &MES, &ws, &query, &finished)?;
         // `kind=<Kind>` (e.g. TProfile) or `kind=all`; without `kind` and `dim`, the MEs of th1/th2
         // (TH1x/TH2x), as DIALS lists them.
-        match query.iter().rev().find(|(k, _)| k == "kind").map(|(_, v)| v.as_str()) {
+        match query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "kind")
+            .map(|(_, v)| v.as_str())
+        {
             Some("all") => {}
             Some(k) => {
                 let p = conds.bind(ScalarValue::Utf8(Some(k.to_string())));
@@ -889,10 +1254,18 @@ async fn mes_list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): 
             }
             None if query.iter().any(|(k, _)| k == "dim") => {}
             None => {
-                conds.sql.push("kind IN ('TH1F', 'TH1S', 'TH1D', 'TH1I', 'TH2F', 'TH2S', 'TH2D', 'TH2I')".to_string());
+                conds.sql.push(
+                    "kind IN ('TH1F', 'TH1S', 'TH1D', 'TH1I', 'TH2F', 'TH2S', 'TH2D', 'TH2I')"
+                        .to_string(),
+                );
             }
         }
-        let sql = format!("SELECT {} FROM {} {} ORDER BY me_id", MES.columns, expand(&app.engine, &ws, MES.from, &finished), conds.where_clause());
+        let sql = format!(
+            "SELECT {} FROM {} {} ORDER BY me_id",
+            MES.columns,
+            expand(&app.engine, &ws, MES.from, &finished),
+            conds.where_clause()
+        );
         let rows = batches_to_json(&app.engine.query(&sql, conds.values).await?)?;
         json_response(&Value::Array(rows))
     }
@@ -900,7 +1273,11 @@ async fn mes_list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): 
     respond(&headers, r)
 }
 
-async fn mes_of_run(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, run)): Path<(String, String)>) -> Response {
+async fn mes_of_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((d, run)): Path<(String, String)>,
+) -> Response {
     let r = async {
         let ws = workspace(&app, &headers)?;
         let bad = |p: &str| ApiError::NotFound(format!("No run matches the given query ({p})."));
@@ -924,11 +1301,23 @@ async fn mes_of_run(State(app): State<Arc<App>>, headers: HeaderMap, Path((d, ru
 }
 
 /// Every workspace, or with auth on the caller's (the first is their default).
-async fn workspaces(State(app): State<Arc<App>>, access: Option<Extension<Access>>, headers: HeaderMap) -> Response {
+async fn workspaces(
+    State(app): State<Arc<App>>,
+    access: Option<Extension<Access>>,
+    headers: HeaderMap,
+) -> Response {
     let body = match access {
-        Some(Extension(a)) => json!({ "workspaces": a.workspaces, "default": a.workspaces.first() }),
+        Some(Extension(a)) => {
+            json!({ "workspaces": a.workspaces, "default": a.workspaces.first() })
+        }
         None => {
-            let names: Vec<&str> = app.engine.workspaces.workspaces.iter().map(|w| w.name.as_str()).collect();
+            let names: Vec<&str> = app
+                .engine
+                .workspaces
+                .workspaces
+                .iter()
+                .map(|w| w.name.as_str())
+                .collect();
             json!({ "workspaces": names, "default": app.engine.workspaces.default })
         }
     };
@@ -936,11 +1325,18 @@ async fn workspaces(State(app): State<Arc<App>>, access: Option<Extension<Access
 }
 
 /// The configured default, or with auth on the caller's default (403 if their roles give none).
-async fn my_default(State(app): State<Arc<App>>, access: Option<Extension<Access>>, headers: HeaderMap) -> Response {
+async fn my_default(
+    State(app): State<Arc<App>>,
+    access: Option<Extension<Access>>,
+    headers: HeaderMap,
+) -> Response {
     let r = match access {
         Some(Extension(a)) => match a.workspaces.first() {
             Some(w) => json_response(&json!({ "workspace": w })),
-            None => Err(ApiError::Forbidden { code: "no_workspace", detail: "Your roles give access to no workspace.".into() }),
+            None => Err(ApiError::Forbidden {
+                code: "no_workspace",
+                detail: "Your roles give access to no workspace.".into(),
+            }),
         },
         None => json_response(&json!({ "workspace": app.engine.workspaces.default })),
     };
@@ -948,16 +1344,25 @@ async fn my_default(State(app): State<Arc<App>>, access: Option<Extension<Access
 }
 
 /// `format=arrow|parquet` or an Arrow/Parquet `Accept` header asks for bulk output.
-fn bulk_format(headers: &HeaderMap, query: &[(String, String)]) -> Result<Option<&'static str>, ApiError> {
+fn bulk_format(
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> Result<Option<&'static str>, ApiError> {
     if let Some((_, f)) = query.iter().find(|(k, _)| k == "format") {
         return match f.as_str() {
             "json" => Ok(None),
             "arrow" => Ok(Some("arrow")),
             "parquet" => Ok(Some("parquet")),
-            other => Err(ApiError::bad("format", format!("Unknown format '{other}': use json, arrow or parquet."))),
+            other => Err(ApiError::bad(
+                "format",
+                format!("Unknown format '{other}': use json, arrow or parquet."),
+            )),
         };
     }
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     Ok(if accept.contains("application/vnd.apache.arrow.stream") {
         Some("arrow")
     } else if accept.contains("application/vnd.apache.parquet") {

@@ -14,7 +14,11 @@ use crate::error::ApiError;
 /// One embedded file: `ui/<name>` with its content type.
 macro_rules! embed {
     ($name:literal, $ctype:literal) => {
-        ($name, $ctype, include_bytes!(concat!("../../../ui/", $name)))
+        (
+            $name,
+            $ctype,
+            include_bytes!(concat!("../../../ui/", $name)),
+        )
     };
 }
 
@@ -46,7 +50,12 @@ pub async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response 
     };
     match file(name) {
         Some((ctype, body)) => send(&headers, ctype, body),
-        None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "no such UI file").into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "no such UI file",
+        )
+            .into_response(),
     }
 }
 
@@ -54,7 +63,9 @@ pub async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response 
 fn file(name: &str) -> Option<(&'static str, Vec<u8>)> {
     let (_, ctype, bytes) = FILES.iter().find(|(n, _, _)| *n == name)?;
     match std::env::var_os("DIALS_UI_DIR") {
-        Some(dir) => std::fs::read(std::path::Path::new(&dir).join(name)).ok().map(|b| (*ctype, b)),
+        Some(dir) => std::fs::read(std::path::Path::new(&dir).join(name))
+            .ok()
+            .map(|b| (*ctype, b)),
         None => Some((*ctype, bytes.to_vec())),
     }
 }
@@ -68,7 +79,16 @@ fn send(req: &HeaderMap, ctype: &'static str, body: Vec<u8>) -> Response {
     if req.get(header::IF_NONE_MATCH) == Some(&etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), cache]).into_response();
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(ctype)), (header::ETAG, etag), cache], body).into_response()
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
+            (header::ETAG, etag),
+            cache,
+        ],
+        body,
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -78,7 +98,10 @@ mod tests {
     #[test]
     fn every_file_of_ui_is_embedded() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui");
-        let mut on_disk: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         let mut embedded: Vec<String> = FILES.iter().map(|(n, _, _)| n.to_string()).collect();
         on_disk.sort();
         embedded.sort();
@@ -90,14 +113,34 @@ mod tests {
         let get = |p: &str| fallback(Method::GET, p.parse().unwrap(), HeaderMap::new());
         let r = get("/runs/1/2").await;
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
         let r = get("/ui/app.js").await;
-        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(get("/ui/nope.js").await.status(), StatusCode::NOT_FOUND);
         let r = get("/api/v1/nope/").await;
-        assert_eq!((r.status(), r.headers()[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::NOT_FOUND, "application/json"));
+        assert_eq!(
+            (
+                r.status(),
+                r.headers()[header::CONTENT_TYPE].to_str().unwrap()
+            ),
+            (StatusCode::NOT_FOUND, "application/json")
+        );
         let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, get("/").await.headers()[header::ETAG].clone());
-        assert_eq!(fallback(Method::GET, "/".parse().unwrap(), h).await.status(), StatusCode::NOT_MODIFIED);
+        h.insert(
+            header::IF_NONE_MATCH,
+            get("/").await.headers()[header::ETAG].clone(),
+        );
+        assert_eq!(
+            fallback(Method::GET, "/".parse().unwrap(), h)
+                .await
+                .status(),
+            StatusCode::NOT_MODIFIED
+        );
     }
 }

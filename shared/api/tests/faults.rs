@@ -20,8 +20,8 @@ use http_body_util::BodyExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use serde_json::Value;
 use tower::ServiceExt;
@@ -37,8 +37,20 @@ fn lfn(i: usize) -> String {
 }
 
 async fn ingest_into(lake: &Location, ws: &Workspaces, i: usize, fx: &str) {
-    let req = IngestRequest { logical_file_name: lfn(i), dataset: None, deadline: None };
-    ingest(lake, ws, &req, Arc::new(LocalFile::open(fixtures().join(fx)).expect("fx")), None).await.expect("ingest");
+    let req = IngestRequest {
+        logical_file_name: lfn(i),
+        dataset: None,
+        deadline: None,
+    };
+    ingest(
+        lake,
+        ws,
+        &req,
+        Arc::new(LocalFile::open(fixtures().join(fx)).expect("fx")),
+        None,
+    )
+    .await
+    .expect("ingest");
 }
 
 /// A lake folder with three ingested files.
@@ -48,18 +60,29 @@ async fn folder(name: &str) -> (PathBuf, Location, Workspaces) {
     let _ = std::fs::remove_dir_all(&dir);
     let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
     let ws = Workspaces::default();
-    for (i, fx) in ["small_zlib.root", "small_lz4.root", "small_zstd.root"].iter().enumerate() {
+    for (i, fx) in ["small_zlib.root", "small_lz4.root", "small_zstd.root"]
+        .iter()
+        .enumerate()
+    {
         ingest_into(&lake, &ws, i, fx).await;
     }
     (dir, lake, ws)
 }
 
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, HeaderMap, Value) {
-    let req = Request::builder().uri(uri).header("host", "dials.test").body(Body::empty()).expect("req");
+    let req = Request::builder()
+        .uri(uri)
+        .header("host", "dials.test")
+        .body(Body::empty())
+        .expect("req");
     let resp = app.clone().oneshot(req).await.expect("call");
     let (status, headers) = (resp.status(), resp.headers().clone());
     let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, headers, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    (
+        status,
+        headers,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
 }
 
 /// How the faulty store behaves.
@@ -84,7 +107,10 @@ impl std::fmt::Display for Faulty {
 impl Faulty {
     async fn gate(&self) -> object_store::Result<()> {
         match self.mode.load(Ordering::SeqCst) {
-            FAIL => Err(object_store::Error::Generic { store: "S3", source: "error sending request: connection refused (after 10 retries)".into() }),
+            FAIL => Err(object_store::Error::Generic {
+                store: "S3",
+                source: "error sending request: connection refused (after 10 retries)".into(),
+            }),
             HANG => {
                 futures::future::pending::<()>().await;
                 Ok(())
@@ -96,21 +122,41 @@ impl Faulty {
 
 #[async_trait::async_trait]
 impl ObjectStore for Faulty {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.inner.put_opts(location, payload, opts).await
     }
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.inner.put_multipart_opts(location, opts).await
     }
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         self.gate().await?;
         self.inner.get_opts(location, options).await
     }
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
         self.gate().await?;
         self.inner.get_ranges(location, ranges).await
     }
-    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         self.inner.delete_stream(locations)
     }
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
@@ -129,7 +175,10 @@ impl ObjectStore for Faulty {
         .boxed();
         match mode {
             FAIL => futures::stream::once(async {
-                Err(object_store::Error::Generic { store: "S3", source: "error sending request: connection refused".into() })
+                Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: "error sending request: connection refused".into(),
+                })
             })
             .boxed(),
             HANG => futures::stream::pending().boxed(),
@@ -140,16 +189,30 @@ impl ObjectStore for Faulty {
         self.gate().await?;
         self.inner.list_with_delimiter(prefix).await
     }
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
 }
 
 /// The API over the folder as if it were an S3 lake behind `Faulty` in `mode`.
 async fn s3_app(dir: &std::path::Path, ws: Workspaces, mode: u8) -> axum::Router {
-    let store = Faulty { inner: LocalFileSystem::new_with_prefix(dir).expect("fs"), mode: Arc::new(AtomicU8::new(mode)) };
-    let lake = Location { store: Arc::new(store), path: Path::default(), url: "s3://faulty-lake".into() };
-    router(Arc::new(App { engine: Engine::new(&lake, ws).await.expect("engine") }))
+    let store = Faulty {
+        inner: LocalFileSystem::new_with_prefix(dir).expect("fs"),
+        mode: Arc::new(AtomicU8::new(mode)),
+    };
+    let lake = Location {
+        store: Arc::new(store),
+        path: Path::default(),
+        url: "s3://faulty-lake".into(),
+    };
+    router(Arc::new(App {
+        engine: Engine::new(&lake, ws).await.expect("engine"),
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,11 +223,21 @@ async fn a_store_outage_is_503_with_retry_after() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["results"].as_array().expect("results").len(), 120);
     let down = s3_app(&dir, ws, FAIL).await;
-    for uri in ["/api/v1/th1/?page_size=5", "/api/v1/run/", "/api/v1/file-index/count/", "/api/v1/th2/?format=arrow"] {
+    for uri in [
+        "/api/v1/th1/?page_size=5",
+        "/api/v1/run/",
+        "/api/v1/file-index/count/",
+        "/api/v1/th2/?format=arrow",
+    ] {
         let (s, h, v) = get(&down, uri).await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {v}");
         assert!(h.get("retry-after").is_some(), "{uri}: Retry-After");
-        assert!(v["detail"].as_str().is_some_and(|d| d.contains("lake unavailable")), "{uri}: {v}");
+        assert!(
+            v["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("lake unavailable")),
+            "{uri}: {v}"
+        );
     }
 }
 
@@ -173,12 +246,20 @@ async fn a_store_that_does_not_answer_ends_at_the_request_deadline() {
     let (dir, _, ws) = folder("hang").await;
     let app = s3_app(&dir, ws, HANG).await;
     let t0 = Instant::now();
-    let got = tokio::time::timeout(Duration::from_secs(30), get(&app, "/api/v1/th1/?page_size=5")).await;
+    let got = tokio::time::timeout(
+        Duration::from_secs(30),
+        get(&app, "/api/v1/th1/?page_size=5"),
+    )
+    .await;
     let took = t0.elapsed();
     let (s, h, v) = got.expect("the request ended (it did not wait for the store)");
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert!(h.get("retry-after").is_some());
-    assert!(took >= Duration::from_millis(TIMEOUT_MS) && took < Duration::from_millis(TIMEOUT_MS + 3000), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(TIMEOUT_MS)
+            && took < Duration::from_millis(TIMEOUT_MS + 3000),
+        "took {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +274,10 @@ async fn one_unreadable_object_is_left_out_not_a_500_for_every_query() {
         .expect("run dir")
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&mine)))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&mine))
+        })
         .expect("the file's th1 object");
     let good = std::fs::read(&victim).expect("victim");
     std::fs::write(&victim, &good[..good.len() / 2]).expect("truncate");
@@ -212,5 +296,9 @@ async fn one_unreadable_object_is_left_out_not_a_500_for_every_query() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (s, _, v) = get(&app, "/api/v1/th1/?page_size=500").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(v["results"].as_array().expect("results").len(), 120, "the rewritten object is back");
+    assert_eq!(
+        v["results"].as_array().expect("results").len(),
+        120,
+        "the rewritten object is back"
+    );
 }

@@ -35,13 +35,29 @@ async fn new_lake(name: &str, files: &[&str]) -> Location {
 }
 
 async fn ingest_one(lake: &Location, i: usize, fixture: &str) {
-    let req = IngestRequest { logical_file_name: lfn(i), dataset: None, deadline: None };
-    ingest(lake, &Workspaces::default(), &req, Arc::new(LocalFile::open(fixtures().join(fixture)).expect("fx")), None).await.expect("ingest");
+    let req = IngestRequest {
+        logical_file_name: lfn(i),
+        dataset: None,
+        deadline: None,
+    };
+    ingest(
+        lake,
+        &Workspaces::default(),
+        &req,
+        Arc::new(LocalFile::open(fixtures().join(fixture)).expect("fx")),
+        None,
+    )
+    .await
+    .expect("ingest");
 }
 
 /// A router over the lake as it is now (a new engine: its first request reads every log).
 async fn app(lake: &Location) -> axum::Router {
-    router(Arc::new(App { engine: Engine::new(lake, Workspaces::default()).await.expect("engine") }))
+    router(Arc::new(App {
+        engine: Engine::new(lake, Workspaces::default())
+            .await
+            .expect("engine"),
+    }))
 }
 
 /// Every row of `uri` over all its pages, sorted.
@@ -49,10 +65,16 @@ async fn rows(app: &axum::Router, uri: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut uri = uri.to_string();
     loop {
-        let req = Request::builder().uri(&uri).header("host", "dials.test").body(Body::empty()).expect("req");
+        let req = Request::builder()
+            .uri(&uri)
+            .header("host", "dials.test")
+            .body(Body::empty())
+            .expect("req");
         let resp = app.clone().oneshot(req).await.expect("call");
         assert_eq!(resp.status(), StatusCode::OK, "{uri}");
-        let v: Value = serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes()).expect("json");
+        let v: Value =
+            serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes())
+                .expect("json");
         out.extend(v["results"].as_array().cloned().unwrap_or_default());
         match v["next"].as_str() {
             Some(n) => uri = n.trim_start_matches("http://dials.test").to_string(),
@@ -71,8 +93,23 @@ fn enc(s: &str) -> String {
 async fn answers(app: &axum::Router, mes: &[(String, String, i64)]) -> Vec<Vec<Value>> {
     let mut out = Vec::new();
     for (table, me, id) in mes {
-        out.push(rows(app, &format!("/api/v1/{table}/?me={}&run_number=380310&page_size=50", enc(me))).await);
-        out.push(rows(app, &format!("/api/v1/{table}/?me={}&page_size=50", enc(me))).await);
+        out.push(
+            rows(
+                app,
+                &format!(
+                    "/api/v1/{table}/?me={}&run_number=380310&page_size=50",
+                    enc(me)
+                ),
+            )
+            .await,
+        );
+        out.push(
+            rows(
+                app,
+                &format!("/api/v1/{table}/?me={}&page_size=50", enc(me)),
+            )
+            .await,
+        );
         out.push(rows(app, &format!("/api/v1/{table}/?me_id={id}&page_size=50")).await);
     }
     out
@@ -86,38 +123,99 @@ async fn me_queries_read_current_copies_and_never_stale_ones() {
     let before_app = app(&lake).await;
     let mut mes = Vec::new();
     for table in ["th1", "th2"] {
-        let some = rows(&before_app, &format!("/api/v1/{table}/?run_number=380310&page_size=5")).await;
+        let some = rows(
+            &before_app,
+            &format!("/api/v1/{table}/?run_number=380310&page_size=5"),
+        )
+        .await;
         let r = some.first().unwrap_or_else(|| panic!("{table} has rows"));
-        mes.push((table.to_string(), r["me"].as_str().expect("me").to_string(), r["me_id"].as_i64().expect("me_id")));
+        mes.push((
+            table.to_string(),
+            r["me"].as_str().expect("me").to_string(),
+            r["me_id"].as_i64().expect("me_id"),
+        ));
     }
     let scans = dials_api::pruned::copy_scans();
     let before = answers(&before_app, &mes).await;
     assert!(before.iter().all(|a| !a.is_empty()), "every query has rows");
-    assert_eq!(dials_api::pruned::copy_scans(), scans, "no copy before compaction");
+    assert_eq!(
+        dials_api::pruned::copy_scans(),
+        scans,
+        "no copy before compaction"
+    );
 
-    let report = compact::compact_lake(&lake, &["default".to_string()], CompactOptions { min_objects: 2, ..Default::default() }).await.expect("compact");
-    assert!(report.iter().filter(|t| t.table == "th1" || t.table == "th2").all(|t| t.copies >= 1), "{report:?}");
+    let report = compact::compact_lake(
+        &lake,
+        &["default".to_string()],
+        CompactOptions {
+            min_objects: 2,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("compact");
+    assert!(
+        report
+            .iter()
+            .filter(|t| t.table == "th1" || t.table == "th2")
+            .all(|t| t.copies >= 1),
+        "{report:?}"
+    );
     let compacted = app(&lake).await;
     let scans = dials_api::pruned::copy_scans();
-    assert_eq!(answers(&compacted, &mes).await, before, "the same answers from the copy");
-    assert!(dials_api::pruned::copy_scans() >= scans + 6, "every ME query read the copy");
+    assert_eq!(
+        answers(&compacted, &mes).await,
+        before,
+        "the same answers from the copy"
+    );
+    assert!(
+        dials_api::pruned::copy_scans() >= scans + 6,
+        "every ME query read the copy"
+    );
     // A query that pins the lumisection reads the table, not the copy.
     let scans = dials_api::pruned::copy_scans();
-    let one_ls = rows(&compacted, &format!("/api/v1/th1/?me={}&run_number=380310&ls_number=1", enc(&mes[0].1))).await;
-    assert_eq!(dials_api::pruned::copy_scans(), scans, "ls_number pinned: no copy");
+    let one_ls = rows(
+        &compacted,
+        &format!(
+            "/api/v1/th1/?me={}&run_number=380310&ls_number=1",
+            enc(&mes[0].1)
+        ),
+    )
+    .await;
+    assert_eq!(
+        dials_api::pruned::copy_scans(),
+        scans,
+        "ls_number pinned: no copy"
+    );
     assert!(!one_ls.is_empty());
 
     // File 1 again as another version, no compaction: its runs' copies are stale.
     ingest_one(&lake, 1, "tiny_none.root").await;
     let stale = answers(&app(&lake).await, &mes).await;
     // The same lake never compacted (file 1 in its second version from the start).
-    let reference = new_lake("b", &["small_zlib.root", "tiny_none.root", "small_zstd.root"]).await;
+    let reference = new_lake(
+        "b",
+        &["small_zlib.root", "tiny_none.root", "small_zstd.root"],
+    )
+    .await;
     let expected = answers(&app(&reference).await, &mes).await;
     assert_eq!(stale, expected, "a stale copy is never read");
     assert_ne!(stale, before, "the re-ingest changed the answers");
     // Compacted again: current copies, the same answers, read from the copy.
-    compact::compact_lake(&lake, &["default".to_string()], CompactOptions { min_objects: 2, ..Default::default() }).await.expect("compact");
+    compact::compact_lake(
+        &lake,
+        &["default".to_string()],
+        CompactOptions {
+            min_objects: 2,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("compact");
     let scans = dials_api::pruned::copy_scans();
     assert_eq!(answers(&app(&lake).await, &mes).await, expected);
-    assert!(dials_api::pruned::copy_scans() >= scans + 6, "current copies are read again");
+    assert!(
+        dials_api::pruned::copy_scans() >= scans + 6,
+        "current copies are read again"
+    );
 }

@@ -19,9 +19,16 @@ const KINDS: [MeKind; 8] = MeKind::DIALS_HISTOGRAMS;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let file = args.first().ok_or("usage: decode_bench FILE [--threads N] [--repeat R] [--inflate-only]")?.clone();
+    let file = args
+        .first()
+        .ok_or("usage: decode_bench FILE [--threads N] [--repeat R] [--inflate-only]")?
+        .clone();
     let opt = |name: &str, default: usize| -> usize {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     let threads = opt("--threads", 1);
     let repeat = opt("--repeat", 5);
@@ -29,7 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..repeat {
         let t0 = Instant::now();
         let dq = DqmioFile::open_path(&file)?;
-        let kinds: Vec<MeKind> = KINDS.into_iter().filter(|k| dq.trees().contains_key(k)).collect();
+        let kinds: Vec<MeKind> = KINDS
+            .into_iter()
+            .filter(|k| dq.trees().contains_key(k))
+            .collect();
         let count = AtomicU64::new(0);
         let checksum = Mutex::new(0f64);
         let next = AtomicU64::new(0);
@@ -38,7 +48,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 s.spawn(|| {
                     let mut local = 0f64;
                     // Work-stealing over kinds: each thread takes the next tree not yet decoded.
-                    while let Some(kind) = kinds.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
+                    while let Some(kind) = kinds.get(next.fetch_add(1, Ordering::Relaxed) as usize)
+                    {
                         if inflate_only {
                             let tree = &dq.trees()[kind].tree;
                             for b in &tree.branches {

@@ -29,7 +29,9 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_object_bytes: DEFAULT_MAX_OBJECT_BYTES }
+        Limits {
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+        }
     }
 }
 
@@ -47,7 +49,12 @@ impl Budget {
     /// At most `object` bytes per object and `total` bytes in all (`why_total` says where that
     /// number comes from, for the message).
     pub fn new(limits: Limits, total: u64, why_total: &'static str) -> Self {
-        Budget { object: limits.max_object_bytes, total, why_total, used: AtomicU64::new(0) }
+        Budget {
+            object: limits.max_object_bytes,
+            total,
+            why_total,
+            used: AtomicU64::new(0),
+        }
     }
 
     /// Only the per-object limit.
@@ -65,16 +72,34 @@ impl Budget {
     pub fn charge(&self, claimed: u64, what: &'static str, at: u64) -> Result<()> {
         if claimed > self.object {
             let bound = "the reader's limit for one object (Limits::max_object_bytes)".to_string();
-            return Err(Error::TooLarge { what, at, claimed, limit: self.object, bound });
+            return Err(Error::TooLarge {
+                what,
+                at,
+                claimed,
+                limit: self.object,
+                bound,
+            });
         }
         let mut used = self.used.load(Ordering::Relaxed);
         loop {
             let next = used.saturating_add(claimed);
             if next > self.total {
-                let bound = format!("what is left of this read's budget of {} bytes ({})", self.total, self.why_total);
-                return Err(Error::TooLarge { what, at, claimed, limit: self.total.saturating_sub(used), bound });
+                let bound = format!(
+                    "what is left of this read's budget of {} bytes ({})",
+                    self.total, self.why_total
+                );
+                return Err(Error::TooLarge {
+                    what,
+                    at,
+                    claimed,
+                    limit: self.total.saturating_sub(used),
+                    bound,
+                });
             }
-            match self.used.compare_exchange_weak(used, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match self
+                .used
+                .compare_exchange_weak(used, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return Ok(()),
                 Err(now) => used = now,
             }
@@ -97,19 +122,30 @@ pub const HEADER_LEN: usize = 9;
 
 /// Decompresses a whole ROOT payload of `compressed.len()` bytes into `expected` bytes, after
 /// charging `expected` to `budget`. `file_offset` is only used in error messages.
-pub fn decompress(compressed: &[u8], expected: usize, file_offset: u64, budget: &Budget) -> Result<Vec<u8>> {
+pub fn decompress(
+    compressed: &[u8],
+    expected: usize,
+    file_offset: u64,
+    budget: &Budget,
+) -> Result<Vec<u8>> {
     budget.charge(expected as u64, "compressed payload", file_offset)?;
-    let mut out = Vec::with_capacity(expected.min(compressed.len().saturating_mul(8)).min(1 << 26));
+    let mut out = Vec::with_capacity(
+        expected
+            .min(compressed.len().saturating_mul(8))
+            .min(1 << 26),
+    );
     let mut pos = 0usize;
     let mut inflater = None;
     while out.len() < expected {
         let at = file_offset + pos as u64;
-        let hdr = compressed.get(pos..pos + HEADER_LEN).ok_or(Error::Truncated {
-            what: "compression block header",
-            at,
-            needed: HEADER_LEN as u64,
-            available: compressed.len().saturating_sub(pos) as u64,
-        })?;
+        let hdr = compressed
+            .get(pos..pos + HEADER_LEN)
+            .ok_or(Error::Truncated {
+                what: "compression block header",
+                at,
+                needed: HEADER_LEN as u64,
+                available: compressed.len().saturating_sub(pos) as u64,
+            })?;
         let algorithm = match &hdr[0..2] {
             b"ZL" => Algorithm::Zlib,
             b"XZ" => Algorithm::Lzma,
@@ -126,12 +162,14 @@ pub fn decompress(compressed: &[u8], expected: usize, file_offset: u64, budget: 
         };
         let csize = u24(&hdr[3..6]);
         let usize_ = u24(&hdr[6..9]);
-        let body = compressed.get(pos + HEADER_LEN..pos + HEADER_LEN + csize).ok_or(Error::Truncated {
-            what: "compressed block",
-            at,
-            needed: csize as u64,
-            available: compressed.len().saturating_sub(pos + HEADER_LEN) as u64,
-        })?;
+        let body = compressed
+            .get(pos + HEADER_LEN..pos + HEADER_LEN + csize)
+            .ok_or(Error::Truncated {
+                what: "compressed block",
+                at,
+                needed: csize as u64,
+                available: compressed.len().saturating_sub(pos + HEADER_LEN) as u64,
+            })?;
         if max_ratio(algorithm).is_some_and(|r| usize_ > csize.saturating_mul(r) + HEADER_LEN) {
             return Err(Error::malformed(
                 "compressed block",
@@ -143,7 +181,10 @@ pub fn decompress(compressed: &[u8], expected: usize, file_offset: u64, budget: 
             return Err(Error::malformed(
                 "compressed block",
                 at,
-                format!("block expands to {usize_} bytes, only {} expected", expected - out.len()),
+                format!(
+                    "block expands to {usize_} bytes, only {} expected",
+                    expected - out.len()
+                ),
             ));
         }
         let start = out.len();
@@ -152,11 +193,13 @@ pub fn decompress(compressed: &[u8], expected: usize, file_offset: u64, budget: 
         match algorithm {
             Algorithm::Zlib => {
                 let d = inflater.get_or_insert_with(libdeflater::Decompressor::new);
-                let n = d.zlib_decompress(body, dst).map_err(|e| Error::Decompress {
-                    algorithm,
-                    at,
-                    detail: e.to_string(),
-                })?;
+                let n = d
+                    .zlib_decompress(body, dst)
+                    .map_err(|e| Error::Decompress {
+                        algorithm,
+                        at,
+                        detail: e.to_string(),
+                    })?;
                 check_len(algorithm, at, n, usize_)?;
             }
             Algorithm::Lz4 => {
@@ -166,40 +209,61 @@ pub fn decompress(compressed: &[u8], expected: usize, file_offset: u64, budget: 
                     needed: 8,
                     available: body.len() as u64,
                 })?;
-                let expected_sum = u64::from_be_bytes(sum.try_into().map_err(|_| Error::malformed("lz4", at, "checksum"))?);
+                let expected_sum = u64::from_be_bytes(
+                    sum.try_into()
+                        .map_err(|_| Error::malformed("lz4", at, "checksum"))?,
+                );
                 if xxhash_rust::xxh64::xxh64(block, 0) != expected_sum {
                     return Err(Error::Checksum { algorithm, at });
                 }
-                let n = lz4_flex::block::decompress_into(block, dst).map_err(|e| Error::Decompress {
-                    algorithm,
-                    at,
-                    detail: e.to_string(),
+                let n = lz4_flex::block::decompress_into(block, dst).map_err(|e| {
+                    Error::Decompress {
+                        algorithm,
+                        at,
+                        detail: e.to_string(),
+                    }
                 })?;
                 check_len(algorithm, at, n, usize_)?;
             }
             Algorithm::Zstd => {
-                let n = zstd::bulk::decompress_to_buffer(body, dst).map_err(|e| Error::Decompress {
-                    algorithm,
-                    at,
-                    detail: e.to_string(),
-                })?;
+                let n =
+                    zstd::bulk::decompress_to_buffer(body, dst).map_err(|e| Error::Decompress {
+                        algorithm,
+                        at,
+                        detail: e.to_string(),
+                    })?;
                 check_len(algorithm, at, n, usize_)?;
             }
             Algorithm::Lzma => {
-                let mut stream = liblzma::stream::Stream::new_stream_decoder(u64::MAX, 0).map_err(|e| {
-                    Error::Decompress { algorithm, at, detail: e.to_string() }
-                })?;
+                let mut stream =
+                    liblzma::stream::Stream::new_stream_decoder(u64::MAX, 0).map_err(|e| {
+                        Error::Decompress {
+                            algorithm,
+                            at,
+                            detail: e.to_string(),
+                        }
+                    })?;
                 let status = stream
                     .process(body, dst, liblzma::stream::Action::Finish)
-                    .map_err(|e| Error::Decompress { algorithm, at, detail: e.to_string() })?;
+                    .map_err(|e| Error::Decompress {
+                        algorithm,
+                        at,
+                        detail: e.to_string(),
+                    })?;
                 let n = stream.total_out() as usize;
                 if status != liblzma::stream::Status::StreamEnd {
-                    return Err(Error::Decompress { algorithm, at, detail: format!("stream not finished ({status:?})") });
+                    return Err(Error::Decompress {
+                        algorithm,
+                        at,
+                        detail: format!("stream not finished ({status:?})"),
+                    });
                 }
                 check_len(algorithm, at, n, usize_)?;
             }
             Algorithm::OldRoot => {
-                return Err(Error::Unsupported(format!("ROOT's old 'CS' compression (block at offset {at})")))
+                return Err(Error::Unsupported(format!(
+                    "ROOT's old 'CS' compression (block at offset {at})"
+                )))
             }
         }
         pos += HEADER_LEN + csize;
@@ -224,7 +288,11 @@ pub fn algorithm_of(compressed: &[u8]) -> Option<Algorithm> {
 
 fn check_len(algorithm: Algorithm, at: u64, got: usize, want: usize) -> Result<()> {
     if got != want {
-        return Err(Error::Decompress { algorithm, at, detail: format!("produced {got} bytes, header says {want}") });
+        return Err(Error::Decompress {
+            algorithm,
+            at,
+            detail: format!("produced {got} bytes, header says {want}"),
+        });
     }
     Ok(())
 }
@@ -250,14 +318,23 @@ mod tests {
     fn zstd_and_lz4_round_trip_and_checksum() {
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
         let z = zstd::bulk::compress(&data, 3).unwrap();
-        assert_eq!(decompress(&block(b"ZS", &z, data.len()), data.len(), 0, &any()).unwrap(), data);
+        assert_eq!(
+            decompress(&block(b"ZS", &z, data.len()), data.len(), 0, &any()).unwrap(),
+            data
+        );
 
         let l = lz4_flex::block::compress(&data);
         let mut body = xxhash_rust::xxh64::xxh64(&l, 0).to_be_bytes().to_vec();
         body.extend_from_slice(&l);
-        assert_eq!(decompress(&block(b"L4", &body, data.len()), data.len(), 0, &any()).unwrap(), data);
+        assert_eq!(
+            decompress(&block(b"L4", &body, data.len()), data.len(), 0, &any()).unwrap(),
+            data
+        );
         body[10] ^= 1;
-        assert!(matches!(decompress(&block(b"L4", &body, data.len()), data.len(), 0, &any()), Err(Error::Checksum { .. })));
+        assert!(matches!(
+            decompress(&block(b"L4", &body, data.len()), data.len(), 0, &any()),
+            Err(Error::Checksum { .. })
+        ));
     }
 
     #[test]
@@ -272,13 +349,33 @@ mod tests {
     }
 
     fn any() -> Budget {
-        Budget::new(Limits { max_object_bytes: u64::MAX }, u64::MAX, "")
+        Budget::new(
+            Limits {
+                max_object_bytes: u64::MAX,
+            },
+            u64::MAX,
+            "",
+        )
     }
 
     #[test]
     fn budgets_refuse_before_allocating_and_reserve_nothing_on_refusal() {
-        let b = Budget::new(Limits { max_object_bytes: 100 }, 250, "test");
-        assert!(matches!(b.charge(101, "x", 7), Err(Error::TooLarge { claimed: 101, limit: 100, at: 7, .. })));
+        let b = Budget::new(
+            Limits {
+                max_object_bytes: 100,
+            },
+            250,
+            "test",
+        );
+        assert!(matches!(
+            b.charge(101, "x", 7),
+            Err(Error::TooLarge {
+                claimed: 101,
+                limit: 100,
+                at: 7,
+                ..
+            })
+        ));
         b.charge(100, "x", 0).unwrap();
         b.charge(100, "x", 0).unwrap();
         let e = b.charge(60, "x", 0).unwrap_err();
@@ -288,8 +385,13 @@ mod tests {
         // A payload claiming more than the object limit fails before decompressing anything.
         let data = vec![0u8; 1000];
         let z = zstd::bulk::compress(&data, 3).unwrap();
-        let small = Budget::per_object(Limits { max_object_bytes: 999 });
-        assert!(matches!(decompress(&block(b"ZS", &z, 1000), 1000, 0, &small), Err(Error::TooLarge { .. })));
+        let small = Budget::per_object(Limits {
+            max_object_bytes: 999,
+        });
+        assert!(matches!(
+            decompress(&block(b"ZS", &z, 1000), 1000, 0, &small),
+            Err(Error::TooLarge { .. })
+        ));
         assert_eq!(small.used(), 0);
     }
 }

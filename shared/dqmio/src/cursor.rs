@@ -41,7 +41,13 @@ pub struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     /// A cursor over `buf`, whose first byte is at logical position `origin` of its ROOT buffer.
     pub fn new(buf: &'a [u8], origin: u64, file_offset: u64) -> Self {
-        Self { buf, pos: 0, origin, file_offset, classes: HashMap::new() }
+        Self {
+            buf,
+            pos: 0,
+            origin,
+            file_offset,
+            classes: HashMap::new(),
+        }
     }
 
     /// Current position in `buf`.
@@ -139,12 +145,17 @@ impl<'a> Cursor<'a> {
     pub fn count(&mut self, elem_size: usize, what: &'static str) -> Result<usize> {
         let at = self.at();
         let n = self.i32()?;
-        let n = usize::try_from(n).map_err(|_| Error::malformed(what, at, format!("negative length {n}")))?;
+        let n = usize::try_from(n)
+            .map_err(|_| Error::malformed(what, at, format!("negative length {n}")))?;
         if n.saturating_mul(elem_size) > self.remaining() {
             return Err(Error::malformed(
                 what,
                 at,
-                format!("length {n} needs {} bytes, {} left", n.saturating_mul(elem_size), self.remaining()),
+                format!(
+                    "length {n} needs {} bytes, {} left",
+                    n.saturating_mul(elem_size),
+                    self.remaining()
+                ),
             ));
         }
         Ok(n)
@@ -153,16 +164,21 @@ impl<'a> Cursor<'a> {
     /// Reads a ROOT `TString` (1-byte length, or 255 followed by a 4-byte length).
     pub fn tstring(&mut self) -> Result<String> {
         let n = self.u8()?;
-        let n = if n == 255 { self.count(1, "string")? } else { n as usize };
+        let n = if n == 255 {
+            self.count(1, "string")?
+        } else {
+            n as usize
+        };
         Ok(String::from_utf8_lossy(self.bytes(n)?).into_owned())
     }
 
     /// Reads a NUL-terminated string (class names in object tags).
     pub fn cstring(&mut self) -> Result<String> {
         let rest = &self.buf[self.pos..];
-        let n = rest.iter().position(|b| *b == 0).ok_or_else(|| {
-            Error::malformed("class name", self.at(), "unterminated string")
-        })?;
+        let n = rest
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or_else(|| Error::malformed("class name", self.at(), "unterminated string"))?;
         let s = String::from_utf8_lossy(&rest[..n]).into_owned();
         self.pos += n + 1;
         Ok(s)
@@ -172,14 +188,33 @@ impl<'a> Cursor<'a> {
     pub fn header(&mut self, what: &'static str) -> Result<Header> {
         let at = self.at();
         let begin = self.pos;
-        let first = if self.remaining() >= 4 { self.u32()? } else { u32::from(self.u16()?) << 16 };
+        let first = if self.remaining() >= 4 {
+            self.u32()?
+        } else {
+            u32::from(self.u16()?) << 16
+        };
         let (end, version) = if first & BYTECOUNT_MASK != 0 {
             let count = (first & !BYTECOUNT_MASK) as usize;
-            let end = self.pos.checked_add(count).filter(|e| *e <= self.buf.len()).ok_or_else(|| {
-                Error::malformed(what, at, format!("byte count {count} runs past the buffer ({} left)", self.remaining()))
-            })?;
+            let end = self
+                .pos
+                .checked_add(count)
+                .filter(|e| *e <= self.buf.len())
+                .ok_or_else(|| {
+                    Error::malformed(
+                        what,
+                        at,
+                        format!(
+                            "byte count {count} runs past the buffer ({} left)",
+                            self.remaining()
+                        ),
+                    )
+                })?;
             if count < 2 {
-                return Err(Error::malformed(what, at, format!("byte count {count} too small")));
+                return Err(Error::malformed(
+                    what,
+                    at,
+                    format!("byte count {count} too small"),
+                ));
             }
             (Some(end), self.u16()?)
         } else {
@@ -188,9 +223,15 @@ impl<'a> Cursor<'a> {
             (None, (first >> 16) as u16)
         };
         if version & STREAMED_MEMBERWISE != 0 {
-            return Err(Error::Unsupported(format!("member-wise streamed {what} at offset {at}")));
+            return Err(Error::Unsupported(format!(
+                "member-wise streamed {what} at offset {at}"
+            )));
         }
-        Ok(Header { version: version as i16, start: self.pos, end })
+        Ok(Header {
+            version: version as i16,
+            start: self.pos,
+            end,
+        })
     }
 
     /// Ends an object: jumps to the end its byte count announced (skipping unknown trailing members)
@@ -198,7 +239,11 @@ impl<'a> Cursor<'a> {
     pub fn finish(&mut self, h: &Header, what: &'static str) -> Result<()> {
         if let Some(end) = h.end {
             if self.pos > end {
-                return Err(Error::malformed(what, self.at(), format!("read {} bytes past its byte count", self.pos - end)));
+                return Err(Error::malformed(
+                    what,
+                    self.at(),
+                    format!("read {} bytes past its byte count", self.pos - end),
+                ));
             }
             self.pos = end;
         }
@@ -210,7 +255,11 @@ impl<'a> Cursor<'a> {
         let h = self.header(what)?;
         match h.end {
             Some(_) => self.finish(&h, what),
-            None => Err(Error::malformed(what, self.at(), "no byte count to skip by")),
+            None => Err(Error::malformed(
+                what,
+                self.at(),
+                "no byte count to skip by",
+            )),
         }
     }
 
@@ -252,9 +301,16 @@ impl<'a> Cursor<'a> {
             (first, None, beg)
         } else {
             let count = (first & !BYTECOUNT_MASK) as usize;
-            let end = (beg + 4).checked_add(count).filter(|e| *e <= self.buf.len()).ok_or_else(|| {
-                Error::malformed(what, at, format!("object byte count {count} runs past the buffer"))
-            })?;
+            let end = (beg + 4)
+                .checked_add(count)
+                .filter(|e| *e <= self.buf.len())
+                .ok_or_else(|| {
+                    Error::malformed(
+                        what,
+                        at,
+                        format!("object byte count {count} runs past the buffer"),
+                    )
+                })?;
             let tag_pos = self.pos;
             (self.u32()?, Some(end), tag_pos)
         };
@@ -267,19 +323,23 @@ impl<'a> Cursor<'a> {
         }
         let class = if tag == NEW_CLASS_TAG {
             let name = self.cstring()?;
-            self.classes.insert(self.origin + tag_pos as u64 + MAP_OFFSET, name.clone());
+            self.classes
+                .insert(self.origin + tag_pos as u64 + MAP_OFFSET, name.clone());
             name
         } else {
             let key = u64::from(tag & !CLASS_MASK);
-            self.classes
-                .get(&key)
-                .cloned()
-                .ok_or_else(|| Error::malformed(what, at, format!("reference to unknown class tag {key}")))?
+            self.classes.get(&key).cloned().ok_or_else(|| {
+                Error::malformed(what, at, format!("reference to unknown class tag {key}"))
+            })?
         };
         let value = parse(&class, self)?;
         if let Some(end) = end {
             if self.pos > end {
-                return Err(Error::malformed(what, at, format!("{class} read past its byte count")));
+                return Err(Error::malformed(
+                    what,
+                    at,
+                    format!("{class} read past its byte count"),
+                ));
             }
             self.pos = end;
         }
@@ -327,13 +387,18 @@ impl ArrayKind {
     /// Converts big-endian elements to `f64` (exact for every source type).
     pub fn decode(self, raw: &[u8]) -> Vec<f64> {
         match self {
-            ArrayKind::S => raw.chunks_exact(2).map(|c| f64::from(i16::from_be_bytes([c[0], c[1]]))).collect(),
-            ArrayKind::I => {
-                raw.chunks_exact(4).map(|c| f64::from(i32::from_be_bytes([c[0], c[1], c[2], c[3]]))).collect()
-            }
-            ArrayKind::F => {
-                raw.chunks_exact(4).map(|c| f64::from(f32::from_be_bytes([c[0], c[1], c[2], c[3]]))).collect()
-            }
+            ArrayKind::S => raw
+                .chunks_exact(2)
+                .map(|c| f64::from(i16::from_be_bytes([c[0], c[1]])))
+                .collect(),
+            ArrayKind::I => raw
+                .chunks_exact(4)
+                .map(|c| f64::from(i32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+            ArrayKind::F => raw
+                .chunks_exact(4)
+                .map(|c| f64::from(f32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
             ArrayKind::D => raw
                 .chunks_exact(8)
                 .map(|c| f64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))

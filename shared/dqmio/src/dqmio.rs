@@ -11,12 +11,12 @@ use std::sync::Arc;
 use regex::Regex;
 use serde::Serialize;
 
+use crate::compress::{Budget, Limits};
 use crate::error::{Error, Result};
 use crate::file::RootFile;
 use crate::hist::{self, Framing, Histogram, MeKind};
-use crate::source::ByteSource;
 use crate::prefetch::{Feed, Plan};
-use crate::compress::{Budget, Limits};
+use crate::source::ByteSource;
 use crate::tree::{read_basket_in, Basket, Branch, BranchKind, Tree};
 
 /// Type numbers of the writer's enum (CMSSW DQMServices/FwkIO format.h), in order. Files written
@@ -87,7 +87,9 @@ pub struct MeTree {
 
 impl MeTree {
     fn branch(&self, name: &str) -> Result<&Branch> {
-        self.tree.branch(name).ok_or_else(|| Error::NotDqmio(format!("tree {} has no branch {name}", self.tree.name)))
+        self.tree
+            .branch(name)
+            .ok_or_else(|| Error::NotDqmio(format!("tree {} has no branch {name}", self.tree.name)))
     }
 }
 
@@ -200,31 +202,54 @@ impl DqmioFile {
     /// [`open`](Self::open) with explicit decompression limits.
     pub fn open_with(source: Arc<dyn ByteSource>, limits: Limits) -> Result<Self> {
         let file = RootFile::open_with(source, limits)?;
-        let idx_key = file.key("Indices").ok_or_else(|| Error::NotDqmio("no 'Indices' tree".into()))?.clone();
+        let idx_key = file
+            .key("Indices")
+            .ok_or_else(|| Error::NotDqmio("no 'Indices' tree".into()))?
+            .clone();
         let idx_tree = Tree::read(&file, &idx_key)?;
         check_entries(&idx_tree, idx_key.seek_key)?;
         let mut declared = declared_bytes(&idx_tree);
         let mut trees = BTreeMap::new();
         for kind in MeKind::ALL {
-            let Some(key) = file.key(kind.tree_name()).cloned() else { continue };
+            let Some(key) = file.key(kind.tree_name()).cloned() else {
+                continue;
+            };
             let tree = Tree::read(&file, &key)?;
             let framing = check_tree(&tree, kind)?;
             check_entries(&tree, key.seek_key)?;
             declared = declared.saturating_add(declared_bytes(&tree));
-            trees.insert(kind, MeTree { kind, tree, framing });
+            trees.insert(
+                kind,
+                MeTree {
+                    kind,
+                    tree,
+                    framing,
+                },
+            );
         }
         if trees.is_empty() {
-            return Err(Error::NotDqmio("no monitoring-element trees (TH1Fs, Ints, ...)".into()));
+            return Err(Error::NotDqmio(
+                "no monitoring-element trees (TH1Fs, Ints, ...)".into(),
+            ));
         }
         let indices = read_indices(&file, &idx_tree, &trees)?;
-        Ok(DqmioFile { file, indices, trees, declared })
+        Ok(DqmioFile {
+            file,
+            indices,
+            trees,
+            declared,
+        })
     }
 
     /// The decompression budget of one read: [`READ_PASSES`] × what the file's trees declare, and
     /// the per-object limit.
     fn read_budget(&self) -> Arc<Budget> {
         let total = self.declared.saturating_mul(READ_PASSES);
-        Arc::new(Budget::new(self.file.limits(), total, "3 times the uncompressed bytes the file's trees declare"))
+        Arc::new(Budget::new(
+            self.file.limits(),
+            total,
+            "3 times the uncompressed bytes the file's trees declare",
+        ))
     }
 
     /// Opens a local file.
@@ -257,7 +282,11 @@ impl DqmioFile {
     }
 
     /// Visits every selected element, in `Indices` order (run, lumisection, kind as written).
-    pub fn for_each(&self, sel: &Selection, f: impl FnMut(MonitorElement) -> Result<()>) -> Result<()> {
+    pub fn for_each(
+        &self,
+        sel: &Selection,
+        f: impl FnMut(MonitorElement) -> Result<()>,
+    ) -> Result<()> {
         self.for_each_filtered(sel, None, f)
     }
 
@@ -292,13 +321,19 @@ impl DqmioFile {
         // Rows before each kind's split entry are visited in `Indices` order, the rest after them,
         // tree by tree (see `Order`). `by_tree` is where that second part starts.
         let split = self.split_entries(&kinds, sel.order);
-        let (mut rows, mut later): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(slot, row)| row.last < split[*slot]);
+        let (mut rows, mut later): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|(slot, row)| row.last < split[*slot]);
         let by_tree = rows.len();
         later.sort_by_key(|(slot, row)| (kinds[*slot], row.first));
         rows.append(&mut later);
         let trees: Vec<&MeTree> = kinds
             .iter()
-            .map(|k| self.trees.get(k).ok_or_else(|| Error::NotDqmio(format!("no {} tree", k.tree_name()))))
+            .map(|k| {
+                self.trees
+                    .get(k)
+                    .ok_or_else(|| Error::NotDqmio(format!("no {} tree", k.tree_name())))
+            })
             .collect::<Result<_>>()?;
         let source: &dyn ByteSource = self.file.source().as_ref();
         let budget = self.read_budget();
@@ -313,8 +348,10 @@ impl DqmioFile {
                     plan_row(&mut plan, &[(*slot, trees[*slot].branch("FullName")?)], row);
                 }
                 let mut feed = Feed::start(scope, &self.file, source, plan, budget.clone());
-                let mut names: Vec<BasketCache<'_>> =
-                    trees.iter().map(|t| Ok(BasketCache::new(t.branch("FullName")?))).collect::<Result<_>>()?;
+                let mut names: Vec<BasketCache<'_>> = trees
+                    .iter()
+                    .map(|t| Ok(BasketCache::new(t.branch("FullName")?)))
+                    .collect::<Result<_>>()?;
                 let mut prev = usize::MAX;
                 for (n, (slot, row)) in rows.iter().enumerate() {
                     if n > by_tree && prev != *slot {
@@ -338,19 +375,31 @@ impl DqmioFile {
                 }
             }
             // Entry `k` of row `n` (counted from the row's first entry).
-            let is_wanted =
-                |n: usize, k: usize| !filtering || wanted.get(n).and_then(|b| b.get(k / 64)).is_some_and(|w| w & (1 << (k % 64)) != 0);
+            let is_wanted = |n: usize, k: usize| {
+                !filtering
+                    || wanted
+                        .get(n)
+                        .and_then(|b| b.get(k / 64))
+                        .is_some_and(|w| w & (1 << (k % 64)) != 0)
+            };
             // Pass 2: the baskets of wanted entries, in the order the readers will ask for them.
             let mut plan = Plan::default();
             for (n, (slot, row)) in rows.iter().enumerate() {
                 let t = trees[*slot];
-                let branches = [(slot * 3, t.branch("FullName")?), (slot * 3 + 1, t.branch("Flags")?), (slot * 3 + 2, t.branch("Value")?)];
+                let branches = [
+                    (slot * 3, t.branch("FullName")?),
+                    (slot * 3 + 1, t.branch("Flags")?),
+                    (slot * 3 + 2, t.branch("Value")?),
+                ];
                 if !filtering {
                     plan_row(&mut plan, &branches, row);
                     continue;
                 }
                 // Filtering: pass 1 decoded every entry of this row, so walking them is bounded.
-                for (_, entry) in (row.first..=row.last).enumerate().filter(|(k, _)| is_wanted(n, *k)) {
+                for (_, entry) in (row.first..=row.last)
+                    .enumerate()
+                    .filter(|(k, _)| is_wanted(n, *k))
+                {
                     for (j, b) in &branches {
                         if let Some(idx) = b.basket_of(entry) {
                             plan.push(*j, b, idx);
@@ -359,7 +408,10 @@ impl DqmioFile {
                 }
             }
             let mut feed = Feed::start(scope, &self.file, source, plan, budget.clone());
-            let mut readers: Vec<EntryReader<'_>> = kinds.iter().map(|k| self.reader(*k)).collect::<Result<_>>()?;
+            let mut readers: Vec<EntryReader<'_>> = kinds
+                .iter()
+                .map(|k| self.reader(*k))
+                .collect::<Result<_>>()?;
             let mut prev = usize::MAX;
             for (n, (slot, row)) in rows.iter().enumerate() {
                 if n > by_tree && prev != *slot {
@@ -367,7 +419,10 @@ impl DqmioFile {
                     readers[prev] = self.reader(kinds[prev])?;
                 }
                 prev = *slot;
-                for (_, entry) in (row.first..=row.last).enumerate().filter(|(k, _)| is_wanted(n, *k)) {
+                for (_, entry) in (row.first..=row.last)
+                    .enumerate()
+                    .filter(|(k, _)| is_wanted(n, *k))
+                {
                     // Names were tested in pass 1: every entry left here is wanted.
                     if let Some(me) = readers[*slot].read(&mut feed, entry, row, None)? {
                         f(me)?;
@@ -389,7 +444,11 @@ impl DqmioFile {
         if !self.trees.contains_key(&kind) || !sel.wants_kind(kind) {
             return Ok(());
         }
-        let mut rows: Vec<&IndexEntry> = self.indices.iter().filter(|r| r.kind == Some(kind)).collect();
+        let mut rows: Vec<&IndexEntry> = self
+            .indices
+            .iter()
+            .filter(|r| r.kind == Some(kind))
+            .collect();
         rows.sort_by_key(|r| r.first);
         let mut reader = self.reader(kind)?;
         let mut feed = Feed::direct(&self.file, self.read_budget());
@@ -408,14 +467,18 @@ impl DqmioFile {
 
     /// All `FullName` entries of a kind's tree, in entry order (values are not read).
     pub fn names(&self, kind: MeKind) -> Result<Vec<String>> {
-        let t = self.trees.get(&kind).ok_or_else(|| Error::NotDqmio(format!("no {} tree", kind.tree_name())))?;
+        let t = self
+            .trees
+            .get(&kind)
+            .ok_or_else(|| Error::NotDqmio(format!("no {} tree", kind.tree_name())))?;
         let branch = t.branch("FullName")?;
         let budget = self.read_budget();
         // Grows with the names really decoded, never with the declared entry count.
         let mut out = Vec::new();
         for i in 0..branch.basket_count() {
             let b = read_basket_in(&self.file, branch, i, &budget)?;
-            out.try_reserve(b.len()).map_err(|e| Error::malformed("branch", b.seek, e.to_string()))?;
+            out.try_reserve(b.len())
+                .map_err(|e| Error::malformed("branch", b.seek, e.to_string()))?;
             for e in 0..b.len() {
                 out.push(decode_string(entry_bytes(&b, e)?, b.seek)?);
             }
@@ -450,14 +513,22 @@ impl DqmioFile {
         kinds
             .iter()
             .map(|k| {
-                let Some(b) = self.trees.get(k).and_then(|t| t.tree.branch("Value")) else { return u64::MAX };
-                b.baskets.iter().find(|l| inflated(b, l) > share).map_or(u64::MAX, |l| l.first_entry)
+                let Some(b) = self.trees.get(k).and_then(|t| t.tree.branch("Value")) else {
+                    return u64::MAX;
+                };
+                b.baskets
+                    .iter()
+                    .find(|l| inflated(b, l) > share)
+                    .map_or(u64::MAX, |l| l.first_entry)
             })
             .collect()
     }
 
     fn reader(&self, kind: MeKind) -> Result<EntryReader<'_>> {
-        let t = self.trees.get(&kind).ok_or_else(|| Error::NotDqmio(format!("no {} tree", kind.tree_name())))?;
+        let t = self
+            .trees
+            .get(&kind)
+            .ok_or_else(|| Error::NotDqmio(format!("no {} tree", kind.tree_name())))?;
         Ok(EntryReader {
             tree: t,
             names: BasketCache::new(t.branch("FullName")?),
@@ -494,7 +565,10 @@ fn check_entries(tree: &Tree, at: u64) -> Result<()> {
         Some(b) => Err(Error::malformed(
             "TTree",
             at,
-            format!("'{}' declares {} entries, its branch '{}' holds {}", tree.name, tree.entries, b.name, b.entries),
+            format!(
+                "'{}' declares {} entries, its branch '{}' holds {}",
+                tree.name, tree.entries, b.name, b.entries
+            ),
         )),
         None => Ok(()),
     }
@@ -502,12 +576,18 @@ fn check_entries(tree: &Tree, at: u64) -> Result<()> {
 
 /// Uncompressed bytes a tree's branches declare (`fTotBytes`).
 fn declared_bytes(tree: &Tree) -> u64 {
-    tree.branches.iter().fold(0u64, |s, b| s.saturating_add(u64::try_from(b.tot_bytes).unwrap_or(0)))
+    tree.branches.iter().fold(0u64, |s, b| {
+        s.saturating_add(u64::try_from(b.tot_bytes).unwrap_or(0))
+    })
 }
 
 /// Estimated decompressed size of a basket: its size on disk × the branch's compression ratio.
 fn inflated(b: &Branch, l: &crate::tree::BasketLoc) -> u64 {
-    let ratio = if b.zip_bytes > 0 { (b.tot_bytes as f64 / b.zip_bytes as f64).clamp(1.0, 100.0) } else { 1.0 };
+    let ratio = if b.zip_bytes > 0 {
+        (b.tot_bytes as f64 / b.zip_bytes as f64).clamp(1.0, 100.0)
+    } else {
+        1.0
+    };
     (f64::from(l.bytes) * ratio) as u64
 }
 
@@ -515,12 +595,21 @@ fn inflated(b: &Branch, l: &crate::tree::BasketLoc) -> u64 {
 fn check_tree(tree: &Tree, kind: MeKind) -> Result<Framing> {
     for b in ["FullName", "Flags", "Value"] {
         if tree.branch(b).is_none() {
-            return Err(Error::NotDqmio(format!("tree {} has no branch {b}", tree.name)));
+            return Err(Error::NotDqmio(format!(
+                "tree {} has no branch {b}",
+                tree.name
+            )));
         }
     }
-    let value = tree.branch("Value").ok_or_else(|| Error::NotDqmio("no Value".into()))?;
+    let value = tree
+        .branch("Value")
+        .ok_or_else(|| Error::NotDqmio("no Value".into()))?;
     let mismatch = |found: &str| {
-        Error::NotDqmio(format!("tree {} stores {found} in Value, expected {}", tree.name, kind.class_name()))
+        Error::NotDqmio(format!(
+            "tree {} stores {found} in Value, expected {}",
+            tree.name,
+            kind.class_name()
+        ))
     };
     match (&value.kind, kind.dim()) {
         (BranchKind::Basic, 0) if kind != MeKind::String => Ok(Framing::Members),
@@ -549,7 +638,11 @@ fn check_tree(tree: &Tree, kind: MeKind) -> Result<Framing> {
     }
 }
 
-fn read_indices(file: &RootFile, tree: &Tree, trees: &BTreeMap<MeKind, MeTree>) -> Result<Vec<IndexEntry>> {
+fn read_indices(
+    file: &RootFile,
+    tree: &Tree,
+    trees: &BTreeMap<MeKind, MeTree>,
+) -> Result<Vec<IndexEntry>> {
     let col = |name: &str| -> Result<Vec<i128>> {
         tree.branch(name)
             .ok_or_else(|| Error::NotDqmio(format!("Indices has no branch {name}")))?
@@ -570,8 +663,21 @@ fn read_indices(file: &RootFile, tree: &Tree, trees: &BTreeMap<MeKind, MeTree>) 
     let bt = optional("BeginTime")?;
     let et = optional("EndTime")?;
     let n = run.len();
-    if [lumi.len(), ty.len(), first.len(), last.len(), ph.len(), bt.len(), et.len()].iter().any(|l| *l != n) {
-        return Err(Error::NotDqmio("Indices branches have different lengths".into()));
+    if [
+        lumi.len(),
+        ty.len(),
+        first.len(),
+        last.len(),
+        ph.len(),
+        bt.len(),
+        et.len(),
+    ]
+    .iter()
+    .any(|l| *l != n)
+    {
+        return Err(Error::NotDqmio(
+            "Indices branches have different lengths".into(),
+        ));
     }
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
@@ -580,14 +686,23 @@ fn read_indices(file: &RootFile, tree: &Tree, trees: &BTreeMap<MeKind, MeTree>) 
         let (kind, f, l) = if type_code == TYPE_NOTHING {
             (None, 0, 0)
         } else {
-            let kind = *TYPE_ORDER.get(type_code as usize).ok_or_else(|| bad(&format!("unknown type {type_code}")))?;
+            let kind = *TYPE_ORDER
+                .get(type_code as usize)
+                .ok_or_else(|| bad(&format!("unknown type {type_code}")))?;
             let t = trees.get(&kind).ok_or_else(|| {
-                bad(&format!("type {type_code} means {} but the file has no such tree", kind.tree_name()))
+                bad(&format!(
+                    "type {type_code} means {} but the file has no such tree",
+                    kind.tree_name()
+                ))
             })?;
             let f = u64::try_from(first[i]).map_err(|_| bad("negative FirstIndex"))?;
             let l = u64::try_from(last[i]).map_err(|_| bad("negative LastIndex"))?;
             if f > l || l >= t.tree.entries {
-                return Err(bad(&format!("entries {f}..={l} outside {} ({} entries)", kind.tree_name(), t.tree.entries)));
+                return Err(bad(&format!(
+                    "entries {f}..={l} outside {} ({} entries)",
+                    kind.tree_name(),
+                    t.tree.entries
+                )));
             }
             (Some(kind), f, l)
         };
@@ -614,18 +729,28 @@ struct BasketCache<'a> {
 
 impl<'a> BasketCache<'a> {
     fn new(branch: &'a Branch) -> Self {
-        Self { branch, current: None }
+        Self {
+            branch,
+            current: None,
+        }
     }
 
     /// The basket holding `entry` and the entry's index inside it.
     fn get(&mut self, feed: &mut Feed<'_>, entry: u64) -> Result<(&Basket, usize)> {
         let idx = self.branch.basket_of(entry).ok_or_else(|| {
-            Error::malformed("branch", 0, format!("entry {entry} of '{}' is in no basket", self.branch.name))
+            Error::malformed(
+                "branch",
+                0,
+                format!("entry {entry} of '{}' is in no basket", self.branch.name),
+            )
         })?;
         if self.current.as_ref().is_none_or(|(i, _)| *i != idx) {
             self.current = Some((idx, feed.take(self.branch, idx)?));
         }
-        let (_, b) = self.current.as_ref().ok_or_else(|| Error::malformed("branch", 0, "basket cache"))?;
+        let (_, b) = self
+            .current
+            .as_ref()
+            .ok_or_else(|| Error::malformed("branch", 0, "basket cache"))?;
         Ok((b, (entry - b.first_entry) as usize))
     }
 }
@@ -653,22 +778,39 @@ impl EntryReader<'_> {
         }
         let (b, i) = self.flags.get(feed, entry)?;
         let raw = entry_bytes(b, i)?;
-        let flags = u32::from_be_bytes(raw.try_into().map_err(|_| Error::malformed("Flags", b.seek, "entry is not 4 bytes"))?);
+        let flags = u32::from_be_bytes(
+            raw.try_into()
+                .map_err(|_| Error::malformed("Flags", b.seek, "entry is not 4 bytes"))?,
+        );
         let kind = self.tree.kind;
         let (b, i) = self.values.get(feed, entry)?;
         let raw = entry_bytes(b, i)?;
         let origin = u64::from(b.keylen) + u64::from(b.offsets[i]);
         let value = match kind {
-            MeKind::Int => MeValue::Int(i64::from_be_bytes(
-                raw.try_into().map_err(|_| Error::malformed("Ints", b.seek, "entry is not 8 bytes"))?,
-            )),
-            MeKind::Float => MeValue::Float(f64::from_be_bytes(
-                raw.try_into().map_err(|_| Error::malformed("Floats", b.seek, "entry is not 8 bytes"))?,
-            )),
+            MeKind::Int => {
+                MeValue::Int(i64::from_be_bytes(raw.try_into().map_err(|_| {
+                    Error::malformed("Ints", b.seek, "entry is not 8 bytes")
+                })?))
+            }
+            MeKind::Float => {
+                MeValue::Float(f64::from_be_bytes(raw.try_into().map_err(|_| {
+                    Error::malformed("Floats", b.seek, "entry is not 8 bytes")
+                })?))
+            }
             MeKind::String => MeValue::String(decode_string(raw, b.seek)?),
-            _ => MeValue::Hist(hist::decode(kind, raw, origin, b.seek, self.tree.framing).map_err(|e| with_context(e, &name, row))?),
+            _ => MeValue::Hist(
+                hist::decode(kind, raw, origin, b.seek, self.tree.framing)
+                    .map_err(|e| with_context(e, &name, row))?,
+            ),
         };
-        Ok(Some(MonitorElement { run: row.run, lumi: row.lumi, name, kind, flags, value }))
+        Ok(Some(MonitorElement {
+            run: row.run,
+            lumi: row.lumi,
+            name,
+            kind,
+            flags,
+            value,
+        }))
     }
 }
 
@@ -677,7 +819,10 @@ fn with_context(e: Error, name: &str, row: &IndexEntry) -> Error {
         Error::Malformed { what, at, detail } => Error::Malformed {
             what,
             at,
-            detail: format!("{detail} (element '{name}', run {} lumi {})", row.run, row.lumi),
+            detail: format!(
+                "{detail} (element '{name}', run {} lumi {})",
+                row.run, row.lumi
+            ),
         },
         other => other,
     }
@@ -687,12 +832,16 @@ fn with_context(e: Error, name: &str, row: &IndexEntry) -> Error {
 fn basket_end(b: &Branch, idx: usize) -> u64 {
     match b.baskets.get(idx) {
         Some(loc) => loc.end_entry,
-        None => b.embedded.as_ref().map_or(0, |e| e.first_entry + e.len() as u64),
+        None => b
+            .embedded
+            .as_ref()
+            .map_or(0, |e| e.first_entry + e.len() as u64),
     }
 }
 
 fn entry_bytes(b: &Basket, i: usize) -> Result<&[u8]> {
-    b.entry(i).ok_or_else(|| Error::malformed("basket", b.seek, format!("no entry {i}")))
+    b.entry(i)
+        .ok_or_else(|| Error::malformed("basket", b.seek, format!("no entry {i}")))
 }
 
 /// Decodes a `std::string` entry: optionally a `[bytecount][version]` header, then a length-prefixed string.
@@ -710,7 +859,11 @@ fn decode_string(raw: &[u8], at: u64) -> Result<String> {
     let mut c = crate::cursor::Cursor::new(body, 0, at);
     let s = c.tstring()?;
     if c.remaining() != 0 {
-        return Err(Error::malformed("string", at, format!("{} bytes after the string", c.remaining())));
+        return Err(Error::malformed(
+            "string",
+            at,
+            format!("{} bytes after the string", c.remaining()),
+        ));
     }
     Ok(s)
 }

@@ -84,13 +84,20 @@ enum Data<'a> {
 }
 
 fn labels(a: &Axis) -> BTreeMap<String, &str> {
-    a.labels.iter().map(|(bin, s)| (bin.to_string(), s.as_str())).collect()
+    a.labels
+        .iter()
+        .map(|(bin, s)| (bin.to_string(), s.as_str()))
+        .collect()
 }
 
 impl<'a> HistFields<'a> {
     fn new(h: &'a Histogram) -> Self {
         let dim = h.kind.dim();
-        let (uf, of) = if dim == 1 { (Some(h.flow_1d().0), Some(h.flow_1d().1)) } else { (None, None) };
+        let (uf, of) = if dim == 1 {
+            (Some(h.flow_1d().0), Some(h.flow_1d().1))
+        } else {
+            (None, None)
+        };
         HistFields {
             x_min: h.x.low_edge(1),
             x_max: h.x.low_edge(h.x.nbins + 1),
@@ -130,7 +137,14 @@ impl<'a> DumpLine<'a> {
             MeValue::Float(v) => (Some(Scalar::Float(*v)), None),
             MeValue::String(v) => (Some(Scalar::Str(v)), None),
         };
-        DumpLine { run_number: me.run, ls_number: me.lumi, me: &me.name, kind: me.kind.as_str(), flags: me.flags, value, hist }
+        DumpLine {
+            run_number: me.run,
+            ls_number: me.lumi,
+            me: &me.name,
+            kind: me.kind.as_str(),
+            flags: me.flags,
+            value,
+            hist,
+        }
     }
 }
-

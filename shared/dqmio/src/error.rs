@@ -56,21 +56,42 @@ pub enum Error {
     NotRoot(String),
     /// A read would go past the end of the file or of a buffer.
     #[error("truncated {what}: needs {needed} bytes at offset {at}, only {available} available")]
-    Truncated { what: &'static str, at: u64, needed: u64, available: u64 },
+    Truncated {
+        what: &'static str,
+        at: u64,
+        needed: u64,
+        available: u64,
+    },
     /// A structure does not make sense (bad byte count, impossible length, ...).
     #[error("malformed {what} at offset {at}: {detail}")]
-    Malformed { what: &'static str, at: u64, detail: String },
+    Malformed {
+        what: &'static str,
+        at: u64,
+        detail: String,
+    },
     /// A compressed block could not be decompressed.
     #[error("{algorithm} block at offset {at} failed to decompress: {detail}")]
-    Decompress { algorithm: Algorithm, at: u64, detail: String },
+    Decompress {
+        algorithm: Algorithm,
+        at: u64,
+        detail: String,
+    },
     /// A checksum stored with the data does not match.
     #[error("{algorithm} checksum mismatch in block at offset {at}")]
     Checksum { algorithm: Algorithm, at: u64 },
     /// An object claims more decompressed bytes than it can legitimately hold (its container's
     /// declared size, the compression format) or than the reader allows (one object, one read).
     /// Raised before anything is allocated for it.
-    #[error("{what} at offset {at} claims {claimed} bytes decompressed, more than {limit}: {bound}")]
-    TooLarge { what: &'static str, at: u64, claimed: u64, limit: u64, bound: String },
+    #[error(
+        "{what} at offset {at} claims {claimed} bytes decompressed, more than {limit}: {bound}"
+    )]
+    TooLarge {
+        what: &'static str,
+        at: u64,
+        claimed: u64,
+        limit: u64,
+        bound: String,
+    },
     /// A valid construct this reader does not implement.
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -88,6 +109,10 @@ pub enum Error {
 impl Error {
     /// Shorthand for [`Error::Malformed`].
     pub fn malformed(what: &'static str, at: u64, detail: impl Into<String>) -> Self {
-        Error::Malformed { what, at, detail: detail.into() }
+        Error::Malformed {
+            what,
+            at,
+            detail: detail.into(),
+        }
     }
 }

@@ -62,7 +62,14 @@ impl Key {
         let at = c.at();
         let k = Self::parse_fields(c)?;
         if k.nbytes < u32::from(k.keylen) {
-            return Err(Error::malformed("key", at, format!("key '{}' is shorter ({}) than its header ({})", k.name, k.nbytes, k.keylen)));
+            return Err(Error::malformed(
+                "key",
+                at,
+                format!(
+                    "key '{}' is shorter ({}) than its header ({})",
+                    k.name, k.nbytes, k.keylen
+                ),
+            ));
         }
         Ok(k)
     }
@@ -85,7 +92,11 @@ impl Key {
         let name = c.tstring()?;
         let title = c.tstring()?;
         if nbytes < 0 || objlen < 0 || keylen <= 0 || seek_key < 0 || seek_pdir < 0 {
-            return Err(Error::malformed("key", at, format!("negative size or offset in key '{name}'")));
+            return Err(Error::malformed(
+                "key",
+                at,
+                format!("negative size or offset in key '{name}'"),
+            ));
         }
         Ok(Key {
             nbytes: nbytes as u32,
@@ -117,7 +128,10 @@ pub struct RootFile {
 
 impl std::fmt::Debug for RootFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RootFile").field("source", &self.source.name()).field("header", &self.header).finish()
+        f.debug_struct("RootFile")
+            .field("source", &self.source.name())
+            .field("header", &self.header)
+            .finish()
     }
 }
 
@@ -135,7 +149,17 @@ impl RootFile {
         }
         let head = source.read_at(0, len.min(128) as usize)?;
         if !head.starts_with(b"root") {
-            let shown: String = head.iter().take(8).map(|b| if b.is_ascii_graphic() { *b as char } else { '.' }).collect();
+            let shown: String = head
+                .iter()
+                .take(8)
+                .map(|b| {
+                    if b.is_ascii_graphic() {
+                        *b as char
+                    } else {
+                        '.'
+                    }
+                })
+                .collect();
             return Err(Error::NotRoot(shown));
         }
         let header = parse_header(&head)?;
@@ -150,10 +174,20 @@ impl RootFile {
         }
         // The TFile key at `begin` is followed by the top directory record.
         let dir_at = header.begin + u64::from(header.nbytes_name);
-        let dir = read_checked(source.as_ref(), dir_at, 60.min(len.saturating_sub(dir_at)), "top directory")?;
+        let dir = read_checked(
+            source.as_ref(),
+            dir_at,
+            60.min(len.saturating_sub(dir_at)),
+            "top directory",
+        )?;
         let seek_keys = parse_directory(&dir, dir_at)?;
         let keys = read_key_list(source.as_ref(), seek_keys)?;
-        Ok(RootFile { source, header, keys, limits })
+        Ok(RootFile {
+            source,
+            header,
+            keys,
+            limits,
+        })
     }
 
     /// The file header.
@@ -178,7 +212,10 @@ impl RootFile {
 
     /// The highest cycle of the top-level key named `name`.
     pub fn key(&self, name: &str) -> Option<&Key> {
-        self.keys.iter().filter(|k| k.name == name).max_by_key(|k| k.cycle)
+        self.keys
+            .iter()
+            .filter(|k| k.name == name)
+            .max_by_key(|k| k.cycle)
     }
 
     /// Keys of a subdirectory given its key.
@@ -200,7 +237,12 @@ impl RootFile {
         let raw = read_checked(self.source.as_ref(), data_at, stored, "key payload")?;
         if key.is_compressed() {
             let budget = Budget::per_object(self.limits);
-            Ok(Bytes::from(compress::decompress(&raw, key.objlen as usize, data_at, &budget)?))
+            Ok(Bytes::from(compress::decompress(
+                &raw,
+                key.objlen as usize,
+                data_at,
+                &budget,
+            )?))
         } else {
             Ok(raw)
         }
@@ -244,7 +286,11 @@ pub fn read_tlist<T>(
             out.push(v);
         }
         let nch = c.u8()?;
-        let nch = if nch == 255 && h.version > 4 { c.count(1, "TList option")? } else { nch as usize };
+        let nch = if nch == 255 && h.version > 4 {
+            c.count(1, "TList option")?
+        } else {
+            nch as usize
+        };
         c.skip(nch)?;
     }
     c.finish(&h, "TList")?;
@@ -257,7 +303,11 @@ fn parse_header(b: &[u8]) -> Result<FileHeader> {
     let version = c.i32()?;
     let begin = c.i32()?;
     let large = version >= 1_000_000;
-    let (end, _seek_free) = if large { (c.i64()?, c.i64()?) } else { (i64::from(c.i32()?), i64::from(c.i32()?)) };
+    let (end, _seek_free) = if large {
+        (c.i64()?, c.i64()?)
+    } else {
+        (i64::from(c.i32()?), i64::from(c.i32()?))
+    };
     let _nbytes_free = c.i32()?;
     let _nfree = c.i32()?;
     let nbytes_name = c.i32()?;
@@ -266,7 +316,11 @@ fn parse_header(b: &[u8]) -> Result<FileHeader> {
     let seek_info = if large { c.i64()? } else { i64::from(c.i32()?) };
     let nbytes_info = c.i32()?;
     if begin <= 0 || end < 0 || nbytes_name < 0 || seek_info < 0 || nbytes_info < 0 {
-        return Err(Error::malformed("file header", 0, "negative offset or size"));
+        return Err(Error::malformed(
+            "file header",
+            0,
+            "negative offset or size",
+        ));
     }
     Ok(FileHeader {
         version: (version % 1_000_000) as u32,
@@ -296,7 +350,8 @@ fn parse_directory(b: &[u8], at: u64) -> Result<u64> {
         let _seek_parent = c.i32()?;
         i64::from(c.i32()?)
     };
-    u64::try_from(seek_keys).map_err(|_| Error::malformed("directory", at, "negative key-list offset"))
+    u64::try_from(seek_keys)
+        .map_err(|_| Error::malformed("directory", at, "negative key-list offset"))
 }
 
 fn read_key_at(src: &dyn ByteSource, seek: u64) -> Result<Key> {

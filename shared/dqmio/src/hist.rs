@@ -227,7 +227,9 @@ impl Histogram {
     pub fn data_2d(&self) -> Vec<&[f64]> {
         let (nx, _) = self.strides();
         let ny = self.y.as_ref().map_or(0, |a| a.nbins);
-        (1..=ny).filter_map(|iy| self.contents.get(iy * nx + 1..iy * nx + 1 + self.x.nbins)).collect()
+        (1..=ny)
+            .filter_map(|iy| self.contents.get(iy * nx + 1..iy * nx + 1 + self.x.nbins))
+            .collect()
     }
 
     /// Contents without flow bins as `data[z][y][x]` (3D).
@@ -250,7 +252,10 @@ impl Histogram {
     /// Underflow and overflow of a 1D histogram.
     pub fn flow_1d(&self) -> (f64, f64) {
         let n = self.x.nbins;
-        (self.contents.first().copied().unwrap_or(0.0), self.contents.get(n + 1).copied().unwrap_or(0.0))
+        (
+            self.contents.first().copied().unwrap_or(0.0),
+            self.contents.get(n + 1).copied().unwrap_or(0.0),
+        )
     }
 }
 
@@ -265,7 +270,13 @@ pub enum Framing {
 
 /// Decodes one histogram entry of `kind` from `buf`. `origin` is the logical position of
 /// `buf[0]` in its ROOT buffer (for object references inside the entry).
-pub fn decode(kind: MeKind, buf: &[u8], origin: u64, at: u64, framing: Framing) -> Result<Histogram> {
+pub fn decode(
+    kind: MeKind,
+    buf: &[u8],
+    origin: u64,
+    at: u64,
+    framing: Framing,
+) -> Result<Histogram> {
     let mut c = Cursor::new(buf, origin, at);
     let outer = match framing {
         Framing::Members => None,
@@ -276,7 +287,10 @@ pub fn decode(kind: MeKind, buf: &[u8], origin: u64, at: u64, framing: Framing) 
                 return Err(Error::malformed(
                     "histogram",
                     at,
-                    format!("entry holds a {}, tree holds {kind}", String::from_utf8_lossy(&name[..n])),
+                    format!(
+                        "entry holds a {}, tree holds {kind}",
+                        String::from_utf8_lossy(&name[..n])
+                    ),
                 ));
             }
             Some(c.header(kind.class_name())?)
@@ -300,13 +314,23 @@ pub fn decode(kind: MeKind, buf: &[u8], origin: u64, at: u64, framing: Framing) 
             let contents = c.array_f64(kind.array_kind())?;
             core.into_hist(kind, contents, Vec::new())?
         }
-        _ => return Err(Error::malformed("histogram", at, format!("{kind} is not a histogram kind"))),
+        _ => {
+            return Err(Error::malformed(
+                "histogram",
+                at,
+                format!("{kind} is not a histogram kind"),
+            ))
+        }
     };
     if let Some(outer) = outer {
         c.finish(&outer, kind.class_name())?;
     }
     if c.remaining() != 0 {
-        return Err(Error::malformed("histogram", at, format!("{} unread bytes after the {kind}", c.remaining())));
+        return Err(Error::malformed(
+            "histogram",
+            at,
+            format!("{} unread bytes after the {kind}", c.remaining()),
+        ));
     }
     Ok(h)
 }
@@ -322,23 +346,44 @@ struct Th1Core {
 }
 
 impl Th1Core {
-    fn into_hist(self, kind: MeKind, contents: Vec<f64>, bin_entries: Vec<f64>) -> Result<Histogram> {
+    fn into_hist(
+        self,
+        kind: MeKind,
+        contents: Vec<f64>,
+        bin_entries: Vec<f64>,
+    ) -> Result<Histogram> {
         let ncells = match kind.dim() {
             1 => self.x.nbins + 2,
             2 => (self.x.nbins + 2) * (self.y.nbins + 2),
             _ => (self.x.nbins + 2) * (self.y.nbins + 2) * (self.z.nbins + 2),
         };
         if contents.len() != ncells {
-            return Err(Error::malformed("histogram", 0, format!("{kind} has {} cells, axes need {ncells}", contents.len())));
+            return Err(Error::malformed(
+                "histogram",
+                0,
+                format!("{kind} has {} cells, axes need {ncells}", contents.len()),
+            ));
         }
         if !self.sumw2.is_empty() && self.sumw2.len() != ncells {
-            return Err(Error::malformed("histogram", 0, format!("sumw2 has {} cells, axes need {ncells}", self.sumw2.len())));
+            return Err(Error::malformed(
+                "histogram",
+                0,
+                format!("sumw2 has {} cells, axes need {ncells}", self.sumw2.len()),
+            ));
         }
         let (contents, bin_sums) = if kind.is_profile() {
             if bin_entries.len() != ncells {
-                return Err(Error::malformed("profile", 0, format!("{} bin entries for {ncells} cells", bin_entries.len())));
+                return Err(Error::malformed(
+                    "profile",
+                    0,
+                    format!("{} bin entries for {ncells} cells", bin_entries.len()),
+                ));
             }
-            let means = contents.iter().zip(&bin_entries).map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 }).collect();
+            let means = contents
+                .iter()
+                .zip(&bin_entries)
+                .map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 })
+                .collect();
             (means, contents)
         } else {
             (contents, Vec::new())
@@ -362,7 +407,10 @@ impl Th1Core {
 fn read_th1(c: &mut Cursor<'_>) -> Result<Th1Core> {
     let h = c.header("TH1")?;
     if h.version < 5 {
-        return Err(Error::Unsupported(format!("TH1 class version {}", h.version)));
+        return Err(Error::Unsupported(format!(
+            "TH1 class version {}",
+            h.version
+        )));
     }
     c.tnamed()?;
     c.skip_object("TAttLine")?;
@@ -383,7 +431,14 @@ fn read_th1(c: &mut Cursor<'_>) -> Result<Th1Core> {
     let sumw2 = c.array_f64(ArrayKind::D)?;
     // fOption, fFunctions, fBuffer, fBinStatErrOpt, fStatOverflows: skipped by the byte count.
     c.finish(&h, "TH1")?;
-    Ok(Th1Core { x, y, z, entries, stats, sumw2 })
+    Ok(Th1Core {
+        x,
+        y,
+        z,
+        entries,
+        stats,
+        sumw2,
+    })
 }
 
 fn read_th2(c: &mut Cursor<'_>) -> Result<Th1Core> {
@@ -404,7 +459,11 @@ fn read_th3(c: &mut Cursor<'_>) -> Result<Th1Core> {
 /// TProfile2D = [TH2D][fBinEntries][...]. The TH1D/TH2D part has its own header.
 fn read_profile(c: &mut Cursor<'_>, kind: MeKind) -> Result<Histogram> {
     let hd = c.header("profile base")?;
-    let core = if kind == MeKind::TProfile { read_th1(c)? } else { read_th2(c)? };
+    let core = if kind == MeKind::TProfile {
+        read_th1(c)?
+    } else {
+        read_th2(c)?
+    };
     let sums = c.array_f64(ArrayKind::D)?;
     c.finish(&hd, "profile base")?;
     let bin_entries = c.array_f64(ArrayKind::D)?;
@@ -431,7 +490,11 @@ fn read_axis(c: &mut Cursor<'_>) -> Result<Axis> {
     let max = c.f64()?;
     let edges = c.array_f64(ArrayKind::D)?;
     if !edges.is_empty() && edges.len() != nbins + 1 {
-        return Err(Error::malformed("TAxis", at, format!("{} edges for {nbins} bins", edges.len())));
+        return Err(Error::malformed(
+            "TAxis",
+            at,
+            format!("{} edges for {nbins} bins", edges.len()),
+        ));
     }
     let _first = c.i32()?;
     let _last = c.i32()?;
@@ -441,11 +504,19 @@ fn read_axis(c: &mut Cursor<'_>) -> Result<Axis> {
     let labels = c
         .object_any("axis labels", |class, c| {
             if class != "THashList" && class != "TList" {
-                return Err(Error::malformed("TAxis", c.at(), format!("labels stored as {class}")));
+                return Err(Error::malformed(
+                    "TAxis",
+                    c.at(),
+                    format!("labels stored as {class}"),
+                ));
             }
             read_tlist(c, |class, c| {
                 if class != "TObjString" {
-                    return Err(Error::malformed("TAxis", c.at(), format!("label of class {class}")));
+                    return Err(Error::malformed(
+                        "TAxis",
+                        c.at(),
+                        format!("label of class {class}"),
+                    ));
                 }
                 let h = c.header("TObjString")?;
                 let bin = c.tobject()?;
@@ -457,5 +528,12 @@ fn read_axis(c: &mut Cursor<'_>) -> Result<Axis> {
         .unwrap_or_default();
     // fModLabs (label modifications) is skipped by the TAxis byte count.
     c.finish(&h, "TAxis")?;
-    Ok(Axis { nbins, min, max, edges, labels, title })
+    Ok(Axis {
+        nbins,
+        min,
+        max,
+        edges,
+        labels,
+        title,
+    })
 }

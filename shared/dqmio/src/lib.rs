@@ -20,8 +20,8 @@ pub mod prefetch;
 pub mod source;
 pub mod tree;
 
-pub use dqmio::{DqmioFile, IndexEntry, MeValue, MonitorElement, Order, Selection};
 pub use compress::{Budget, Limits};
+pub use dqmio::{DqmioFile, IndexEntry, MeValue, MonitorElement, Order, Selection};
 pub use error::{Error, Result};
 pub use hist::{Axis, Histogram, MeKind};
 pub use source::{ByteSource, LocalFile, MemSource, SourceVersion};

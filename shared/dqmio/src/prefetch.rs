@@ -61,7 +61,10 @@ impl Plan {
         self.last[slot] = idx;
         // Embedded baskets are already in memory.
         if let Some(loc) = branch.baskets.get(idx) {
-            self.items.push(Planned { loc: *loc, fixed: branch.fixed_entry_size() });
+            self.items.push(Planned {
+                loc: *loc,
+                fixed: branch.fixed_entry_size(),
+            });
         }
     }
 
@@ -93,7 +96,13 @@ pub struct Feed<'a> {
 impl<'a> Feed<'a> {
     /// A feed that reads everything directly (no plan), decompressing within `budget`.
     pub fn direct(file: &'a RootFile, budget: Arc<Budget>) -> Self {
-        Feed { file, rx: None, next: None, shared: Shared::default(), budget }
+        Feed {
+            file,
+            rx: None,
+            next: None,
+            shared: Shared::default(),
+            budget,
+        }
     }
 
     /// Starts the producer for `plan` on `scope`; the feed must be dropped before the scope ends
@@ -120,12 +129,20 @@ impl<'a> Feed<'a> {
         let len = source.len();
         let producer_budget = budget.clone();
         scope.spawn(move || produce(len, &plan, raw_rx, &tx, &producer_shared, &producer_budget));
-        Feed { file, rx: Some(rx), next: None, shared, budget }
+        Feed {
+            file,
+            rx: Some(rx),
+            next: None,
+            shared,
+            budget,
+        }
     }
 
     /// Basket `idx` of `branch`: the next planned one if it matches, else a direct read.
     pub fn take(&mut self, branch: &Branch, idx: usize) -> Result<Basket> {
-        let Some(loc) = branch.baskets.get(idx) else { return read_basket_in(self.file, branch, idx, &self.budget) };
+        let Some(loc) = branch.baskets.get(idx) else {
+            return read_basket_in(self.file, branch, idx, &self.budget);
+        };
         if self.next.is_none() {
             if let Some(rx) = &self.rx {
                 match rx.recv() {
@@ -134,7 +151,11 @@ impl<'a> Feed<'a> {
                 }
             }
         }
-        if self.next.as_ref().is_some_and(|(seek, _)| *seek == loc.seek) {
+        if self
+            .next
+            .as_ref()
+            .is_some_and(|(seek, _)| *seek == loc.seek)
+        {
             // A basket the producer could not fetch or decode (None) is read directly below.
             if let Some((_, Some(b))) = self.next.take() {
                 self.release(size_of(&b));
@@ -177,23 +198,35 @@ fn fetch(source: &dyn ByteSource, plan: &[Planned], tx: &SyncSender<RawChunk>) {
     while i < plan.len() {
         let mut j = i;
         let mut bytes = 0u64;
-        while j < plan.len() && j - i < CHUNK_BASKETS && (j == i || bytes + u64::from(plan[j].loc.bytes) <= CHUNK_BYTES) {
+        while j < plan.len()
+            && j - i < CHUNK_BASKETS
+            && (j == i || bytes + u64::from(plan[j].loc.bytes) <= CHUNK_BYTES)
+        {
             bytes += u64::from(plan[j].loc.bytes);
             j += 1;
         }
         let chunk = &plan[i..j];
-        let ranges: Vec<Range<u64>> =
-            chunk.iter().filter(|p| in_bounds(p, len)).map(|p| p.loc.seek..p.loc.seek + u64::from(p.loc.bytes)).collect();
+        let ranges: Vec<Range<u64>> = chunk
+            .iter()
+            .filter(|p| in_bounds(p, len))
+            .map(|p| p.loc.seek..p.loc.seek + u64::from(p.loc.bytes))
+            .collect();
         let positions = i..j;
         i = j;
-        if tx.send((positions, source.read_ranges(&ranges).ok())).is_err() {
+        if tx
+            .send((positions, source.read_ranges(&ranges).ok()))
+            .is_err()
+        {
             return;
         }
     }
 }
 
 fn in_bounds(p: &Planned, len: u64) -> bool {
-    p.loc.seek.checked_add(u64::from(p.loc.bytes)).is_some_and(|e| e <= len)
+    p.loc
+        .seek
+        .checked_add(u64::from(p.loc.bytes))
+        .is_some_and(|e| e <= len)
 }
 
 /// Decompresses fetched chunks and hands the baskets over within the budget.
@@ -208,7 +241,12 @@ fn produce(
     for (positions, fetched) in rx {
         let mut raw = fetched.into_iter().flatten();
         for p in plan.get(positions).unwrap_or_default() {
-            let basket = if in_bounds(p, len) { raw.next().and_then(|r| decode_basket(&r, &p.loc, p.fixed, budget).ok()) } else { None };
+            let basket = if in_bounds(p, len) {
+                raw.next()
+                    .and_then(|r| decode_basket(&r, &p.loc, p.fixed, budget).ok())
+            } else {
+                None
+            };
             // Wait until the reader has taken enough of what was handed over.
             let size = basket.as_ref().map_or(0, size_of);
             let (lock, cv) = &**shared;

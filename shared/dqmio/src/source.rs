@@ -24,7 +24,10 @@ pub trait ByteSource: Send + Sync {
 
     /// Reads several ranges; sources with per-request latency override this to fetch concurrently.
     fn read_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        ranges.iter().map(|r| self.read_at(r.start, (r.end - r.start) as usize)).collect()
+        ranges
+            .iter()
+            .map(|r| self.read_at(r.start, (r.end - r.start) as usize))
+            .collect()
     }
 
     /// A human-readable name for messages (path or URL).
@@ -54,13 +57,26 @@ pub struct SourceVersion {
 }
 
 /// Reads `len` bytes at `offset` after checking the range lies inside the source.
-pub fn read_checked(src: &dyn ByteSource, offset: u64, len: u64, what: &'static str) -> Result<Bytes> {
+pub fn read_checked(
+    src: &dyn ByteSource,
+    offset: u64,
+    len: u64,
+    what: &'static str,
+) -> Result<Bytes> {
     let total = src.len();
-    let end = offset.checked_add(len).ok_or_else(|| Error::malformed(what, offset, "offset overflow"))?;
+    let end = offset
+        .checked_add(len)
+        .ok_or_else(|| Error::malformed(what, offset, "offset overflow"))?;
     if end > total {
-        return Err(Error::Truncated { what, at: offset, needed: len, available: total.saturating_sub(offset) });
+        return Err(Error::Truncated {
+            what,
+            at: offset,
+            needed: len,
+            available: total.saturating_sub(offset),
+        });
     }
-    let len = usize::try_from(len).map_err(|_| Error::malformed(what, offset, "length exceeds address space"))?;
+    let len = usize::try_from(len)
+        .map_err(|_| Error::malformed(what, offset, "length exceeds address space"))?;
     src.read_at(offset, len)
 }
 
@@ -83,7 +99,12 @@ impl LocalFile {
             return Err(Error::Open(std::io::Error::other("is a directory")));
         }
         let len = meta.len();
-        Ok(Self { path, file, len, stats: IoStats::default() })
+        Ok(Self {
+            path,
+            file,
+            len,
+            stats: IoStats::default(),
+        })
     }
 
     /// Number of reads and bytes read so far.
@@ -99,7 +120,11 @@ impl ByteSource for LocalFile {
 
     fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
         let mut buf = vec![0u8; len];
-        read_exact_at(&self.file, &mut buf, offset).map_err(|source| Error::Io { offset, len: len as u64, source })?;
+        read_exact_at(&self.file, &mut buf, offset).map_err(|source| Error::Io {
+            offset,
+            len: len as u64,
+            source,
+        })?;
         self.stats.record(len as u64);
         Ok(Bytes::from(buf))
     }
@@ -107,7 +132,6 @@ impl ByteSource for LocalFile {
     fn name(&self) -> String {
         self.path.display().to_string()
     }
-
 }
 
 #[cfg(unix)]
@@ -140,12 +164,19 @@ pub struct MemSource {
 impl MemSource {
     /// Wraps `data`, naming it `name` in messages.
     pub fn new(name: impl Into<String>, data: impl Into<Bytes>) -> Self {
-        Self { name: name.into(), data: data.into(), version: None }
+        Self {
+            name: name.into(),
+            data: data.into(),
+            version: None,
+        }
     }
 
     /// The same bytes, said to be `version` of their object.
     pub fn with_version(self, version: SourceVersion) -> Self {
-        Self { version: Some(version), ..self }
+        Self {
+            version: Some(version),
+            ..self
+        }
     }
 }
 
@@ -155,13 +186,17 @@ impl ByteSource for MemSource {
     }
 
     fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
-        let start = usize::try_from(offset).map_err(|_| Error::malformed("read", offset, "offset too large"))?;
-        let end = start.checked_add(len).filter(|e| *e <= self.data.len()).ok_or(Error::Truncated {
-            what: "read",
-            at: offset,
-            needed: len as u64,
-            available: self.len().saturating_sub(offset),
-        })?;
+        let start = usize::try_from(offset)
+            .map_err(|_| Error::malformed("read", offset, "offset too large"))?;
+        let end = start
+            .checked_add(len)
+            .filter(|e| *e <= self.data.len())
+            .ok_or(Error::Truncated {
+                what: "read",
+                at: offset,
+                needed: len as u64,
+                available: self.len().saturating_sub(offset),
+            })?;
         Ok(self.data.slice(start..end))
     }
 

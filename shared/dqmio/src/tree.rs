@@ -101,10 +101,18 @@ impl Tree {
     /// Reads the TTree stored under `key`.
     pub fn read(file: &RootFile, key: &Key) -> Result<Tree> {
         if key.class_name != "TTree" {
-            return Err(Error::malformed("tree", key.seek_key, format!("'{}' is a {}, not a TTree", key.name, key.class_name)));
+            return Err(Error::malformed(
+                "tree",
+                key.seek_key,
+                format!("'{}' is a {}, not a TTree", key.name, key.class_name),
+            ));
         }
         let payload = file.read_key_payload(key)?;
-        let mut c = Cursor::new(&payload, u64::from(key.keylen), key.seek_key + u64::from(key.keylen));
+        let mut c = Cursor::new(
+            &payload,
+            u64::from(key.keylen),
+            key.seek_key + u64::from(key.keylen),
+        );
         let tree = parse_tree(&mut c, file.source().len())?;
         Ok(tree)
     }
@@ -118,7 +126,10 @@ impl Tree {
 fn parse_tree(c: &mut Cursor<'_>, file_len: u64) -> Result<Tree> {
     let h = c.header("TTree")?;
     if h.version < 16 {
-        return Err(Error::Unsupported(format!("TTree class version {} (ROOT 5 era)", h.version)));
+        return Err(Error::Unsupported(format!(
+            "TTree class version {} (ROOT 5 era)",
+            h.version
+        )));
     }
     let (name, _title) = c.tnamed()?;
     c.skip_object("TAttLine")?;
@@ -148,10 +159,14 @@ fn parse_tree(c: &mut Cursor<'_>, file_len: u64) -> Result<Tree> {
     }
     let _estimate = c.i64()?;
     if h.version >= 19 {
-        let n = usize::try_from(n_cluster).map_err(|_| Error::malformed("TTree", c.at(), "negative cluster count"))?;
+        let n = usize::try_from(n_cluster)
+            .map_err(|_| Error::malformed("TTree", c.at(), "negative cluster count"))?;
         for _ in 0..2 {
             let _speedbump = c.u8()?;
-            c.skip(n.checked_mul(8).ok_or_else(|| Error::malformed("TTree", c.at(), "cluster count"))?)?;
+            c.skip(
+                n.checked_mul(8)
+                    .ok_or_else(|| Error::malformed("TTree", c.at(), "cluster count"))?,
+            )?;
         }
     }
     if h.version >= 20 {
@@ -160,8 +175,14 @@ fn parse_tree(c: &mut Cursor<'_>, file_len: u64) -> Result<Tree> {
     let branches = parse_branch_array(c, file_len)?;
     // fLeaves, fAliases, fIndexValues, ... are not needed: the byte count skips them.
     c.finish(&h, "TTree")?;
-    let entries = u64::try_from(entries).map_err(|_| Error::malformed("TTree", c.at(), "negative entry count"))?;
-    Ok(Tree { name, version: h.version, entries, branches })
+    let entries = u64::try_from(entries)
+        .map_err(|_| Error::malformed("TTree", c.at(), "negative entry count"))?;
+    Ok(Tree {
+        name,
+        version: h.version,
+        entries,
+        branches,
+    })
 }
 
 fn parse_branch_array(c: &mut Cursor<'_>, file_len: u64) -> Result<Vec<Branch>> {
@@ -171,7 +192,9 @@ fn parse_branch_array(c: &mut Cursor<'_>, file_len: u64) -> Result<Vec<Branch>> 
         "TBranchObject" => {
             let h = c.header("TBranchObject")?;
             let mut b = parse_branch(c, file_len, |_| Ok(BranchKind::Basic))?;
-            b.kind = BranchKind::Object { class_name: c.tstring()? };
+            b.kind = BranchKind::Object {
+                class_name: c.tstring()?,
+            };
             c.finish(&h, "TBranchObject")?;
             Ok(b)
         }
@@ -180,7 +203,10 @@ fn parse_branch_array(c: &mut Cursor<'_>, file_len: u64) -> Result<Vec<Branch>> 
 }
 
 /// Reads a `TObjArray`, parsing each new element with `item`.
-fn parse_objarray<T>(c: &mut Cursor<'_>, mut item: impl FnMut(&str, &mut Cursor<'_>) -> Result<T>) -> Result<Vec<T>> {
+fn parse_objarray<T>(
+    c: &mut Cursor<'_>,
+    mut item: impl FnMut(&str, &mut Cursor<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
     let h = c.header("TObjArray")?;
     c.tobject()?;
     let _name = c.tstring()?;
@@ -203,12 +229,20 @@ fn parse_branch_element(c: &mut Cursor<'_>, file_len: u64) -> Result<Branch> {
     let _parent = c.tstring()?;
     let _clones = c.tstring()?;
     let _checksum = c.u32()?;
-    let _class_version = if h.version >= 10 { i32::from(c.i16()?) } else { c.i32()? };
+    let _class_version = if h.version >= 10 {
+        i32::from(c.i16()?)
+    } else {
+        c.i32()?
+    };
     let _id = c.i32()?;
     let btype = c.i32()?;
     let streamer_type = c.i32()?;
     c.finish(&h, "TBranchElement")?;
-    b.kind = BranchKind::Element { class_name, btype, streamer_type };
+    b.kind = BranchKind::Element {
+        class_name,
+        btype,
+        streamer_type,
+    };
     Ok(b)
 }
 
@@ -219,7 +253,10 @@ fn parse_branch(
 ) -> Result<Branch> {
     let h = c.header("TBranch")?;
     if h.version < 12 {
-        return Err(Error::Unsupported(format!("TBranch class version {}", h.version)));
+        return Err(Error::Unsupported(format!(
+            "TBranch class version {}",
+            h.version
+        )));
     }
     let (name, _title) = c.tnamed()?;
     c.skip_object("TAttFill")?;
@@ -240,27 +277,47 @@ fn parse_branch(
     let zip_bytes = c.i64()?;
     let sub = parse_branch_array(c, file_len)?;
     if !sub.is_empty() {
-        return Err(Error::Unsupported(format!("split branch '{name}' with {} sub-branches", sub.len())));
+        return Err(Error::Unsupported(format!(
+            "split branch '{name}' with {} sub-branches",
+            sub.len()
+        )));
     }
     let leaves = parse_objarray(c, parse_leaf)?;
     // Baskets still in memory when the tree was written are stored inside the branch record.
     let mut embedded = parse_objarray(c, |class, c| {
         if class != "TBasket" {
-            return Err(Error::malformed("TBranch", c.at(), format!("{class} in basket list")));
+            return Err(Error::malformed(
+                "TBranch",
+                c.at(),
+                format!("{class} in basket list"),
+            ));
         }
         parse_embedded_basket(c)
     })?;
     if embedded.len() > 1 {
-        return Err(Error::Unsupported(format!("branch '{name}' keeps {} baskets inside the TTree record", embedded.len())));
+        return Err(Error::Unsupported(format!(
+            "branch '{name}' keeps {} baskets inside the TTree record",
+            embedded.len()
+        )));
     }
     let mut embedded = embedded.pop();
-    let max_baskets = usize::try_from(max_baskets).map_err(|_| Error::malformed("TBranch", c.at(), "negative basket count"))?;
-    let write_basket = usize::try_from(write_basket).map_err(|_| Error::malformed("TBranch", c.at(), "negative basket index"))?;
+    let max_baskets = usize::try_from(max_baskets)
+        .map_err(|_| Error::malformed("TBranch", c.at(), "negative basket count"))?;
+    let write_basket = usize::try_from(write_basket)
+        .map_err(|_| Error::malformed("TBranch", c.at(), "negative basket index"))?;
     if write_basket > max_baskets {
-        return Err(Error::malformed("TBranch", c.at(), format!("{write_basket} baskets written but room for {max_baskets}")));
+        return Err(Error::malformed(
+            "TBranch",
+            c.at(),
+            format!("{write_basket} baskets written but room for {max_baskets}"),
+        ));
     }
     let _ = c.u8()?;
-    let bytes_raw = c.bytes(max_baskets.checked_mul(4).ok_or_else(|| Error::malformed("TBranch", c.at(), "basket count"))?)?;
+    let bytes_raw = c.bytes(
+        max_baskets
+            .checked_mul(4)
+            .ok_or_else(|| Error::malformed("TBranch", c.at(), "basket count"))?,
+    )?;
     let _ = c.u8()?;
     let entry_raw = c.bytes(max_baskets * 8)?;
     let _ = c.u8()?;
@@ -268,12 +325,17 @@ fn parse_branch(
     let _file_name = c.tstring()?;
     c.finish(&h, "TBranch")?;
 
-    let entries = u64::try_from(entries).map_err(|_| Error::malformed("TBranch", c.at(), "negative entry count"))?;
+    let entries = u64::try_from(entries)
+        .map_err(|_| Error::malformed("TBranch", c.at(), "negative entry count"))?;
     // Every basket's key and payload are counted in fTotBytes, and every entry takes at least one
     // byte: a basket cannot claim more entries (or, when read, more bytes) than the branch holds.
     let branch_bytes = u64::try_from(tot_bytes).unwrap_or(0);
     if write_basket > 0 && branch_bytes == 0 {
-        return Err(Error::malformed("TBranch", c.at(), format!("'{name}' has {write_basket} baskets but declares {tot_bytes} bytes")));
+        return Err(Error::malformed(
+            "TBranch",
+            c.at(),
+            format!("'{name}' has {write_basket} baskets but declares {tot_bytes} bytes"),
+        ));
     }
     let mut baskets = Vec::with_capacity(write_basket);
     for i in 0..write_basket {
@@ -281,11 +343,20 @@ fn parse_branch(
         let first = i64::from_be_bytes(entry_raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
         let seek = i64::from_be_bytes(seek_raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
         let end = if i + 1 < write_basket {
-            i64::from_be_bytes(entry_raw[(i + 1) * 8..(i + 2) * 8].try_into().unwrap_or_default())
+            i64::from_be_bytes(
+                entry_raw[(i + 1) * 8..(i + 2) * 8]
+                    .try_into()
+                    .unwrap_or_default(),
+            )
         } else {
             entries as i64
         };
-        if bytes <= 0 || first < 0 || end < first || seek <= 0 || (seek as u64).saturating_add(bytes as u64) > file_len {
+        if bytes <= 0
+            || first < 0
+            || end < first
+            || seek <= 0
+            || (seek as u64).saturating_add(bytes as u64) > file_len
+        {
             return Err(Error::malformed(
                 "TBranch",
                 c.at(),
@@ -310,11 +381,17 @@ fn parse_branch(
     if let Some(e) = embedded.as_mut() {
         // The in-memory basket holds the entries after the last written one.
         let first = if write_basket < max_baskets {
-            i64::from_be_bytes(entry_raw[write_basket * 8..write_basket * 8 + 8].try_into().unwrap_or_default())
+            i64::from_be_bytes(
+                entry_raw[write_basket * 8..write_basket * 8 + 8]
+                    .try_into()
+                    .unwrap_or_default(),
+            )
         } else {
             -1
         };
-        let first = u64::try_from(first).map_err(|_| Error::malformed("TBranch", c.at(), "embedded basket without first entry"))?;
+        let first = u64::try_from(first).map_err(|_| {
+            Error::malformed("TBranch", c.at(), "embedded basket without first entry")
+        })?;
         if first + e.len() as u64 != entries {
             return Err(Error::malformed(
                 "TBranch",
@@ -324,9 +401,23 @@ fn parse_branch(
         }
         e.first_entry = first;
     } else if write_basket == 0 && entries > 0 {
-        return Err(Error::malformed("TBranch", c.at(), format!("'{name}' claims {entries} entries in no basket")));
+        return Err(Error::malformed(
+            "TBranch",
+            c.at(),
+            format!("'{name}' claims {entries} entries in no basket"),
+        ));
     }
-    let mut b = Branch { name, kind: BranchKind::Basic, leaves, entries, entry_offset_len, baskets, embedded, zip_bytes, tot_bytes };
+    let mut b = Branch {
+        name,
+        kind: BranchKind::Basic,
+        leaves,
+        entries,
+        entry_offset_len,
+        baskets,
+        embedded,
+        zip_bytes,
+        tot_bytes,
+    };
     b.kind = kind(c)?;
     Ok(b)
 }
@@ -343,8 +434,10 @@ fn parse_embedded_basket(c: &mut Cursor<'_>) -> Result<Basket> {
     if nev_buf_size < 0 {
         let _io_bits = c.u8()?;
     }
-    let nev_buf = usize::try_from(c.i32()?).map_err(|_| Error::malformed("embedded basket", at, "negative entry count"))?;
-    let last = usize::try_from(c.i32()?).map_err(|_| Error::malformed("embedded basket", at, "negative fLast"))?;
+    let nev_buf = usize::try_from(c.i32()?)
+        .map_err(|_| Error::malformed("embedded basket", at, "negative entry count"))?;
+    let last = usize::try_from(c.i32()?)
+        .map_err(|_| Error::malformed("embedded basket", at, "negative fLast"))?;
     let mut flag = c.u8()?;
     let generated = flag >= 80;
     if generated {
@@ -355,26 +448,45 @@ fn parse_embedded_basket(c: &mut Cursor<'_>) -> Result<Basket> {
         if nev_buf > 0 {
             let n = c.count(4, "embedded basket offsets")?;
             let raw = c.bytes(n * 4)?;
-            offsets = Some(raw.chunks_exact(4).map(|w| i64::from(i32::from_be_bytes([w[0], w[1], w[2], w[3]]) & !(0xFF << 24))).collect());
+            offsets = Some(
+                raw.chunks_exact(4)
+                    .map(|w| {
+                        i64::from(i32::from_be_bytes([w[0], w[1], w[2], w[3]]) & !(0xFF << 24))
+                    })
+                    .collect(),
+            );
         }
         if flag > 40 {
             c.skip_array(ArrayKind::I)?; // displacements
         }
     }
     if !(flag == 1 || flag > 10) {
-        return Err(Error::malformed("embedded basket", at, format!("flag {flag}: no buffer stored")));
+        return Err(Error::malformed(
+            "embedded basket",
+            at,
+            format!("flag {flag}: no buffer stored"),
+        ));
     }
     let buf = c.bytes(last)?;
     let keylen = usize::from(key.keylen);
-    let data = buf.get(keylen..).ok_or_else(|| Error::malformed("embedded basket", at, "buffer shorter than its key"))?;
+    let data = buf
+        .get(keylen..)
+        .ok_or_else(|| Error::malformed("embedded basket", at, "buffer shorter than its key"))?;
     let border = data.len();
     let offsets: Vec<u32> = match offsets {
         Some(offs) => {
             let mut v = Vec::with_capacity(nev_buf + 1);
             for o in offs.iter().take(nev_buf) {
-                let o = u32::try_from(o - keylen as i64).ok().filter(|o| (*o as usize) <= border).ok_or_else(|| {
-                    Error::malformed("embedded basket", at, format!("entry offset {o} outside {border} bytes"))
-                })?;
+                let o = u32::try_from(o - keylen as i64)
+                    .ok()
+                    .filter(|o| (*o as usize) <= border)
+                    .ok_or_else(|| {
+                        Error::malformed(
+                            "embedded basket",
+                            at,
+                            format!("entry offset {o} outside {border} bytes"),
+                        )
+                    })?;
                 v.push(o);
             }
             v.push(border as u32);
@@ -383,12 +495,22 @@ fn parse_embedded_basket(c: &mut Cursor<'_>) -> Result<Basket> {
         None => {
             let size = if nev_buf == 0 { 0 } else { border / nev_buf };
             if size * nev_buf != border {
-                return Err(Error::malformed("embedded basket", at, format!("{border} bytes are not {nev_buf} equal entries")));
+                return Err(Error::malformed(
+                    "embedded basket",
+                    at,
+                    format!("{border} bytes are not {nev_buf} equal entries"),
+                ));
             }
             (0..=nev_buf).map(|i| (i * size) as u32).collect()
         }
     };
-    Ok(Basket { data: Bytes::copy_from_slice(data), offsets, keylen: key.keylen, first_entry: 0, seek: at })
+    Ok(Basket {
+        data: Bytes::copy_from_slice(data),
+        offsets,
+        keylen: key.keylen,
+        first_entry: 0,
+        seek: at,
+    })
 }
 
 fn parse_leaf(class: &str, c: &mut Cursor<'_>) -> Result<Leaf> {
@@ -403,7 +525,13 @@ fn parse_leaf(class: &str, c: &mut Cursor<'_>) -> Result<Leaf> {
     c.finish(&h, "TLeaf")?;
     // Subclass members (min/max, element ids, fVirtual) are not needed.
     c.finish(&outer, "leaf")?;
-    Ok(Leaf { class_name: class.to_string(), name, len, len_type, unsigned })
+    Ok(Leaf {
+        class_name: class.to_string(),
+        name,
+        len,
+        len_type,
+        unsigned,
+    })
 }
 
 /// A decompressed basket: entry data plus the entry boundaries.
@@ -434,14 +562,22 @@ impl Basket {
 
     /// The bytes of entry `i` (relative to the basket).
     pub fn entry(&self, i: usize) -> Option<&[u8]> {
-        let (a, b) = (*self.offsets.get(i)? as usize, *self.offsets.get(i + 1)? as usize);
+        let (a, b) = (
+            *self.offsets.get(i)? as usize,
+            *self.offsets.get(i + 1)? as usize,
+        );
         self.data.get(a..b)
     }
 }
 
 /// Reads and decompresses one basket given the raw bytes of its record. Its claimed size is checked
 /// against what its branch holds and charged to `budget` before anything is decompressed.
-pub fn decode_basket(raw: &[u8], loc: &BasketLoc, fixed_entry_size: Option<usize>, budget: &Budget) -> Result<Basket> {
+pub fn decode_basket(
+    raw: &[u8],
+    loc: &BasketLoc,
+    fixed_entry_size: Option<usize>,
+    budget: &Budget,
+) -> Result<Basket> {
     let mut c = Cursor::new(raw, 0, loc.seek);
     let key = Key::parse(&mut c)?;
     let _basket_version = c.i16()?;
@@ -452,14 +588,22 @@ pub fn decode_basket(raw: &[u8], loc: &BasketLoc, fixed_entry_size: Option<usize
     let _flag = c.u8()?;
     let keylen = usize::from(key.keylen);
     if key.nbytes != loc.bytes || keylen > raw.len() {
-        return Err(Error::malformed("basket", loc.seek, format!("key says {} bytes, branch says {}", key.nbytes, loc.bytes)));
+        return Err(Error::malformed(
+            "basket",
+            loc.seek,
+            format!("key says {} bytes, branch says {}", key.nbytes, loc.bytes),
+        ));
     }
-    let n = u64::try_from(nev_buf).map_err(|_| Error::malformed("basket", loc.seek, "negative entry count"))?;
+    let n = u64::try_from(nev_buf)
+        .map_err(|_| Error::malformed("basket", loc.seek, "negative entry count"))?;
     if n != loc.end_entry - loc.first_entry {
         return Err(Error::malformed(
             "basket",
             loc.seek,
-            format!("holds {n} entries, branch expects {}", loc.end_entry - loc.first_entry),
+            format!(
+                "holds {n} entries, branch expects {}",
+                loc.end_entry - loc.first_entry
+            ),
         ));
     }
     let payload = &raw[keylen..];
@@ -467,10 +611,18 @@ pub fn decode_basket(raw: &[u8], loc: &BasketLoc, fixed_entry_size: Option<usize
     // Cheap checks first: the entries and the data end (fLast) must fit the claimed size, and the
     // claimed size must fit what the branch declares for all its baskets.
     if n > objlen as u64 {
-        return Err(Error::malformed("basket", loc.seek, format!("{n} entries in {objlen} bytes")));
+        return Err(Error::malformed(
+            "basket",
+            loc.seek,
+            format!("{n} entries in {objlen} bytes"),
+        ));
     }
     if i64::from(last) - keylen as i64 > objlen as i64 {
-        return Err(Error::malformed("basket", loc.seek, format!("fLast {last} outside the {objlen}-byte payload")));
+        return Err(Error::malformed(
+            "basket",
+            loc.seek,
+            format!("fLast {last} outside the {objlen}-byte payload"),
+        ));
     }
     if key.is_compressed() && loc.branch_bytes > 0 && (keylen + objlen) as u64 > loc.branch_bytes {
         return Err(Error::TooLarge {
@@ -478,34 +630,65 @@ pub fn decode_basket(raw: &[u8], loc: &BasketLoc, fixed_entry_size: Option<usize
             at: loc.seek,
             claimed: objlen as u64,
             limit: loc.branch_bytes.saturating_sub(keylen as u64),
-            bound: "the uncompressed bytes its branch declares for all its baskets (fTotBytes)".into(),
+            bound: "the uncompressed bytes its branch declares for all its baskets (fTotBytes)"
+                .into(),
         });
     }
     let data: Bytes = if key.is_compressed() {
-        Bytes::from(compress::decompress(payload, objlen, loc.seek + keylen as u64, budget)?)
+        Bytes::from(compress::decompress(
+            payload,
+            objlen,
+            loc.seek + keylen as u64,
+            budget,
+        )?)
     } else {
-        Bytes::copy_from_slice(payload.get(..objlen).ok_or_else(|| Error::malformed("basket", loc.seek, "short payload"))?)
+        Bytes::copy_from_slice(
+            payload
+                .get(..objlen)
+                .ok_or_else(|| Error::malformed("basket", loc.seek, "short payload"))?,
+        )
     };
     let border = usize::try_from(i64::from(last) - keylen as i64)
         .ok()
         .filter(|b| *b <= data.len())
-        .ok_or_else(|| Error::malformed("basket", loc.seek, format!("fLast {last} outside the {}-byte payload", data.len())))?;
+        .ok_or_else(|| {
+            Error::malformed(
+                "basket",
+                loc.seek,
+                format!("fLast {last} outside the {}-byte payload", data.len()),
+            )
+        })?;
     let n = n as usize;
     let offsets = if border < data.len() {
         // Entry offsets follow the data: [count][off_0 .. off_{n-1}][..], relative to the key start.
         let mut oc = Cursor::new(&data[border..], 0, loc.seek);
         let count = oc.count(4, "entry offsets")?;
         if count < n {
-            return Err(Error::malformed("basket", loc.seek, format!("{count} entry offsets for {n} entries")));
+            return Err(Error::malformed(
+                "basket",
+                loc.seek,
+                format!("{count} entry offsets for {n} entries"),
+            ));
         }
         let mut offs = Vec::with_capacity(n + 1);
         for _ in 0..n {
             let o = i64::from(oc.i32()?) - keylen as i64;
-            let o = u32::try_from(o).ok().filter(|o| (*o as usize) <= border).ok_or_else(|| {
-                Error::malformed("basket", loc.seek, format!("entry offset {o} outside data of {border} bytes"))
-            })?;
+            let o = u32::try_from(o)
+                .ok()
+                .filter(|o| (*o as usize) <= border)
+                .ok_or_else(|| {
+                    Error::malformed(
+                        "basket",
+                        loc.seek,
+                        format!("entry offset {o} outside data of {border} bytes"),
+                    )
+                })?;
             if offs.last().is_some_and(|p| *p > o) {
-                return Err(Error::malformed("basket", loc.seek, "entry offsets decrease"));
+                return Err(Error::malformed(
+                    "basket",
+                    loc.seek,
+                    "entry offsets decrease",
+                ));
             }
             offs.push(o);
         }
@@ -513,7 +696,9 @@ pub fn decode_basket(raw: &[u8], loc: &BasketLoc, fixed_entry_size: Option<usize
         offs
     } else {
         let size = fixed_entry_size.filter(|s| *s > 0).or_else(|| {
-            usize::try_from(nev_buf_size).ok().filter(|s| *s > 0 && n > 0 && s * n == border)
+            usize::try_from(nev_buf_size)
+                .ok()
+                .filter(|s| *s > 0 && n > 0 && s * n == border)
         });
         let size = match (size, n) {
             (_, 0) => 0,
@@ -521,11 +706,21 @@ pub fn decode_basket(raw: &[u8], loc: &BasketLoc, fixed_entry_size: Option<usize
             (None, _) => border / n,
         };
         if size.checked_mul(n) != Some(border) {
-            return Err(Error::malformed("basket", loc.seek, format!("{border} bytes are not {n} entries of {size} bytes")));
+            return Err(Error::malformed(
+                "basket",
+                loc.seek,
+                format!("{border} bytes are not {n} entries of {size} bytes"),
+            ));
         }
         (0..=n).map(|i| (i * size) as u32).collect()
     };
-    Ok(Basket { data: data.slice(..border), offsets, keylen: key.keylen, first_entry: loc.first_entry, seek: loc.seek })
+    Ok(Basket {
+        data: data.slice(..border),
+        offsets,
+        keylen: key.keylen,
+        first_entry: loc.first_entry,
+        seek: loc.seek,
+    })
 }
 
 /// Reads basket `index` of `branch` from `file` (only the per-object limit applies).
@@ -534,17 +729,30 @@ pub fn read_basket(file: &RootFile, branch: &Branch, index: usize) -> Result<Bas
 }
 
 /// Reads basket `index` of `branch` from `file`, charging what it decompresses to `budget`.
-pub fn read_basket_in(file: &RootFile, branch: &Branch, index: usize, budget: &Budget) -> Result<Basket> {
+pub fn read_basket_in(
+    file: &RootFile,
+    branch: &Branch,
+    index: usize,
+    budget: &Budget,
+) -> Result<Basket> {
     if index == branch.baskets.len() {
         if let Some(e) = &branch.embedded {
             return Ok(e.clone());
         }
     }
-    let loc = branch
-        .baskets
-        .get(index)
-        .ok_or_else(|| Error::malformed("branch", 0, format!("no basket {index} in '{}'", branch.name)))?;
-    let raw = read_checked(file.source().as_ref(), loc.seek, u64::from(loc.bytes), "basket")?;
+    let loc = branch.baskets.get(index).ok_or_else(|| {
+        Error::malformed(
+            "branch",
+            0,
+            format!("no basket {index} in '{}'", branch.name),
+        )
+    })?;
+    let raw = read_checked(
+        file.source().as_ref(),
+        loc.seek,
+        u64::from(loc.bytes),
+        "basket",
+    )?;
     decode_basket(&raw, loc, branch.fixed_entry_size(), budget)
 }
 
@@ -554,7 +762,11 @@ impl Branch {
         if self.kind != BranchKind::Basic || self.entry_offset_len != 0 {
             return None;
         }
-        let total: i64 = self.leaves.iter().map(|l| i64::from(l.len.max(1)) * i64::from(l.len_type)).sum();
+        let total: i64 = self
+            .leaves
+            .iter()
+            .map(|l| i64::from(l.len.max(1)) * i64::from(l.len_type))
+            .sum();
         usize::try_from(total).ok().filter(|s| *s > 0)
     }
 
@@ -565,7 +777,8 @@ impl Branch {
             return Some(i);
         }
         let e = self.embedded.as_ref()?;
-        (e.first_entry <= entry && entry < e.first_entry + e.len() as u64).then_some(self.baskets.len())
+        (e.first_entry <= entry && entry < e.first_entry + e.len() as u64)
+            .then_some(self.baskets.len())
     }
 
     /// Number of baskets including the embedded one.
@@ -575,22 +788,44 @@ impl Branch {
 
     /// Reads all entries of a fixed-size numeric branch as `u64`/`i64` bit patterns widened to i128.
     pub fn read_integers(&self, file: &RootFile) -> Result<Vec<i128>> {
-        let leaf = self.leaves.first().ok_or_else(|| Error::malformed("branch", 0, format!("'{}' has no leaf", self.name)))?;
-        let size = usize::try_from(leaf.len_type).ok().filter(|s| matches!(s, 1 | 2 | 4 | 8)).ok_or_else(|| {
-            Error::malformed("leaf", 0, format!("'{}' has element size {}", leaf.name, leaf.len_type))
-        })?;
+        let leaf = self
+            .leaves
+            .first()
+            .ok_or_else(|| Error::malformed("branch", 0, format!("'{}' has no leaf", self.name)))?;
+        let size = usize::try_from(leaf.len_type)
+            .ok()
+            .filter(|s| matches!(s, 1 | 2 | 4 | 8))
+            .ok_or_else(|| {
+                Error::malformed(
+                    "leaf",
+                    0,
+                    format!("'{}' has element size {}", leaf.name, leaf.len_type),
+                )
+            })?;
         // Capacity grows with what the baskets really hold, never with the declared count.
         let mut out: Vec<i128> = Vec::new();
         for i in 0..self.basket_count() {
             let b = read_basket(file, self, i)?;
             if (out.len() + b.len()) as u64 > self.entries {
-                return Err(Error::malformed("branch", b.seek, format!("'{}' has more entries in baskets than its {} declared", self.name, self.entries)));
+                return Err(Error::malformed(
+                    "branch",
+                    b.seek,
+                    format!(
+                        "'{}' has more entries in baskets than its {} declared",
+                        self.name, self.entries
+                    ),
+                ));
             }
-            out.try_reserve(b.len()).map_err(|e| Error::malformed("branch", b.seek, e.to_string()))?;
+            out.try_reserve(b.len())
+                .map_err(|e| Error::malformed("branch", b.seek, e.to_string()))?;
             for e in 0..b.len() {
                 let raw = b.entry(e).unwrap_or_default();
                 if raw.len() != size {
-                    return Err(Error::malformed("basket", b.seek, format!("entry of {} bytes in a {size}-byte branch", raw.len())));
+                    return Err(Error::malformed(
+                        "basket",
+                        b.seek,
+                        format!("entry of {} bytes in a {size}-byte branch", raw.len()),
+                    ));
                 }
                 let mut v: i128 = 0;
                 for byte in raw {
@@ -603,7 +838,16 @@ impl Branch {
             }
         }
         if out.len() as u64 != self.entries {
-            return Err(Error::malformed("branch", 0, format!("'{}' has {} entries in baskets, {} declared", self.name, out.len(), self.entries)));
+            return Err(Error::malformed(
+                "branch",
+                0,
+                format!(
+                    "'{}' has {} entries in baskets, {} declared",
+                    self.name,
+                    out.len(),
+                    self.entries
+                ),
+            ));
         }
         Ok(out)
     }

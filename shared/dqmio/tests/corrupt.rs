@@ -54,8 +54,14 @@ fn fixture(name: &str) -> Vec<u8> {
 
 #[test]
 fn empty_text_and_random_bytes_are_errors() {
-    assert!(matches!(read_all("empty", Vec::new()), Err(Error::NotRoot(_))));
-    assert!(matches!(read_all("text", b"hello, this is not a ROOT file\n".repeat(40)), Err(Error::NotRoot(_))));
+    assert!(matches!(
+        read_all("empty", Vec::new()),
+        Err(Error::NotRoot(_))
+    ));
+    assert!(matches!(
+        read_all("text", b"hello, this is not a ROOT file\n".repeat(40)),
+        Err(Error::NotRoot(_))
+    ));
     let mut rng = Rng(7);
     for i in 0..200 {
         let len = rng.below(4096) as usize;
@@ -80,7 +86,11 @@ fn truncation_at_any_offset_is_an_error() {
         let step = (full.len() / 400).max(1);
         for cut in (0..full.len()).step_by(step).chain([full.len() - 1]) {
             let r = read_all(&format!("{name} cut at {cut}"), full[..cut].to_vec());
-            assert!(r.is_err(), "{name} truncated at {cut} of {} was accepted", full.len());
+            assert!(
+                r.is_err(),
+                "{name} truncated at {cut} of {} was accepted",
+                full.len()
+            );
         }
     }
 }
@@ -99,7 +109,10 @@ fn bit_flips_never_panic_and_compressed_data_is_verified() {
             Ok(n) => {
                 ok += 1;
                 // A flip in an unread or unchecked byte may go unnoticed, but never changes the count.
-                assert_eq!(n, reference, "flip at {pos} changed the element count without an error");
+                assert_eq!(
+                    n, reference,
+                    "flip at {pos} changed the element count without an error"
+                );
             }
             Err(_) => errors += 1,
         }
@@ -138,6 +151,9 @@ fn absurd_lengths_do_not_allocate_what_the_file_cannot_hold() {
         let _ = read_all(&format!("word {i} at {pos}"), v);
         let largest = LARGEST.load(Ordering::Relaxed);
         // The file is ~60 kB; one decompression block may legally claim up to 16 MiB.
-        assert!(largest <= 17 << 20, "allocation of {largest} bytes after overwriting offset {pos}");
+        assert!(
+            largest <= 17 << 20,
+            "allocation of {largest} bytes after overwriting offset {pos}"
+        );
     }
 }

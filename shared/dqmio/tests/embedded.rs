@@ -11,13 +11,18 @@ use dials_dqmio::LocalFile;
 
 #[test]
 fn embedded_baskets_are_read() {
-    let src = Arc::new(LocalFile::open(common::fixtures().join("embedded_baskets.root")).expect("fixture"));
+    let src = Arc::new(
+        LocalFile::open(common::fixtures().join("embedded_baskets.root")).expect("fixture"),
+    );
     let file = RootFile::open(src).expect("open");
     let key = file.key("Indices").expect("key").clone();
     let tree = Tree::read(&file, &key).expect("tree");
     assert_eq!(tree.entries, 25);
     let run = tree.branch("Run").expect("Run");
-    assert!(run.baskets.is_empty() && run.embedded.is_some(), "the fixture keeps its basket in the tree record");
+    assert!(
+        run.baskets.is_empty() && run.embedded.is_some(),
+        "the fixture keeps its basket in the tree record"
+    );
     let values = run.read_integers(&file).expect("Run values");
     assert_eq!(values, (100..125).map(i128::from).collect::<Vec<_>>());
     let names = tree.branch("Name").expect("Name");

@@ -62,7 +62,10 @@ fn every_read(path: &std::path::Path) -> (Vec<Result<usize, Error>>, usize) {
             })
             .map(|()| n)
         };
-        let filtered = Selection { name: Some(regex::Regex::new("Pixel").expect("regex")), ..Default::default() };
+        let filtered = Selection {
+            name: Some(regex::Regex::new("Pixel").expect("regex")),
+            ..Default::default()
+        };
         let mut kind_n = 0;
         let one_kind = file
             .for_each_of_kind(MeKind::TH1F, &Selection::default(), |_| {
@@ -70,7 +73,12 @@ fn every_read(path: &std::path::Path) -> (Vec<Result<usize, Error>>, usize) {
                 Ok(())
             })
             .map(|()| kind_n);
-        vec![count(&Selection::default()), count(&filtered), file.names(MeKind::TH1F).map(|v| v.len()), one_kind]
+        vec![
+            count(&Selection::default()),
+            count(&filtered),
+            file.names(MeKind::TH1F).map(|v| v.len()),
+            one_kind,
+        ]
     }));
     match out {
         Ok(r) => (r, LARGEST.load(Ordering::Relaxed)),
@@ -97,8 +105,14 @@ fn forged_entry_counts_are_errors_not_allocations() {
     // fEntries = 2^62 in the tree and its three branches: the one basket then claims 2^62 entries,
     // more than the bytes its branch holds.
     for (name, says) in [
-        ("forged_tree_entries.root", "declares 4611686018427387904 entries, its branch"),
-        ("forged_entries.root", "claims entries 0..4611686018427387904, more than the"),
+        (
+            "forged_tree_entries.root",
+            "declares 4611686018427387904 entries, its branch",
+        ),
+        (
+            "forged_entries.root",
+            "claims entries 0..4611686018427387904, more than the",
+        ),
     ] {
         let (results, largest) = every_read(&crafted(name));
         for r in &results {
@@ -118,7 +132,11 @@ fn decompression_bombs_fail_before_allocating() {
     let mut saw = 0;
     for r in &results {
         match r {
-            Err(Error::TooLarge { claimed: 1_610_612_640, bound, .. }) => {
+            Err(Error::TooLarge {
+                claimed: 1_610_612_640,
+                bound,
+                ..
+            }) => {
                 assert!(bound.contains("its branch declares"), "{bound}");
                 saw += 1;
             }
@@ -128,10 +146,19 @@ fn decompression_bombs_fail_before_allocating() {
         }
     }
     assert_eq!(saw, 3, "{results:?}");
-    assert!(largest <= ALLOWED, "bomb.root: allocation of {largest} bytes");
+    assert!(
+        largest <= ALLOWED,
+        "bomb.root: allocation of {largest} bytes"
+    );
     // The same with the branch's fTotBytes raised to 2^31 - 1: the per-object limit stops it.
     let (results, largest) = every_read(&crafted("bomb_declared.root"));
     let e = results[0].as_ref().expect_err("bomb_declared.root");
-    assert!(matches!(e, Error::TooLarge { .. }) && e.to_string().contains("limit for one object"), "{e}");
-    assert!(largest <= ALLOWED, "bomb_declared.root: allocation of {largest} bytes");
+    assert!(
+        matches!(e, Error::TooLarge { .. }) && e.to_string().contains("limit for one object"),
+        "{e}"
+    );
+    assert!(
+        largest <= ALLOWED,
+        "bomb_declared.root: allocation of {largest} bytes"
+    );
 }

@@ -36,7 +36,11 @@ fn same(a: &Value, b: &Value, path: &str, diffs: &mut Vec<String>) {
             for k in x.keys().chain(y.keys()) {
                 match (x.get(k), y.get(k)) {
                     (Some(u), Some(v)) => same(u, v, &format!("{path}.{k}"), diffs),
-                    (u, v) => diffs.push(format!("{path}.{k}: present {} vs {}", u.is_some(), v.is_some())),
+                    (u, v) => diffs.push(format!(
+                        "{path}.{k}: present {} vs {}",
+                        u.is_some(),
+                        v.is_some()
+                    )),
                 }
             }
         }
@@ -55,19 +59,31 @@ fn check_against_root(root_file: &Path) -> usize {
         .lines()
         .map(|l| serde_json::from_str(l).expect("expected line is JSON"))
         .collect();
-    let file = DqmioFile::open_path(root_file).unwrap_or_else(|e| panic!("{}: {e}", root_file.display()));
+    let file =
+        DqmioFile::open_path(root_file).unwrap_or_else(|e| panic!("{}: {e}", root_file.display()));
     let mut got = Vec::new();
     file.for_each(&Selection::default(), |me| {
         got.push(serde_json::to_value(DumpLine::new(&me)).expect("serialisable"));
         Ok(())
     })
     .unwrap_or_else(|e| panic!("{}: {e}", root_file.display()));
-    assert_eq!(got.len(), expected.len(), "{}: number of elements", root_file.display());
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{}: number of elements",
+        root_file.display()
+    );
     let mut diffs = Vec::new();
     for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
         same(g, e, &format!("line {i} ({})", e["me"]), &mut diffs);
     }
-    assert!(diffs.is_empty(), "{}: {} differences, first: {:#?}", root_file.display(), diffs.len(), &diffs[..diffs.len().min(10)]);
+    assert!(
+        diffs.is_empty(),
+        "{}: {} differences, first: {:#?}",
+        root_file.display(),
+        diffs.len(),
+        &diffs[..diffs.len().min(10)]
+    );
     got.len()
 }
 
@@ -75,7 +91,10 @@ fn fixture_files() -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(common::fixtures())
         .expect("fixtures folder")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "root") && p.with_extension("expected.jsonl").exists())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "root")
+                && p.with_extension("expected.jsonl").exists()
+        })
         .collect();
     v.sort();
     v
@@ -84,7 +103,10 @@ fn fixture_files() -> Vec<std::path::PathBuf> {
 #[test]
 fn every_fixture_matches_root_exactly() {
     let files = fixture_files();
-    assert!(files.len() >= 6, "expected the committed fixtures, found {files:?}");
+    assert!(
+        files.len() >= 6,
+        "expected the committed fixtures, found {files:?}"
+    );
     for f in files {
         let n = check_against_root(&f);
         assert!(n > 0, "{}: no elements", f.display());
@@ -96,7 +118,11 @@ fn objects_over_16_mib_in_every_compression() {
     // `tests/fixtures/regen.sh --big` writes them (the test script does, before the tests).
     for c in ["zlib", "lz4", "zstd", "lzma", "none"] {
         let big = common::fixtures().join(format!("../big/big_{c}.root"));
-        assert!(big.exists(), "{} missing: run tests/fixtures/regen.sh --big", big.display());
+        assert!(
+            big.exists(),
+            "{} missing: run tests/fixtures/regen.sh --big",
+            big.display()
+        );
         check_against_root(&big);
     }
 }
@@ -114,7 +140,12 @@ fn all_compressions_decode_to_the_same_values() {
         v
     };
     let reference = dump("small_zlib.root");
-    for other in ["small_lzma.root", "small_lz4.root", "small_zstd.root", "small_none.root"] {
+    for other in [
+        "small_lzma.root",
+        "small_lz4.root",
+        "small_zstd.root",
+        "small_none.root",
+    ] {
         assert_eq!(dump(other), reference, "{other}");
     }
 }
@@ -137,7 +168,10 @@ fn every_kind_is_present_in_the_fixtures() {
 #[test]
 fn name_filter_skips_values_and_matches_regex() {
     let f = DqmioFile::open_path(common::fixtures().join("small_zlib.root")).expect("open");
-    let sel = Selection { name: Some(regex::Regex::new("^PixelPhase1/").expect("regex")), ..Default::default() };
+    let sel = Selection {
+        name: Some(regex::Regex::new("^PixelPhase1/").expect("regex")),
+        ..Default::default()
+    };
     let mut n = 0;
     f.for_each(&sel, |me| {
         assert!(me.name.starts_with("PixelPhase1/"), "{}", me.name);
@@ -161,6 +195,14 @@ fn name_filter_skips_values_and_matches_regex() {
 #[test]
 fn per_run_and_empty_lumisections_are_indexed() {
     let f = DqmioFile::open_path(common::fixtures().join("small_zlib.root")).expect("open");
-    assert!(f.indices().iter().any(|r| r.lumi == 0 && r.kind.is_some()), "per-run rows");
-    assert!(f.indices().iter().any(|r| r.kind.is_none() && r.type_code == 1000), "type-1000 rows");
+    assert!(
+        f.indices().iter().any(|r| r.lumi == 0 && r.kind.is_some()),
+        "per-run rows"
+    );
+    assert!(
+        f.indices()
+            .iter()
+            .any(|r| r.kind.is_none() && r.type_code == 1000),
+        "type-1000 rows"
+    );
 }

@@ -27,7 +27,10 @@ impl ByteSource for Recording {
     }
     fn read_ranges(&self, ranges: &[Range<u64>]) -> dials_dqmio::Result<Vec<Bytes>> {
         *self.batches.lock().unwrap() += 1;
-        ranges.iter().map(|r| self.read_at(r.start, (r.end - r.start) as usize)).collect()
+        ranges
+            .iter()
+            .map(|r| self.read_at(r.start, (r.end - r.start) as usize))
+            .collect()
     }
     fn name(&self) -> String {
         self.inner.name()
@@ -78,7 +81,10 @@ fn nothing_wanted_fetches_no_value_or_flag_basket() {
     assert!(!reads.is_empty(), "names are read");
     for r in reads.iter() {
         for (kind, b) in &baskets {
-            assert!(!overlaps(r, b), "read {r:?} touches a {kind:?} value/flag basket {b:?}");
+            assert!(
+                !overlaps(r, b),
+                "read {r:?} touches a {kind:?} value/flag basket {b:?}"
+            );
         }
     }
 }
@@ -104,12 +110,21 @@ fn only_the_wanted_kinds_baskets_are_fetched_and_values_match_a_full_read() {
     })
     .expect("filtered read");
     assert_eq!(got, all, "same elements, same order, same values");
-    assert!(*src.batches.lock().unwrap() >= 2, "names and values come through planned read_ranges batches");
+    assert!(
+        *src.batches.lock().unwrap() >= 2,
+        "names and values come through planned read_ranges batches"
+    );
     // Kinds without any wanted element: none of their value or flag baskets is fetched.
     let wanted_kinds: Vec<MeKind> = got.iter().map(|m| m.kind).collect();
     let reads = src.reads.lock().unwrap();
-    for (kind, b) in value_baskets(&file).iter().filter(|(k, _)| !wanted_kinds.contains(k)) {
-        assert!(!reads.iter().any(|r| overlaps(r, b)), "{kind:?} basket {b:?} was fetched");
+    for (kind, b) in value_baskets(&file)
+        .iter()
+        .filter(|(k, _)| !wanted_kinds.contains(k))
+    {
+        assert!(
+            !reads.iter().any(|r| overlaps(r, b)),
+            "{kind:?} basket {b:?} was fetched"
+        );
     }
 }
 
@@ -123,10 +138,16 @@ fn tree_order_visits_the_same_elements_kind_by_kind() {
     })
     .expect("index order");
     let mut by_tree = Vec::new();
-    file.for_each(&Selection { order: dials_dqmio::Order::Tree, ..Default::default() }, |me| {
-        by_tree.push(me);
-        Ok(())
-    })
+    file.for_each(
+        &Selection {
+            order: dials_dqmio::Order::Tree,
+            ..Default::default()
+        },
+        |me| {
+            by_tree.push(me);
+            Ok(())
+        },
+    )
     .expect("tree order");
     assert_eq!(by_tree.len(), indexed.len());
     // Kind by kind, each kind in entry (= Indices) order.
@@ -144,10 +165,16 @@ fn tree_order_visits_the_same_elements_kind_by_kind() {
 /// Every element of `file`, visited in `order`.
 fn read_all(file: &DqmioFile, order: dials_dqmio::Order) -> Vec<dials_dqmio::MonitorElement> {
     let mut v = Vec::new();
-    file.for_each(&Selection { order, ..Default::default() }, |me| {
-        v.push(me);
-        Ok(())
-    })
+    file.for_each(
+        &Selection {
+            order,
+            ..Default::default()
+        },
+        |me| {
+            v.push(me);
+            Ok(())
+        },
+    )
     .expect("read");
     v
 }
@@ -157,8 +184,14 @@ fn auto_order_reads_small_files_in_index_order() {
     let (_, file) = open("small_zlib.root");
     let kinds: Vec<MeKind> = file.trees().keys().copied().collect();
     let live = file.live_basket_bytes(&kinds);
-    assert!(live > 0 && live < dials_dqmio::dqmio::AUTO_LIVE_BASKET_BYTES, "{live}");
-    assert_eq!(read_all(&file, dials_dqmio::Order::Auto), read_all(&file, dials_dqmio::Order::Index));
+    assert!(
+        live > 0 && live < dials_dqmio::dqmio::AUTO_LIVE_BASKET_BYTES,
+        "{live}"
+    );
+    assert_eq!(
+        read_all(&file, dials_dqmio::Order::Auto),
+        read_all(&file, dials_dqmio::Order::Index)
+    );
 }
 
 #[test]
@@ -171,7 +204,12 @@ fn bounded_order_reads_small_baskets_in_index_order_then_large_ones_tree_by_tree
     // and others in Indices order.
     let (budget, split) = (2..400u64)
         .map(|k| live / k)
-        .map(|b| (b, file.split_entries(&kinds, dials_dqmio::Order::Bounded(b))))
+        .map(|b| {
+            (
+                b,
+                file.split_entries(&kinds, dials_dqmio::Order::Bounded(b)),
+            )
+        })
         .find(|(_, s)| s.iter().any(|e| *e != u64::MAX) && s.iter().any(|e| *e > 0))
         .expect("a budget that splits the kinds");
     let indexed = read_all(&file, dials_dqmio::Order::Index);
@@ -183,7 +221,11 @@ fn bounded_order_reads_small_baskets_in_index_order_then_large_ones_tree_by_tree
     for row in file.indices() {
         let Some(kind) = row.kind else { continue };
         let slot = kinds.iter().position(|k| *k == kind).expect("kind");
-        let elems: Vec<_> = next.by_ref().take((row.last - row.first + 1) as usize).cloned().collect();
+        let elems: Vec<_> = next
+            .by_ref()
+            .take((row.last - row.first + 1) as usize)
+            .cloned()
+            .collect();
         if row.last < split[slot] {
             early.extend(elems);
         } else {
@@ -191,7 +233,10 @@ fn bounded_order_reads_small_baskets_in_index_order_then_large_ones_tree_by_tree
         }
     }
     assert!(next.next().is_none(), "every element belongs to a row");
-    assert!(!early.is_empty() && !late.is_empty(), "budget {budget}: both parts used");
+    assert!(
+        !early.is_empty() && !late.is_empty(),
+        "budget {budget}: both parts used"
+    );
     late.sort_by_key(|(k, _)| *k);
     early.extend(late.into_iter().flat_map(|(_, e)| e));
     assert_eq!(read_all(&file, dials_dqmio::Order::Bounded(budget)), early);

@@ -36,7 +36,11 @@ const MAX_BATCH: usize = 64;
 
 fn max_batch() -> usize {
     static MAX: LazyLock<usize> = LazyLock::new(|| {
-        std::env::var("DIALS_COMMIT_BATCH").ok().and_then(|v| v.trim().parse().ok()).filter(|n: &usize| *n > 0).unwrap_or(MAX_BATCH)
+        std::env::var("DIALS_COMMIT_BATCH")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|n: &usize| *n > 0)
+            .unwrap_or(MAX_BATCH)
     });
     *MAX
 }
@@ -91,14 +95,22 @@ async fn latest<'a>(
     if !followed {
         *txns = None;
         *txns_unreadable = false;
-        *slot = if create { Some(delta::open_or_create(lake, ws, table).await?) } else { delta::open(lake, ws, table).await? };
+        *slot = if create {
+            Some(delta::open_or_create(lake, ws, table).await?)
+        } else {
+            delta::open(lake, ws, table).await?
+        };
     }
     Ok(slot.as_mut())
 }
 
 /// The generations of `t`'s files, brought to its version (`None`: the log could not be read
 /// directly; the caller asks delta-rs file by file).
-async fn synced<'a>(txns: &'a mut Option<TxnIndex>, unreadable: &mut bool, t: &DeltaTable) -> Option<&'a TxnIndex> {
+async fn synced<'a>(
+    txns: &'a mut Option<TxnIndex>,
+    unreadable: &mut bool,
+    t: &DeltaTable,
+) -> Option<&'a TxnIndex> {
     if *unreadable {
         return None;
     }
@@ -120,7 +132,8 @@ async fn synced<'a>(txns: &'a mut Option<TxnIndex>, unreadable: &mut bool, t: &D
 }
 
 /// Queues by table URL (a process may write several lakes: tests do).
-static QUEUES: LazyLock<Mutex<HashMap<String, Arc<Queue>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+static QUEUES: LazyLock<Mutex<HashMap<String, Arc<Queue>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn queue(key: String) -> Arc<Queue> {
     match QUEUES.lock() {
@@ -133,7 +146,12 @@ fn queue(key: String) -> Arc<Queue> {
 /// Commits `intent` to `ws`'s `table`, with whatever other intents for the table are waiting;
 /// returns when it is committed (or superseded, or failed). Nothing is committed when there is
 /// nothing to add or remove.
-pub async fn submit(lake: &Location, ws: &str, table: &str, intent: Intent) -> Result<(), IngestError> {
+pub async fn submit(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    intent: Intent,
+) -> Result<(), IngestError> {
     let key = format!("{}/{ws}/{table}", lake.url.trim_end_matches('/'));
     let q = queue(key);
     let (tx, rx) = oneshot::channel();
@@ -156,11 +174,21 @@ pub async fn submit(lake: &Location, ws: &str, table: &str, intent: Intent) -> R
             commit_batch(&mut loaded, lake, ws, table, batch).await;
         }
     }
-    rx.await.unwrap_or_else(|_| Err(IngestError::Task(format!("{ws}/{table}: the commit taking this file's change stopped"))))
+    rx.await.unwrap_or_else(|_| {
+        Err(IngestError::Task(format!(
+            "{ws}/{table}: the commit taking this file's change stopped"
+        )))
+    })
 }
 
 /// Decides and commits `batch` (answering every waiter).
-async fn commit_batch(loaded: &mut Loaded, lake: &Location, ws: &str, table: &str, batch: Vec<Waiter>) {
+async fn commit_batch(
+    loaded: &mut Loaded,
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    batch: Vec<Waiter>,
+) {
     let partitions = match delta::layout(table) {
         Ok((_, p)) => p,
         Err(e) => {
@@ -175,7 +203,9 @@ async fn commit_batch(loaded: &mut Loaded, lake: &Location, ws: &str, table: &st
     // decided; the other is superseded by it.
     let mut latest: BTreeMap<i64, usize> = BTreeMap::new();
     for (i, (intent, _)) in batch.iter().enumerate() {
-        let keep = latest.get(&intent.file_id).is_none_or(|&j| batch[j].0.generation <= intent.generation);
+        let keep = latest
+            .get(&intent.file_id)
+            .is_none_or(|&j| batch[j].0.generation <= intent.generation);
         if keep {
             latest.insert(intent.file_id, i);
         }
@@ -186,7 +216,9 @@ async fn commit_batch(loaded: &mut Loaded, lake: &Location, ws: &str, table: &st
         if keep.contains(&i) {
             waiting.push((intent, tx));
         } else {
-            let _ = tx.send(Err(IngestError::Superseded(format!("{ws}/{table}: a newer attempt of the same file is committed in the same batch"))));
+            let _ = tx.send(Err(IngestError::Superseded(format!(
+                "{ws}/{table}: a newer attempt of the same file is committed in the same batch"
+            ))));
         }
     }
     let mut tries = 0;
@@ -220,8 +252,13 @@ async fn decide_and_commit(
     waiting: &mut Vec<Waiter>,
 ) -> Result<(), delta::DeltaError> {
     let any_adds = waiting.iter().any(|(i, _)| !i.adds.is_empty());
-    let Loaded { table: slot, txns: index_slot, txns_unreadable } = loaded;
-    let Some(t) = latest(slot, index_slot, txns_unreadable, lake, ws, table, any_adds).await? else {
+    let Loaded {
+        table: slot,
+        txns: index_slot,
+        txns_unreadable,
+    } = loaded;
+    let Some(t) = latest(slot, index_slot, txns_unreadable, lake, ws, table, any_adds).await?
+    else {
         // No table and nothing to add: nothing to remove either.
         for (_, tx) in waiting.drain(..) {
             let _ = tx.send(Ok(()));
@@ -257,7 +294,10 @@ async fn decide_and_commit(
         let added: BTreeSet<&str> = intent.adds.iter().map(|a| a.path.as_str()).collect();
         let mut removes: Vec<Action> = active
             .iter()
-            .filter(|f| delta::belongs_to(delta::object_name(&f.path), intent.file_id) && !added.contains(f.path.as_str()))
+            .filter(|f| {
+                delta::belongs_to(delta::object_name(&f.path), intent.file_id)
+                    && !added.contains(f.path.as_str())
+            })
             .map(|f| Action::Remove(delta::remove(f)))
             .collect();
         // An earlier attempt's rows may sit in merged objects (compaction): those are written again
@@ -265,7 +305,9 @@ async fn decide_and_commit(
         // nothing to take out).
         let mut rewritten: Vec<Add> = Vec::new();
         if previous.is_some_and(|g| g != intent.generation) {
-            let candidates = active.iter().any(|f| delta::object_name(&f.path).starts_with(compact::MERGED_PREFIX));
+            let candidates = active
+                .iter()
+                .any(|f| delta::object_name(&f.path).starts_with(compact::MERGED_PREFIX));
             if candidates && rewriting {
                 later.push((intent, tx));
                 continue;
@@ -288,14 +330,24 @@ async fn decide_and_commit(
             let _ = tx.send(Ok(()));
             continue;
         }
-        actions.extend(intent.adds.iter().cloned().chain(rewritten).map(Action::Add));
+        actions.extend(
+            intent
+                .adds
+                .iter()
+                .cloned()
+                .chain(rewritten)
+                .map(Action::Add),
+        );
         actions.extend(removes);
         txns.push(delta::file_txn(intent.file_id, intent.generation));
         included.push((intent, tx));
     }
     if !included.is_empty() {
-        let generations: Vec<(i64, i64)> = included.iter().map(|(i, _)| (i.file_id, i.generation)).collect();
-        match delta::commit_txns(t, actions, txns, partitions).await {
+        let generations: Vec<(i64, i64)> = included
+            .iter()
+            .map(|(i, _)| (i.file_id, i.generation))
+            .collect();
+        match delta::commit_txns_exclusive(t, actions, txns, partitions).await {
             Ok(version) => {
                 if let (Some(ix), Ok(v)) = (index_slot.as_mut(), u64::try_from(version)) {
                     ix.apply(v, generations);

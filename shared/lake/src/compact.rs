@@ -45,7 +45,10 @@ pub const MERGED_PREFIX: &str = "part-c-";
 /// The tables compaction merges: every lake table but `dataset_index` (one tiny object per
 /// dataset, and an ingest finds its dataset's row by the object's name).
 pub fn tables() -> impl Iterator<Item = &'static str> {
-    delta::TABLES.iter().copied().filter(|t| *t != "dataset_index")
+    delta::TABLES
+        .iter()
+        .copied()
+        .filter(|t| *t != "dataset_index")
 }
 
 /// Upload part size of a merged object.
@@ -108,7 +111,11 @@ pub struct CompactOptions {
 
 impl Default for CompactOptions {
     fn default() -> Self {
-        CompactOptions { min_objects: 8, small_bytes: 64 << 20, target_bytes: 512 << 20 }
+        CompactOptions {
+            min_objects: 8,
+            small_bytes: 64 << 20,
+            target_bytes: 512 << 20,
+        }
     }
 }
 
@@ -143,16 +150,29 @@ pub struct TableCompaction {
 
 /// The partition key of an object (its folder; empty for unpartitioned tables).
 fn partition_of(f: &ActiveFile) -> String {
-    f.path.rsplit_once('/').map_or(String::new(), |(dir, _)| dir.to_string())
+    f.path
+        .rsplit_once('/')
+        .map_or(String::new(), |(dir, _)| dir.to_string())
 }
 
 /// Merges the small objects of every partition of `ws`'s `table` that has at least
 /// `opts.min_objects` of them; one `OPTIMIZE` commit per merged object. For `th1`/`th2`
 /// ([`ME_MAJOR_TABLES`]) it then writes the ME-major copy of every run whose copy does not cover
 /// the run's objects as they are now (`me_major.rs`).
-pub async fn compact_table(lake: &Location, ws: &str, table: &str, opts: CompactOptions) -> Result<TableCompaction, CompactError> {
-    let mut report = TableCompaction { workspace: ws.to_string(), table: table.to_string(), ..Default::default() };
-    let Some(mut t) = delta::open(lake, ws, table).await? else { return Ok(report) };
+pub async fn compact_table(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    opts: CompactOptions,
+) -> Result<TableCompaction, CompactError> {
+    let mut report = TableCompaction {
+        workspace: ws.to_string(),
+        table: table.to_string(),
+        ..Default::default()
+    };
+    let Some(mut t) = delta::open(lake, ws, table).await? else {
+        return Ok(report);
+    };
     let (schema, _) = delta::layout(table)?;
     let mut parts: BTreeMap<String, Vec<ActiveFile>> = BTreeMap::new();
     for f in delta::active_files(&t)? {
@@ -169,7 +189,13 @@ pub async fn compact_table(lake: &Location, ws: &str, table: &str, opts: Compact
         }
         // Lumisection-major: inputs in the order of their first lumisection (index tables without
         // one keep their commit order).
-        files.sort_by_key(|f| (f.int_bounds("ls_number").map_or(i64::MIN, |b| b.0), f.modification_time, f.path.clone()));
+        files.sort_by_key(|f| {
+            (
+                f.int_bounds("ls_number").map_or(i64::MIN, |b| b.0),
+                f.modification_time,
+                f.path.clone(),
+            )
+        });
         let mut groups: Vec<Vec<ActiveFile>> = vec![Vec::new()];
         let mut bytes = 0u64;
         for f in files {
@@ -185,22 +211,40 @@ pub async fn compact_table(lake: &Location, ws: &str, table: &str, opts: Compact
         }
         for group in groups.into_iter().filter(|g| g.len() > 1) {
             let name = format!("{MERGED_PREFIX}{}.parquet", uuid::Uuid::new_v4().simple());
-            let rel = if dir.is_empty() { name } else { format!("{dir}/{name}") };
+            let rel = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
             let Some(written) = merge(lake, ws, table, &group, &rel, &schema).await? else {
                 continue; // inputs of another schema: left as they are
             };
-            let add = Add { data_change: false, ..written.clone() };
+            let add = Add {
+                data_change: false,
+                ..written.clone()
+            };
             let mut actions = vec![Action::Add(add)];
-            actions.extend(group.iter().map(|f| Action::Remove(Remove { data_change: false, ..delta::remove(f) })));
+            actions.extend(group.iter().map(|f| {
+                Action::Remove(Remove {
+                    data_change: false,
+                    ..delta::remove(f)
+                })
+            }));
             if commit_compaction(&mut t, actions, &group, opts.target_bytes).await? {
                 report.merged += 1;
                 report.inputs += group.len();
-                report.bytes_in += group.iter().map(|f| u64::try_from(f.size).unwrap_or(0)).sum::<u64>();
+                report.bytes_in += group
+                    .iter()
+                    .map(|f| u64::try_from(f.size).unwrap_or(0))
+                    .sum::<u64>();
                 report.bytes_out += u64::try_from(written.size).unwrap_or(0);
             } else {
                 report.deferred += 1;
                 // Never part of a table: delete now rather than wait for vacuum.
-                let _ = lake.store.delete(&delta::store_path(lake, ws, table, &rel)).await;
+                let _ = lake
+                    .store
+                    .delete(&delta::store_path(lake, ws, table, &rel))
+                    .await;
             }
         }
     }
@@ -214,14 +258,30 @@ pub async fn compact_table(lake: &Location, ws: &str, table: &str, opts: Compact
 
 /// Commits a compaction; false when a concurrent commit removed one of its inputs first (the
 /// group is left for a later run). Commits that touched other objects are retried.
-async fn commit_compaction(t: &mut deltalake_core::DeltaTable, actions: Vec<Action>, inputs: &[ActiveFile], target: u64) -> Result<bool, CompactError> {
+async fn commit_compaction(
+    t: &mut deltalake_core::DeltaTable,
+    actions: Vec<Action>,
+    inputs: &[ActiveFile],
+    target: u64,
+) -> Result<bool, CompactError> {
     for _ in 0..COMMIT_ATTEMPTS {
-        let op = DeltaOperation::Optimize { predicate: None, target_size: i64::try_from(target).unwrap_or(i64::MAX) };
+        let op = DeltaOperation::Optimize {
+            predicate: None,
+            target_size: i64::try_from(target).unwrap_or(i64::MAX),
+        };
         match delta::commit_op(t, actions.clone(), Vec::new(), op).await {
             Ok(_) => return Ok(true),
             Err(e) if e.is_conflict() => {
-                t.update_incremental(None).await.map_err(|e| DeltaError::Delta { table: t.table_url().to_string(), source: e })?;
-                let active: HashSet<String> = delta::active_files(t)?.into_iter().map(|f| f.path).collect();
+                t.update_incremental(None)
+                    .await
+                    .map_err(|e| DeltaError::Delta {
+                        table: t.table_url().to_string(),
+                        source: e,
+                    })?;
+                let active: HashSet<String> = delta::active_files(t)?
+                    .into_iter()
+                    .map(|f| f.path)
+                    .collect();
                 if !inputs.iter().all(|f| active.contains(&f.path)) {
                     return Ok(false);
                 }
@@ -256,10 +316,17 @@ async fn merge(
     let out = delta::store_path(lake, ws, table, rel);
     let w = BufWriter::with_capacity(lake.store.clone(), out, UPLOAD_PART_BYTES);
     let mut w = AsyncArrowWriter::try_new(w, schema.clone(), Some(writer_props()))?;
-    let max_rows = writer_props().max_row_group_row_count().unwrap_or(usize::MAX);
+    let max_rows = writer_props()
+        .max_row_group_row_count()
+        .unwrap_or(usize::MAX);
     let partitions: Vec<(String, String)> = inputs
         .first()
-        .map(|f| f.partition_values.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect())
+        .map(|f| {
+            f.partition_values
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                .collect()
+        })
         .unwrap_or_default();
     for builder in builders {
         let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
@@ -273,7 +340,10 @@ async fn merge(
     }
     let meta = w.finish().await?;
     let size = w.bytes_written() as u64;
-    let parts: Vec<(&str, String)> = partitions.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let parts: Vec<(&str, String)> = partitions
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     Ok(Some(delta::add(rel.to_string(), size, &parts, Some(&meta))))
 }
 
@@ -287,8 +357,10 @@ pub(crate) async fn open_object(
     columns: Option<&[&str]>,
 ) -> Result<ParquetRecordBatchStreamBuilder<ParquetObjectReader>, CompactError> {
     let path: Path = delta::store_path(lake, ws, table, &f.path);
-    let reader = ParquetObjectReader::new(lake.store.clone(), path).with_file_size(u64::try_from(f.size).unwrap_or(0));
-    let b = ParquetRecordBatchStreamBuilder::new_with_options(reader, ArrowReaderOptions::new()).await?;
+    let reader = ParquetObjectReader::new(lake.store.clone(), path)
+        .with_file_size(u64::try_from(f.size).unwrap_or(0));
+    let b = ParquetRecordBatchStreamBuilder::new_with_options(reader, ArrowReaderOptions::new())
+        .await?;
     Ok(match columns {
         None => b,
         Some(cols) => {
@@ -309,14 +381,24 @@ pub async fn file_rewrites(
     active: &[ActiveFile],
 ) -> Result<Vec<(ActiveFile, Option<Add>)>, CompactError> {
     let mut out = Vec::new();
-    for f in active.iter().filter(|f| delta::object_name(&f.path).starts_with(MERGED_PREFIX)) {
-        if f.int_bounds("file_id").is_some_and(|(lo, hi)| file_id < lo || file_id > hi) {
+    for f in active
+        .iter()
+        .filter(|f| delta::object_name(&f.path).starts_with(MERGED_PREFIX))
+    {
+        if f.int_bounds("file_id")
+            .is_some_and(|(lo, hi)| file_id < lo || file_id > hi)
+        {
             continue;
         }
-        let mut ids = open_object(lake, ws, table, f, Some(&["file_id"])).await?.build()?;
+        let mut ids = open_object(lake, ws, table, f, Some(&["file_id"]))
+            .await?
+            .build()?;
         let (mut holds, mut others) = (0usize, 0usize);
         while let Some(b) = ids.try_next().await? {
-            let col = b.column_by_name("file_id").and_then(|c| c.as_any().downcast_ref::<Int64Array>()).ok_or_else(|| CompactError::NoFileId(f.path.clone()))?;
+            let col = b
+                .column_by_name("file_id")
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .ok_or_else(|| CompactError::NoFileId(f.path.clone()))?;
             let mine = col.iter().filter(|v| *v == Some(file_id)).count();
             holds += mine;
             others += col.len() - mine;
@@ -332,12 +414,23 @@ pub async fn file_rewrites(
         let schema = builder.schema().clone();
         let dir = partition_of(f);
         let name = format!("{MERGED_PREFIX}{}.parquet", uuid::Uuid::new_v4().simple());
-        let rel = if dir.is_empty() { name } else { format!("{dir}/{name}") };
-        let w = BufWriter::with_capacity(lake.store.clone(), delta::store_path(lake, ws, table, &rel), UPLOAD_PART_BYTES);
+        let rel = if dir.is_empty() {
+            name
+        } else {
+            format!("{dir}/{name}")
+        };
+        let w = BufWriter::with_capacity(
+            lake.store.clone(),
+            delta::store_path(lake, ws, table, &rel),
+            UPLOAD_PART_BYTES,
+        );
         let mut w = AsyncArrowWriter::try_new(w, schema, Some(writer_props()))?;
         let mut stream = builder.build()?;
         while let Some(b) = stream.try_next().await? {
-            let col = b.column_by_name("file_id").and_then(|c| c.as_any().downcast_ref::<Int64Array>()).ok_or_else(|| CompactError::NoFileId(f.path.clone()))?;
+            let col = b
+                .column_by_name("file_id")
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .ok_or_else(|| CompactError::NoFileId(f.path.clone()))?;
             let keep: BooleanArray = col.iter().map(|v| Some(v != Some(file_id))).collect();
             let b = filter_record_batch(&b, &keep)?;
             if b.num_rows() > 0 {
@@ -346,14 +439,22 @@ pub async fn file_rewrites(
         }
         let meta = w.finish().await?;
         let size = w.bytes_written() as u64;
-        let parts: Vec<(&str, String)> = f.partition_values.iter().filter_map(|(k, v)| Some((k.as_str(), v.clone()?))).collect();
+        let parts: Vec<(&str, String)> = f
+            .partition_values
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.clone()?)))
+            .collect();
         out.push((f.clone(), Some(delta::add(rel, size, &parts, Some(&meta)))));
     }
     Ok(out)
 }
 
 /// Compacts every table of every workspace in `workspaces` (those of [`tables`]).
-pub async fn compact_lake(lake: &Location, workspaces: &[String], opts: CompactOptions) -> Result<Vec<TableCompaction>, CompactError> {
+pub async fn compact_lake(
+    lake: &Location,
+    workspaces: &[String],
+    opts: CompactOptions,
+) -> Result<Vec<TableCompaction>, CompactError> {
     let mut out = Vec::new();
     for ws in workspaces {
         for table in tables() {
@@ -379,10 +480,19 @@ pub struct TableVacuum {
 /// superseded attempts) last modified before it. `retention` must exceed the longest query and
 /// the longest ingest attempt (an attempt's objects are uncommitted until its commit). The
 /// ME-major copy tables are vacuumed too.
-pub async fn vacuum(lake: &Location, ws: &str, retention: Duration) -> Result<Vec<TableVacuum>, CompactError> {
+pub async fn vacuum(
+    lake: &Location,
+    ws: &str,
+    retention: Duration,
+) -> Result<Vec<TableVacuum>, CompactError> {
     let mut out = Vec::new();
-    for table in delta::TABLES.into_iter().chain(delta::ME_MAJOR.iter().map(|(_, copy)| *copy)) {
-        let Some(t) = delta::open(lake, ws, table).await? else { continue };
+    for table in delta::TABLES
+        .into_iter()
+        .chain(delta::ME_MAJOR.iter().map(|(_, copy)| *copy))
+    {
+        let Some(t) = delta::open(lake, ws, table).await? else {
+            continue;
+        };
         let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         let (_, metrics) = t
             .vacuum()
@@ -390,8 +500,15 @@ pub async fn vacuum(lake: &Location, ws: &str, retention: Duration) -> Result<Ve
             .with_enforce_retention_duration(false)
             .with_mode(VacuumMode::Full)
             .await
-            .map_err(|source| CompactError::Vacuum { table: format!("{ws}/{table}"), source })?;
-        out.push(TableVacuum { workspace: ws.to_string(), table: table.to_string(), deleted: metrics.files_deleted.len() });
+            .map_err(|source| CompactError::Vacuum {
+                table: format!("{ws}/{table}"),
+                source,
+            })?;
+        out.push(TableVacuum {
+            workspace: ws.to_string(),
+            table: table.to_string(),
+            deleted: metrics.files_deleted.len(),
+        });
     }
     Ok(out)
 }

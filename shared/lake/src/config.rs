@@ -52,7 +52,10 @@ struct RawWorkspaces {
 impl TryFrom<RawWorkspaces> for Workspaces {
     type Error = ConfigError;
     fn try_from(raw: RawWorkspaces) -> Result<Self, ConfigError> {
-        let w = Workspaces { default: raw.default, workspaces: raw.workspaces };
+        let w = Workspaces {
+            default: raw.default,
+            workspaces: raw.workspaces,
+        };
         w.validate()?;
         Ok(w)
     }
@@ -62,7 +65,13 @@ impl Default for Workspaces {
     fn default() -> Self {
         Workspaces {
             default: "default".into(),
-            workspaces: vec![Workspace { name: "default".into(), datasets: vec![], me_prefixes: vec![], me_names: vec![], roles: vec![] }],
+            workspaces: vec![Workspace {
+                name: "default".into(),
+                datasets: vec![],
+                me_prefixes: vec![],
+                me_names: vec![],
+                roles: vec![],
+            }],
         }
     }
 }
@@ -95,8 +104,16 @@ impl Workspaces {
         }
         let mut seen: Vec<&str> = Vec::with_capacity(self.workspaces.len());
         for ws in &self.workspaces {
-            if ws.name.is_empty() || !ws.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(ConfigError::Invalid(format!("workspace name '{}' must be [A-Za-z0-9_-]+", ws.name)));
+            if ws.name.is_empty()
+                || !ws
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "workspace name '{}' must be [A-Za-z0-9_-]+",
+                    ws.name
+                )));
             }
             if let Some(other) = seen.iter().find(|o| o.eq_ignore_ascii_case(&ws.name)) {
                 return Err(ConfigError::Invalid(format!(
@@ -105,30 +122,48 @@ impl Workspaces {
                 )));
             }
             seen.push(&ws.name);
-            if let Some(r) = ws.roles.iter().find(|r| r.trim().is_empty() || r.trim() != r.as_str()) {
-                return Err(ConfigError::Invalid(format!("workspace '{}': role {r:?} is empty or has surrounding spaces", ws.name)));
+            if let Some(r) = ws
+                .roles
+                .iter()
+                .find(|r| r.trim().is_empty() || r.trim() != r.as_str())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "workspace '{}': role {r:?} is empty or has surrounding spaces",
+                    ws.name
+                )));
             }
         }
         if !self.workspaces.iter().any(|x| x.name == self.default) {
-            return Err(ConfigError::Invalid(format!("default workspace '{}' is not defined", self.default)));
+            return Err(ConfigError::Invalid(format!(
+                "default workspace '{}' is not defined",
+                self.default
+            )));
         }
         Ok(())
     }
 
     /// Workspaces fed by `dataset`.
     pub fn for_dataset(&self, dataset: &str) -> Vec<&Workspace> {
-        self.workspaces.iter().filter(|w| w.wants_dataset(dataset)).collect()
+        self.workspaces
+            .iter()
+            .filter(|w| w.wants_dataset(dataset))
+            .collect()
     }
 
     /// The workspaces a caller holding `roles` may read, in configuration order (the first is the
     /// caller's default, as DIALS picked it).
-    pub fn readable_by<'a>(&'a self, roles: &'a [String]) -> impl Iterator<Item = &'a Workspace> + 'a {
+    pub fn readable_by<'a>(
+        &'a self,
+        roles: &'a [String],
+    ) -> impl Iterator<Item = &'a Workspace> + 'a {
         self.workspaces.iter().filter(move |w| w.readable_by(roles))
     }
 
     /// A workspace by name (case-insensitive, as DIALS's header handling).
     pub fn get(&self, name: &str) -> Option<&Workspace> {
-        self.workspaces.iter().find(|w| w.name.eq_ignore_ascii_case(name))
+        self.workspaces
+            .iter()
+            .find(|w| w.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -140,7 +175,9 @@ impl Workspace {
 
     /// True if a caller holding `roles` may read this workspace (one shared role, or `"*"`).
     pub fn readable_by(&self, roles: &[String]) -> bool {
-        self.roles.iter().any(|r| r == "*" || roles.iter().any(|c| c == r))
+        self.roles
+            .iter()
+            .any(|r| r == "*" || roles.iter().any(|c| c == r))
     }
 
     /// True if this workspace keeps the ME named `me`.
@@ -155,13 +192,19 @@ impl Workspace {
 pub async fn load(spec: &str) -> Result<Workspaces, ConfigError> {
     use object_store::ObjectStoreExt;
     let text = if let Some(rest) = spec.strip_prefix("s3://") {
-        let (bucket, key) = rest.split_once('/').ok_or_else(|| ConfigError::Invalid(format!("{spec}: no key")))?;
-        let store = crate::store::s3_store(bucket).map_err(|e| ConfigError::Invalid(format!("{spec}: {e}")))?;
+        let (bucket, key) = rest
+            .split_once('/')
+            .ok_or_else(|| ConfigError::Invalid(format!("{spec}: no key")))?;
+        let store = crate::store::s3_store(bucket)
+            .map_err(|e| ConfigError::Invalid(format!("{spec}: {e}")))?;
         let got = store
             .get(&object_store::path::Path::from(key))
             .await
             .map_err(|e| ConfigError::Invalid(format!("{spec}: {e}")))?;
-        let b = got.bytes().await.map_err(|e| ConfigError::Invalid(format!("{spec}: {e}")))?;
+        let b = got
+            .bytes()
+            .await
+            .map_err(|e| ConfigError::Invalid(format!("{spec}: {e}")))?;
         String::from_utf8_lossy(&b).into_owned()
     } else {
         std::fs::read_to_string(spec).map_err(|e| ConfigError::Invalid(format!("{spec}: {e}")))?
@@ -179,7 +222,14 @@ pub async fn from_env() -> Result<Workspaces, ConfigError> {
 
 /// `*` matches any run of characters; everything else is literal; the whole string must match.
 pub fn glob_match(pattern: &str, s: &str) -> bool {
-    let re = format!("^{}$", pattern.split('*').map(regex::escape).collect::<Vec<_>>().join(".*"));
+    let re = format!(
+        "^{}$",
+        pattern
+            .split('*')
+            .map(regex::escape)
+            .collect::<Vec<_>>()
+            .join(".*")
+    );
     Regex::new(&re).map(|r| r.is_match(s)).unwrap_or(false)
 }
 
@@ -195,28 +245,42 @@ mod tests {
               {"name":"ecal","datasets":["/ZeroBias/*Run202*/DQMIO"],"me_prefixes":["EcalBarrel/","EcalEndcap/"]}]}"#,
         )
         .unwrap();
-        let names: Vec<_> = w.for_dataset("/ZeroBias/Run2024C-PromptReco-v1/DQMIO").iter().map(|x| x.name.as_str()).collect();
+        let names: Vec<_> = w
+            .for_dataset("/ZeroBias/Run2024C-PromptReco-v1/DQMIO")
+            .iter()
+            .map(|x| x.name.as_str())
+            .collect();
         assert_eq!(names, ["tracker", "ecal"]);
-        assert!(w.for_dataset("/JetMET0/Run2024C-PromptReco-v1/DQMIO").is_empty());
+        assert!(w
+            .for_dataset("/JetMET0/Run2024C-PromptReco-v1/DQMIO")
+            .is_empty());
         let t = w.get("TRACKER").unwrap();
         assert!(t.wants_me("PixelPhase1/Tracks/x"));
         assert!(t.wants_me("OfflinePV/offlinePrimaryVertices/tagVtxProb"));
         assert!(!t.wants_me("EcalBarrel/x"));
         assert!(Workspaces::from_json(r#"{"default":"x","workspaces":[]}"#).is_err());
-        assert!(Workspaces::from_json(r#"{"default":"x","workspaces":[{"name":"../x"}]}"#).is_err());
+        assert!(
+            Workspaces::from_json(r#"{"default":"x","workspaces":[{"name":"../x"}]}"#).is_err()
+        );
     }
 
     #[test]
     fn names_equal_ignoring_case_are_rejected_wherever_a_config_is_parsed() {
         let twice = r#"{"default":"tracker","workspaces":[{"name":"tracker"},{"name":"Tracker"}]}"#;
         let e = Workspaces::from_json(twice).unwrap_err().to_string();
-        assert!(e.contains("'tracker' and 'Tracker' differ only by case"), "{e}");
+        assert!(
+            e.contains("'tracker' and 'Tracker' differ only by case"),
+            "{e}"
+        );
         // Any serde path validates too (e.g. a config embedded in another document).
         assert!(serde_json::from_str::<Workspaces>(twice).is_err());
         let same = r#"{"default":"a","workspaces":[{"name":"a"},{"name":"a"}]}"#;
         assert!(Workspaces::from_json(same).is_err());
         // `-` and `_` are different characters: two workspaces.
-        let w = Workspaces::from_json(r#"{"default":"trk-a","workspaces":[{"name":"trk-a"},{"name":"trk_a"}]}"#).unwrap();
+        let w = Workspaces::from_json(
+            r#"{"default":"trk-a","workspaces":[{"name":"trk-a"},{"name":"trk_a"}]}"#,
+        )
+        .unwrap();
         assert_eq!(w.get("TRK_A").map(|x| x.name.as_str()), Some("trk_a"));
         assert_eq!(w.get("trk-a").map(|x| x.name.as_str()), Some("trk-a"));
     }
@@ -230,14 +294,22 @@ mod tests {
         .unwrap();
         let names = |roles: &[&str]| {
             let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
-            w.readable_by(&roles).map(|x| x.name.clone()).collect::<Vec<_>>()
+            w.readable_by(&roles)
+                .map(|x| x.name.clone())
+                .collect::<Vec<_>>()
         };
         assert_eq!(names(&["trk"]), ["tracker", "open"]);
         assert_eq!(names(&["admins", "x"]), ["all", "tracker", "open"]);
         assert_eq!(names(&[]), ["open"]);
         // A role matches exactly (no case folding, no prefix).
         assert_eq!(names(&["TRK", "trk-x"]), ["open"]);
-        assert!(Workspaces::from_json(r#"{"default":"a","workspaces":[{"name":"a","roles":[" x"]}]}"#).is_err());
-        assert!(Workspaces::from_json(r#"{"default":"a","workspaces":[{"name":"a","roles":[""]}]}"#).is_err());
+        assert!(Workspaces::from_json(
+            r#"{"default":"a","workspaces":[{"name":"a","roles":[" x"]}]}"#
+        )
+        .is_err());
+        assert!(Workspaces::from_json(
+            r#"{"default":"a","workspaces":[{"name":"a","roles":[""]}]}"#
+        )
+        .is_err());
     }
 }

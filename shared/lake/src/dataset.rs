@@ -26,8 +26,13 @@ pub fn from_lfn(lfn: &str) -> Option<DatasetInfo> {
     let idx = lfn.find("/store/")?;
     let parts: Vec<&str> = lfn[idx + 1..].split('/').collect();
     // store, data, era, primary, tier, processing-vN, ...
-    let (era, primary, tier, processing) = (parts.get(2)?, parts.get(3)?, parts.get(4)?, parts.get(5)?);
-    if [era, primary, tier, processing].iter().any(|s| s.is_empty()) || parts.len() < 7 {
+    let (era, primary, tier, processing) =
+        (parts.get(2)?, parts.get(3)?, parts.get(4)?, parts.get(5)?);
+    if [era, primary, tier, processing]
+        .iter()
+        .any(|s| s.is_empty())
+        || parts.len() < 7
+    {
         return None;
     }
     let (_, version) = processing.rsplit_once("-v")?;
@@ -51,7 +56,10 @@ pub fn from_name(dataset: &str) -> Option<DatasetInfo> {
     }
     let processed = parts[2];
     let era = processed.split('-').next().unwrap_or_default().to_string();
-    let processing_version = processed.rsplit_once("-v").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let processing_version = processed
+        .rsplit_once("-v")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     Some(DatasetInfo {
         dataset: dataset.to_string(),
         era,
@@ -68,7 +76,10 @@ mod tests {
 
     #[test]
     fn lfn_gives_the_dataset() {
-        let d = from_lfn("/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/379/416/00000/ab-cd.root").unwrap();
+        let d = from_lfn(
+            "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/379/416/00000/ab-cd.root",
+        )
+        .unwrap();
         assert_eq!(d.dataset, "/ZeroBias/Run2024C-PromptReco-v1/DQMIO");
         assert_eq!(d.era, "Run2024C");
         assert_eq!(d.primary_ds_name, "ZeroBias");
@@ -76,14 +87,25 @@ mod tests {
         assert_eq!(d.data_tier, "DQMIO");
         assert_eq!(d.processing_version, 1);
         // A bucket key with a prefix before /store/ works too.
-        assert!(from_lfn("raw/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v12/000/1/2/00000/x.root").is_some());
+        assert!(from_lfn(
+            "raw/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v12/000/1/2/00000/x.root"
+        )
+        .is_some());
     }
 
     #[test]
     fn other_names_are_not_guessed() {
         assert_eq!(from_lfn("inbox/myfile.root"), None);
-        assert_eq!(from_lfn("/store/data/Run2024C/ZeroBias/DQMIO/PromptReco/000/x.root"), None);
-        assert_eq!(from_name("/ZeroBias/Run2024C-PromptReco-v1/DQMIO").unwrap().processing_version, 1);
+        assert_eq!(
+            from_lfn("/store/data/Run2024C/ZeroBias/DQMIO/PromptReco/000/x.root"),
+            None
+        );
+        assert_eq!(
+            from_name("/ZeroBias/Run2024C-PromptReco-v1/DQMIO")
+                .unwrap()
+                .processing_version,
+            1
+        );
         assert_eq!(from_name("ZeroBias"), None);
     }
 }

@@ -62,7 +62,10 @@ pub enum DeltaError {
 
 impl DeltaError {
     fn delta(table: &Url, source: DeltaTableError) -> Self {
-        DeltaError::Delta { table: table.to_string(), source }
+        DeltaError::Delta {
+            table: table.to_string(),
+            source,
+        }
     }
 
     /// True when a concurrent commit got in the way (delta-rs's conflict check, or its retries ran
@@ -73,8 +76,13 @@ impl DeltaError {
             self,
             DeltaError::Delta {
                 source: DeltaTableError::Transaction {
-                    source: T::CommitConflict(_) | T::MaxCommitAttempts(_) | T::VersionAlreadyExists(_)
+                    source: T::CommitConflict(_)
+                        | T::MaxCommitAttempts(_)
+                        | T::VersionAlreadyExists(_)
                 },
+                ..
+            } | DeltaError::Delta {
+                source: DeltaTableError::VersionAlreadyExists(_),
                 ..
             }
         )
@@ -114,14 +122,21 @@ const COMMIT_RETRIES: usize = 50;
 pub const CHECKPOINT_INTERVAL: u64 = 50;
 
 /// Arrow schema of a table's files and its partition columns (not stored inside the files).
-pub fn layout(table: &str) -> Result<(arrow::datatypes::SchemaRef, &'static [&'static str]), DeltaError> {
+pub fn layout(
+    table: &str,
+) -> Result<(arrow::datatypes::SchemaRef, &'static [&'static str]), DeltaError> {
     Ok(match table {
         "file_index" => (tables::file_schema(), &[]),
         "dataset_index" => (tables::dataset_schema(), &[]),
         "lumisection_index" => (tables::lumisection_schema(), &[]),
         "me_index" => (tables::me_schema(), &[]),
         // Every data table (`th1`, ..., the per-run twins and the ME-major copies) is partitioned by run.
-        other => match tables::DataTable::parse(ME_MAJOR.iter().find(|(_, c)| *c == other).map_or(other, |(t, _)| t)) {
+        other => match tables::DataTable::parse(
+            ME_MAJOR
+                .iter()
+                .find(|(_, c)| *c == other)
+                .map_or(other, |(t, _)| t),
+        ) {
             Some((t, _)) => (t.schema(), &["run_number"]),
             None => return Err(DeltaError::UnknownTable(other.to_string())),
         },
@@ -131,7 +146,8 @@ pub fn layout(table: &str) -> Result<(arrow::datatypes::SchemaRef, &'static [&'s
 /// The store the Delta kernel reads a local lake through (rooted at `/`).
 fn local_root() -> Arc<dyn ObjectStore> {
     static ROOT: OnceLock<Arc<dyn ObjectStore>> = OnceLock::new();
-    ROOT.get_or_init(|| Arc::new(LocalFileSystem::new())).clone()
+    ROOT.get_or_init(|| Arc::new(LocalFileSystem::new()))
+        .clone()
 }
 
 /// URL of a table folder: `file:///abs/lake/<ws>/<table>/` or `s3://bucket/prefix/<ws>/<table>/`.
@@ -142,7 +158,8 @@ pub fn table_url(lake: &Location, parts: &[&str]) -> Result<Url, DeltaError> {
         format!("{base}/{joined}/")
     } else {
         let dir = std::path::Path::new(base).join(&joined);
-        return Url::from_directory_path(&dir).map_err(|()| DeltaError::Location(dir.display().to_string()));
+        return Url::from_directory_path(&dir)
+            .map_err(|()| DeltaError::Location(dir.display().to_string()));
     };
     Url::parse(&s).map_err(|_| DeltaError::Location(s))
 }
@@ -151,16 +168,30 @@ pub fn table_url(lake: &Location, parts: &[&str]) -> Result<Url, DeltaError> {
 /// (so the S3 client, endpoint and credentials are the lake's; no `deltalake-aws`). `root` overrides
 /// the store the kernel reads the log through (e.g. the query function's cached store); it must be
 /// rooted where `lake.store` is (the bucket for S3, `/` for a folder).
-pub fn log_store(lake: &Location, parts: &[&str], root: Option<Arc<dyn ObjectStore>>) -> Result<LogStoreRef, DeltaError> {
+pub fn log_store(
+    lake: &Location,
+    parts: &[&str],
+    root: Option<Arc<dyn ObjectStore>>,
+) -> Result<LogStoreRef, DeltaError> {
     let url = table_url(lake, parts)?;
     let s3 = lake.url.starts_with("s3://");
     let root = root.unwrap_or_else(|| if s3 { lake.store.clone() } else { local_root() });
-    let prefixed: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(lake.store.clone(), lake.child(parts)));
-    Ok(default_logstore(prefixed, root, &url, &StorageConfig::default()))
+    let prefixed: Arc<dyn ObjectStore> =
+        Arc::new(PrefixStore::new(lake.store.clone(), lake.child(parts)));
+    Ok(default_logstore(
+        prefixed,
+        root,
+        &url,
+        &StorageConfig::default(),
+    ))
 }
 
 /// Opens the table (latest version). `None` when it has no commit yet.
-pub async fn open(lake: &Location, ws: &str, table: &str) -> Result<Option<DeltaTable>, DeltaError> {
+pub async fn open(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+) -> Result<Option<DeltaTable>, DeltaError> {
     open_with(log_store(lake, &[ws, table], None)?).await
 }
 
@@ -169,13 +200,19 @@ pub async fn open_with(store: LogStoreRef) -> Result<Option<DeltaTable>, DeltaEr
     let url = store.root_url().clone();
     // Asked first (one listing): the kernel logs an ERROR for every table it is asked to load that
     // has no log yet, which a first ingest meets for each of its tables.
-    if !store.is_delta_table_location().await.map_err(|e| DeltaError::delta(&url, e))? {
+    if !store
+        .is_delta_table_location()
+        .await
+        .map_err(|e| DeltaError::delta(&url, e))?
+    {
         return Ok(None);
     }
     let mut t = DeltaTable::new(store);
     match t.update_incremental(None).await {
         Ok(()) => Ok(Some(t)),
-        Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => Ok(None),
+        Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => {
+            Ok(None)
+        }
         Err(e) => {
             // A folder without a log reads as "not a table" in some versions, as an empty log
             // listing in others: ask the store directly before calling it an error.
@@ -189,7 +226,11 @@ pub async fn open_with(store: LogStoreRef) -> Result<Option<DeltaTable>, DeltaEr
 
 /// Opens the table, creating it (version 0: schema, partition columns, properties) if it has no
 /// commit yet. Two creators race safely: the loser finds version 0 and opens it.
-pub async fn open_or_create(lake: &Location, ws: &str, table: &str) -> Result<DeltaTable, DeltaError> {
+pub async fn open_or_create(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+) -> Result<DeltaTable, DeltaError> {
     let (schema, partitions) = layout(table)?;
     open_or_create_table(lake, ws, table, &schema, partitions).await
 }
@@ -210,18 +251,33 @@ pub async fn open_or_create_table(
     let url = store.root_url().clone();
     let mut columns: Vec<StructField> = Vec::new();
     for f in schema.fields() {
-        let dt: deltalake_core::kernel::DataType = f.data_type().try_into_kernel().map_err(|e| DeltaError::delta(&url, DeltaTableError::Generic(e.to_string())))?;
+        let dt: deltalake_core::kernel::DataType = f
+            .data_type()
+            .try_into_kernel()
+            .map_err(|e| DeltaError::delta(&url, DeltaTableError::Generic(e.to_string())))?;
         columns.push(StructField::new(f.name().clone(), dt, f.is_nullable()));
     }
     for p in partitions {
-        columns.push(StructField::new(p.to_string(), deltalake_core::kernel::DataType::LONG, false));
+        columns.push(StructField::new(
+            p.to_string(),
+            deltalake_core::kernel::DataType::LONG,
+            false,
+        ));
     }
     let created = CreateBuilder::new()
         .with_log_store(store.clone())
         .with_table_name(table)
-        .with_columns(StructType::try_new(columns).map_err(|e| DeltaError::delta(&url, DeltaTableError::Generic(e.to_string())))?.fields().cloned())
+        .with_columns(
+            StructType::try_new(columns)
+                .map_err(|e| DeltaError::delta(&url, DeltaTableError::Generic(e.to_string())))?
+                .fields()
+                .cloned(),
+        )
         .with_partition_columns(partitions.iter().map(|p| p.to_string()))
-        .with_configuration_property(TableProperty::CheckpointInterval, Some(CHECKPOINT_INTERVAL.to_string()))
+        .with_configuration_property(
+            TableProperty::CheckpointInterval,
+            Some(CHECKPOINT_INTERVAL.to_string()),
+        )
         .with_save_mode(SaveMode::Ignore)
         .await;
     match created {
@@ -258,11 +314,19 @@ impl ActiveFile {
 
     /// [`ActiveFile::int_bounds`] of each of `cols`, the statistics parsed once.
     pub fn bounds(&self, cols: &[&str]) -> Vec<Option<(i64, i64)>> {
-        let stats: Option<serde_json::Value> = self.stats.as_deref().and_then(|s| serde_json::from_str(s).ok());
+        let stats: Option<serde_json::Value> = self
+            .stats
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok());
         cols.iter()
             .map(|col| match self.partition_values.get(*col) {
                 Some(v) => v.as_deref().and_then(|v| v.parse().ok()).map(|v| (v, v)),
-                None => stats.as_ref().and_then(|s| Some((s.get("minValues")?.get(*col)?.as_i64()?, s.get("maxValues")?.get(*col)?.as_i64()?))),
+                None => stats.as_ref().and_then(|s| {
+                    Some((
+                        s.get("minValues")?.get(*col)?.as_i64()?,
+                        s.get("maxValues")?.get(*col)?.as_i64()?,
+                    ))
+                }),
             })
             .collect()
     }
@@ -270,7 +334,9 @@ impl ActiveFile {
 
 /// The table's active objects at its loaded version.
 pub fn active_files(t: &DeltaTable) -> Result<Vec<ActiveFile>, DeltaError> {
-    let snap = t.snapshot().map_err(|e| DeltaError::delta(t.table_url(), e))?;
+    let snap = t
+        .snapshot()
+        .map_err(|e| DeltaError::delta(t.table_url(), e))?;
     Ok(snap
         .log_data()
         .iter()
@@ -292,18 +358,30 @@ pub fn object_name(path: &str) -> &str {
 /// True when `name` is an object a DQMIO file with this id wrote: `part-<id>-<attempt>…` (this
 /// format) or `part-<id>.parquet` (objects migrated from the lake format before Delta).
 pub fn belongs_to(name: &str, id: i64) -> bool {
-    let Some(rest) = name.strip_prefix("part-") else { return false };
-    let Some(rest) = rest.strip_prefix(&id.to_string()) else { return false };
+    let Some(rest) = name.strip_prefix("part-") else {
+        return false;
+    };
+    let Some(rest) = rest.strip_prefix(&id.to_string()) else {
+        return false;
+    };
     rest.starts_with('-') || rest == ".parquet"
 }
 
 /// An `Add` for an object written at `path` (relative to the table folder), with the statistics
 /// delta readers prune by (row count, min/max/null count of the integer columns and of the string
 /// columns whose Parquet statistics are exact).
-pub fn add(path: String, size: u64, partitions: &[(&str, String)], meta: Option<&ParquetMetaData>) -> Add {
+pub fn add(
+    path: String,
+    size: u64,
+    partitions: &[(&str, String)],
+    meta: Option<&ParquetMetaData>,
+) -> Add {
     Add {
         path,
-        partition_values: partitions.iter().map(|(k, v)| (k.to_string(), Some(v.clone()))).collect(),
+        partition_values: partitions
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.clone())))
+            .collect(),
         size: i64::try_from(size).unwrap_or(i64::MAX),
         modification_time: now_ms(),
         data_change: true,
@@ -357,11 +435,21 @@ pub fn stats_json(meta: &ParquetMetaData) -> String {
             };
             null_count = null_count.zip(stats.null_count_opt()).map(|(a, b)| a + b);
             let (l, h) = match stats {
-                Statistics::Int64(s) => (s.min_opt().map(|v| (*v).into()), s.max_opt().map(|v| (*v).into())),
-                Statistics::Int32(s) => (s.min_opt().map(|v| (*v).into()), s.max_opt().map(|v| (*v).into())),
+                Statistics::Int64(s) => (
+                    s.min_opt().map(|v| (*v).into()),
+                    s.max_opt().map(|v| (*v).into()),
+                ),
+                Statistics::Int32(s) => (
+                    s.min_opt().map(|v| (*v).into()),
+                    s.max_opt().map(|v| (*v).into()),
+                ),
                 Statistics::ByteArray(s) if s.min_is_exact() && s.max_is_exact() => (
-                    s.min_opt().and_then(|v| v.as_utf8().ok()).map(|v| serde_json::Value::String(v.to_string())),
-                    s.max_opt().and_then(|v| v.as_utf8().ok()).map(|v| serde_json::Value::String(v.to_string())),
+                    s.min_opt()
+                        .and_then(|v| v.as_utf8().ok())
+                        .map(|v| serde_json::Value::String(v.to_string())),
+                    s.max_opt()
+                        .and_then(|v| v.as_utf8().ok())
+                        .map(|v| serde_json::Value::String(v.to_string())),
                 ),
                 _ => (None, None),
             };
@@ -407,34 +495,85 @@ fn cmp_json(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering 
 /// Commits `actions` to `t` as one Delta transaction (a `WRITE`), with application transaction
 /// `txn` if given; returns the new version. A concurrent commit is retried by delta-rs when it does
 /// not conflict (other files, other transaction ids); a conflicting one fails (`is_conflict`).
-pub async fn commit(t: &mut DeltaTable, actions: Vec<Action>, txn: Option<Transaction>, partition_by: &[&str]) -> Result<i64, DeltaError> {
+pub async fn commit(
+    t: &mut DeltaTable,
+    actions: Vec<Action>,
+    txn: Option<Transaction>,
+    partition_by: &[&str],
+) -> Result<i64, DeltaError> {
     commit_txns(t, actions, txn.into_iter().collect(), partition_by).await
 }
 
 /// [`commit`] with several application transactions (one commit for several DQMIO files).
-pub async fn commit_txns(t: &mut DeltaTable, actions: Vec<Action>, txns: Vec<Transaction>, partition_by: &[&str]) -> Result<i64, DeltaError> {
-    let op = DeltaOperation::Write {
+pub async fn commit_txns(
+    t: &mut DeltaTable,
+    actions: Vec<Action>,
+    txns: Vec<Transaction>,
+    partition_by: &[&str],
+) -> Result<i64, DeltaError> {
+    commit_op(t, actions, txns, write_op(partition_by)).await
+}
+
+/// [`commit_txns`] for a caller that decides its changes again itself when the table moved: the
+/// commit is written only at the version after `t`'s, and any concurrent commit fails it
+/// (`is_conflict`), with no conflict check by delta-rs.
+///
+/// delta-rs's check cannot tell which objects a write depended on unless it is built with its
+/// DataFusion feature (which would put a second copy of the engine into the ingest function): it
+/// takes every object of the snapshot as read, so any concurrent commit removing any object (every
+/// FINISHED record replaces its file's STARTED one) conflicts, and each check lists the whole
+/// snapshot again. The group committer knows what a file's change depends on (the file's own
+/// objects and its application transaction), and deciding again on the followed table costs only
+/// the new commits.
+pub async fn commit_txns_exclusive(
+    t: &mut DeltaTable,
+    actions: Vec<Action>,
+    txns: Vec<Transaction>,
+    partition_by: &[&str],
+) -> Result<i64, DeltaError> {
+    commit_with(t, actions, txns, write_op(partition_by), 0).await
+}
+
+fn write_op(partition_by: &[&str]) -> DeltaOperation {
+    DeltaOperation::Write {
         mode: SaveMode::Append,
-        partition_by: (!partition_by.is_empty()).then(|| partition_by.iter().map(|s| s.to_string()).collect()),
+        partition_by: (!partition_by.is_empty())
+            .then(|| partition_by.iter().map(|s| s.to_string()).collect()),
         predicate: None,
-    };
-    commit_op(t, actions, txns, op).await
+    }
 }
 
 /// [`commit_txns`] recorded as operation `op` (e.g. `OPTIMIZE` for a compaction).
-pub async fn commit_op(t: &mut DeltaTable, actions: Vec<Action>, txns: Vec<Transaction>, op: DeltaOperation) -> Result<i64, DeltaError> {
+pub async fn commit_op(
+    t: &mut DeltaTable,
+    actions: Vec<Action>,
+    txns: Vec<Transaction>,
+    op: DeltaOperation,
+) -> Result<i64, DeltaError> {
+    commit_with(t, actions, txns, op, COMMIT_RETRIES).await
+}
+
+async fn commit_with(
+    t: &mut DeltaTable,
+    actions: Vec<Action>,
+    txns: Vec<Transaction>,
+    op: DeltaOperation,
+    retries: usize,
+) -> Result<i64, DeltaError> {
     let url = t.table_url().clone();
     let props = CommitProperties::default().with_application_transactions(txns);
     let snapshot = t.snapshot().map_err(|e| DeltaError::delta(&url, e))?;
     let done = CommitBuilder::from(props)
-        .with_max_retries(COMMIT_RETRIES)
+        .with_max_retries(retries)
         .with_actions(actions)
         .build(Some(snapshot), t.log_store(), op)
         .await
         .map_err(|e| DeltaError::delta(&url, e))?;
     let version = done.version();
     // Follow our own commit without another log listing when possible.
-    t.update_incremental(Some(version)).await.map_err(|e| DeltaError::delta(&url, e))?;
+    t.update_incremental(Some(version))
+        .await
+        .map_err(|e| DeltaError::delta(&url, e))?;
     Ok(i64::try_from(version).unwrap_or(i64::MAX))
 }
 
@@ -470,7 +609,9 @@ pub fn file_txn(file_id: i64, generation: i64) -> Transaction {
 
 /// The generation of the last commit of DQMIO file `file_id` to `t` (none yet: `None`).
 pub async fn file_generation(t: &DeltaTable, file_id: i64) -> Result<Option<i64>, DeltaError> {
-    let snap = t.snapshot().map_err(|e| DeltaError::delta(t.table_url(), e))?;
+    let snap = t
+        .snapshot()
+        .map_err(|e| DeltaError::delta(t.table_url(), e))?;
     snap.transaction_version(t.log_store().as_ref(), file_app_id(file_id))
         .await
         .map_err(|e| DeltaError::delta(t.table_url(), e))
@@ -504,24 +645,51 @@ pub struct MigratedTable {
 /// objects of unfinished files stay out, as orphans) — and `file_index` itself last. Objects keep
 /// their names and bytes (no copy). Idempotent: a table that has a log is left as it is, so a
 /// migration that stopped half-way is finished by running it again.
-pub async fn migrate(lake: &Location, workspaces: &[String]) -> Result<Vec<MigratedTable>, MigrateError> {
+pub async fn migrate(
+    lake: &Location,
+    workspaces: &[String],
+) -> Result<Vec<MigratedTable>, MigrateError> {
     use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
     let mut out = Vec::new();
     for ws in workspaces {
         // Old file_index records: one object per file, `part-<file_id>.parquet`.
         let mut finished: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
-        let records: Vec<object_store::ObjectMeta> =
-            lake.store.list(Some(&lake.child(&[ws, "file_index"]))).try_collect().await.map_err(MigrateError::Store)?;
-        for r in records.iter().filter(|m| m.location.as_ref().ends_with(".parquet") && !m.location.as_ref().contains("/_delta_log/")) {
-            let bytes = lake.store.get(&r.location).await.map_err(MigrateError::Store)?.bytes().await.map_err(MigrateError::Store)?;
-            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .and_then(|b| b.build())
-                .map_err(|e| MigrateError::Object(r.location.to_string(), e.to_string()))?;
+        let records: Vec<object_store::ObjectMeta> = lake
+            .store
+            .list(Some(&lake.child(&[ws, "file_index"])))
+            .try_collect()
+            .await
+            .map_err(MigrateError::Store)?;
+        for r in records.iter().filter(|m| {
+            m.location.as_ref().ends_with(".parquet")
+                && !m.location.as_ref().contains("/_delta_log/")
+        }) {
+            let bytes = lake
+                .store
+                .get(&r.location)
+                .await
+                .map_err(MigrateError::Store)?
+                .bytes()
+                .await
+                .map_err(MigrateError::Store)?;
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .and_then(|b| b.build())
+                    .map_err(|e| MigrateError::Object(r.location.to_string(), e.to_string()))?;
             for batch in reader {
-                let batch = batch.map_err(|e| MigrateError::Object(r.location.to_string(), e.to_string()))?;
-                let ids = batch.column_by_name("file_id").and_then(|c| c.as_any().downcast_ref::<arrow::array::Int64Array>().cloned());
-                let status = batch.column_by_name("status").and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>().cloned());
+                let batch = batch
+                    .map_err(|e| MigrateError::Object(r.location.to_string(), e.to_string()))?;
+                let ids = batch.column_by_name("file_id").and_then(|c| {
+                    c.as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .cloned()
+                });
+                let status = batch.column_by_name("status").and_then(|c| {
+                    c.as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .cloned()
+                });
                 if let (Some(ids), Some(status)) = (ids, status) {
                     for i in 0..batch.num_rows() {
                         if status.value(i) == "FINISHED" {
@@ -534,16 +702,33 @@ pub async fn migrate(lake: &Location, workspaces: &[String]) -> Result<Vec<Migra
         for table in TABLES {
             if let Some(t) = open(lake, ws, table).await? {
                 if t.version().is_some() {
-                    out.push(MigratedTable { workspace: ws.clone(), table: table.into(), objects: 0, already_delta: true });
+                    out.push(MigratedTable {
+                        workspace: ws.clone(),
+                        table: table.into(),
+                        objects: 0,
+                        already_delta: true,
+                    });
                     continue;
                 }
             }
             let root = lake.child(&[ws, table]);
-            let objects: Vec<object_store::ObjectMeta> = lake.store.list(Some(&root)).try_collect().await.map_err(MigrateError::Store)?;
+            let objects: Vec<object_store::ObjectMeta> = lake
+                .store
+                .list(Some(&root))
+                .try_collect()
+                .await
+                .map_err(MigrateError::Store)?;
             let (_, partitions) = layout(table)?;
             let mut adds = Vec::new();
             for m in objects {
-                let Some(rel) = m.location.as_ref().strip_prefix(root.as_ref()).map(|r| r.trim_start_matches('/').to_string()) else { continue };
+                let Some(rel) = m
+                    .location
+                    .as_ref()
+                    .strip_prefix(root.as_ref())
+                    .map(|r| r.trim_start_matches('/').to_string())
+                else {
+                    continue;
+                };
                 if !rel.ends_with(".parquet") || rel.starts_with("_delta_log/") {
                     continue;
                 }
@@ -564,7 +749,9 @@ pub async fn migrate(lake: &Location, workspaces: &[String]) -> Result<Vec<Migra
                     let v = rel
                         .split('/')
                         .find_map(|seg| seg.strip_prefix(&format!("{p}=")).map(str::to_string))
-                        .ok_or_else(|| MigrateError::Object(m.location.to_string(), format!("no {p}= folder")))?;
+                        .ok_or_else(|| {
+                            MigrateError::Object(m.location.to_string(), format!("no {p}= folder"))
+                        })?;
                     parts.push((p, v));
                 }
                 let mut a = add(rel, m.size, &parts, None);
@@ -576,7 +763,12 @@ pub async fn migrate(lake: &Location, workspaces: &[String]) -> Result<Vec<Migra
             if n > 0 {
                 commit(&mut t, adds, None, partitions).await?;
             }
-            out.push(MigratedTable { workspace: ws.clone(), table: table.into(), objects: n, already_delta: false });
+            out.push(MigratedTable {
+                workspace: ws.clone(),
+                table: table.into(),
+                objects: n,
+                already_delta: false,
+            });
         }
     }
     Ok(out)

@@ -68,7 +68,9 @@ pub fn decode_key(key: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -86,10 +88,16 @@ pub fn decode_key(key: &str) -> String {
 
 /// The objects an S3 notification (as JSON) names; test events and non-create events give none.
 pub fn objects_in_s3_event(v: &Value) -> Vec<ObjectRef> {
-    let Ok(n) = serde_json::from_value::<S3Notification>(v.clone()) else { return Vec::new() };
+    let Ok(n) = serde_json::from_value::<S3Notification>(v.clone()) else {
+        return Vec::new();
+    };
     n.records
         .into_iter()
-        .filter(|r| r.event_name.is_empty() || r.event_name.starts_with("ObjectCreated") || r.event_name.starts_with("s3:ObjectCreated"))
+        .filter(|r| {
+            r.event_name.is_empty()
+                || r.event_name.starts_with("ObjectCreated")
+                || r.event_name.starts_with("s3:ObjectCreated")
+        })
         .map(|r| ObjectRef {
             bucket: r.s3.bucket.name,
             key: decode_key(&r.s3.object.key),
@@ -113,17 +121,33 @@ pub struct QueueMessage {
 /// The messages of a Lambda SQS event, or `None` if the event is not an SQS event.
 pub fn sqs_messages(v: &Value) -> Option<Vec<QueueMessage>> {
     let recs = v.get("Records")?.as_array()?;
-    if recs.is_empty() || recs.iter().any(|r| r.get("eventSource").and_then(Value::as_str) != Some("aws:sqs")) {
+    if recs.is_empty()
+        || recs
+            .iter()
+            .any(|r| r.get("eventSource").and_then(Value::as_str) != Some("aws:sqs"))
+    {
         return None;
     }
     Some(
         recs.iter()
             .map(|r| QueueMessage {
-                id: r.get("messageId").and_then(Value::as_str).unwrap_or_default().to_string(),
-                body: r.get("body").and_then(Value::as_str).unwrap_or_default().to_string(),
+                id: r
+                    .get("messageId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                body: r
+                    .get("body")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 receive_count: r
                     .pointer("/attributes/ApproximateReceiveCount")
-                    .and_then(|c| c.as_str().and_then(|s| s.parse().ok()).or_else(|| c.as_u64().map(|n| n as u32)))
+                    .and_then(|c| {
+                        c.as_str()
+                            .and_then(|s| s.parse().ok())
+                            .or_else(|| c.as_u64().map(|n| n as u32))
+                    })
                     .unwrap_or(1),
             })
             .collect(),
@@ -134,7 +158,11 @@ pub fn sqs_messages(v: &Value) -> Option<Vec<QueueMessage>> {
 /// file read and decoded at a time, as before batches ran concurrently, so memory stays that of one
 /// ingest; the other messages of the batch commit meanwhile).
 pub fn decode_slots_from_env() -> usize {
-    std::env::var("DIALS_DECODE_SLOTS").ok().and_then(|v| v.trim().parse().ok()).filter(|n: &usize| *n > 0).unwrap_or(1)
+    std::env::var("DIALS_DECODE_SLOTS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n: &usize| *n > 0)
+        .unwrap_or(1)
 }
 
 /// Everything the handler needs, built once per process.
@@ -171,12 +199,19 @@ const SETTLE_RESERVE: Duration = Duration::from_secs(10);
 /// or a third of the time left if that is shorter.
 pub fn attempt_deadline(invocation_deadline: Instant) -> Instant {
     let left = invocation_deadline.saturating_duration_since(Instant::now());
-    invocation_deadline.checked_sub(SETTLE_RESERVE.min(left / 3)).unwrap_or(invocation_deadline)
+    invocation_deadline
+        .checked_sub(SETTLE_RESERVE.min(left / 3))
+        .unwrap_or(invocation_deadline)
 }
 
 /// Ingests one object, the attempt ending by `deadline` if any (see [`IngestRequest::deadline`]);
 /// records permanent failures; tells whether to retry.
-pub async fn handle_object(deps: &Deps, obj: &ObjectRef, receive_count: u32, deadline: Option<Instant>) -> ObjectOutcome {
+pub async fn handle_object(
+    deps: &Deps,
+    obj: &ObjectRef,
+    receive_count: u32,
+    deadline: Option<Instant>,
+) -> ObjectOutcome {
     handle_object_with(deps, None, obj, receive_count, deadline).await
 }
 
@@ -198,42 +233,74 @@ pub trait Extension: Send + Sync {
 
 /// As [`handle_object`], with an extension: objects it claims go to it; after a successful ingest
 /// its [`Extension::after_ingest`] runs (cut short at `deadline`, never failing the ingest).
-pub async fn handle_object_with(deps: &Deps, ext: Option<&dyn Extension>, obj: &ObjectRef, receive_count: u32, deadline: Option<Instant>) -> ObjectOutcome {
+pub async fn handle_object_with(
+    deps: &Deps,
+    ext: Option<&dyn Extension>,
+    obj: &ObjectRef,
+    receive_count: u32,
+    deadline: Option<Instant>,
+) -> ObjectOutcome {
     if let Some(ext) = ext.filter(|e| e.claims(obj)) {
         return ext.handle_object(obj).await;
     }
     let url = format!("s3://{}/{}", obj.bucket, obj.key);
     let req = IngestRequest {
         logical_file_name: crate::ingest::logical_file_name(&obj.key),
-        dataset: if crate::dataset::from_lfn(&obj.key).is_some() { None } else { deps.default_dataset.clone() },
+        dataset: if crate::dataset::from_lfn(&obj.key).is_some() {
+            None
+        } else {
+            deps.default_dataset.clone()
+        },
         deadline,
     };
     let mut version = None;
     let result: Result<IngestReport, IngestError> = async {
-        let store = crate::store::s3_store(&obj.bucket).map_err(|e| IngestError::NotAvailable(e.to_string()))?;
+        let store = crate::store::s3_store(&obj.bucket)
+            .map_err(|e| IngestError::NotAvailable(e.to_string()))?;
         // Reads still pending at the deadline are abandoned, so a stalled GET cannot hold the decoder.
-        let src = crate::store::ObjectSource::open_until(store, object_store::path::Path::from(obj.key.as_str()), url.clone(), deadline)
-            .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => IngestError::NotAvailable(format!("{url}: not found")),
-                other => IngestError::Store(other),
-            })?;
+        let src = crate::store::ObjectSource::open_until(
+            store,
+            object_store::path::Path::from(obj.key.as_str()),
+            url.clone(),
+            deadline,
+        )
+        .await
+        .map_err(|e| match e {
+            object_store::Error::NotFound { .. } => {
+                IngestError::NotAvailable(format!("{url}: not found"))
+            }
+            other => IngestError::Store(other),
+        })?;
         version = dials_dqmio::ByteSource::version(&src);
         // The key was overwritten after this event: the newer version's own event ingests it.
         if let (Some(want), Some(have)) = (&obj.etag, &version) {
             if !crate::store::same_etag(want, &have.etag) {
-                return Err(IngestError::Superseded(format!("{url} holds another version ({}) than its event announced ({want})", have.etag)));
+                return Err(IngestError::Superseded(format!(
+                    "{url} holds another version ({}) than its event announced ({want})",
+                    have.etag
+                )));
             }
         }
         let src = std::sync::Arc::new(src);
         let s2 = src.clone();
-        crate::ingest::ingest(&deps.lake, &deps.workspaces, &req, src, Some(std::sync::Arc::new(move || (s2.stats().bytes(), s2.stats().requests())))).await
+        crate::ingest::ingest(
+            &deps.lake,
+            &deps.workspaces,
+            &req,
+            src,
+            Some(std::sync::Arc::new(move || {
+                (s2.stats().bytes(), s2.stats().requests())
+            })),
+        )
+        .await
     }
     .await;
     if let (Ok(rep), Some(ext)) = (&result, ext) {
         let hook = ext.after_ingest(rep);
         let done = match deadline {
-            Some(d) => tokio::time::timeout_at(tokio::time::Instant::from_std(d), hook).await.is_ok(),
+            Some(d) => tokio::time::timeout_at(tokio::time::Instant::from_std(d), hook)
+                .await
+                .is_ok(),
             None => {
                 hook.await;
                 true
@@ -243,7 +310,16 @@ pub async fn handle_object_with(deps: &Deps, ext: Option<&dyn Extension>, obj: &
             tracing::warn!(object = %url, "after-ingest hook cut short by the invocation's deadline; the file's histograms are committed");
         }
     }
-    settle(deps, &req, version.as_ref(), &url, obj.size.unwrap_or(0), result, receive_count).await
+    settle(
+        deps,
+        &req,
+        version.as_ref(),
+        &url,
+        obj.size.unwrap_or(0),
+        result,
+        receive_count,
+    )
+    .await
 }
 
 /// Decides what happens after one ingest attempt: success; a permanent failure recorded in the lake
@@ -261,11 +337,21 @@ pub async fn settle(
     match result {
         Ok(rep) => {
             tracing::info!(object = %url, histograms = rep.histograms, seconds = rep.seconds, commit_seconds = rep.commit_seconds, bytes_read = rep.bytes_read, read_requests = rep.read_requests, "FINISHED");
-            ObjectOutcome { object: url.to_string(), status: "FINISHED".into(), error: None, retry: false }
+            ObjectOutcome {
+                object: url.to_string(),
+                status: "FINISHED".into(),
+                error: None,
+                retry: false,
+            }
         }
         Err(crate::ingest::IngestError::Superseded(why)) => {
             tracing::info!(object = %url, reason = %why, "superseded by a newer ingest of the same file; nothing to do");
-            ObjectOutcome { object: url.to_string(), status: "SUPERSEDED".into(), error: None, retry: false }
+            ObjectOutcome {
+                object: url.to_string(),
+                status: "SUPERSEDED".into(),
+                error: None,
+                retry: false,
+            }
         }
         Err(e) => {
             let transient = e.is_transient();
@@ -276,12 +362,27 @@ pub async fn settle(
                 (e.status(), e.to_string())
             };
             if !transient || give_up {
-                if let Err(e2) = crate::ingest::record_failure(&deps.lake, &deps.workspaces, req, version, size, status, &msg).await {
+                if let Err(e2) = crate::ingest::record_failure(
+                    &deps.lake,
+                    &deps.workspaces,
+                    req,
+                    version,
+                    size,
+                    status,
+                    &msg,
+                )
+                .await
+                {
                     tracing::error!(object = %url, error = %e2, "could not record the failure");
                 }
             }
             tracing::warn!(object = %url, status, error = %msg, retry = transient, "ingest failed");
-            ObjectOutcome { object: url.to_string(), status: status.into(), error: Some(msg), retry: transient }
+            ObjectOutcome {
+                object: url.to_string(),
+                status: status.into(),
+                error: Some(msg),
+                retry: transient,
+            }
         }
     }
 }
@@ -290,12 +391,21 @@ pub async fn settle(
 /// direct S3 notification (returns the outcomes; an error if any must be retried). Every attempt ends
 /// by `deadline` if any (the Lambda passes its invocation's deadline through [`attempt_deadline`];
 /// `dials worker` has none).
-pub async fn handle_event(deps: &Deps, event: &Value, deadline: Option<Instant>) -> Result<Value, String> {
+pub async fn handle_event(
+    deps: &Deps,
+    event: &Value,
+    deadline: Option<Instant>,
+) -> Result<Value, String> {
     handle_event_with(deps, None, event, deadline).await
 }
 
 /// As [`handle_event`], with an [`Extension`] (its objects, its messages, its after-ingest hook).
-pub async fn handle_event_with(deps: &Deps, ext: Option<&dyn Extension>, event: &Value, deadline: Option<Instant>) -> Result<Value, String> {
+pub async fn handle_event_with(
+    deps: &Deps,
+    ext: Option<&dyn Extension>,
+    event: &Value,
+    deadline: Option<Instant>,
+) -> Result<Value, String> {
     if event.get("dials").and_then(Value::as_str) == Some("maintain") {
         return maintain(deps, event).await;
     }
@@ -309,16 +419,25 @@ pub async fn handle_event_with(deps: &Deps, ext: Option<&dyn Extension>, event: 
                 return None;
             };
             // Messages routed through SNS wrap the notification in "Message".
-            let body = match body.get("Message").and_then(Value::as_str).and_then(|s| serde_json::from_str(s).ok()) {
+            let body = match body
+                .get("Message")
+                .and_then(Value::as_str)
+                .and_then(|s| serde_json::from_str(s).ok())
+            {
                 Some(inner) => inner,
                 None => body,
             };
             let mut retry = false;
-            if let Some(own) = ext.filter(|_| body.get("Records").is_none()).and_then(|e| e.handle_message(&body)) {
+            if let Some(own) = ext
+                .filter(|_| body.get("Records").is_none())
+                .and_then(|e| e.handle_message(&body))
+            {
                 retry = own.await;
             }
             for obj in objects_in_s3_event(&body) {
-                retry |= handle_object_with(deps, ext, &obj, m.receive_count, deadline).await.retry;
+                retry |= handle_object_with(deps, ext, &obj, m.receive_count, deadline)
+                    .await
+                    .retry;
             }
             retry.then(|| serde_json::json!({ "itemIdentifier": m.id }))
         }))
@@ -340,16 +459,38 @@ pub async fn handle_event_with(deps: &Deps, ext: Option<&dyn Extension>, event: 
 /// sam-template.yaml): compacts every table of every workspace, then vacuums what no snapshot of
 /// the last `retention_hours` (default 24, longer than any query or ingest) needs.
 async fn maintain(deps: &Deps, event: &Value) -> Result<Value, String> {
-    let names: Vec<String> = deps.workspaces.workspaces.iter().map(|w| w.name.clone()).collect();
-    let compacted = crate::compact::compact_lake(&deps.lake, &names, crate::compact::CompactOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let hours = event.get("retention_hours").and_then(Value::as_f64).filter(|h| h.is_finite() && *h >= 0.0).unwrap_or(24.0);
+    let names: Vec<String> = deps
+        .workspaces
+        .workspaces
+        .iter()
+        .map(|w| w.name.clone())
+        .collect();
+    let compacted = crate::compact::compact_lake(
+        &deps.lake,
+        &names,
+        crate::compact::CompactOptions::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let hours = event
+        .get("retention_hours")
+        .and_then(Value::as_f64)
+        .filter(|h| h.is_finite() && *h >= 0.0)
+        .unwrap_or(24.0);
     let mut vacuumed = Vec::new();
     for ws in &names {
-        vacuumed.extend(crate::compact::vacuum(&deps.lake, ws, Duration::from_secs_f64(hours * 3600.0)).await.map_err(|e| e.to_string())?);
+        vacuumed.extend(
+            crate::compact::vacuum(&deps.lake, ws, Duration::from_secs_f64(hours * 3600.0))
+                .await
+                .map_err(|e| e.to_string())?,
+        );
     }
-    tracing::info!(merged = compacted.iter().map(|t| t.merged).sum::<usize>(), copies = compacted.iter().map(|t| t.copies).sum::<usize>(), deleted = vacuumed.iter().map(|t| t.deleted).sum::<usize>(), "maintenance done");
+    tracing::info!(
+        merged = compacted.iter().map(|t| t.merged).sum::<usize>(),
+        copies = compacted.iter().map(|t| t.copies).sum::<usize>(),
+        deleted = vacuumed.iter().map(|t| t.deleted).sum::<usize>(),
+        "maintenance done"
+    );
     Ok(serde_json::json!({ "compacted": compacted, "vacuumed": vacuumed }))
 }
 
@@ -365,7 +506,11 @@ mod tests {
         // Little time left: a third of it is kept for recording the outcome.
         let short = Instant::now() + Duration::from_secs(3);
         let d = attempt_deadline(short);
-        assert!(d < short && d > short - Duration::from_millis(1100), "{:?}", short - d);
+        assert!(
+            d < short && d > short - Duration::from_millis(1100),
+            "{:?}",
+            short - d
+        );
     }
 
     #[test]
@@ -391,14 +536,23 @@ mod tests {
             obj.key.ends_with("/model.json")
         }
         fn handle_object<'a>(&'a self, obj: &'a ObjectRef) -> BoxFuture<'a, ObjectOutcome> {
-            self.objects.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Box::pin(async move { ObjectOutcome { object: obj.key.clone(), status: "MODEL_READY".into(), error: None, retry: false } })
+            self.objects
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                ObjectOutcome {
+                    object: obj.key.clone(),
+                    status: "MODEL_READY".into(),
+                    error: None,
+                    retry: false,
+                }
+            })
         }
         fn handle_message<'a>(&'a self, body: &'a Value) -> Option<BoxFuture<'a, bool>> {
             if body.get("type").and_then(Value::as_str) != Some("probe") {
                 return None;
             }
-            self.messages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.messages
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Some(Box::pin(async { true }))
         }
     }
@@ -421,10 +575,15 @@ mod tests {
             {"eventSource":"aws:sqs","messageId":"c","body":other.to_string()},
         ]});
         let probe = Probe::default();
-        let out = handle_event_with(&deps, Some(&probe), &sqs, None).await.expect("handled");
+        let out = handle_event_with(&deps, Some(&probe), &sqs, None)
+            .await
+            .expect("handled");
         // The claimed object never reaches the ingest; the probe's message asks for a retry; the
         // unknown message is dropped as before.
-        assert_eq!(out, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "b"}]}));
+        assert_eq!(
+            out,
+            serde_json::json!({"batchItemFailures": [{"itemIdentifier": "b"}]})
+        );
         assert_eq!(probe.objects.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(probe.messages.load(std::sync::atomic::Ordering::SeqCst), 1);
         let _ = std::fs::remove_dir_all(dir);
@@ -433,8 +592,17 @@ mod tests {
     #[test]
     fn sqs_and_direct_events_parse() {
         let s3 = serde_json::json!({"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"raw"},"object":{"key":"store/x+y.root","size":5}}}]});
-        assert_eq!(objects_in_s3_event(&s3), vec![ObjectRef { bucket: "raw".into(), key: "store/x y.root".into(), size: Some(5), etag: None }]);
-        let test_event = serde_json::json!({"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"raw"});
+        assert_eq!(
+            objects_in_s3_event(&s3),
+            vec![ObjectRef {
+                bucket: "raw".into(),
+                key: "store/x y.root".into(),
+                size: Some(5),
+                etag: None
+            }]
+        );
+        let test_event =
+            serde_json::json!({"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"raw"});
         assert!(objects_in_s3_event(&test_event).is_empty());
         let sqs = serde_json::json!({"Records":[{"eventSource":"aws:sqs","messageId":"m1","body":s3.to_string(),"attributes":{"ApproximateReceiveCount":"2"}}]});
         let m = sqs_messages(&sqs).unwrap();

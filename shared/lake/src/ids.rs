@@ -41,9 +41,18 @@ mod tests {
         // Literal values (computed independently with Python's `xxhash`: xxh64(namespace + b"\0" +
         // name, seed 0) & (2^53 - 1)). Changing the hash or the namespacing would silently re-key
         // every lake, so this must fail then.
-        assert_eq!(me_id("PixelPhase1/Tracks/PXBarrel/charge_PXLayer_2"), 7_319_298_470_217_249);
-        assert_eq!(dataset_id("/ZeroBias/Run2024C-PromptReco-v1/DQMIO"), 2_330_948_771_748_722);
-        assert_eq!(file_id("/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/379/416/00000/A.root"), 2_190_000_921_113_498);
+        assert_eq!(
+            me_id("PixelPhase1/Tracks/PXBarrel/charge_PXLayer_2"),
+            7_319_298_470_217_249
+        );
+        assert_eq!(
+            dataset_id("/ZeroBias/Run2024C-PromptReco-v1/DQMIO"),
+            2_330_948_771_748_722
+        );
+        assert_eq!(
+            file_id("/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/379/416/00000/A.root"),
+            2_190_000_921_113_498
+        );
         assert_eq!(dataset_id(""), 4_118_838_262_418_725);
         assert_eq!(me_id("abc"), 2_935_419_096_999_809);
     }

@@ -12,16 +12,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use deltalake_core::kernel::{Action, Add};
-use parquet::file::metadata::ParquetMetaData;
 use arrow::datatypes::SchemaRef;
+use deltalake_core::kernel::{Action, Add};
 use dials_dqmio::{ByteSource, DqmioFile, MeKind, Order, Selection, SourceVersion};
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use object_store::buffered::BufWriter;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use tokio::sync::mpsc;
@@ -89,11 +89,15 @@ impl IngestError {
         use dials_dqmio::Error as E;
         match self {
             IngestError::Read(
-                E::NotRoot(_) | E::Truncated { .. } | E::Decompress { .. } | E::Checksum { .. } | E::TooLarge { .. },
-            ) => {
-                "ROOTFILE_ERROR"
+                E::NotRoot(_)
+                | E::Truncated { .. }
+                | E::Decompress { .. }
+                | E::Checksum { .. }
+                | E::TooLarge { .. },
+            ) => "ROOTFILE_ERROR",
+            IngestError::Read(E::Io { .. } | E::Open(_)) | IngestError::NotAvailable(_) => {
+                "FILE_NOT_AVAILABLE"
             }
-            IngestError::Read(E::Io { .. } | E::Open(_)) | IngestError::NotAvailable(_) => "FILE_NOT_AVAILABLE",
             IngestError::Read(_) | IngestError::NoDataset(_) => "PARSING_ERROR",
             _ => "FILE_NOT_AVAILABLE",
         }
@@ -188,7 +192,8 @@ pub fn logical_file_name(name: &str) -> String {
 pub fn resolve_dataset(req: &IngestRequest) -> Result<DatasetInfo, IngestError> {
     match &req.dataset {
         Some(d) => dataset::from_name(d).ok_or_else(|| IngestError::NoDataset(d.clone())),
-        None => dataset::from_lfn(&req.logical_file_name).ok_or_else(|| IngestError::NoDataset(req.logical_file_name.clone())),
+        None => dataset::from_lfn(&req.logical_file_name)
+            .ok_or_else(|| IngestError::NoDataset(req.logical_file_name.clone())),
     }
 }
 
@@ -209,7 +214,9 @@ pub fn writer_props() -> WriterProperties {
         .set_max_row_group_row_count(Some(row_group_rows()))
         .set_data_page_row_count_limit(1024);
     for col in BIN_LIST_COLUMNS {
-        b = b.set_column_statistics_enabled(col_path(col), EnabledStatistics::None).set_column_compression(col_path(col), zstd);
+        b = b
+            .set_column_statistics_enabled(col_path(col), EnabledStatistics::None)
+            .set_column_compression(col_path(col), zstd);
     }
     b.build()
 }
@@ -236,7 +243,10 @@ const BIN_LIST_COLUMNS: [&str; 12] = [
 const ROW_GROUP_ROWS: usize = 16 * 1024;
 
 fn row_group_rows() -> usize {
-    std::env::var("DIALS_ROW_GROUP_ROWS").ok().and_then(|v| v.parse().ok()).map_or(ROW_GROUP_ROWS, |n: usize| n.clamp(1, 1 << 20))
+    std::env::var("DIALS_ROW_GROUP_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(ROW_GROUP_ROWS, |n: usize| n.clamp(1, 1 << 20))
 }
 
 /// zstd level of the lake files: level 1 costs 10 % less ingest time than 3 for 1 % more bytes
@@ -276,7 +286,9 @@ impl WriterTask {
             while let Some(m) = rx.recv().await {
                 match m {
                     WriterMsg::Batch(b) => {
-                        if w.in_progress_rows() > 0 && w.in_progress_rows() + b.num_rows() > max_rows {
+                        if w.in_progress_rows() > 0
+                            && w.in_progress_rows() + b.num_rows() > max_rows
+                        {
                             w.flush().await?;
                         }
                         w.write(&b).await?;
@@ -299,7 +311,10 @@ impl WriterTask {
     }
 
     async fn send(&self, m: WriterMsg) -> Result<(), IngestError> {
-        self.tx.send(m).await.map_err(|_| IngestError::Task("a lake writer stopped".into()))
+        self.tx
+            .send(m)
+            .await
+            .map_err(|_| IngestError::Task("a lake writer stopped".into()))
     }
 
     /// Ends every task and returns their writers, still open; the first error if any failed.
@@ -353,13 +368,22 @@ pub async fn ingest(
     let t0 = Instant::now();
     let ds = resolve_dataset(req)?;
     let slot = match DECODE_SLOTS.get() {
-        Some(s) => Some(s.clone().acquire_owned().await.map_err(|e| IngestError::Task(e.to_string()))?),
+        Some(s) => Some(
+            s.clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| IngestError::Task(e.to_string()))?,
+        ),
         None => None,
     };
     let dataset_id = ids::dataset_id(&ds.dataset);
     let file_id = ids::file_id(&req.logical_file_name);
     let file_size = source.len();
-    let workspaces: Vec<Workspace> = config.for_dataset(&ds.dataset).into_iter().cloned().collect();
+    let workspaces: Vec<Workspace> = config
+        .for_dataset(&ds.dataset)
+        .into_iter()
+        .cloned()
+        .collect();
     // Every object of this attempt has a name of its own: nothing an earlier ingest committed is
     // overwritten (a reader pinned to an older snapshot still reads it), and a failed attempt's
     // objects are never in any table (vacuum deletes them).
@@ -392,12 +416,19 @@ pub async fn ingest(
     let (tx, mut rx) = mpsc::channel::<Routed>(4);
     let ws_for_decoder = workspaces.clone();
     let ds_name = ds.dataset.clone();
-    let decoder = tokio::task::spawn_blocking(move || decode(source, &ws_for_decoder, &ds_name, dataset_id, file_id, tx));
+    let decoder = tokio::task::spawn_blocking(move || {
+        decode(source, &ws_for_decoder, &ds_name, dataset_id, file_id, tx)
+    });
 
     // One writer task per data object, so that th1 and th2 (and several runs) encode in parallel.
     let mut writers: BTreeMap<(usize, DataTable, bool, u32), WriterTask> = BTreeMap::new();
-    let mut reports: Vec<WorkspaceReport> =
-        workspaces.iter().map(|w| WorkspaceReport { workspace: w.name.clone(), ..Default::default() }).collect();
+    let mut reports: Vec<WorkspaceReport> = workspaces
+        .iter()
+        .map(|w| WorkspaceReport {
+            workspace: w.name.clone(),
+            ..Default::default()
+        })
+        .collect();
     let write_loop = async {
         let mut last_run = None;
         while let Some(r) = rx.recv().await {
@@ -416,11 +447,20 @@ pub async fn ingest(
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => {
                     let table = r.table.name_for(r.per_run);
-                    let path = lake.child(&[&workspaces[r.workspace].name, table, &format!("run_number={}", r.run), &part]);
+                    let path = lake.child(&[
+                        &workspaces[r.workspace].name,
+                        table,
+                        &format!("run_number={}", r.run),
+                        &part,
+                    ]);
                     reports[r.workspace].objects.push(path.to_string());
                     let w = BufWriter::with_capacity(lake.store.clone(), path, UPLOAD_PART_BYTES)
                         .with_max_concurrency(UPLOAD_CONCURRENCY);
-                    v.insert(WriterTask::spawn(AsyncArrowWriter::try_new(w, r.batch.schema(), Some(writer_props()))?))
+                    v.insert(WriterTask::spawn(AsyncArrowWriter::try_new(
+                        w,
+                        r.batch.schema(),
+                        Some(writer_props()),
+                    )?))
                 }
             };
             let n = r.batch.num_rows() as u64;
@@ -429,7 +469,10 @@ pub async fn ingest(
                 (DataTable::Th2, false) => reports[r.workspace].th2_rows += n,
                 _ => {}
             }
-            *reports[r.workspace].rows.entry(r.table.name_for(r.per_run).to_string()).or_default() += n;
+            *reports[r.workspace]
+                .rows
+                .entry(r.table.name_for(r.per_run).to_string())
+                .or_default() += n;
             w.send(WriterMsg::Batch(r.batch)).await?;
         }
         Ok(())
@@ -455,14 +498,19 @@ pub async fn ingest(
         // (an `ObjectSource` opened with the deadline abandons it then): wait a bounded time, then
         // leave the blocking thread behind rather than the whole attempt.
         match tokio::time::timeout(DECODER_GRACE, decoder).await {
-            Ok(r) => r.map_err(|e| IngestError::Task(e.to_string())).and_then(|r| r),
+            Ok(r) => r
+                .map_err(|e| IngestError::Task(e.to_string()))
+                .and_then(|r| r),
             Err(_) => {
                 tracing::warn!(file = %req.logical_file_name, "decoder still blocked in a read after the attempt failed; left behind");
                 Err(IngestError::Task("decoder blocked in a read".into()))
             }
         }
     } else {
-        decoder.await.map_err(|e| IngestError::Task(e.to_string())).and_then(|r| r)
+        decoder
+            .await
+            .map_err(|e| IngestError::Task(e.to_string()))
+            .and_then(|r| r)
     };
     // Nothing of a failed attempt is committed: its writers are stopped instead of encoding and
     // uploading their open row groups.
@@ -479,7 +527,11 @@ pub async fn ingest(
     // a table before the commits below.
     let mut index_objects: Vec<(usize, &str, RecordBatch)> = Vec::new();
     for i in 0..workspaces.len() {
-        index_objects.push((i, "lumisection_index", lumisection_batch(dataset_id, file_id, &summary.lumis[i])?));
+        index_objects.push((
+            i,
+            "lumisection_index",
+            lumisection_batch(dataset_id, file_id, &summary.lumis[i])?,
+        ));
         index_objects.push((i, "me_index", me_batch(file_id, &summary.mes[i])?));
     }
     let closes = async {
@@ -491,20 +543,28 @@ pub async fn ingest(
     };
     let wss = &workspaces;
     let part_ref = &part;
-    let puts = futures::future::try_join_all(index_objects.iter().map(|(i, table, batch)| async move {
-        put_batch(lake, &[&wss[*i].name, table, part_ref], batch).await
-    }));
+    let puts =
+        futures::future::try_join_all(index_objects.iter().map(|(i, table, batch)| async move {
+            put_batch(lake, &[&wss[*i].name, table, part_ref], batch).await
+        }));
     let (closed, put) = tokio::try_join!(closes, puts)?;
     // Per workspace and table: the Adds of this attempt.
     let mut adds: BTreeMap<(usize, &str), Vec<Add>> = BTreeMap::new();
     for ((ws, table, per_run, run), (meta, size)) in keys.into_iter().zip(closed) {
         let table = table.name_for(per_run);
         let rel = format!("run_number={run}/{part}");
-        adds.entry((ws, table)).or_default().push(delta::add(rel, size, &[("run_number", run.to_string())], Some(&meta)));
+        adds.entry((ws, table)).or_default().push(delta::add(
+            rel,
+            size,
+            &[("run_number", run.to_string())],
+            Some(&meta),
+        ));
     }
     for ((i, table, _), (path, size, meta)) in index_objects.iter().zip(put) {
         reports[*i].objects.push(path);
-        adds.entry((*i, table)).or_default().push(delta::add(part.clone(), size, &[], Some(&meta)));
+        adds.entry((*i, table))
+            .or_default()
+            .push(delta::add(part.clone(), size, &[], Some(&meta)));
     }
     // Every object is written: the next file may decode while this one commits.
     drop(slot);
@@ -513,7 +573,9 @@ pub async fn ingest(
     // in, the file's earlier objects out, under the file's transaction id; `file_index` last, so
     // FINISHED means every table has this attempt's rows.
     let commits = workspaces.iter().enumerate().map(|(i, ws)| {
-        let mine: Vec<(&str, Vec<Add>)> = data_and_index_tables().map(|t| (t, adds.remove(&(i, t)).unwrap_or_default())).collect();
+        let mine: Vec<(&str, Vec<Add>)> = data_and_index_tables()
+            .map(|t| (t, adds.remove(&(i, t)).unwrap_or_default()))
+            .collect();
         let objects = reports[i].objects.clone();
         let ds = &ds;
         let attempt = &attempt;
@@ -521,9 +583,25 @@ pub async fn ingest(
         async move {
             // The tables are independent: their commits run at once (on S3 each is a few
             // requests; one after the other they were most of a small file's time to visibility).
-            let tables = futures::future::try_join_all(mine.into_iter().map(|(table, a)| replace_file_objects(lake, &ws.name, table, file_id, generation, a)));
-            tokio::try_join!(tables, ensure_dataset(lake, &ws.name, dataset_id, ds, attempt))?;
-            write_file_record(lake, &ws.name, attempt, generation, &FileRecord { status: "FINISHED", objects: &objects, ..*record }).await
+            let tables = futures::future::try_join_all(mine.into_iter().map(|(table, a)| {
+                replace_file_objects(lake, &ws.name, table, file_id, generation, a)
+            }));
+            tokio::try_join!(
+                tables,
+                ensure_dataset(lake, &ws.name, dataset_id, ds, attempt)
+            )?;
+            write_file_record(
+                lake,
+                &ws.name,
+                attempt,
+                generation,
+                &FileRecord {
+                    status: "FINISHED",
+                    objects: &objects,
+                    ..*record
+                },
+            )
+            .await
         }
     });
     futures::future::try_join_all(commits).await?;
@@ -560,7 +638,11 @@ pub async fn record_failure(
     let (dataset, dataset_id, names) = match resolve_dataset(req) {
         Ok(ds) => {
             let id = ids::dataset_id(&ds.dataset);
-            let names: Vec<String> = config.for_dataset(&ds.dataset).iter().map(|w| w.name.clone()).collect();
+            let names: Vec<String> = config
+                .for_dataset(&ds.dataset)
+                .iter()
+                .map(|w| w.name.clone())
+                .collect();
             (ds.dataset, id, names)
         }
         Err(_) => (String::new(), 0, vec![config.default.clone()]),
@@ -574,7 +656,9 @@ pub async fn record_failure(
         let generation = match version {
             Some(v) => delta::version_generation(v),
             None => match delta::open(lake, name, "file_index").await? {
-                Some(t) => delta::file_generation(&t, file_id).await?.unwrap_or_else(delta::new_generation),
+                Some(t) => delta::file_generation(&t, file_id)
+                    .await?
+                    .unwrap_or_else(delta::new_generation),
                 None => delta::new_generation(),
             },
         };
@@ -649,7 +733,12 @@ fn decode(
         Ok("tree") => Order::Tree,
         _ => Order::Auto,
     };
-    let sel = Selection { kinds: Some(kinds), skip_per_run, order, ..Default::default() };
+    let sel = Selection {
+        kinds: Some(kinds),
+        skip_per_run,
+        order,
+        ..Default::default()
+    };
     let mut summary = DecodeSummary {
         runs: BTreeSet::new(),
         lumi_count: 0,
@@ -676,19 +765,29 @@ fn decode(
     // Rows of the current lumisection, per (workspace, table); flushed sorted by ME name.
     let mut pending: BTreeMap<(usize, DataTable), Vec<MeRow>> = BTreeMap::new();
     let mut current: Option<(u32, u32)> = None;
-    let flush = |pending: &mut BTreeMap<(usize, DataTable), Vec<MeRow>>, run: u32| -> Result<(), IngestError> {
+    let flush = |pending: &mut BTreeMap<(usize, DataTable), Vec<MeRow>>,
+                 run: u32|
+     -> Result<(), IngestError> {
         for ((wi, table), mut rows) in std::mem::take(pending) {
             rows.sort_by(|a, b| a.me.cmp(&b.me));
             let batch = tables::rows_batch(table, dataset, &rows)?;
             let per_run = rows.first().is_some_and(|r| r.ls_number == 0);
-            tx.blocking_send(Routed { workspace: wi, table, per_run, run, batch })
-                .map_err(|_| IngestError::Task("writer stopped".into()))?;
+            tx.blocking_send(Routed {
+                workspace: wi,
+                table,
+                per_run,
+                run,
+                batch,
+            })
+            .map_err(|_| IngestError::Task("writer stopped".into()))?;
         }
         Ok(())
     };
     let wants_any = |name: &str| workspaces.iter().any(|w| w.wants_me(name));
     // No name filter at all (e.g. only the default workspace): skip the names-only pass.
-    let keeps_all = workspaces.iter().any(|w| w.me_prefixes.is_empty() && w.me_names.is_empty());
+    let keeps_all = workspaces
+        .iter()
+        .any(|w| w.me_prefixes.is_empty() && w.me_names.is_empty());
     let keep: Option<&dyn Fn(&str) -> bool> = if keeps_all { None } else { Some(&wants_any) };
     let mut err = None;
     let res = dq.for_each_filtered(&sel, keep, |me| {
@@ -719,7 +818,12 @@ fn decode(
         *next += 1;
         let mut value = Some(me.value);
         // Each workspace's filter is tested once; peeking ahead tells which one is the last taker.
-        let mut wanting = workspaces.iter().enumerate().filter(|(_, w)| w.wants_me(&me.name)).map(|(i, _)| i).peekable();
+        let mut wanting = workspaces
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.wants_me(&me.name))
+            .map(|(i, _)| i)
+            .peekable();
         while let Some(wi) = wanting.next() {
             if me.lumi != 0 {
                 summary.lumis[wi].entry((me.run, me.lumi)).or_default()[table.index()] += 1;
@@ -731,7 +835,11 @@ fn decode(
                 }
             }
             // The last workspace takes the value; earlier ones get copies.
-            let v = if wanting.peek().is_none() { value.take() } else { value.clone() };
+            let v = if wanting.peek().is_none() {
+                value.take()
+            } else {
+                value.clone()
+            };
             let Some(v) = v else { continue };
             pending.entry((wi, table)).or_default().push(MeRow {
                 dataset_id,
@@ -769,7 +877,11 @@ fn attempt_id() -> String {
 }
 
 /// Writes one small Parquet object; returns its key, size and footer.
-async fn put_batch(lake: &Location, parts: &[&str], batch: &RecordBatch) -> Result<(String, u64, ParquetMetaData), IngestError> {
+async fn put_batch(
+    lake: &Location,
+    parts: &[&str],
+    batch: &RecordBatch,
+) -> Result<(String, u64, ParquetMetaData), IngestError> {
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_props()))?;
     w.write(batch)?;
@@ -793,13 +905,30 @@ async fn replace_file_objects(
     generation: i64,
     adds: Vec<Add>,
 ) -> Result<(), IngestError> {
-    committer::submit(lake, ws, table, committer::Intent { file_id, generation, adds }).await
+    committer::submit(
+        lake,
+        ws,
+        table,
+        committer::Intent {
+            file_id,
+            generation,
+            adds,
+        },
+    )
+    .await
 }
 
 /// The dataset's row in `ws`'s `dataset_index`, added by the first file of the dataset.
-async fn ensure_dataset(lake: &Location, ws: &str, dataset_id: i64, ds: &DatasetInfo, attempt: &str) -> Result<(), IngestError> {
+async fn ensure_dataset(
+    lake: &Location,
+    ws: &str,
+    dataset_id: i64,
+    ds: &DatasetInfo,
+    attempt: &str,
+) -> Result<(), IngestError> {
     // A dataset once recorded stays recorded: a process asks the log once per dataset.
-    static KNOWN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> = std::sync::LazyLock::new(Default::default);
+    static KNOWN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::LazyLock::new(Default::default);
     let key = format!("{}\u{0}{ws}\u{0}{dataset_id}", lake.url);
     if KNOWN.lock().is_ok_and(|k| k.contains(&key)) {
         return Ok(());
@@ -811,9 +940,17 @@ async fn ensure_dataset(lake: &Location, ws: &str, dataset_id: i64, ds: &Dataset
     Ok(())
 }
 
-async fn ensure_dataset_in_log(lake: &Location, ws: &str, dataset_id: i64, ds: &DatasetInfo, attempt: &str) -> Result<(), IngestError> {
+async fn ensure_dataset_in_log(
+    lake: &Location,
+    ws: &str,
+    dataset_id: i64,
+    ds: &DatasetInfo,
+    attempt: &str,
+) -> Result<(), IngestError> {
     let has = |t: &deltalake_core::DeltaTable| -> Result<bool, IngestError> {
-        Ok(delta::active_files(t)?.iter().any(|f| delta::belongs_to(delta::object_name(&f.path), dataset_id)))
+        Ok(delta::active_files(t)?
+            .iter()
+            .any(|f| delta::belongs_to(delta::object_name(&f.path), dataset_id)))
     };
     let mut written = None;
     let mut tries = 0;
@@ -827,12 +964,33 @@ async fn ensure_dataset_in_log(lake: &Location, ws: &str, dataset_id: i64, ds: &
             Some(w) => w,
             None => {
                 let name = format!("part-{dataset_id}-{attempt}.parquet");
-                let (_, size, meta) = put_batch(lake, &[ws, "dataset_index", &name], &dataset_batch(dataset_id, ds)?).await?;
+                let (_, size, meta) = put_batch(
+                    lake,
+                    &[ws, "dataset_index", &name],
+                    &dataset_batch(dataset_id, ds)?,
+                )
+                .await?;
                 (name, size, meta)
             }
         };
-        let txn = deltalake_core::kernel::Transaction::new_with_last_update(format!("dials.dataset.{dataset_id}"), 1, Some(delta::now_ms()));
-        match delta::commit(&mut t, vec![Action::Add(delta::add(name.clone(), size, &[], Some(&meta)))], Some(txn), &[]).await {
+        let txn = deltalake_core::kernel::Transaction::new_with_last_update(
+            format!("dials.dataset.{dataset_id}"),
+            1,
+            Some(delta::now_ms()),
+        );
+        match delta::commit(
+            &mut t,
+            vec![Action::Add(delta::add(
+                name.clone(),
+                size,
+                &[],
+                Some(&meta),
+            ))],
+            Some(txn),
+            &[],
+        )
+        .await
+        {
             Ok(_) => return Ok(()),
             // A concurrent commit got in the way (the table's creation by another first file, say,
             // or the same dataset added by it): look again.
@@ -843,16 +1001,45 @@ async fn ensure_dataset_in_log(lake: &Location, ws: &str, dataset_id: i64, ds: &
 }
 
 /// Commits `r` as the file's only record in `workspace`'s `file_index`.
-async fn write_file_record(lake: &Location, workspace: &str, attempt: &str, generation: i64, r: &FileRecord<'_>) -> Result<(), IngestError> {
-    let suffix = if r.status == "STARTED" { "-started" } else { "" };
+async fn write_file_record(
+    lake: &Location,
+    workspace: &str,
+    attempt: &str,
+    generation: i64,
+    r: &FileRecord<'_>,
+) -> Result<(), IngestError> {
+    let suffix = if r.status == "STARTED" {
+        "-started"
+    } else {
+        ""
+    };
     let name = format!("part-{}-{attempt}{suffix}.parquet", r.file_id);
-    let (_, size, meta) = put_batch(lake, &[workspace, "file_index", &name], &tables::file_batch(r)?).await?;
-    replace_file_objects(lake, workspace, "file_index", r.file_id, generation, vec![delta::add(name, size, &[], Some(&meta))]).await
+    let (_, size, meta) = put_batch(
+        lake,
+        &[workspace, "file_index", &name],
+        &tables::file_batch(r)?,
+    )
+    .await?;
+    replace_file_objects(
+        lake,
+        workspace,
+        "file_index",
+        r.file_id,
+        generation,
+        vec![delta::add(name, size, &[], Some(&meta))],
+    )
+    .await
 }
 
-fn lumisection_batch(dataset_id: i64, file_id: i64, lumis: &BTreeMap<(u32, u32), Counts>) -> Result<RecordBatch, IngestError> {
+fn lumisection_batch(
+    dataset_id: i64,
+    file_id: i64,
+    lumis: &BTreeMap<(u32, u32), Counts>,
+) -> Result<RecordBatch, IngestError> {
     let col = |f: &dyn Fn(&(u32, u32), &Counts) -> i64| -> ArrayRef {
-        Arc::new(Int64Array::from(lumis.iter().map(|(k, v)| f(k, v)).collect::<Vec<_>>()))
+        Arc::new(Int64Array::from(
+            lumis.iter().map(|(k, v)| f(k, v)).collect::<Vec<_>>(),
+        ))
     };
     Ok(RecordBatch::try_new(
         tables::lumisection_schema(),
@@ -871,16 +1058,27 @@ fn lumisection_batch(dataset_id: i64, file_id: i64, lumis: &BTreeMap<(u32, u32),
     )?)
 }
 
-fn me_batch(file_id: i64, mes: &BTreeMap<String, (u8, MeKind, i64)>) -> Result<RecordBatch, IngestError> {
+fn me_batch(
+    file_id: i64,
+    mes: &BTreeMap<String, (u8, MeKind, i64)>,
+) -> Result<RecordBatch, IngestError> {
     let schema: SchemaRef = tables::me_schema();
     Ok(RecordBatch::try_new(
         schema,
         vec![
-            Arc::new(Int64Array::from(mes.keys().map(|m| ids::me_id(m)).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(
+                mes.keys().map(|m| ids::me_id(m)).collect::<Vec<_>>(),
+            )),
             Arc::new(StringArray::from(mes.keys().cloned().collect::<Vec<_>>())),
-            Arc::new(Int64Array::from(mes.values().map(|v| i64::from(v.0)).collect::<Vec<_>>())),
-            Arc::new(StringArray::from(mes.values().map(|v| v.1.as_str()).collect::<Vec<_>>())),
-            Arc::new(Int64Array::from(mes.values().map(|v| v.2).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(
+                mes.values().map(|v| i64::from(v.0)).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                mes.values().map(|v| v.1.as_str()).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                mes.values().map(|v| v.2).collect::<Vec<_>>(),
+            )),
             Arc::new(Int64Array::from(vec![file_id; mes.len()])),
         ],
     )?)

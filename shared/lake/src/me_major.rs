@@ -51,7 +51,10 @@ const KEY: [&str; 4] = ["me_id", "ls_number", "file_id", "seq"];
 
 /// The copy table of `table` (`th1` → `th1_by_me`), if it has one.
 pub fn copy_table(table: &str) -> Option<&'static str> {
-    delta::ME_MAJOR.iter().find(|(t, _)| *t == table).map(|(_, c)| *c)
+    delta::ME_MAJOR
+        .iter()
+        .find(|(t, _)| *t == table)
+        .map(|(_, c)| *c)
 }
 
 /// The stable digest (16 hex digits, xxh64 seed 0) of a set of object names: what a copy covers.
@@ -59,7 +62,10 @@ pub fn covers<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     let mut v: Vec<&str> = names.into_iter().collect();
     v.sort_unstable();
     v.dedup();
-    format!("{:016x}", xxhash_rust::xxh64::xxh64(v.join("\n").as_bytes(), 0))
+    format!(
+        "{:016x}",
+        xxhash_rust::xxh64::xxh64(v.join("\n").as_bytes(), 0)
+    )
 }
 
 /// The `<covers>` part of a copy object's name (`part-m-<covers>-<uuid>.parquet`).
@@ -70,15 +76,27 @@ pub fn covers_of(name: &str) -> Option<&str> {
 
 /// The run of an object of a run-partitioned table.
 pub fn run_of(f: &ActiveFile) -> Option<i64> {
-    f.partition_values.get("run_number")?.as_deref()?.parse().ok()
+    f.partition_values
+        .get("run_number")?
+        .as_deref()?
+        .parse()
+        .ok()
 }
 
 /// Brings the copy of `ws`'s `table` up to date with `main` (the table's active objects): every
 /// run whose copy does not cover exactly its current objects gets a new copy object, committed
 /// with the removal of the run's previous ones (one commit per run); copies of runs without
 /// objects are removed. Counts go to `report`.
-pub(crate) async fn write_copies(lake: &Location, ws: &str, table: &str, main: &[ActiveFile], report: &mut TableCompaction) -> Result<(), CompactError> {
-    let Some(copy) = copy_table(table) else { return Ok(()) };
+pub(crate) async fn write_copies(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    main: &[ActiveFile],
+    report: &mut TableCompaction,
+) -> Result<(), CompactError> {
+    let Some(copy) = copy_table(table) else {
+        return Ok(());
+    };
     let mut runs: BTreeMap<i64, Vec<ActiveFile>> = BTreeMap::new();
     for f in main {
         if let Some(run) = run_of(f) {
@@ -103,7 +121,10 @@ pub(crate) async fn write_copies(lake: &Location, ws: &str, table: &str, main: &
             report.copies_current += 1;
             continue;
         }
-        let name = format!("{COPY_PREFIX}{digest}-{}.parquet", uuid::Uuid::new_v4().simple());
+        let name = format!(
+            "{COPY_PREFIX}{digest}-{}.parquet",
+            uuid::Uuid::new_v4().simple()
+        );
         let rel = format!("run_number={run}/{name}");
         let Some(add) = write_copy(lake, ws, table, copy, files, &rel, &schema, *run).await? else {
             report.copies_skipped += 1;
@@ -115,12 +136,19 @@ pub(crate) async fn write_copies(lake: &Location, ws: &str, table: &str, main: &
             report.copy_bytes += size;
         } else {
             // Another compaction wrote the same copy first: ours was never committed.
-            let _ = lake.store.delete(&delta::store_path(lake, ws, copy, &rel)).await;
+            let _ = lake
+                .store
+                .delete(&delta::store_path(lake, ws, copy, &rel))
+                .await;
             report.copies_current += 1;
         }
     }
     // Runs whose main partition is empty (every file of the run failed or moved): nothing to copy.
-    let orphaned: Vec<i64> = delta::active_files(&t)?.iter().filter_map(run_of).filter(|r| !runs.contains_key(r)).collect();
+    let orphaned: Vec<i64> = delta::active_files(&t)?
+        .iter()
+        .filter_map(run_of)
+        .filter(|r| !runs.contains_key(r))
+        .collect();
     let orphaned: std::collections::BTreeSet<i64> = orphaned.into_iter().collect();
     for run in orphaned {
         commit_run(&mut t, run, None, "", partitions).await?;
@@ -131,15 +159,26 @@ pub(crate) async fn write_copies(lake: &Location, ws: &str, table: &str, main: &
 /// True when the copy table's objects (`active`) of `run` are exactly one object covering `digest`.
 fn copy_is_current(active: &[ActiveFile], run: i64, digest: &str) -> bool {
     let mut objs = active.iter().filter(|f| run_of(f) == Some(run));
-    objs.next().is_some_and(|f| covers_of(delta::object_name(&f.path)) == Some(digest)) && objs.next().is_none()
+    objs.next()
+        .is_some_and(|f| covers_of(delta::object_name(&f.path)) == Some(digest))
+        && objs.next().is_none()
 }
 
 /// Commits `add` (if any) and the removal of the run's other copy objects; false when a concurrent
 /// commit already made the run's copy current (`add` is then not committed).
-async fn commit_run(t: &mut deltalake_core::DeltaTable, run: i64, add: Option<Add>, digest: &str, partitions: &[&str]) -> Result<bool, CompactError> {
+async fn commit_run(
+    t: &mut deltalake_core::DeltaTable,
+    run: i64,
+    add: Option<Add>,
+    digest: &str,
+    partitions: &[&str],
+) -> Result<bool, CompactError> {
     for _ in 0..COMMIT_ATTEMPTS {
         let mut actions: Vec<Action> = add.iter().cloned().map(Action::Add).collect();
-        let old: Vec<ActiveFile> = delta::active_files(t)?.into_iter().filter(|f| run_of(f) == Some(run)).collect();
+        let old: Vec<ActiveFile> = delta::active_files(t)?
+            .into_iter()
+            .filter(|f| run_of(f) == Some(run))
+            .collect();
         actions.extend(old.iter().map(|f| Action::Remove(delta::remove(f))));
         if actions.is_empty() {
             return Ok(true);
@@ -147,7 +186,12 @@ async fn commit_run(t: &mut deltalake_core::DeltaTable, run: i64, add: Option<Ad
         match delta::commit(t, actions, None, partitions).await {
             Ok(_) => return Ok(true),
             Err(e) if e.is_conflict() => {
-                t.update_incremental(None).await.map_err(|e| delta::DeltaError::Delta { table: t.table_url().to_string(), source: e })?;
+                t.update_incremental(None)
+                    .await
+                    .map_err(|e| delta::DeltaError::Delta {
+                        table: t.table_url().to_string(),
+                        source: e,
+                    })?;
                 if add.is_some() && copy_is_current(&delta::active_files(t)?, run, digest) {
                     return Ok(false);
                 }
@@ -187,18 +231,31 @@ async fn write_copy(
             tracing::warn!(ws, table, object = %f.path, "schema differs from the table's; run has no ME-major copy");
             return Ok(None);
         }
-        bytes += b.metadata().row_groups().iter().map(|rg| u64::try_from(rg.total_byte_size()).unwrap_or(0)).sum::<u64>();
+        bytes += b
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| u64::try_from(rg.total_byte_size()).unwrap_or(0))
+            .sum::<u64>();
         let mask = ProjectionMask::columns(b.parquet_schema(), KEY);
         let mut stream = b.with_projection(mask).build()?;
         let obj = u32::try_from(i).map_err(|_| CompactError::TooLarge(f.path.clone()))?;
         let mut row = 0usize;
         while let Some(batch) = stream.try_next().await? {
-            let col = |name: &str| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<Int64Array>()).cloned();
-            let (Some(me), Some(ls), Some(fid), Some(seq)) = (col("me_id"), col("ls_number"), col("file_id"), col("seq")) else {
+            let col = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                    .cloned()
+            };
+            let (Some(me), Some(ls), Some(fid), Some(seq)) =
+                (col("me_id"), col("ls_number"), col("file_id"), col("seq"))
+            else {
                 return Err(CompactError::NoKey(f.path.clone()));
             };
             for j in 0..batch.num_rows() {
-                let r = u32::try_from(row + j).map_err(|_| CompactError::TooLarge(f.path.clone()))?;
+                let r =
+                    u32::try_from(row + j).map_err(|_| CompactError::TooLarge(f.path.clone()))?;
                 let s = if seq.is_null(j) { -1 } else { seq.value(j) };
                 places.push((me.value(j), ls.value(j), fid.value(j), s, obj, r));
             }
@@ -209,13 +266,26 @@ async fn write_copy(
     places.sort_unstable();
     let out = delta::store_path(lake, ws, copy, rel);
     let w = BufWriter::with_capacity(lake.store.clone(), out, UPLOAD_PART_BYTES);
-    let props = writer_props().into_builder().set_max_row_group_row_count(Some(COPY_ROW_GROUP_ROWS)).build();
+    let props = writer_props()
+        .into_builder()
+        .set_max_row_group_row_count(Some(COPY_ROW_GROUP_ROWS))
+        .build();
     let mut w = AsyncArrowWriter::try_new(w, std::sync::Arc::new(schema.clone()), Some(props))?;
     // Pass 2, per chunk of the sorted rows: read each object's rows of the chunk (a row
     // selection, in file order), then gather them in key order.
-    let chunks = usize::try_from(bytes.div_ceil(CHUNK_BYTES)).unwrap_or(usize::MAX).max(1);
+    let chunks = usize::try_from(bytes.div_ceil(CHUNK_BYTES))
+        .unwrap_or(usize::MAX)
+        .max(1);
     let chunk_rows = places.len().div_ceil(chunks).max(1);
-    tracing::debug!(ws, table, run, rows = places.len(), bytes, chunks, "writing ME-major copy");
+    tracing::debug!(
+        ws,
+        table,
+        run,
+        rows = places.len(),
+        bytes,
+        chunks,
+        "writing ME-major copy"
+    );
     for chunk in places.chunks(chunk_rows) {
         let mut wanted: Vec<Vec<usize>> = vec![Vec::new(); files.len()];
         for p in chunk {
@@ -232,7 +302,10 @@ async fn write_copy(
             rows.sort_unstable();
             let ranges = rows.iter().map(|r| *r..*r + 1);
             let selection = RowSelection::from_consecutive_ranges(ranges, rows_of[i]);
-            let mut stream = open_object(lake, ws, table, files[i], None).await?.with_row_selection(selection).build()?;
+            let mut stream = open_object(lake, ws, table, files[i], None)
+                .await?
+                .with_row_selection(selection)
+                .build()?;
             let (first, mut offsets, mut n) = (batches.len(), Vec::new(), 0usize);
             while let Some(b) = stream.try_next().await? {
                 offsets.push(n);
@@ -250,9 +323,13 @@ async fn write_copy(
             let mut idx = Vec::with_capacity(piece.len());
             for p in piece {
                 let (o, r) = (p.4 as usize, p.5 as usize);
-                let pos = wanted[o].binary_search(&r).map_err(|_| CompactError::CopyRows(files[o].path.clone()))?;
+                let pos = wanted[o]
+                    .binary_search(&r)
+                    .map_err(|_| CompactError::CopyRows(files[o].path.clone()))?;
                 let (first, offsets) = &starts[o];
-                let k = offsets.partition_point(|start| *start <= pos).saturating_sub(1);
+                let k = offsets
+                    .partition_point(|start| *start <= pos)
+                    .saturating_sub(1);
                 idx.push((first + k, pos - offsets.get(k).copied().unwrap_or(0)));
             }
             let b = arrow::compute::interleave_record_batch(&refs, &idx)?;
@@ -261,5 +338,10 @@ async fn write_copy(
     }
     let meta = w.finish().await?;
     let size = w.bytes_written() as u64;
-    Ok(Some(delta::add(rel.to_string(), size, &[("run_number", run.to_string())], Some(&meta))))
+    Ok(Some(delta::add(
+        rel.to_string(),
+        size,
+        &[("run_number", run.to_string())],
+        Some(&meta),
+    )))
 }

@@ -9,10 +9,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use dials_dqmio::source::IoStats;
 use dials_dqmio::{ByteSource, Error as ReadError, SourceVersion};
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use futures::{StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
 /// Errors locating or opening a store.
@@ -44,9 +44,13 @@ pub struct Location {
 /// plain-http endpoints (LocalStack, moto) are allowed when the endpoint says `http://`.
 pub fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).ok();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok();
     if let Some(ep) = endpoint {
-        b = b.with_endpoint(&ep).with_allow_http(ep.starts_with("http://"));
+        b = b
+            .with_endpoint(&ep)
+            .with_allow_http(ep.starts_with("http://"));
     }
     if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
         b = b.with_region("us-east-1");
@@ -62,24 +66,40 @@ impl Location {
             if bucket.is_empty() {
                 return Err(StoreError::Location(s.into(), "no bucket".into()));
             }
-            let path = Path::parse(key.trim_end_matches('/')).map_err(|e| StoreError::Location(s.into(), e.to_string()))?;
-            return Ok(Location { store: s3_store(bucket)?, path, url: s.into() });
+            let path = Path::parse(key.trim_end_matches('/'))
+                .map_err(|e| StoreError::Location(s.into(), e.to_string()))?;
+            return Ok(Location {
+                store: s3_store(bucket)?,
+                path,
+                url: s.into(),
+            });
         }
         if s.contains("://") {
-            return Err(StoreError::Location(s.into(), "only s3:// URLs and local paths are supported".into()));
+            return Err(StoreError::Location(
+                s.into(),
+                "only s3:// URLs and local paths are supported".into(),
+            ));
         }
         if create {
             std::fs::create_dir_all(s).map_err(|e| StoreError::Io(s.into(), e))?;
         }
         let abs = std::fs::canonicalize(s).map_err(|e| StoreError::Io(s.into(), e))?;
         let store = LocalFileSystem::new_with_prefix(&abs).map_err(StoreError::Store)?;
-        Ok(Location { store: Arc::new(store), path: Path::default(), url: abs.display().to_string() })
+        Ok(Location {
+            store: Arc::new(store),
+            path: Path::default(),
+            url: abs.display().to_string(),
+        })
     }
 
     /// The lake named by `DIALS_LAKE` (what the functions are configured with).
     pub fn from_env() -> Result<Location, StoreError> {
-        let url = std::env::var("DIALS_LAKE")
-            .map_err(|_| StoreError::Location(String::new(), "DIALS_LAKE is not set (s3://bucket/prefix)".into()))?;
+        let url = std::env::var("DIALS_LAKE").map_err(|_| {
+            StoreError::Location(
+                String::new(),
+                "DIALS_LAKE is not set (s3://bucket/prefix)".into(),
+            )
+        })?;
         Location::parse(&url, false)
     }
 
@@ -123,7 +143,11 @@ impl ObjectSource {
     /// reader then finds them in the block cache instead of asking for them one round trip at a
     /// time. Falls back to a HEAD request if the store refuses the suffix range (an empty object). Must be called
     /// from inside a tokio runtime; reads then happen from blocking threads (`spawn_blocking`).
-    pub async fn open(store: Arc<dyn ObjectStore>, path: Path, name: String) -> Result<Self, object_store::Error> {
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        name: String,
+    ) -> Result<Self, object_store::Error> {
         Self::open_until(store, path, name, None).await
     }
 
@@ -140,10 +164,21 @@ impl ObjectSource {
         name: String,
         deadline: Option<Instant>,
     ) -> Result<Self, object_store::Error> {
-        let tail = until(deadline, &path, store.get_opts(&path, GetOptions { range: Some(GetRange::Suffix(OPEN_TAIL_BYTES)), ..Default::default() }));
+        let tail = until(
+            deadline,
+            &path,
+            store.get_opts(
+                &path,
+                GetOptions {
+                    range: Some(GetRange::Suffix(OPEN_TAIL_BYTES)),
+                    ..Default::default()
+                },
+            ),
+        );
         let tail = match tail.await {
             Ok(got) => {
-                let (size, range, version) = (got.meta.size, got.range.clone(), version_of(&got.meta));
+                let (size, range, version) =
+                    (got.meta.size, got.range.clone(), version_of(&got.meta));
                 let bytes = got.bytes().await?;
                 if bytes.len() as u64 == range.end - range.start {
                     Some((size, range.start, bytes, version))
@@ -155,7 +190,10 @@ impl ObjectSource {
             // a whole-object 200 from some emulators): HEAD tells the size, and the reader then
             // reports an empty object as not a ROOT file. Missing objects and failures that were
             // already retried (outages, throttling) are returned as they are.
-            Err(e) if !matches!(e, object_store::Error::NotFound { .. }) && !e.to_string().contains(" retries, max_retries") => {
+            Err(e)
+                if !matches!(e, object_store::Error::NotFound { .. })
+                    && !e.to_string().contains(" retries, max_retries") =>
+            {
                 tracing::debug!(error = %e, "suffix GET refused; sizing the object with HEAD");
                 None
             }
@@ -181,7 +219,8 @@ impl ObjectSource {
             name,
             merge_gap: env_u64("DIALS_READ_MERGE_GAP").unwrap_or(MERGE_GAP),
             merge_ratio: env_u64("DIALS_READ_MERGE_RATIO").unwrap_or(MERGE_WASTE_RATIO),
-            concurrency: env_u64("DIALS_READ_CONCURRENCY").map_or(READ_CONCURRENCY, |c| c.clamp(1, 64) as usize),
+            concurrency: env_u64("DIALS_READ_CONCURRENCY")
+                .map_or(READ_CONCURRENCY, |c| c.clamp(1, 64) as usize),
             deadline,
             version,
         };
@@ -232,8 +271,16 @@ impl ObjectSource {
         let (off, len) = (range.start, range.end - range.start);
         self.stats.record(len);
         self.rt
-            .block_on(until(self.deadline, &self.path, get_pinned(&self.store, &self.path, range, self.etag())))
-            .map_err(|e| ReadError::Io { offset: off, len, source: io_error(e) })
+            .block_on(until(
+                self.deadline,
+                &self.path,
+                get_pinned(&self.store, &self.path, range, self.etag()),
+            ))
+            .map_err(|e| ReadError::Io {
+                offset: off,
+                len,
+                source: io_error(e),
+            })
     }
 }
 
@@ -266,7 +313,12 @@ impl ByteSource for ObjectSource {
             let lo = offset.max(bstart) - bstart;
             let hi = end.min(bstart + data.len() as u64) - bstart;
             if lo > hi || hi as usize > data.len() {
-                return Err(ReadError::Truncated { what: "object", at: offset, needed: len as u64, available: 0 });
+                return Err(ReadError::Truncated {
+                    what: "object",
+                    at: offset,
+                    needed: len as u64,
+                    available: 0,
+                });
             }
             out.extend_from_slice(&data[lo as usize..hi as usize]);
         }
@@ -291,24 +343,43 @@ impl ByteSource for ObjectSource {
                 let len = r.end - r.start;
                 until(deadline, &path, get_pinned(&store, &path, r, etag))
                     .await
-                    .map_err(|e| ReadError::Io { offset: off, len, source: io_error(e) })
+                    .map_err(|e| ReadError::Io {
+                        offset: off,
+                        len,
+                        source: io_error(e),
+                    })
             }
         });
-        let fetched: Vec<Bytes> =
-            self.rt.block_on(futures::stream::iter(fetches).buffered(self.concurrency).try_collect())?;
+        let fetched: Vec<Bytes> = self.rt.block_on(
+            futures::stream::iter(fetches)
+                .buffered(self.concurrency)
+                .try_collect(),
+        )?;
         ranges
             .iter()
             .map(|r| {
                 if r.end <= r.start {
                     return Ok(Bytes::new());
                 }
-                let k = merged.partition_point(|m| m.start <= r.start).saturating_sub(1);
+                let k = merged
+                    .partition_point(|m| m.start <= r.start)
+                    .saturating_sub(1);
                 let (Some(m), Some(data)) = (merged.get(k), fetched.get(k)) else {
-                    return Err(ReadError::Truncated { what: "object", at: r.start, needed: r.end - r.start, available: 0 });
+                    return Err(ReadError::Truncated {
+                        what: "object",
+                        at: r.start,
+                        needed: r.end - r.start,
+                        available: 0,
+                    });
                 };
                 let (lo, hi) = ((r.start - m.start) as usize, (r.end - m.start) as usize);
                 if r.start < m.start || hi > data.len() {
-                    return Err(ReadError::Truncated { what: "object", at: r.start, needed: r.end - r.start, available: 0 });
+                    return Err(ReadError::Truncated {
+                        what: "object",
+                        at: r.start,
+                        needed: r.end - r.start,
+                        available: 0,
+                    });
                 }
                 Ok(data.slice(lo..hi))
             })
@@ -327,14 +398,20 @@ impl ByteSource for ObjectSource {
 impl ObjectSource {
     /// The entity tag reads are pinned to (as the store gave it).
     fn etag(&self) -> Option<String> {
-        self.version.as_ref().map(|v| v.etag.clone()).filter(|e| !e.is_empty())
+        self.version
+            .as_ref()
+            .map(|v| v.etag.clone())
+            .filter(|e| !e.is_empty())
     }
 }
 
 /// An object's version as a store describes it; `None` without an entity tag.
 fn version_of(meta: &object_store::ObjectMeta) -> Option<SourceVersion> {
     let etag = meta.e_tag.clone()?;
-    Some(SourceVersion { modified_ms: meta.last_modified.timestamp_millis(), etag })
+    Some(SourceVersion {
+        modified_ms: meta.last_modified.timestamp_millis(),
+        etag,
+    })
 }
 
 /// The same entity tag, however a store or an event quotes it (`"abc"`, `abc`, `W/"abc"`).
@@ -348,8 +425,17 @@ pub fn bare_etag(tag: &str) -> &str {
 }
 
 /// A ranged GET, refused (`Precondition`) when the object is no longer version `etag`.
-async fn get_pinned(store: &Arc<dyn ObjectStore>, path: &Path, range: Range<u64>, etag: Option<String>) -> Result<Bytes, object_store::Error> {
-    let opts = GetOptions { range: Some(GetRange::Bounded(range)), if_match: etag, ..Default::default() };
+async fn get_pinned(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    range: Range<u64>,
+    etag: Option<String>,
+) -> Result<Bytes, object_store::Error> {
+    let opts = GetOptions {
+        range: Some(GetRange::Bounded(range)),
+        if_match: etag,
+        ..Default::default()
+    };
     store.get_opts(path, opts).await?.bytes().await
 }
 
@@ -359,7 +445,9 @@ async fn until<T>(
     path: &Path,
     request: impl std::future::Future<Output = Result<T, object_store::Error>>,
 ) -> Result<T, object_store::Error> {
-    let Some(deadline) = deadline else { return request.await };
+    let Some(deadline) = deadline else {
+        return request.await;
+    };
     match tokio::time::timeout_at(deadline.into(), request).await {
         Ok(r) => r,
         Err(_) => Err(object_store::Error::Generic {
@@ -375,7 +463,9 @@ async fn until<T>(
 /// The reader's I/O error for a store error, keeping `TimedOut` recognisable.
 fn io_error(e: object_store::Error) -> std::io::Error {
     let kind = match &e {
-        object_store::Error::Generic { store: "deadline", .. } => std::io::ErrorKind::TimedOut,
+        object_store::Error::Generic {
+            store: "deadline", ..
+        } => std::io::ErrorKind::TimedOut,
         object_store::Error::Precondition { path, .. } => {
             return std::io::Error::other(format!("{path} was overwritten while being read (a newer version exists; the attempt is retried)"));
         }
@@ -419,7 +509,8 @@ pub fn merge_ranges(ranges: &[Range<u64>], gap: u64, ratio: u64, max: u64) -> Ve
             let hole = r.start.saturating_sub(m.end);
             let more = r.end.saturating_sub(m.end.max(r.start));
             let fits = r.end.max(m.end) - m.start <= max;
-            let cheap = hole <= gap || (ratio > 0 && (waste + hole).saturating_mul(ratio) <= wanted + more);
+            let cheap =
+                hole <= gap || (ratio > 0 && (waste + hole).saturating_mul(ratio) <= wanted + more);
             if fits && cheap {
                 wanted += more;
                 waste += hole;
@@ -451,11 +542,24 @@ mod tests {
     async fn opening_reads_the_tail_once_and_serves_it_from_the_cache() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let data = pattern(3 << 20);
-        store.put(&Path::from("big.root"), data.clone().into()).await.expect("put");
-        store.put(&Path::from("small.root"), data[..5_000].to_vec().into()).await.expect("put");
-        let big = Arc::new(ObjectSource::open(store.clone(), Path::from("big.root"), "big".into()).await.expect("open"));
+        store
+            .put(&Path::from("big.root"), data.clone().into())
+            .await
+            .expect("put");
+        store
+            .put(&Path::from("small.root"), data[..5_000].to_vec().into())
+            .await
+            .expect("put");
+        let big = Arc::new(
+            ObjectSource::open(store.clone(), Path::from("big.root"), "big".into())
+                .await
+                .expect("open"),
+        );
         assert_eq!(big.len(), data.len() as u64);
-        assert_eq!((big.stats().requests(), big.stats().bytes()), (1, OPEN_TAIL_BYTES));
+        assert_eq!(
+            (big.stats().requests(), big.stats().bytes()),
+            (1, OPEN_TAIL_BYTES)
+        );
         let len = data.len();
         let b = big.clone();
         let (tail, head) = tokio::task::spawn_blocking(move || {
@@ -470,10 +574,19 @@ mod tests {
         assert_eq!(head.0, 1, "the tail came from the open request");
         assert_eq!((&head.1[..], head.2), (&data[10..110], 2));
         // An object smaller than the tail: one request in all.
-        let small = Arc::new(ObjectSource::open(store.clone(), Path::from("small.root"), "small".into()).await.expect("open"));
+        let small = Arc::new(
+            ObjectSource::open(store.clone(), Path::from("small.root"), "small".into())
+                .await
+                .expect("open"),
+        );
         let s = small.clone();
-        let got = tokio::task::spawn_blocking(move || s.read_at(0, 5_000).expect("all")).await.expect("join");
-        assert_eq!((&got[..], small.len(), small.stats().requests()), (&data[..5_000], 5_000, 1));
+        let got = tokio::task::spawn_blocking(move || s.read_at(0, 5_000).expect("all"))
+            .await
+            .expect("join");
+        assert_eq!(
+            (&got[..], small.len(), small.stats().requests()),
+            (&data[..5_000], 5_000, 1)
+        );
         // A missing object is NotFound (FILE_NOT_AVAILABLE upstream), not some other error.
         let missing = ObjectSource::open(store, Path::from("nope.root"), "nope".into()).await;
         assert!(matches!(missing, Err(object_store::Error::NotFound { .. })));
@@ -481,7 +594,12 @@ mod tests {
 
     #[test]
     fn merges_close_ranges_only() {
-        let m = merge_ranges(&[100..200, 0..50, 60..90, 10_000..10_100, 40..70], 20, 0, 1 << 20);
+        let m = merge_ranges(
+            &[100..200, 0..50, 60..90, 10_000..10_100, 40..70],
+            20,
+            0,
+            1 << 20,
+        );
         assert_eq!(m, vec![0..200, 10_000..10_100]);
         let m = merge_ranges(&[0..50, 100..200], 10, 0, 1 << 20);
         assert_eq!(m, vec![0..50, 100..200]);
@@ -495,10 +613,20 @@ mod tests {
     fn bridges_holes_while_unwanted_bytes_stay_small() {
         let mb = 1 << 20;
         // Dense: 1 MB, 100 KB hole, 1 MB -> one request.
-        let m = merge_ranges(&[0..mb, mb + 100_000..2 * mb + 100_000], 16 << 10, 8, 8 * mb);
+        let m = merge_ranges(
+            &[0..mb, mb + 100_000..2 * mb + 100_000],
+            16 << 10,
+            8,
+            8 * mb,
+        );
         assert_eq!(m, vec![0..2 * mb + 100_000]);
         // Sparse: small kept baskets after holes as large as themselves stay separate.
-        let m = merge_ranges(&[0..4_000, 104_000..108_000, 208_000..212_000], 16 << 10, 8, 8 * mb);
+        let m = merge_ranges(
+            &[0..4_000, 104_000..108_000, 208_000..212_000],
+            16 << 10,
+            8,
+            8 * mb,
+        );
         assert_eq!(m.len(), 3);
         // Holes add up: after 1 MB wanted, 100 KB holes are bridged until they pass 1/8 of it.
         let mut rs = vec![0..mb];
@@ -506,9 +634,22 @@ mod tests {
             rs.push(mb + i * 104_000 - 4_000..mb + i * 104_000);
         }
         let m = merge_ranges(&rs, 0, 8, 8 * mb);
-        assert_eq!(m, vec![0..mb + 104_000, mb + 204_000..mb + 208_000, mb + 308_000..mb + 312_000]);
+        assert_eq!(
+            m,
+            vec![
+                0..mb + 104_000,
+                mb + 204_000..mb + 208_000,
+                mb + 308_000..mb + 312_000
+            ]
+        );
         // Overlapping wanted ranges count once: 1,500 wanted bytes carry a hole of 187, not 200.
-        assert_eq!(merge_ranges(&[0..1000, 500..1500, 1700..1701], 0, 8, mb), vec![0..1500, 1700..1701]);
-        assert_eq!(merge_ranges(&[0..1000, 500..1500, 1687..1688], 0, 8, mb), vec![0..1688]);
+        assert_eq!(
+            merge_ranges(&[0..1000, 500..1500, 1700..1701], 0, 8, mb),
+            vec![0..1500, 1700..1701]
+        );
+        assert_eq!(
+            merge_ranges(&[0..1000, 500..1500, 1687..1688], 0, 8, mb),
+            vec![0..1688]
+        );
     }
 }

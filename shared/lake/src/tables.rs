@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Array, Float64Builder, Int32Array, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
+    ArrayRef, Float64Array, Float64Builder, Int32Array, Int64Array, ListBuilder, RecordBatch,
+    StringArray, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use dials_dqmio::{Axis, Histogram, MeKind, MeValue};
@@ -57,8 +58,14 @@ pub enum DataTable {
 
 impl DataTable {
     /// Every data table, in the order an ingest commits them.
-    pub const ALL: [DataTable; 6] =
-        [DataTable::Th1, DataTable::Th2, DataTable::Th3, DataTable::Profile1d, DataTable::Profile2d, DataTable::Scalar];
+    pub const ALL: [DataTable; 6] = [
+        DataTable::Th1,
+        DataTable::Th2,
+        DataTable::Th3,
+        DataTable::Profile1d,
+        DataTable::Profile2d,
+        DataTable::Scalar,
+    ];
 
     /// The table's folder name.
     pub fn name(self) -> &'static str {
@@ -127,7 +134,10 @@ impl DataTable {
 
     /// Every data table's folder name: the six per-lumisection tables, then their per-run twins.
     pub fn all_names() -> impl Iterator<Item = &'static str> {
-        DataTable::ALL.into_iter().map(DataTable::name).chain(DataTable::ALL.into_iter().map(DataTable::run_name))
+        DataTable::ALL
+            .into_iter()
+            .map(DataTable::name)
+            .chain(DataTable::ALL.into_iter().map(DataTable::run_name))
     }
 
     /// Position in [`DataTable::ALL`] (index of the per-table counters).
@@ -169,14 +179,19 @@ fn axis_fields(axes: &[&str]) -> Vec<Field> {
 }
 
 fn nullable_lists(names: &[&str], item: DataType) -> Vec<Field> {
-    names.iter().map(|n| Field::new(*n, list_of(item.clone()), true)).collect()
+    names
+        .iter()
+        .map(|n| Field::new(*n, list_of(item.clone()), true))
+        .collect()
 }
 
 /// Bin labels of an axis: one item per bin (bin 1 first), null for a bin without a label; the
 /// column is null when the axis has no labels. Appended last (lakes written before they existed
 /// read them as null).
 fn label_fields(axes: &[&str]) -> Vec<Field> {
-    axes.iter().map(|a| Field::new(format!("{a}_labels"), list_of(DataType::Utf8), true)).collect()
+    axes.iter()
+        .map(|a| Field::new(format!("{a}_labels"), list_of(DataType::Utf8), true))
+        .collect()
 }
 
 /// Schema of `th1` (TH1F/S/D/I).
@@ -203,7 +218,10 @@ pub fn th2_schema() -> SchemaRef {
         Field::new("entries", DataType::Int64, false),
         Field::new("data", list_of(list_of(DataType::Float64)), false),
     ]);
-    f.extend(nullable_lists(&["x_edges", "y_edges", "sumw2"], DataType::Float64));
+    f.extend(nullable_lists(
+        &["x_edges", "y_edges", "sumw2"],
+        DataType::Float64,
+    ));
     f.push(seq_field());
     f.extend(label_fields(&["x", "y"]));
     Arc::new(Schema::new(f))
@@ -217,7 +235,10 @@ pub fn th3_schema() -> SchemaRef {
         Field::new("entries", DataType::Int64, false),
         Field::new("data", list_of(list_of(list_of(DataType::Float64))), false),
     ]);
-    f.extend(nullable_lists(&["x_edges", "y_edges", "z_edges", "sumw2"], DataType::Float64));
+    f.extend(nullable_lists(
+        &["x_edges", "y_edges", "z_edges", "sumw2"],
+        DataType::Float64,
+    ));
     f.push(seq_field());
     f.extend(label_fields(&["x", "y", "z"]));
     Arc::new(Schema::new(f))
@@ -235,7 +256,10 @@ pub fn profile1d_schema() -> SchemaRef {
         Field::new("underflow", DataType::Float64, false),
         Field::new("overflow", DataType::Float64, false),
     ]);
-    f.extend(nullable_lists(&["x_edges", "bin_entries", "bin_sums", "sumw2"], DataType::Float64));
+    f.extend(nullable_lists(
+        &["x_edges", "bin_entries", "bin_sums", "sumw2"],
+        DataType::Float64,
+    ));
     f.push(seq_field());
     f.extend(label_fields(&["x"]));
     Arc::new(Schema::new(f))
@@ -249,7 +273,10 @@ pub fn profile2d_schema() -> SchemaRef {
         Field::new("entries", DataType::Int64, false),
         Field::new("data", list_of(list_of(DataType::Float64)), false),
     ]);
-    f.extend(nullable_lists(&["x_edges", "y_edges", "bin_entries", "bin_sums", "sumw2"], DataType::Float64));
+    f.extend(nullable_lists(
+        &["x_edges", "y_edges", "bin_entries", "bin_sums", "sumw2"],
+        DataType::Float64,
+    ));
     f.push(seq_field());
     f.extend(label_fields(&["x", "y"]));
     Arc::new(Schema::new(f))
@@ -327,14 +354,24 @@ fn opt_list_col(rows: &[MeRow], f: impl Fn(&Histogram) -> &[f64]) -> ArrayRef {
 fn labels_col(rows: &[MeRow], axis: u8) -> ArrayRef {
     let mut b = ListBuilder::new(StringBuilder::new());
     for r in rows {
-        match r.hist().and_then(|h| axis_of(h, axis)).filter(|a| !a.labels.is_empty()) {
+        match r
+            .hist()
+            .and_then(|h| axis_of(h, axis))
+            .filter(|a| !a.labels.is_empty())
+        {
             None => b.append_null(),
             Some(a) => {
                 let mut by_bin: Vec<Option<&str>> = vec![None; a.nbins];
                 for (bin, label) in &a.labels {
-                    match usize::try_from(*bin).ok().and_then(|i| i.checked_sub(1)).and_then(|i| by_bin.get_mut(i)) {
+                    match usize::try_from(*bin)
+                        .ok()
+                        .and_then(|i| i.checked_sub(1))
+                        .and_then(|i| by_bin.get_mut(i))
+                    {
                         Some(slot) => *slot = Some(label),
-                        None => tracing::debug!(me = %r.me, bin, "bin label outside the axis; not kept"),
+                        None => {
+                            tracing::debug!(me = %r.me, bin, "bin label outside the axis; not kept")
+                        }
                     }
                 }
                 for l in by_bin {
@@ -352,7 +389,8 @@ fn data_col(rows: &[MeRow], dim: u8) -> ArrayRef {
         1 => {
             let mut b = ListBuilder::new(Float64Builder::new());
             for r in rows {
-                b.values().append_slice(r.hist().map_or(&[], |h| h.data_1d()));
+                b.values()
+                    .append_slice(r.hist().map_or(&[], |h| h.data_1d()));
                 b.append(true);
             }
             Arc::new(b.finish())
@@ -386,10 +424,17 @@ fn data_col(rows: &[MeRow], dim: u8) -> ArrayRef {
 }
 
 /// One column of a data table, by name.
-fn column(name: &str, table: DataTable, dataset: &str, rows: &[MeRow]) -> Result<ArrayRef, arrow::error::ArrowError> {
+fn column(
+    name: &str,
+    table: DataTable,
+    dataset: &str,
+    rows: &[MeRow],
+) -> Result<ArrayRef, arrow::error::ArrowError> {
     let n = rows.len();
     let axis_num = |r: &MeRow, axis: u8, what: u8| -> f64 {
-        let Some(a) = r.hist().and_then(|h| axis_of(h, axis)) else { return 0.0 };
+        let Some(a) = r.hist().and_then(|h| axis_of(h, axis)) else {
+            return 0.0;
+        };
         match what {
             b'n' => a.low_edge(1),
             _ => a.low_edge(a.nbins + 1),
@@ -407,15 +452,21 @@ fn column(name: &str, table: DataTable, dataset: &str, rows: &[MeRow]) -> Result
         "me_id" => i64_col(rows, |r| r.me_id),
         "seq" => i64_col(rows, |r| r.seq),
         "flags" => i64_col(rows, |r| i64::from(r.flags)),
-        "me" => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.me.as_str()))),
-        "kind" => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.kind.as_str()))),
+        "me" => Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.me.as_str()),
+        )),
+        "kind" => Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.kind.as_str()),
+        )),
         "x_min" | "y_min" | "z_min" => f64_col(rows, |r| axis_num(r, name.as_bytes()[0], b'n')),
         "x_max" | "y_max" | "z_max" => f64_col(rows, |r| axis_num(r, name.as_bytes()[0], b'x')),
         "x_bin" | "y_bin" | "z_bin" => {
             let axis = name.as_bytes()[0];
-            Arc::new(Int32Array::from_iter_values(
-                rows.iter().map(|r| r.hist().and_then(|h| axis_of(h, axis)).map_or(0, |a| a.nbins as i32)),
-            ))
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| {
+                r.hist()
+                    .and_then(|h| axis_of(h, axis))
+                    .map_or(0, |a| a.nbins as i32)
+            })))
         }
         "entries" => i64_col(rows, |r| r.hist().map_or(0, |h| h.entries as i64)),
         "data" => data_col(rows, table.dim()),
@@ -433,15 +484,24 @@ fn column(name: &str, table: DataTable, dataset: &str, rows: &[MeRow]) -> Result
             MeValue::Int(v) => Some(v),
             _ => None,
         }))),
-        "value_float" => Arc::new(Float64Array::from_iter(rows.iter().map(|r| match r.value {
-            MeValue::Float(v) => Some(v),
-            _ => None,
-        }))),
-        "value_string" => Arc::new(StringArray::from_iter(rows.iter().map(|r| match &r.value {
-            MeValue::String(v) => Some(v.as_str()),
-            _ => None,
-        }))),
-        other => return Err(arrow::error::ArrowError::SchemaError(format!("no builder for column {other} of {}", table.name()))),
+        "value_float" => Arc::new(Float64Array::from_iter(rows.iter().map(
+            |r| match r.value {
+                MeValue::Float(v) => Some(v),
+                _ => None,
+            },
+        ))),
+        "value_string" => Arc::new(StringArray::from_iter(rows.iter().map(
+            |r| match &r.value {
+                MeValue::String(v) => Some(v.as_str()),
+                _ => None,
+            },
+        ))),
+        other => {
+            return Err(arrow::error::ArrowError::SchemaError(format!(
+                "no builder for column {other} of {}",
+                table.name()
+            )))
+        }
     })
 }
 
@@ -455,9 +515,17 @@ fn opt_list(b: &mut ListBuilder<Float64Builder>, v: &[f64]) {
 }
 
 /// Builds one batch of `table` from rows (all of that table).
-pub fn rows_batch(table: DataTable, dataset: &str, rows: &[MeRow]) -> Result<RecordBatch, arrow::error::ArrowError> {
+pub fn rows_batch(
+    table: DataTable,
+    dataset: &str,
+    rows: &[MeRow],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let schema = table.schema();
-    let cols = schema.fields().iter().map(|f| column(f.name(), table, dataset, rows)).collect::<Result<Vec<_>, _>>()?;
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| column(f.name(), table, dataset, rows))
+        .collect::<Result<Vec<_>, _>>()?;
     // Builders produce nullable list items; the schema declares the same, so this only checks lengths.
     RecordBatch::try_new(schema, cols)
 }
@@ -600,5 +668,10 @@ pub fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem / 60) % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
 }

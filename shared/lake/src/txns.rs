@@ -38,7 +38,10 @@ pub struct TxnIndex {
 }
 
 fn err(t: &DeltaTable, message: impl std::fmt::Display) -> DeltaError {
-    DeltaError::Log { table: t.table_url().to_string(), message: message.to_string() }
+    DeltaError::Log {
+        table: t.table_url().to_string(),
+        message: message.to_string(),
+    }
 }
 
 fn log_path(name: &str) -> Path {
@@ -75,7 +78,9 @@ impl TxnIndex {
         let start = match last_checkpoint(&store).await.map_err(|e| err(t, e))? {
             Some((cp, parts)) if cp <= target => {
                 for path in checkpoint_paths(cp, parts) {
-                    read_checkpoint(&store, path, &mut index.generations).await.map_err(|e| err(t, e))?;
+                    read_checkpoint(&store, path, &mut index.generations)
+                        .await
+                        .map_err(|e| err(t, e))?;
                 }
                 cp + 1
             }
@@ -114,7 +119,13 @@ impl TxnIndex {
 
     /// Reads the `txn` actions of commits `from..=to` (fetched several at once, applied in order);
     /// `Ok(false)` when one is gone.
-    async fn read_commits(&mut self, t: &DeltaTable, store: &Arc<dyn ObjectStore>, from: u64, to: u64) -> Result<bool, DeltaError> {
+    async fn read_commits(
+        &mut self,
+        t: &DeltaTable,
+        store: &Arc<dyn ObjectStore>,
+        from: u64,
+        to: u64,
+    ) -> Result<bool, DeltaError> {
         let mut commits = futures::stream::iter(from..=to)
             .map(|v| {
                 let store = store.clone();
@@ -143,7 +154,8 @@ impl TxnIndex {
             if line.is_empty() || !contains(line, b"\"txn\"") {
                 continue;
             }
-            let action: serde_json::Value = serde_json::from_slice(line).map_err(|e| err(t, format!("commit {v}: {e}")))?;
+            let action: serde_json::Value =
+                serde_json::from_slice(line).map_err(|e| err(t, format!("commit {v}: {e}")))?;
             if let Some(txn) = action.get("txn") {
                 let app = txn.get("appId").and_then(serde_json::Value::as_str);
                 let gen = txn.get("version").and_then(serde_json::Value::as_i64);
@@ -166,51 +178,101 @@ fn file_id(app_id: &str) -> Option<i64> {
 }
 
 /// `_last_checkpoint`: (version, parts); none when the table has no checkpoint.
-async fn last_checkpoint(store: &Arc<dyn ObjectStore>) -> Result<Option<(u64, Option<u64>)>, String> {
+async fn last_checkpoint(
+    store: &Arc<dyn ObjectStore>,
+) -> Result<Option<(u64, Option<u64>)>, String> {
     let bytes = match store.get(&log_path("_last_checkpoint")).await {
         Ok(r) => r.bytes().await.map_err(|e| e.to_string())?,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| format!("_last_checkpoint: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("_last_checkpoint: {e}"))?;
     if v.get("v2Checkpoint").is_some() {
         return Err("_last_checkpoint names a V2 checkpoint (not read here)".into());
     }
-    let version = v.get("version").and_then(serde_json::Value::as_u64).ok_or("_last_checkpoint without a version")?;
-    Ok(Some((version, v.get("parts").and_then(serde_json::Value::as_u64))))
+    let version = v
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or("_last_checkpoint without a version")?;
+    Ok(Some((
+        version,
+        v.get("parts").and_then(serde_json::Value::as_u64),
+    )))
 }
 
 /// The classic checkpoint's object(s): one file, or `parts` files.
 fn checkpoint_paths(version: u64, parts: Option<u64>) -> Vec<Path> {
     match parts {
-        Some(n) if n > 1 => (1..=n).map(|i| log_path(&format!("{version:020}.checkpoint.{i:010}.{n:010}.parquet"))).collect(),
+        Some(n) if n > 1 => (1..=n)
+            .map(|i| log_path(&format!("{version:020}.checkpoint.{i:010}.{n:010}.parquet")))
+            .collect(),
         _ => vec![log_path(&format!("{version:020}.checkpoint.parquet"))],
     }
 }
 
 /// Reads only the `txn` column of one checkpoint object.
-async fn read_checkpoint(store: &Arc<dyn ObjectStore>, path: Path, out: &mut HashMap<i64, i64>) -> Result<(), String> {
+async fn read_checkpoint(
+    store: &Arc<dyn ObjectStore>,
+    path: Path,
+    out: &mut HashMap<i64, i64>,
+) -> Result<(), String> {
     let name = path.to_string();
-    let bytes = store.get(&path).await.map_err(|e| e.to_string())?.bytes().await.map_err(|e| e.to_string())?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| format!("{name}: {e}"))?;
-    let Some(txn_root) = builder.parquet_schema().root_schema().get_fields().iter().position(|f| f.name() == "txn") else {
+    let bytes = store
+        .get(&path)
+        .await
+        .map_err(|e| e.to_string())?
+        .bytes()
+        .await
+        .map_err(|e| e.to_string())?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| format!("{name}: {e}"))?;
+    let Some(txn_root) = builder
+        .parquet_schema()
+        .root_schema()
+        .get_fields()
+        .iter()
+        .position(|f| f.name() == "txn")
+    else {
         // A checkpoint of a table that never had a transaction.
         return Ok(());
     };
     let mask = ProjectionMask::roots(builder.parquet_schema(), [txn_root]);
-    let reader = builder.with_projection(mask).build().map_err(|e| format!("{name}: {e}"))?;
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| format!("{name}: {e}"))?;
     for batch in reader {
         let batch = batch.map_err(|e| format!("{name}: {e}"))?;
-        let Some(col) = batch.column_by_name("txn") else { continue };
-        let txn = col.as_struct_opt().ok_or_else(|| format!("{name}: txn is not a struct"))?;
-        let (Some(app), Some(ver)) = (txn.column_by_name("appId"), txn.column_by_name("version")) else {
+        let Some(col) = batch.column_by_name("txn") else {
+            continue;
+        };
+        let txn = col
+            .as_struct_opt()
+            .ok_or_else(|| format!("{name}: txn is not a struct"))?;
+        let (Some(app), Some(ver)) = (txn.column_by_name("appId"), txn.column_by_name("version"))
+        else {
             return Err(format!("{name}: txn without appId/version"));
         };
-        let ver = ver.as_primitive_opt::<Int64Type>().ok_or_else(|| format!("{name}: txn.version is not a long"))?;
+        let ver = ver
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| format!("{name}: txn.version is not a long"))?;
         let app: Vec<Option<String>> = match app.data_type() {
-            arrow::datatypes::DataType::Utf8 => app.as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect(),
-            arrow::datatypes::DataType::LargeUtf8 => app.as_string::<i64>().iter().map(|s| s.map(str::to_string)).collect(),
-            arrow::datatypes::DataType::Utf8View => app.as_string_view().iter().map(|s| s.map(str::to_string)).collect(),
+            arrow::datatypes::DataType::Utf8 => app
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.map(str::to_string))
+                .collect(),
+            arrow::datatypes::DataType::LargeUtf8 => app
+                .as_string::<i64>()
+                .iter()
+                .map(|s| s.map(str::to_string))
+                .collect(),
+            arrow::datatypes::DataType::Utf8View => app
+                .as_string_view()
+                .iter()
+                .map(|s| s.map(str::to_string))
+                .collect(),
             other => return Err(format!("{name}: txn.appId is {other}")),
         };
         for (i, a) in app.iter().enumerate() {

@@ -30,7 +30,10 @@ fn txns_per_commit(table: &std::path::Path) -> Vec<BTreeMap<String, i64>> {
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
                 .filter_map(|v| {
                     let t = v.get("txn")?;
-                    Some((t.get("appId")?.as_str()?.to_string(), t.get("version")?.as_i64()?))
+                    Some((
+                        t.get("appId")?.as_str()?.to_string(),
+                        t.get("version")?.as_i64()?,
+                    ))
                 })
                 .collect()
         })
@@ -39,7 +42,10 @@ fn txns_per_commit(table: &std::path::Path) -> Vec<BTreeMap<String, i64>> {
 
 fn source(fixture: &str, name: &str, modified_ms: i64) -> Arc<MemSource> {
     let bytes = std::fs::read(fixtures().join(fixture)).expect("fixture");
-    Arc::new(MemSource::new(name, bytes).with_version(SourceVersion { modified_ms, etag: format!("\"{name}-{modified_ms}\"") }))
+    Arc::new(MemSource::new(name, bytes).with_version(SourceVersion {
+        modified_ms,
+        etag: format!("\"{name}-{modified_ms}\""),
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -53,8 +59,19 @@ async fn concurrent_files_share_commits_and_each_lands_once() {
             let lake = lake.clone();
             let ws = ws.clone();
             tokio::spawn(async move {
-                let req = IngestRequest { logical_file_name: lfn(i), dataset: None, deadline: None };
-                ingest(&lake, &ws, &req, source("small_lz4.root", &lfn(i), 1_733_000_000_000 + i as i64), None).await
+                let req = IngestRequest {
+                    logical_file_name: lfn(i),
+                    dataset: None,
+                    deadline: None,
+                };
+                ingest(
+                    &lake,
+                    &ws,
+                    &req,
+                    source("small_lz4.root", &lfn(i), 1_733_000_000_000 + i as i64),
+                    None,
+                )
+                .await
             })
         })
         .collect();
@@ -64,14 +81,36 @@ async fn concurrent_files_share_commits_and_each_lands_once() {
         generations.insert(format!("dials.file.{}", rep.file_id), i);
     }
     // Exactly once: every file's rows, no more.
-    let per_file = read_table(&dir.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum::<usize>() / FILES;
+    let per_file = read_table(&dir.join("default/th1"))
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum::<usize>()
+        / FILES;
     let single = scratch("group-commit-single");
     let single_lake = Location::parse(single.to_str().expect("utf8"), true).expect("lake");
-    let req = IngestRequest { logical_file_name: lfn(0), dataset: None, deadline: None };
-    ingest(&single_lake, &ws, &req, source("small_lz4.root", &lfn(0), 1), None).await.expect("single");
-    let alone: usize = read_table(&single.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum();
+    let req = IngestRequest {
+        logical_file_name: lfn(0),
+        dataset: None,
+        deadline: None,
+    };
+    ingest(
+        &single_lake,
+        &ws,
+        &req,
+        source("small_lz4.root", &lfn(0), 1),
+        None,
+    )
+    .await
+    .expect("single");
+    let alone: usize = read_table(&single.join("default/th1"))
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum();
     assert_eq!(per_file, alone);
-    let th1: usize = read_table(&dir.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum();
+    let th1: usize = read_table(&dir.join("default/th1"))
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum();
     assert_eq!(th1, FILES * alone, "every file's th1 rows exactly once");
     let records = read_table(&dir.join("default/file_index"));
     assert_eq!(records.len(), FILES);
@@ -80,13 +119,23 @@ async fn concurrent_files_share_commits_and_each_lands_once() {
     let commits = txns_per_commit(&dir.join("default/th1"));
     let with_files: Vec<_> = commits.iter().filter(|c| !c.is_empty()).collect();
     let widest = with_files.iter().map(|c| c.len()).max().unwrap_or(0);
-    eprintln!("th1: {} commits for {FILES} files, widest {widest}", with_files.len());
-    assert!(with_files.len() < FILES, "no commit was shared: {} commits for {FILES} files", with_files.len());
+    eprintln!(
+        "th1: {} commits for {FILES} files, widest {widest}",
+        with_files.len()
+    );
+    assert!(
+        with_files.len() < FILES,
+        "no commit was shared: {} commits for {FILES} files",
+        with_files.len()
+    );
     assert!(widest >= 2);
     let mut seen: BTreeMap<String, i64> = BTreeMap::new();
     for c in &with_files {
         for (app, v) in c.iter() {
-            assert!(seen.insert(app.clone(), *v).is_none(), "{app} committed to th1 twice");
+            assert!(
+                seen.insert(app.clone(), *v).is_none(),
+                "{app} committed to th1 twice"
+            );
         }
     }
     assert_eq!(seen.len(), FILES);
@@ -109,8 +158,19 @@ async fn two_attempts_of_one_file_among_others_leave_one_copy() {
             let ws = ws.clone();
             let file = i.saturating_sub(1);
             tokio::spawn(async move {
-                let req = IngestRequest { logical_file_name: lfn(file), dataset: None, deadline: None };
-                ingest(&lake, &ws, &req, source("small_zlib.root", &lfn(file), 1_733_000_000_000), None).await
+                let req = IngestRequest {
+                    logical_file_name: lfn(file),
+                    dataset: None,
+                    deadline: None,
+                };
+                ingest(
+                    &lake,
+                    &ws,
+                    &req,
+                    source("small_zlib.root", &lfn(file), 1_733_000_000_000),
+                    None,
+                )
+                .await
             })
         })
         .collect();
@@ -122,10 +182,28 @@ async fn two_attempts_of_one_file_among_others_leave_one_copy() {
     }
     let alone = scratch("group-commit-same-file-alone");
     let alone_lake = Location::parse(alone.to_str().expect("utf8"), true).expect("lake");
-    let req = IngestRequest { logical_file_name: lfn(0), dataset: None, deadline: None };
-    ingest(&alone_lake, &ws, &req, source("small_zlib.root", &lfn(0), 1), None).await.expect("alone");
-    let one: usize = read_table(&alone.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum();
-    let th1: usize = read_table(&dir.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum();
+    let req = IngestRequest {
+        logical_file_name: lfn(0),
+        dataset: None,
+        deadline: None,
+    };
+    ingest(
+        &alone_lake,
+        &ws,
+        &req,
+        source("small_zlib.root", &lfn(0), 1),
+        None,
+    )
+    .await
+    .expect("alone");
+    let one: usize = read_table(&alone.join("default/th1"))
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum();
+    let th1: usize = read_table(&dir.join("default/th1"))
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum();
     assert_eq!(th1, 9 * one, "9 files, each once");
     let records = read_table(&dir.join("default/file_index"));
     assert_eq!(records.len(), 9);

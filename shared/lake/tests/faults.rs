@@ -17,8 +17,8 @@ use dials_lake::{ingest, IngestRequest, Location, Workspaces};
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -52,7 +52,10 @@ impl Faulty {
         if n != usize::MAX {
             self.failures.fetch_sub(1, Ordering::SeqCst);
         }
-        Err(object_store::Error::Generic { store: "faulty", source: "injected 503 SlowDown".into() })
+        Err(object_store::Error::Generic {
+            store: "faulty",
+            source: "injected 503 SlowDown".into(),
+        })
     }
 
     async fn fault(&self, location: &Path) -> object_store::Result<()> {
@@ -70,18 +73,34 @@ impl Faulty {
 
 #[async_trait]
 impl ObjectStore for Faulty {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.fault(location).await?;
         self.inner.put_opts(location, payload, opts).await
     }
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.fault(location).await?;
         self.inner.put_multipart_opts(location, opts).await
     }
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         self.inner.get_opts(location, options).await
     }
-    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         self.inner.delete_stream(locations)
     }
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
@@ -90,7 +109,12 @@ impl ObjectStore for Faulty {
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         self.inner.list_with_delimiter(prefix).await
     }
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
 }
@@ -106,9 +130,16 @@ fn parquet_files(dir: &std::path::Path) -> Vec<PathBuf> {
 
 fn status(dir: &std::path::Path) -> String {
     let f = parquet_files(&dir.join("default/file_index"));
-    let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f[0]).unwrap()).unwrap().build().unwrap();
+    let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f[0]).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
     let b = r.into_iter().next().unwrap().unwrap();
-    b.column_by_name("status").unwrap().as_string::<i32>().value(0).to_string()
+    b.column_by_name("status")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0)
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,25 +147,50 @@ async fn transient_faults_are_retried_then_dead_lettered_with_status() {
     let dir = std::env::temp_dir().join(format!("dials-faults-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let local = Location::parse(dir.to_str().unwrap(), true).unwrap();
-    let faulty = Arc::new(Faulty { inner: local.store.clone(), failures: AtomicUsize::new(2), targets: &["/th1/", "/th2/"], stall: None });
-    let lake = Location { store: faulty.clone(), path: local.path.clone(), url: local.url.clone() };
-    let deps = Deps { lake: lake.clone(), workspaces: Workspaces::default(), default_dataset: None, max_receives: 3 };
+    let faulty = Arc::new(Faulty {
+        inner: local.store.clone(),
+        failures: AtomicUsize::new(2),
+        targets: &["/th1/", "/th2/"],
+        stall: None,
+    });
+    let lake = Location {
+        store: faulty.clone(),
+        path: local.path.clone(),
+        url: local.url.clone(),
+    };
+    let deps = Deps {
+        lake: lake.clone(),
+        workspaces: Workspaces::default(),
+        default_dataset: None,
+        max_receives: 3,
+    };
     let req = IngestRequest {
-        logical_file_name: "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/x.root".into(),
+        logical_file_name:
+            "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/x.root".into(),
         dataset: None,
         deadline: None,
     };
     let attempt = |n: u32| {
         let (deps, req) = (deps.clone(), req.clone());
         async move {
-            let r = ingest(&deps.lake, &deps.workspaces, &req, Arc::new(LocalFile::open(fixture()).unwrap()), None).await;
+            let r = ingest(
+                &deps.lake,
+                &deps.workspaces,
+                &req,
+                Arc::new(LocalFile::open(fixture()).unwrap()),
+                None,
+            )
+            .await;
             settle(&deps, &req, None, "s3://raw/x.root", 1, r, n).await
         }
     };
     // Delivery 1: the injected error hits; retry, no data object visible, file not FINISHED.
     let o = attempt(1).await;
     assert!(o.retry, "{o:?}");
-    assert!(parquet_files(&dir.join("default/th1")).is_empty() && parquet_files(&dir.join("default/th2")).is_empty());
+    assert!(
+        parquet_files(&dir.join("default/th1")).is_empty()
+            && parquet_files(&dir.join("default/th2")).is_empty()
+    );
     assert_eq!(status(&dir), "STARTED");
     // Delivery 2: one more fault left; still retried. Delivery 3: clean, FINISHED, exact rows.
     assert!(attempt(2).await.retry);
@@ -143,7 +199,14 @@ async fn transient_faults_are_retried_then_dead_lettered_with_status() {
     assert_eq!(status(&dir), "FINISHED");
     let rows: usize = parquet_files(&dir.join("default/th1"))
         .iter()
-        .map(|p| ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(p).unwrap()).unwrap().build().unwrap().map(|b| b.unwrap().num_rows()).sum::<usize>())
+        .map(|p| {
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(p).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap().num_rows())
+                .sum::<usize>()
+        })
         .sum();
     assert_eq!(rows, 40, "exactly one copy of the file's TH1 rows");
     // A store that keeps failing: at the last delivery the status says so and the message fails (→ DLQ).
@@ -152,15 +215,31 @@ async fn transient_faults_are_retried_then_dead_lettered_with_status() {
     let o = attempt(3).await;
     assert!(o.retry, "still failed, so SQS dead-letters it");
     assert_eq!(o.status, "FILE_NOT_AVAILABLE");
-    assert!(o.error.as_deref().unwrap_or_default().contains("dead-letter"));
+    assert!(o
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("dead-letter"));
     assert_eq!(status(&dir), "FILE_NOT_AVAILABLE");
     // The store still refuses every th1/th2 request, so the file's earlier rows cannot leave those
     // tables yet; they are not served (the file is not FINISHED). Once the store answers again,
     // the next failure record takes them out.
     faulty.failures.store(0, Ordering::SeqCst);
-    let o = settle(&deps, &req, None, "s3://raw/x.root", 1, Err(dials_lake::IngestError::NoDataset("x".into())), 1).await;
+    let o = settle(
+        &deps,
+        &req,
+        None,
+        "s3://raw/x.root",
+        1,
+        Err(dials_lake::IngestError::NoDataset("x".into())),
+        1,
+    )
+    .await;
     assert!(!o.retry && o.status == "PARSING_ERROR", "{o:?}");
-    assert!(parquet_files(&dir.join("default/th1")).is_empty(), "no rows of a failed file stay committed");
+    assert!(
+        parquet_files(&dir.join("default/th1")).is_empty(),
+        "no rows of a failed file stay committed"
+    );
 }
 
 /// A failed STARTED record ends the ingest with that error at once: the decoder, blocked on a full
@@ -170,10 +249,20 @@ async fn a_failed_started_record_fails_the_ingest_instead_of_hanging() {
     let dir = std::env::temp_dir().join(format!("dials-faults-started-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let local = Location::parse(dir.to_str().unwrap(), true).unwrap();
-    let faulty = Arc::new(Faulty { inner: local.store.clone(), failures: AtomicUsize::new(usize::MAX), targets: &["/file_index/"], stall: None });
-    let lake = Location { store: faulty, path: local.path.clone(), url: local.url.clone() };
+    let faulty = Arc::new(Faulty {
+        inner: local.store.clone(),
+        failures: AtomicUsize::new(usize::MAX),
+        targets: &["/file_index/"],
+        stall: None,
+    });
+    let lake = Location {
+        store: faulty,
+        path: local.path.clone(),
+        url: local.url.clone(),
+    };
     let req = IngestRequest {
-        logical_file_name: "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/x.root".into(),
+        logical_file_name:
+            "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/x.root".into(),
         dataset: None,
         deadline: None,
     };
@@ -181,10 +270,15 @@ async fn a_failed_started_record_fails_the_ingest_instead_of_hanging() {
     for _ in 0..20 {
         let source = Arc::new(LocalFile::open(fixture()).unwrap());
         let run = ingest(&lake, &workspaces, &req, source, None);
-        let r = tokio::time::timeout(std::time::Duration::from_secs(20), run).await.expect("ingest hung");
+        let r = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+            .await
+            .expect("ingest hung");
         let e = r.expect_err("the STARTED record could not be written");
         assert!(e.to_string().contains("injected 503"), "{e}");
-        assert!(parquet_files(&dir.join("default/th1")).is_empty() && parquet_files(&dir.join("default/th2")).is_empty());
+        assert!(
+            parquet_files(&dir.join("default/th1")).is_empty()
+                && parquet_files(&dir.join("default/th2")).is_empty()
+        );
     }
 }
 
@@ -199,27 +293,65 @@ async fn an_attempt_out_of_time_ends_as_a_recorded_status() {
     let local = Location::parse(dir.to_str().unwrap(), true).unwrap();
     // The STARTED record's write hangs for 2 s, once: the attempt is still reading when its
     // 200 ms run out.
-    let stalling = Arc::new(Faulty { inner: local.store.clone(), failures: AtomicUsize::new(1), targets: &["/file_index/"], stall: Some(Duration::from_secs(2)) });
-    let lake = Location { store: stalling, path: local.path.clone(), url: local.url.clone() };
-    let deps = Deps { lake: lake.clone(), workspaces: Workspaces::default(), default_dataset: None, max_receives: 3 };
+    let stalling = Arc::new(Faulty {
+        inner: local.store.clone(),
+        failures: AtomicUsize::new(1),
+        targets: &["/file_index/"],
+        stall: Some(Duration::from_secs(2)),
+    });
+    let lake = Location {
+        store: stalling,
+        path: local.path.clone(),
+        url: local.url.clone(),
+    };
+    let deps = Deps {
+        lake: lake.clone(),
+        workspaces: Workspaces::default(),
+        default_dataset: None,
+        max_receives: 3,
+    };
     let req = |deadline: Duration| IngestRequest {
-        logical_file_name: "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/x.root".into(),
+        logical_file_name:
+            "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/x.root".into(),
         dataset: None,
         deadline: Some(Instant::now() + deadline),
     };
     let short = req(Duration::from_millis(200));
     let started = Instant::now();
-    let r = ingest(&deps.lake, &deps.workspaces, &short, Arc::new(LocalFile::open(fixture()).unwrap()), None).await;
+    let r = ingest(
+        &deps.lake,
+        &deps.workspaces,
+        &short,
+        Arc::new(LocalFile::open(fixture()).unwrap()),
+        None,
+    )
+    .await;
     let e = r.expect_err("out of time");
-    assert!(started.elapsed() < Duration::from_secs(1), "ended at its deadline, not when the store answered");
-    assert!(e.is_transient() && e.to_string().contains("did not finish within"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "ended at its deadline, not when the store answered"
+    );
+    assert!(
+        e.is_transient() && e.to_string().contains("did not finish within"),
+        "{e}"
+    );
     let o = settle(&deps, &short, None, "s3://raw/x.root", 1, Err(e), 3).await;
     assert!(o.retry && o.status == "FILE_NOT_AVAILABLE", "{o:?}");
     assert_eq!(status(&dir), "FILE_NOT_AVAILABLE");
-    assert!(parquet_files(&dir.join("default/th1")).is_empty() && parquet_files(&dir.join("default/th2")).is_empty());
+    assert!(
+        parquet_files(&dir.join("default/th1")).is_empty()
+            && parquet_files(&dir.join("default/th2")).is_empty()
+    );
     // With time to spare the same attempt completes as usual.
     let long = req(Duration::from_secs(60));
-    let r = ingest(&deps.lake, &deps.workspaces, &long, Arc::new(LocalFile::open(fixture()).unwrap()), None).await;
+    let r = ingest(
+        &deps.lake,
+        &deps.workspaces,
+        &long,
+        Arc::new(LocalFile::open(fixture()).unwrap()),
+        None,
+    )
+    .await;
     let o = settle(&deps, &long, None, "s3://raw/x.root", 1, r, 1).await;
     assert!(!o.retry && o.status == "FINISHED", "{o:?}");
     assert_eq!(status(&dir), "FINISHED");

@@ -20,7 +20,11 @@ async fn lake_rows_equal_what_root_reports() {
         let table = if dim == 1 { "th1" } else { "th2" };
         let got = rows(&dir.join("default").join(table), dim);
         let want = expected(dim);
-        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{table} keys");
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{table} keys"
+        );
         for (k, w) in &want {
             assert_eq!(&got[k], w, "{table} {k:?}");
         }
@@ -42,19 +46,33 @@ async fn reingest_is_idempotent_and_concurrent_files_all_land() {
     for i in 1..=20 {
         let lake = lake.clone();
         let ws = ws.clone();
-        tasks.push(tokio::spawn(async move { ingest_fixture(&lake, &ws, "small_lz4.root", &lfn(i)).await }));
+        tasks.push(tokio::spawn(async move {
+            ingest_fixture(&lake, &ws, "small_lz4.root", &lfn(i)).await
+        }));
     }
     for t in tasks {
         t.await.expect("task");
     }
-    let th1: usize = read_table(&dir.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum();
+    let th1: usize = read_table(&dir.join("default/th1"))
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum();
     assert_eq!(th1, 21 * expected(1).len());
     let files = read_table(&dir.join("default/file_index"));
     assert_eq!(files.len(), 21);
     for (_, b) in &files {
-        assert_eq!(b.column_by_name("status").expect("status").as_string::<i32>().value(0), "FINISHED");
+        assert_eq!(
+            b.column_by_name("status")
+                .expect("status")
+                .as_string::<i32>()
+                .value(0),
+            "FINISHED"
+        );
     }
-    let lumis: usize = read_table(&dir.join("default/lumisection_index")).iter().map(|(_, b)| b.num_rows()).sum();
+    let lumis: usize = read_table(&dir.join("default/lumisection_index"))
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum();
     assert_eq!(lumis, 21 * 6);
 }
 
@@ -69,23 +87,55 @@ async fn a_bad_file_gets_a_status_and_no_rows_even_after_a_good_version() {
     let full = std::fs::read(fixtures().join("small_zlib.root")).expect("fixture");
     let bad_path = dir.join("bad.root");
     std::fs::write(&bad_path, &full[..full.len() / 3]).expect("write");
-    let req = IngestRequest { logical_file_name: lfn(7), dataset: None, deadline: None };
-    let err = ingest(&lake, &ws, &req, Arc::new(LocalFile::open(&bad_path).expect("open")), None)
-        .await
-        .expect_err("truncated file");
+    let req = IngestRequest {
+        logical_file_name: lfn(7),
+        dataset: None,
+        deadline: None,
+    };
+    let err = ingest(
+        &lake,
+        &ws,
+        &req,
+        Arc::new(LocalFile::open(&bad_path).expect("open")),
+        None,
+    )
+    .await
+    .expect_err("truncated file");
     assert_eq!(err.status(), "ROOTFILE_ERROR");
     assert!(!err.is_transient());
-    record_failure(&lake, &ws, &req, None, 1, err.status(), &err.to_string()).await.expect("record");
-    let th1: usize = read_table(&dir.join("default/th1")).iter().map(|(_, b)| b.num_rows()).sum();
+    record_failure(&lake, &ws, &req, None, 1, err.status(), &err.to_string())
+        .await
+        .expect("record");
+    let th1: usize = read_table(&dir.join("default/th1"))
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum();
     assert_eq!(th1, 0, "rows of the failed file are gone");
     let files = read_table(&dir.join("default/file_index"));
     let b = &files[0].1;
-    assert_eq!(b.column_by_name("status").expect("s").as_string::<i32>().value(0), "ROOTFILE_ERROR");
-    assert!(b.column_by_name("err_trace").expect("e").as_string::<i32>().value(0).contains("truncated"));
+    assert_eq!(
+        b.column_by_name("status")
+            .expect("s")
+            .as_string::<i32>()
+            .value(0),
+        "ROOTFILE_ERROR"
+    );
+    assert!(b
+        .column_by_name("err_trace")
+        .expect("e")
+        .as_string::<i32>()
+        .value(0)
+        .contains("truncated"));
     // A file without a CMS name and without a dataset: PARSING_ERROR, never a guessed dataset.
-    let req = IngestRequest { logical_file_name: "inbox/x.root".into(), dataset: None, deadline: None };
+    let req = IngestRequest {
+        logical_file_name: "inbox/x.root".into(),
+        dataset: None,
+        deadline: None,
+    };
     let src = Arc::new(LocalFile::open(fixtures().join("small_zlib.root")).expect("open"));
-    let err = ingest(&lake, &ws, &req, src, None).await.expect_err("no dataset");
+    let err = ingest(&lake, &ws, &req, src, None)
+        .await
+        .expect_err("no dataset");
     assert_eq!(err.status(), "PARSING_ERROR");
 }
 
@@ -101,13 +151,20 @@ async fn workspaces_route_by_dataset_and_me_prefix() {
     )
     .expect("config");
     let rep = ingest_fixture(&lake, &ws, "small_zlib.root", &lfn(1)).await;
-    let names: Vec<&str> = rep.workspaces.iter().map(|w| w.workspace.as_str()).collect();
+    let names: Vec<&str> = rep
+        .workspaces
+        .iter()
+        .map(|w| w.workspace.as_str())
+        .collect();
     assert_eq!(names, ["tracker", "hcal"]);
     for (w, prefix) in [("tracker", "PixelPhase1/"), ("hcal", "Hcal/")] {
         let got = rows(&dir.join(w).join("th2"), 2);
         assert!(!got.is_empty(), "{w}");
         assert!(got.keys().all(|(_, _, me)| me.starts_with(prefix)), "{w}");
-        let want: Vec<_> = expected(2).into_keys().filter(|(_, _, me)| me.starts_with(prefix)).collect();
+        let want: Vec<_> = expected(2)
+            .into_keys()
+            .filter(|(_, _, me)| me.starts_with(prefix))
+            .collect();
         assert_eq!(got.into_keys().collect::<Vec<_>>(), want);
     }
     assert!(!dir.join("jetmet").exists());
@@ -125,23 +182,52 @@ async fn written_files_have_the_documented_layout() {
     let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
     ingest_fixture(&lake, &Workspaces::default(), "small_zlib.root", &lfn(0)).await;
     for table in ["th1", "th2"] {
-        let file = common::committed(&dir.join("default").join(table)).into_iter().next().expect("part");
-        let opts = parquet::file::serialized_reader::ReadOptionsBuilder::new().with_page_index().build();
-        let r = SerializedFileReader::new_with_options(std::fs::File::open(&file).expect("open"), opts).expect("parquet");
+        let file = common::committed(&dir.join("default").join(table))
+            .into_iter()
+            .next()
+            .expect("part");
+        let opts = parquet::file::serialized_reader::ReadOptionsBuilder::new()
+            .with_page_index()
+            .build();
+        let r =
+            SerializedFileReader::new_with_options(std::fs::File::open(&file).expect("open"), opts)
+                .expect("parquet");
         let meta = r.metadata();
-        assert!(meta.column_index().is_some() && meta.offset_index().is_some(), "{table}: page index");
+        assert!(
+            meta.column_index().is_some() && meta.offset_index().is_some(),
+            "{table}: page index"
+        );
         let rg = meta.row_group(0);
         for c in rg.columns() {
             let path = c.column_path().string();
             let bins = path.contains(".list.");
             if bins {
-                assert!(matches!(c.compression(), Compression::ZSTD(_)), "{table} {path}: {:?}", c.compression());
+                assert!(
+                    matches!(c.compression(), Compression::ZSTD(_)),
+                    "{table} {path}: {:?}",
+                    c.compression()
+                );
             } else {
                 assert_eq!(c.compression(), Compression::SNAPPY, "{table} {path}");
             }
-            assert_eq!(c.statistics().is_some(), !bins, "{table} {path}: statistics only on scalar columns");
-            if ["ls_number", "me_id", "me", "data.list.item", "data.list.item.list.item"].contains(&path.as_str()) {
-                assert!(c.encodings().any(|e| e == Encoding::RLE_DICTIONARY), "{table} {path}: dictionary");
+            assert_eq!(
+                c.statistics().is_some(),
+                !bins,
+                "{table} {path}: statistics only on scalar columns"
+            );
+            if [
+                "ls_number",
+                "me_id",
+                "me",
+                "data.list.item",
+                "data.list.item.list.item",
+            ]
+            .contains(&path.as_str())
+            {
+                assert!(
+                    c.encodings().any(|e| e == Encoding::RLE_DICTIONARY),
+                    "{table} {path}: dictionary"
+                );
             }
         }
     }
@@ -160,63 +246,154 @@ async fn every_kind_reaches_its_table() {
     let dir = scratch("kinds");
     let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
     let rep = ingest_fixture(&lake, &Workspaces::default(), "small_zlib.root", &lfn(0)).await;
-    let text = std::fs::read_to_string(fixtures().join("small_zlib.lake.expected.jsonl")).expect("oracle");
-    let oracle: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let text =
+        std::fs::read_to_string(fixtures().join("small_zlib.lake.expected.jsonl")).expect("oracle");
+    let oracle: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
     let table_of = |kind: &str, ls: i64| {
-        let k = dials_dqmio::MeKind::ALL.into_iter().find(|k| k.as_str() == kind).expect("kind");
+        let k = dials_dqmio::MeKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+            .expect("kind");
         DataTable::of(k).name_for(ls == 0)
     };
     let mut want: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for r in &oracle {
-        *want.entry(table_of(r["kind"].as_str().expect("kind"), r["ls_number"].as_i64().expect("ls"))).or_default() += 1;
+        *want
+            .entry(table_of(
+                r["kind"].as_str().expect("kind"),
+                r["ls_number"].as_i64().expect("ls"),
+            ))
+            .or_default() += 1;
     }
-    assert_eq!(want.len(), 12, "the fixture has every kind per lumisection and per run");
+    assert_eq!(
+        want.len(),
+        12,
+        "the fixture has every kind per lumisection and per run"
+    );
     for (table, n) in &want {
-        let got: usize = read_table(&dir.join("default").join(table)).iter().map(|(_, b)| b.num_rows()).sum();
+        let got: usize = read_table(&dir.join("default").join(table))
+            .iter()
+            .map(|(_, b)| b.num_rows())
+            .sum();
         assert_eq!(got, *n, "{table}");
-        assert_eq!(rep.workspaces[0].rows.get(*table).copied(), Some(*n as u64), "{table} in the report");
+        assert_eq!(
+            rep.workspaces[0].rows.get(*table).copied(),
+            Some(*n as u64),
+            "{table} in the report"
+        );
     }
     // Scalars: the value column of the row's kind, bit for bit.
     for table in ["scalar", "scalar_run"] {
         for (run, b) in read_table(&dir.join("default").join(table)) {
-            let me = b.column_by_name("me").expect("me").as_string::<i32>().clone();
-            let ls = b.column_by_name("ls_number").expect("ls").as_primitive::<Int64Type>().clone();
-            let ints = b.column_by_name("value_int").expect("int").as_primitive::<Int64Type>().clone();
-            let floats = b.column_by_name("value_float").expect("float").as_primitive::<Float64Type>().clone();
-            let strings = b.column_by_name("value_string").expect("string").as_string::<i32>().clone();
+            let me = b
+                .column_by_name("me")
+                .expect("me")
+                .as_string::<i32>()
+                .clone();
+            let ls = b
+                .column_by_name("ls_number")
+                .expect("ls")
+                .as_primitive::<Int64Type>()
+                .clone();
+            let ints = b
+                .column_by_name("value_int")
+                .expect("int")
+                .as_primitive::<Int64Type>()
+                .clone();
+            let floats = b
+                .column_by_name("value_float")
+                .expect("float")
+                .as_primitive::<Float64Type>()
+                .clone();
+            let strings = b
+                .column_by_name("value_string")
+                .expect("string")
+                .as_string::<i32>()
+                .clone();
             for i in 0..b.num_rows() {
                 let r = oracle
                     .iter()
-                    .find(|r| r["run_number"] == run && r["ls_number"] == ls.value(i) && r["me"] == me.value(i))
+                    .find(|r| {
+                        r["run_number"] == run
+                            && r["ls_number"] == ls.value(i)
+                            && r["me"] == me.value(i)
+                    })
                     .expect("row in ROOT's list");
                 match r["kind"].as_str() {
                     Some("Int") => assert_eq!(Some(ints.value(i)), r["value"].as_i64()),
                     Some("Float") => match r["value"].as_f64() {
-                        Some(v) => assert_eq!(floats.value(i).to_bits(), v.to_bits(), "{}", me.value(i)),
+                        Some(v) => {
+                            assert_eq!(floats.value(i).to_bits(), v.to_bits(), "{}", me.value(i))
+                        }
                         None => assert!(!floats.value(i).is_finite()),
                     },
                     _ => assert_eq!(Some(strings.value(i)), r["value"].as_str()),
                 }
                 let set = [ints.is_valid(i), floats.is_valid(i), strings.is_valid(i)];
-                assert_eq!(set.iter().filter(|v| **v).count(), 1, "one value column per row");
+                assert_eq!(
+                    set.iter().filter(|v| **v).count(),
+                    1,
+                    "one value column per row"
+                );
             }
         }
     }
     // Profiles: GetBinContent, GetBinEntries and the stored sums.
     for table in ["profile1d", "profile2d_run"] {
         for (run, b) in read_table(&dir.join("default").join(table)) {
-            let me = b.column_by_name("me").expect("me").as_string::<i32>().clone();
-            let ls = b.column_by_name("ls_number").expect("ls").as_primitive::<Int64Type>().clone();
-            let entries = b.column_by_name("bin_entries").expect("e").as_list::<i32>().clone();
-            let sums = b.column_by_name("bin_sums").expect("s").as_list::<i32>().clone();
+            let me = b
+                .column_by_name("me")
+                .expect("me")
+                .as_string::<i32>()
+                .clone();
+            let ls = b
+                .column_by_name("ls_number")
+                .expect("ls")
+                .as_primitive::<Int64Type>()
+                .clone();
+            let entries = b
+                .column_by_name("bin_entries")
+                .expect("e")
+                .as_list::<i32>()
+                .clone();
+            let sums = b
+                .column_by_name("bin_sums")
+                .expect("s")
+                .as_list::<i32>()
+                .clone();
             for i in 0..b.num_rows() {
                 let r = oracle
                     .iter()
-                    .find(|r| r["run_number"] == run && r["ls_number"] == ls.value(i) && r["me"] == me.value(i))
+                    .find(|r| {
+                        r["run_number"] == run
+                            && r["ls_number"] == ls.value(i)
+                            && r["me"] == me.value(i)
+                    })
                     .expect("row in ROOT's list");
-                let bits = |v: &Value| v.as_array().expect("list").iter().map(|x| x.as_f64().expect("num").to_bits()).collect::<Vec<_>>();
-                let got = |a: &arrow::array::ListArray| a.value(i).as_primitive::<Float64Type>().values().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(got(&entries), bits(&r["bin_entries"]), "{table} {}", me.value(i));
+                let bits = |v: &Value| {
+                    v.as_array()
+                        .expect("list")
+                        .iter()
+                        .map(|x| x.as_f64().expect("num").to_bits())
+                        .collect::<Vec<_>>()
+                };
+                let got = |a: &arrow::array::ListArray| {
+                    a.value(i)
+                        .as_primitive::<Float64Type>()
+                        .values()
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    got(&entries),
+                    bits(&r["bin_entries"]),
+                    "{table} {}",
+                    me.value(i)
+                );
                 assert_eq!(got(&sums), bits(&r["bin_sums"]), "{table} {}", me.value(i));
             }
         }

@@ -16,7 +16,14 @@ fn tree_order_lands_the_same_rows_as_index_order() {
         let table = if dim == 1 { "th1" } else { "th2" };
         let got = rows(&dir.join("default").join(table), dim);
         let want = expected(dim);
-        assert!(want.keys().map(|k| k.0).collect::<std::collections::BTreeSet<_>>().len() >= 2, "fixture has several runs");
+        assert!(
+            want.keys()
+                .map(|k| k.0)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                >= 2,
+            "fixture has several runs"
+        );
         assert_eq!(got, want, "{table}");
     }
 }

@@ -18,22 +18,37 @@ fn a_lumisection_never_straddles_two_row_groups() {
     for table in ["th1", "th2"] {
         {
             for f in common::committed(&dir.join("default").join(table)) {
-                let reader = SerializedFileReader::new(std::fs::File::open(&f).expect("open")).expect("parquet");
+                let reader = SerializedFileReader::new(std::fs::File::open(&f).expect("open"))
+                    .expect("parquet");
                 let meta = reader.metadata();
-                let ls_col = meta.file_metadata().schema_descr().columns().iter().position(|c| c.name() == "ls_number").expect("ls");
+                let ls_col = meta
+                    .file_metadata()
+                    .schema_descr()
+                    .columns()
+                    .iter()
+                    .position(|c| c.name() == "ls_number")
+                    .expect("ls");
                 let ranges: Vec<(i64, i64, i64)> = meta
                     .row_groups()
                     .iter()
                     .map(|rg| match rg.column(ls_col).statistics() {
-                        Some(Statistics::Int64(s)) => {
-                            (*s.min_opt().expect("min"), *s.max_opt().expect("max"), rg.num_rows())
-                        }
+                        Some(Statistics::Int64(s)) => (
+                            *s.min_opt().expect("min"),
+                            *s.max_opt().expect("max"),
+                            rg.num_rows(),
+                        ),
                         other => panic!("ls_number statistics: {other:?}"),
                     })
                     .collect();
-                assert!(ranges.len() >= 2, "{table}: several row groups at 12 rows ({ranges:?})");
+                assert!(
+                    ranges.len() >= 2,
+                    "{table}: several row groups at 12 rows ({ranges:?})"
+                );
                 for w in ranges.windows(2) {
-                    assert!(w[0].1 < w[1].0, "{table}: lumisection split across row groups: {ranges:?}");
+                    assert!(
+                        w[0].1 < w[1].0,
+                        "{table}: lumisection split across row groups: {ranges:?}"
+                    );
                 }
                 assert!(ranges.iter().all(|r| r.2 <= 12), "{table}: {ranges:?}");
                 checked += 1;

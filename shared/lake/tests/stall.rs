@@ -17,8 +17,8 @@ use futures::stream::BoxStream;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetRange, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetRange, GetResult, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -46,13 +46,26 @@ impl Drop for Pending {
 
 #[async_trait]
 impl ObjectStore for Stalling {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.inner.put_opts(location, payload, opts).await
     }
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.inner.put_multipart_opts(location, opts).await
     }
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         if matches!(options.range, Some(GetRange::Bounded(_))) {
             self.pending.fetch_add(1, Ordering::SeqCst);
             let _guard = Pending(self.pending.clone());
@@ -60,7 +73,10 @@ impl ObjectStore for Stalling {
         }
         self.inner.get_opts(location, options).await
     }
-    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         self.inner.delete_stream(locations)
     }
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
@@ -69,7 +85,12 @@ impl ObjectStore for Stalling {
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         self.inner.list_with_delimiter(prefix).await
     }
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
 }
@@ -79,15 +100,28 @@ const KEY: &str = "store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/
 fn file_index_status(lake: &std::path::Path) -> (String, String) {
     let dir = lake.join("default/file_index");
     let f = common::committed(&dir).into_iter().next().expect("record");
-    let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).expect("open")).expect("parquet").build().expect("reader");
+    let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).expect("open"))
+        .expect("parquet")
+        .build()
+        .expect("reader");
     let b = r.into_iter().next().expect("batch").expect("batch");
-    let col = |n: &str| b.column_by_name(n).expect(n).as_string::<i32>().value(0).to_string();
+    let col = |n: &str| {
+        b.column_by_name(n)
+            .expect(n)
+            .as_string::<i32>()
+            .value(0)
+            .to_string()
+    };
     (col("status"), col("err_trace"))
 }
 
 #[test]
 fn a_stalled_read_ends_at_the_deadline_and_the_failure_is_recorded() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = std::env::temp_dir().join(format!("dials-lake-test-{}-stall", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("tmp");
@@ -100,39 +134,78 @@ fn a_stalled_read_ends_at_the_deadline_and_the_failure_is_recorded() {
         // A real file followed by padding, so the open's tail request (256 KiB) does not cover the
         // file's header and keys: the reader must ask for ranges, and every one of them stalls.
         let mut bytes = std::fs::read(
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/data/small_zlib.root"),
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/data/small_zlib.root"),
         )
         .expect("fixture");
         bytes.resize(bytes.len() + (300 << 10), 0);
         let size = bytes.len() as u64;
         let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        inner.put(&Path::from(KEY), bytes.into()).await.expect("put");
-        let store: Arc<dyn ObjectStore> = Arc::new(Stalling { inner, pending: pending2.clone() });
+        inner
+            .put(&Path::from(KEY), bytes.into())
+            .await
+            .expect("put");
+        let store: Arc<dyn ObjectStore> = Arc::new(Stalling {
+            inner,
+            pending: pending2.clone(),
+        });
         let lake = Location::parse(lake_dir.to_str().expect("utf8"), true).expect("lake");
         let deadline = Instant::now() + Duration::from_millis(1500);
-        let req = IngestRequest { logical_file_name: format!("/{KEY}"), dataset: None, deadline: Some(deadline) };
+        let req = IngestRequest {
+            logical_file_name: format!("/{KEY}"),
+            dataset: None,
+            deadline: Some(deadline),
+        };
         let t0 = Instant::now();
-        let src = ObjectSource::open_until(store, Path::from(KEY), format!("s3://raw/{KEY}"), Some(deadline)).await.expect("open");
-        let r = tokio::time::timeout(Duration::from_secs(20), ingest(&lake, &Workspaces::default(), &req, Arc::new(src), None)).await;
+        let src = ObjectSource::open_until(
+            store,
+            Path::from(KEY),
+            format!("s3://raw/{KEY}"),
+            Some(deadline),
+        )
+        .await
+        .expect("open");
+        let r = tokio::time::timeout(
+            Duration::from_secs(20),
+            ingest(&lake, &Workspaces::default(), &req, Arc::new(src), None),
+        )
+        .await;
         let took = t0.elapsed();
         // Reads abandoned at the deadline are dropped at once; give the decoder thread a moment.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let left = pending2.load(Ordering::SeqCst);
-        let Ok(result) = r else { return Err(format!("ingest still running after {took:?} (deadline 1.5 s)")) };
-        let Err(e) = result else { return Err("a stalled ingest succeeded".into()) };
+        let Ok(result) = r else {
+            return Err(format!(
+                "ingest still running after {took:?} (deadline 1.5 s)"
+            ));
+        };
+        let Err(e) = result else {
+            return Err("a stalled ingest succeeded".into());
+        };
         let transient = e.is_transient();
         let text = e.to_string();
         // The last delivery: the failure is recorded (FILE_NOT_AVAILABLE) instead of leaving STARTED.
-        let deps = Deps { lake: lake.clone(), workspaces: Workspaces::default(), default_dataset: None, max_receives: 3 };
+        let deps = Deps {
+            lake: lake.clone(),
+            workspaces: Workspaces::default(),
+            default_dataset: None,
+            max_receives: 3,
+        };
         let o = settle(&deps, &req, None, "s3://raw/stall.root", size, Err(e), 3).await;
         Ok((took, left, transient, text, o.status, o.retry))
     });
     rt.shutdown_timeout(Duration::from_secs(1));
     let (took, left, transient, text, status, retry) = outcome.expect("ingest ended");
-    assert!(took < Duration::from_millis(2500), "ingest ended {took:?} after start, deadline 1.5 s");
+    assert!(
+        took < Duration::from_millis(2500),
+        "ingest ended {took:?} after start, deadline 1.5 s"
+    );
     assert_eq!(left, 0, "reads still pending after the ingest ended");
     assert!(transient, "{text}");
-    assert!(text.contains("did not finish") || text.contains("deadline"), "{text}");
+    assert!(
+        text.contains("did not finish") || text.contains("deadline"),
+        "{text}"
+    );
     assert_eq!((status.as_str(), retry), ("FILE_NOT_AVAILABLE", true));
     let (recorded, trace) = file_index_status(&dir);
     assert_eq!(recorded, "FILE_NOT_AVAILABLE", "{trace}");

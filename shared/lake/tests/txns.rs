@@ -13,15 +13,33 @@ use dials_lake::txns::TxnIndex;
 use dials_lake::{delta, IngestError, Location};
 
 fn intent(file_id: i64, generation: i64, n: usize) -> Intent {
-    let adds = vec![delta::add(format!("part-{file_id}-{generation}-{n}.parquet"), 10, &[], None)];
-    Intent { file_id, generation, adds }
+    let adds = vec![delta::add(
+        format!("part-{file_id}-{generation}-{n}.parquet"),
+        10,
+        &[],
+        None,
+    )];
+    Intent {
+        file_id,
+        generation,
+        adds,
+    }
 }
 
-async fn delta_rs_answers(lake: &Location, ids: impl Iterator<Item = i64>) -> BTreeMap<i64, Option<i64>> {
-    let t = delta::open(lake, "default", "file_index").await.expect("open").expect("table");
+async fn delta_rs_answers(
+    lake: &Location,
+    ids: impl Iterator<Item = i64>,
+) -> BTreeMap<i64, Option<i64>> {
+    let t = delta::open(lake, "default", "file_index")
+        .await
+        .expect("open")
+        .expect("table");
     let mut out = BTreeMap::new();
     for id in ids {
-        out.insert(id, delta::file_generation(&t, id).await.expect("generation"));
+        out.insert(
+            id,
+            delta::file_generation(&t, id).await.expect("generation"),
+        );
     }
     out
 }
@@ -43,14 +61,24 @@ async fn index_equals_delta_rs_across_checkpoints_and_follows_other_writers() {
                 want.insert(id, generation);
             }
             Err(IngestError::Superseded(_)) => {
-                assert!(want.get(&id).is_some_and(|g| *g > generation), "file {id} at {generation} wrongly superseded");
+                assert!(
+                    want.get(&id).is_some_and(|g| *g > generation),
+                    "file {id} at {generation} wrongly superseded"
+                );
                 superseded += 1;
             }
             Err(e) => panic!("commit {n}: {e}"),
         }
     }
-    assert!(superseded > 0, "the sequence never tried an older generation");
-    assert!(dir.join("default/file_index/_delta_log/_last_checkpoint").exists(), "no checkpoint written");
+    assert!(
+        superseded > 0,
+        "the sequence never tried an older generation"
+    );
+    assert!(
+        dir.join("default/file_index/_delta_log/_last_checkpoint")
+            .exists(),
+        "no checkpoint written"
+    );
 
     let ids = (990..1050).collect::<Vec<i64>>();
     let answers = delta_rs_answers(&lake, ids.iter().copied()).await;
@@ -58,38 +86,82 @@ async fn index_equals_delta_rs_across_checkpoints_and_follows_other_writers() {
         assert_eq!(*g, want.get(id).copied(), "delta-rs on file {id}");
     }
     // Built from the checkpoint and the commits after it.
-    let t = delta::open(&lake, "default", "file_index").await.expect("open").expect("table");
+    let t = delta::open(&lake, "default", "file_index")
+        .await
+        .expect("open")
+        .expect("table");
     let built = TxnIndex::build(&t).await.expect("build");
     assert_eq!(built.version(), t.version().expect("version"));
     assert_eq!(built.len(), want.len());
     for id in &ids {
-        assert_eq!(built.generation(*id), answers[id], "built index on file {id}");
+        assert_eq!(
+            built.generation(*id),
+            answers[id],
+            "built index on file {id}"
+        );
     }
     // Built at an older version (before the last checkpoint), then advanced commit by commit.
-    let mut old = delta::open(&lake, "default", "file_index").await.expect("open").expect("table");
+    let mut old = delta::open(&lake, "default", "file_index")
+        .await
+        .expect("open")
+        .expect("table");
     let mut at_40 = deltalake_core::DeltaTable::new(old.log_store());
-    at_40.update_incremental(Some(40)).await.expect("version 40");
+    at_40
+        .update_incremental(Some(40))
+        .await
+        .expect("version 40");
     let mut ix = TxnIndex::build(&at_40).await.expect("build at 40");
     assert_eq!(ix.version(), 40);
     old.update_incremental(None).await.expect("latest");
     assert!(ix.advance(&old).await.expect("advance"));
     assert_eq!(ix.version(), t.version().expect("version"));
     for id in &ids {
-        assert_eq!(ix.generation(*id), answers[id], "advanced index on file {id}");
+        assert_eq!(
+            ix.generation(*id),
+            answers[id],
+            "advanced index on file {id}"
+        );
     }
 
     // Another writer (another process: its own table handle, its own commit) commits file 1000 at
     // a newer generation; this process's committer, which keeps its table and index, must see it.
-    let mut other = delta::open(&lake, "default", "file_index").await.expect("open").expect("table");
-    let newest = 10_000;
-    delta::commit_txns(&mut other, vec![deltalake_core::kernel::Action::Add(delta::add("part-1000-x.parquet".into(), 1, &[], None))], vec![delta::file_txn(1000, newest)], &[])
+    let mut other = delta::open(&lake, "default", "file_index")
         .await
-        .expect("other writer");
-    match submit(&lake, "default", "file_index", intent(1000, newest - 1, 999)).await {
+        .expect("open")
+        .expect("table");
+    let newest = 10_000;
+    delta::commit_txns(
+        &mut other,
+        vec![deltalake_core::kernel::Action::Add(delta::add(
+            "part-1000-x.parquet".into(),
+            1,
+            &[],
+            None,
+        ))],
+        vec![delta::file_txn(1000, newest)],
+        &[],
+    )
+    .await
+    .expect("other writer");
+    match submit(
+        &lake,
+        "default",
+        "file_index",
+        intent(1000, newest - 1, 999),
+    )
+    .await
+    {
         Err(IngestError::Superseded(_)) => {}
         other => panic!("an older attempt after another writer's newer commit: {other:?}"),
     }
-    submit(&lake, "default", "file_index", intent(1001, newest + 1, 1000)).await.expect("a newer attempt of another file");
+    submit(
+        &lake,
+        "default",
+        "file_index",
+        intent(1001, newest + 1, 1000),
+    )
+    .await
+    .expect("a newer attempt of another file");
     let after = delta_rs_answers(&lake, [1000, 1001].into_iter()).await;
     assert_eq!(after[&1000], Some(newest));
     assert_eq!(after[&1001], Some(newest + 1));

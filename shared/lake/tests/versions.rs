@@ -21,7 +21,8 @@ use dials_lake::store::ObjectSource;
 use dials_lake::{ingest, record_failure, IngestError, IngestRequest, Location, Workspaces};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-const LFN: &str = "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/overwritten.root";
+const LFN: &str =
+    "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/overwritten.root";
 /// The older version (A) and the newer one (B), written one second apart.
 const OLDER: (&str, i64, &str) = ("small_zlib.root", 1_733_000_000_000, "\"aaaa-1\"");
 const NEWER: (&str, i64, &str) = ("tiny_none.root", 1_733_000_001_000, "\"bbbb-2\"");
@@ -30,13 +31,22 @@ const NEWER: (&str, i64, &str) = ("tiny_none.root", 1_733_000_001_000, "\"bbbb-2
 fn signature(dir: &std::path::Path) -> BTreeMap<&'static str, String> {
     let mut sig = BTreeMap::new();
     for table in ["th1", "th2", "me_index"] {
-        let n: usize = read_table(&dir.join("default").join(table)).iter().map(|(_, b)| b.num_rows()).sum();
+        let n: usize = read_table(&dir.join("default").join(table))
+            .iter()
+            .map(|(_, b)| b.num_rows())
+            .sum();
         sig.insert(table, n.to_string());
     }
     let mut lumis: Vec<(i64, i64)> = Vec::new();
     for (_, b) in read_table(&dir.join("default/lumisection_index")) {
-        let run = b.column_by_name("run_number").expect("run").as_primitive::<Int64Type>();
-        let ls = b.column_by_name("ls_number").expect("ls").as_primitive::<Int64Type>();
+        let run = b
+            .column_by_name("run_number")
+            .expect("run")
+            .as_primitive::<Int64Type>();
+        let ls = b
+            .column_by_name("ls_number")
+            .expect("ls")
+            .as_primitive::<Int64Type>();
         lumis.extend((0..b.num_rows()).map(|i| (run.value(i), ls.value(i))));
     }
     lumis.sort_unstable();
@@ -47,17 +57,30 @@ fn signature(dir: &std::path::Path) -> BTreeMap<&'static str, String> {
 /// The bytes of `fixture`, said to be the version written at `modified_ms` with entity tag `etag`.
 fn version(v: (&str, i64, &str)) -> Arc<MemSource> {
     let bytes = std::fs::read(fixtures().join(v.0)).expect("fixture");
-    Arc::new(MemSource::new(LFN, bytes).with_version(SourceVersion { modified_ms: v.1, etag: v.2.to_string() }))
+    Arc::new(MemSource::new(LFN, bytes).with_version(SourceVersion {
+        modified_ms: v.1,
+        etag: v.2.to_string(),
+    }))
 }
 
 fn request() -> IngestRequest {
-    IngestRequest { logical_file_name: LFN.to_string(), dataset: None, deadline: None }
+    IngestRequest {
+        logical_file_name: LFN.to_string(),
+        dataset: None,
+        deadline: None,
+    }
 }
 
 fn file_status(dir: &std::path::Path) -> Vec<String> {
     read_table(&dir.join("default/file_index"))
         .iter()
-        .map(|(_, b)| b.column_by_name("status").expect("status").as_string::<i32>().value(0).to_string())
+        .map(|(_, b)| {
+            b.column_by_name("status")
+                .expect("status")
+                .as_string::<i32>()
+                .value(0)
+                .to_string()
+        })
         .collect()
 }
 
@@ -92,7 +115,11 @@ async fn two_versions_of_one_file_at_once_leave_the_newer_whole() {
         let (a, b) = (lake.clone(), lake.clone());
         // The older version's attempt starts first in half the trials, last (by up to 40 ms) in the other half.
         let delay = std::time::Duration::from_millis((trial * 7) % 41);
-        let (da, db) = if trial % 2 == 0 { (delay, std::time::Duration::ZERO) } else { (std::time::Duration::ZERO, delay) };
+        let (da, db) = if trial % 2 == 0 {
+            (delay, std::time::Duration::ZERO)
+        } else {
+            (std::time::Duration::ZERO, delay)
+        };
         let ta = tokio::spawn(async move {
             tokio::time::sleep(da).await;
             ingest_version(&a, OLDER).await
@@ -104,12 +131,30 @@ async fn two_versions_of_one_file_at_once_leave_the_newer_whole() {
         ta.await.expect("task").expect("version A");
         tb.await.expect("task").expect("version B");
         let sig = signature(&dir);
-        assert_eq!(sig, alone[1], "trial {trial}: the lake does not hold the newer version, whole");
-        assert_eq!(file_status(&dir), ["FINISHED"], "trial {trial}: one FINISHED record for the file");
+        assert_eq!(
+            sig, alone[1],
+            "trial {trial}: the lake does not hold the newer version, whole"
+        );
+        assert_eq!(
+            file_status(&dir),
+            ["FINISHED"],
+            "trial {trial}: one FINISHED record for the file"
+        );
         // Every committed object exists (nothing the log names was deleted).
-        for table in ["th1", "th2", "lumisection_index", "me_index", "file_index", "dataset_index"] {
+        for table in [
+            "th1",
+            "th2",
+            "lumisection_index",
+            "me_index",
+            "file_index",
+            "dataset_index",
+        ] {
             for f in committed(&dir.join("default").join(table)) {
-                assert!(f.exists(), "trial {trial}: {} is committed but missing", f.display());
+                assert!(
+                    f.exists(),
+                    "trial {trial}: {} is committed but missing",
+                    f.display()
+                );
             }
         }
     }
@@ -119,24 +164,75 @@ async fn two_versions_of_one_file_at_once_leave_the_newer_whole() {
 async fn an_older_version_never_replaces_a_newer_one() {
     let dir = scratch("older-after-newer");
     let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
-    ingest(&lake, &Workspaces::default(), &request(), version(NEWER), None).await.expect("newer");
+    ingest(
+        &lake,
+        &Workspaces::default(),
+        &request(),
+        version(NEWER),
+        None,
+    )
+    .await
+    .expect("newer");
     let newer = signature(&dir);
     // A late event of the older version: superseded, nothing changes.
-    let late = ingest(&lake, &Workspaces::default(), &request(), version(OLDER), None).await;
-    assert!(matches!(late, Err(IngestError::Superseded(_))), "older after newer: {late:?}");
+    let late = ingest(
+        &lake,
+        &Workspaces::default(),
+        &request(),
+        version(OLDER),
+        None,
+    )
+    .await;
+    assert!(
+        matches!(late, Err(IngestError::Superseded(_))),
+        "older after newer: {late:?}"
+    );
     assert_eq!(signature(&dir), newer);
     assert_eq!(file_status(&dir), ["FINISHED"]);
     // A failure of the older version (say it was corrupt) is not recorded over the newer's rows.
-    let older = SourceVersion { modified_ms: OLDER.1, etag: OLDER.2.to_string() };
-    let _ = record_failure(&lake, &Workspaces::default(), &request(), Some(&older), 1, "ROOTFILE_ERROR", "corrupt").await;
+    let older = SourceVersion {
+        modified_ms: OLDER.1,
+        etag: OLDER.2.to_string(),
+    };
+    let _ = record_failure(
+        &lake,
+        &Workspaces::default(),
+        &request(),
+        Some(&older),
+        1,
+        "ROOTFILE_ERROR",
+        "corrupt",
+    )
+    .await;
     assert_eq!(signature(&dir), newer);
     assert_eq!(file_status(&dir), ["FINISHED"]);
     // The same version again (a redelivery, an operator's re-run) is ingested again, not refused.
-    ingest(&lake, &Workspaces::default(), &request(), version(NEWER), None).await.expect("same version again");
+    ingest(
+        &lake,
+        &Workspaces::default(),
+        &request(),
+        version(NEWER),
+        None,
+    )
+    .await
+    .expect("same version again");
     assert_eq!(signature(&dir), newer);
     // A failure of the newer version itself is recorded: its rows go.
-    let newest = SourceVersion { modified_ms: NEWER.1, etag: NEWER.2.to_string() };
-    record_failure(&lake, &Workspaces::default(), &request(), Some(&newest), 1, "ROOTFILE_ERROR", "corrupt").await.expect("record");
+    let newest = SourceVersion {
+        modified_ms: NEWER.1,
+        etag: NEWER.2.to_string(),
+    };
+    record_failure(
+        &lake,
+        &Workspaces::default(),
+        &request(),
+        Some(&newest),
+        1,
+        "ROOTFILE_ERROR",
+        "corrupt",
+    )
+    .await
+    .expect("record");
     assert_eq!(file_status(&dir), ["ROOTFILE_ERROR"]);
 }
 
@@ -145,27 +241,63 @@ async fn a_key_overwritten_while_read_is_retried_not_recorded_as_broken() {
     // The source bucket is a folder; the first version is larger than what the open reads at once
     // (its tail), so the ingest must read it again after the overwrite.
     let bucket = scratch("overwritten-bucket");
-    let store: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&bucket).expect("bucket"));
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&bucket).expect("bucket"));
     let key = object_store::path::Path::from(LFN.trim_start_matches('/'));
     let first = std::fs::read(fixtures().join("th2_50x50.root")).expect("fixture");
-    assert!(first.len() as u64 > dials_lake::store::OPEN_TAIL_BYTES, "the fixture must not fit in the open's tail read");
-    store.put(&key, PutPayload::from(first)).await.expect("put v1");
-    let src = ObjectSource::open(store.clone(), key.clone(), LFN.to_string()).await.expect("open v1");
+    assert!(
+        first.len() as u64 > dials_lake::store::OPEN_TAIL_BYTES,
+        "the fixture must not fit in the open's tail read"
+    );
+    store
+        .put(&key, PutPayload::from(first))
+        .await
+        .expect("put v1");
+    let src = ObjectSource::open(store.clone(), key.clone(), LFN.to_string())
+        .await
+        .expect("open v1");
     let v1 = ByteSource::version(&src).expect("a version");
     // Overwritten (another object written, then renamed over the key) before the ingest reads on.
-    store.put(&key, PutPayload::from(std::fs::read(fixtures().join(NEWER.0)).expect("fixture"))).await.expect("put v2");
+    store
+        .put(
+            &key,
+            PutPayload::from(std::fs::read(fixtures().join(NEWER.0)).expect("fixture")),
+        )
+        .await
+        .expect("put v2");
     let dir = scratch("overwritten-lake");
     let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
-    let err = ingest(&lake, &Workspaces::default(), &request(), Arc::new(src), None).await.expect_err("torn read must fail");
-    assert!(err.is_transient(), "a key overwritten while read is retried: {err}");
+    let err = ingest(
+        &lake,
+        &Workspaces::default(),
+        &request(),
+        Arc::new(src),
+        None,
+    )
+    .await
+    .expect_err("torn read must fail");
+    assert!(
+        err.is_transient(),
+        "a key overwritten while read is retried: {err}"
+    );
     assert_eq!(err.status(), "FILE_NOT_AVAILABLE", "{err}");
     assert!(err.to_string().contains("overwritten"), "{err}");
     assert!(!file_status(&dir).contains(&"FINISHED".to_string()));
     // The retry opens the key again and reads the new version, whole.
-    let src = ObjectSource::open(store.clone(), key.clone(), LFN.to_string()).await.expect("open v2");
+    let src = ObjectSource::open(store.clone(), key.clone(), LFN.to_string())
+        .await
+        .expect("open v2");
     let v2 = ByteSource::version(&src).expect("a version");
     assert_ne!(v1, v2);
-    ingest(&lake, &Workspaces::default(), &request(), Arc::new(src), None).await.expect("retry");
+    ingest(
+        &lake,
+        &Workspaces::default(),
+        &request(),
+        Arc::new(src),
+        None,
+    )
+    .await
+    .expect("retry");
     let alone = scratch("overwritten-alone");
     let alone_lake = Location::parse(alone.to_str().expect("utf8"), true).expect("lake");
     ingest_version(&alone_lake, NEWER).await.expect("alone");

@@ -18,7 +18,13 @@ pub struct BenchResult {
 }
 
 /// Runs `reps` batches of `n_ls` lumisections of pseudo-random bins (after one warm-up batch).
-pub fn run(bytes: &[u8], tail: &[usize], n_ls: usize, reps: usize, fixed: bool) -> Result<BenchResult> {
+pub fn run(
+    bytes: &[u8],
+    tail: &[usize],
+    n_ls: usize,
+    reps: usize,
+    fixed: bool,
+) -> Result<BenchResult> {
     let model = OnnxModel::load_for("bench", bytes, &[tail.to_vec()], fixed.then_some(n_ls))?;
     let per: usize = tail.iter().product();
     let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -42,5 +48,9 @@ pub fn run(bytes: &[u8], tail: &[usize], n_ls: usize, reps: usize, fixed: bool) 
     let mut sorted = seconds.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
-    Ok(BenchResult { n_ls, seconds, ls_per_s: n_ls as f64 / median })
+    Ok(BenchResult {
+        n_ls,
+        seconds,
+        ls_per_s: n_ls as f64 / median,
+    })
 }

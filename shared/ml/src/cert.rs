@@ -28,10 +28,17 @@ pub struct Flagged {
 /// run (`{}` when none of its lumisections is flagged); entries ordered by model id, one per model
 /// (the highest score when several datasets or files flagged it).
 pub fn cert_json(runs: &[i64], flagged: &[Flagged]) -> Value {
-    let mut out: BTreeMap<i64, BTreeMap<i64, BTreeMap<i64, &Flagged>>> = runs.iter().map(|r| (*r, BTreeMap::new())).collect();
+    let mut out: BTreeMap<i64, BTreeMap<i64, BTreeMap<i64, &Flagged>>> =
+        runs.iter().map(|r| (*r, BTreeMap::new())).collect();
     for f in flagged {
-        let Some(run) = out.get_mut(&f.run_number) else { continue };
-        let e = run.entry(f.ls_number).or_default().entry(f.model_id).or_insert(f);
+        let Some(run) = out.get_mut(&f.run_number) else {
+            continue;
+        };
+        let e = run
+            .entry(f.ls_number)
+            .or_default()
+            .entry(f.model_id)
+            .or_insert(f);
         if f.metric_value > e.metric_value {
             *e = f;
         }
@@ -54,7 +61,11 @@ pub fn cert_json(runs: &[i64], flagged: &[Flagged]) -> Value {
 /// `{"<run>": [[first, last], ...]}`: per requested run, the inclusive ranges of consecutive good
 /// lumisection numbers, good = ingested (`all`) and not flagged (`bad`). Runs without a good
 /// lumisection are left out.
-pub fn golden_json(runs: &[i64], all: &BTreeMap<i64, BTreeSet<i64>>, bad: &BTreeMap<i64, BTreeSet<i64>>) -> Value {
+pub fn golden_json(
+    runs: &[i64],
+    all: &BTreeMap<i64, BTreeSet<i64>>,
+    bad: &BTreeMap<i64, BTreeSet<i64>>,
+) -> Value {
     let empty = BTreeSet::new();
     let mut top = Map::new();
     let wanted: BTreeSet<i64> = runs.iter().copied().collect();
@@ -80,12 +91,28 @@ mod tests {
     use super::*;
 
     fn f(model_id: i64, run: i64, ls: i64, v: f64) -> Flagged {
-        Flagged { model_id, run_number: run, ls_number: ls, me_id: 7, me: "A/b".into(), filename: "m.onnx".into(), metric_value: v }
+        Flagged {
+            model_id,
+            run_number: run,
+            ls_number: ls,
+            me_id: 7,
+            me: "A/b".into(),
+            filename: "m.onnx".into(),
+            metric_value: v,
+        }
     }
 
     #[test]
     fn cert_answers_every_requested_run_and_merges_duplicates() {
-        let v = cert_json(&[1, 2], &[f(10, 1, 3, 0.5), f(10, 1, 3, 0.9), f(11, 1, 3, 0.1), f(10, 9, 1, 1.0)]);
+        let v = cert_json(
+            &[1, 2],
+            &[
+                f(10, 1, 3, 0.5),
+                f(10, 1, 3, 0.9),
+                f(11, 1, 3, 0.1),
+                f(10, 9, 1, 1.0),
+            ],
+        );
         assert_eq!(
             v,
             json!({"1": {"3": [
@@ -96,7 +123,11 @@ mod tests {
 
     #[test]
     fn golden_ranges_skip_bad_and_missing_lumisections() {
-        let all = BTreeMap::from([(1, BTreeSet::from([1, 2, 3, 5, 6, 7])), (2, BTreeSet::from([1])), (3, BTreeSet::from([4]))]);
+        let all = BTreeMap::from([
+            (1, BTreeSet::from([1, 2, 3, 5, 6, 7])),
+            (2, BTreeSet::from([1])),
+            (3, BTreeSet::from([4])),
+        ]);
         let bad = BTreeMap::from([(1, BTreeSet::from([6])), (2, BTreeSet::from([1]))]);
         let v = golden_json(&[1, 2, 3, 3, 4], &all, &bad);
         assert_eq!(v, json!({"1": [[1, 3], [5, 5], [7, 7]], "3": [[4, 4]]}));

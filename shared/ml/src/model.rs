@@ -106,7 +106,9 @@ pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 200
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 impl ModelDoc {
@@ -159,7 +161,14 @@ mod tests {
             builtin_threshold: false,
             description: String::new(),
             flagging_key: None,
-            input_signature: vec![InputMe { name: "x".into(), me: "A/b".into(), me_id: 1, dim: 1, dims: vec![-1, 3], data_type: "float32".into() }],
+            input_signature: vec![InputMe {
+                name: "x".into(),
+                me: "A/b".into(),
+                me_id: 1,
+                dim: 1,
+                dims: vec![-1, 3],
+                data_type: "float32".into(),
+            }],
             metric_key: Some("mse".into()),
             output_signature: vec![],
             tags: None,
@@ -183,7 +192,10 @@ mod tests {
         assert!(d.check_shape().is_err(), "both modes");
         d.anomaly_threshold = None;
         d.metric_key = None;
-        assert!(d.check_shape().is_err(), "flag key without builtin_threshold");
+        assert!(
+            d.check_shape().is_err(),
+            "flag key without builtin_threshold"
+        );
         d.builtin_threshold = true;
         assert!(d.check_shape().is_ok());
         d.flagging_key = None;
@@ -210,9 +222,28 @@ mod tests {
     #[test]
     fn document_round_trips_with_the_clients_keys() {
         let v = serde_json::to_value(doc()).expect("json");
-        for k in ["id", "name", "revision", "ready", "active", "type", "anomaly_threshold", "builtin_threshold", "description",
-            "flagging_key", "input_signature", "metric_key", "output_signature", "tags", "isvc_service_name", "isvc_yaml",
-            "created_by", "modified_by", "created_at", "modified_at"] {
+        for k in [
+            "id",
+            "name",
+            "revision",
+            "ready",
+            "active",
+            "type",
+            "anomaly_threshold",
+            "builtin_threshold",
+            "description",
+            "flagging_key",
+            "input_signature",
+            "metric_key",
+            "output_signature",
+            "tags",
+            "isvc_service_name",
+            "isvc_yaml",
+            "created_by",
+            "modified_by",
+            "created_at",
+            "modified_at",
+        ] {
             assert!(v.get(k).is_some(), "{k}");
         }
         let back: ModelDoc = serde_json::from_value(v).expect("back");

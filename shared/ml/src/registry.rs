@@ -25,7 +25,12 @@ pub const DOC: &str = "model.json";
 pub const ONNX: &str = "model.onnx";
 
 fn folder(ws: &str, name: &str, revision: i64) -> Vec<String> {
-    vec![ws.to_string(), MODELS.to_string(), name.to_string(), revision.to_string()]
+    vec![
+        ws.to_string(),
+        MODELS.to_string(),
+        name.to_string(),
+        revision.to_string(),
+    ]
 }
 
 fn key(lake: &Location, ws: &str, name: &str, revision: i64, file: &str) -> Path {
@@ -48,7 +53,10 @@ pub async fn list(lake: &Location, ws: &str) -> Result<Vec<ModelDoc>> {
     // Only `<name>/<revision>/model.json`: a dropped folder's `<name>/model.json` is an upload
     // waiting to be registered, not a revision.
     let is_revision = |p: &Path| {
-        let parts: Vec<_> = p.prefix_match(&prefix).map(|it| it.collect()).unwrap_or_default();
+        let parts: Vec<_> = p
+            .prefix_match(&prefix)
+            .map(|it| it.collect())
+            .unwrap_or_default();
         parts.len() == 3 && parts[1].as_ref().parse::<i64>().is_ok() && parts[2].as_ref() == DOC
     };
     for m in metas.into_iter().filter(|m| is_revision(&m.location)) {
@@ -59,7 +67,9 @@ pub async fn list(lake: &Location, ws: &str) -> Result<Vec<ModelDoc>> {
         };
         match serde_json::from_slice::<ModelDoc>(&bytes) {
             Ok(d) => docs.push(d),
-            Err(e) => tracing::warn!(object = %m.location, error = %e, "not a model document; left out"),
+            Err(e) => {
+                tracing::warn!(object = %m.location, error = %e, "not a model document; left out")
+            }
         }
     }
     docs.sort_by(|a, b| a.name.cmp(&b.name).then(a.revision.cmp(&b.revision)));
@@ -92,20 +102,44 @@ pub fn latest_of_each(docs: &[ModelDoc]) -> Vec<&ModelDoc> {
 
 /// Writes a document (creating or replacing it).
 pub async fn put_doc(lake: &Location, doc: &ModelDoc) -> Result<()> {
-    let body = serde_json::to_vec_pretty(doc).map_err(|source| MlError::Json { path: doc.label(), source })?;
-    lake.store.put(&key(lake, &doc.workspace, &doc.name, doc.revision, DOC), PutPayload::from(body)).await?;
+    let body = serde_json::to_vec_pretty(doc).map_err(|source| MlError::Json {
+        path: doc.label(),
+        source,
+    })?;
+    lake.store
+        .put(
+            &key(lake, &doc.workspace, &doc.name, doc.revision, DOC),
+            PutPayload::from(body),
+        )
+        .await?;
     Ok(())
 }
 
 /// Writes the ONNX file of a revision (before its document, so a listed model has its file).
-pub async fn put_onnx(lake: &Location, ws: &str, name: &str, revision: i64, bytes: Vec<u8>) -> Result<()> {
-    lake.store.put(&key(lake, ws, name, revision, ONNX), PutPayload::from(bytes)).await?;
+pub async fn put_onnx(
+    lake: &Location,
+    ws: &str,
+    name: &str,
+    revision: i64,
+    bytes: Vec<u8>,
+) -> Result<()> {
+    lake.store
+        .put(
+            &key(lake, ws, name, revision, ONNX),
+            PutPayload::from(bytes),
+        )
+        .await?;
     Ok(())
 }
 
 /// The ONNX file of a revision.
 pub async fn get_onnx(lake: &Location, doc: &ModelDoc) -> Result<bytes::Bytes> {
-    Ok(lake.store.get(&key(lake, &doc.workspace, &doc.name, doc.revision, ONNX)).await?.bytes().await?)
+    Ok(lake
+        .store
+        .get(&key(lake, &doc.workspace, &doc.name, doc.revision, ONNX))
+        .await?
+        .bytes()
+        .await?)
 }
 
 /// How the last scoring of a run by a model went (`runs/<run>.json` beside the document).
@@ -131,8 +165,13 @@ pub async fn put_status(lake: &Location, doc: &ModelDoc, st: &RunStatus) -> Resu
     parts.push("runs".into());
     parts.push(format!("{}.json", st.run_number));
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-    let body = serde_json::to_vec(st).map_err(|source| MlError::Json { path: doc.label(), source })?;
-    lake.store.put(&lake.child(&refs), PutPayload::from(body)).await?;
+    let body = serde_json::to_vec(st).map_err(|source| MlError::Json {
+        path: doc.label(),
+        source,
+    })?;
+    lake.store
+        .put(&lake.child(&refs), PutPayload::from(body))
+        .await?;
     Ok(())
 }
 
@@ -141,7 +180,12 @@ pub async fn statuses(lake: &Location, doc: &ModelDoc) -> Result<Vec<RunStatus>>
     let mut parts = folder(&doc.workspace, &doc.name, doc.revision);
     parts.push("runs".into());
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-    let metas: Vec<_> = match lake.store.list(Some(&lake.child(&refs))).try_collect::<Vec<_>>().await {
+    let metas: Vec<_> = match lake
+        .store
+        .list(Some(&lake.child(&refs)))
+        .try_collect::<Vec<_>>()
+        .await
+    {
         Ok(m) => m,
         Err(object_store::Error::NotFound { .. }) => Vec::new(),
         Err(e) => return Err(e.into()),
@@ -166,7 +210,12 @@ pub struct ModelCache {
 
 impl ModelCache {
     /// The model of `doc` prepared for `tails`, loading it on first use.
-    pub async fn get(&self, lake: &Location, doc: &ModelDoc, tails: &[Vec<usize>]) -> Result<Arc<OnnxModel>> {
+    pub async fn get(
+        &self,
+        lake: &Location,
+        doc: &ModelDoc,
+        tails: &[Vec<usize>],
+    ) -> Result<Arc<OnnxModel>> {
         let k = (doc.id, tails.to_vec());
         if let Some(m) = self.loaded.lock().ok().and_then(|c| c.get(&k).cloned()) {
             return Ok(m);
@@ -179,4 +228,3 @@ impl ModelCache {
         Ok(m)
     }
 }
-

@@ -64,7 +64,14 @@ impl Batch {
 }
 
 /// Rows of one dataset's batch, as a record batch.
-pub fn to_batch(doc: &ModelDoc, dataset_id: i64, dataset: &str, batch: Batch, run: i64, rows: &[ScoreRow]) -> Result<RecordBatch> {
+pub fn to_batch(
+    doc: &ModelDoc,
+    dataset_id: i64,
+    dataset: &str,
+    batch: Batch,
+    run: i64,
+    rows: &[ScoreRow],
+) -> Result<RecordBatch> {
     let n = rows.len();
     let (kind, batch_id) = match batch {
         Batch::File(f) => ("file", f),
@@ -78,11 +85,19 @@ pub fn to_batch(doc: &ModelDoc, dataset_id: i64, dataset: &str, batch: Batch, ru
         Arc::new(Int64Array::from(vec![doc.revision; n])),
         Arc::new(Int64Array::from(vec![dataset_id; n])),
         Arc::new(StringArray::from(vec![dataset; n])),
-        Arc::new(Int64Array::from(rows.iter().map(|r| r.file_id).collect::<Vec<_>>())),
-        Arc::new(Int64Array::from(rows.iter().map(|r| r.ls_number).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from(
+            rows.iter().map(|r| r.file_id).collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from(
+            rows.iter().map(|r| r.ls_number).collect::<Vec<_>>(),
+        )),
         Arc::new(Int64Array::from(vec![me_id; n])),
-        Arc::new(Float64Array::from(rows.iter().map(|r| r.score).collect::<Vec<_>>())),
-        Arc::new(BooleanArray::from(rows.iter().map(|r| r.flag).collect::<Vec<_>>())),
+        Arc::new(Float64Array::from(
+            rows.iter().map(|r| r.score).collect::<Vec<_>>(),
+        )),
+        Arc::new(BooleanArray::from(
+            rows.iter().map(|r| r.flag).collect::<Vec<_>>(),
+        )),
         Arc::new(StringArray::from(vec![kind; n])),
         Arc::new(Int64Array::from(vec![batch_id; n])),
         Arc::new(StringArray::from(vec![now.as_str(); n])),
@@ -97,10 +112,14 @@ const COMMIT_TRIES: usize = 20;
 /// True when an object named `name` holds rows that a write of `batch` by model `model_id`
 /// replaces: the same file batch, or (a whole-run batch) every batch of the model in the run.
 pub fn replaces(batch: Batch, model_id: i64, name: &str) -> bool {
-    let Some(rest) = name.strip_prefix(&format!("part-{model_id}-")) else { return false };
+    let Some(rest) = name.strip_prefix(&format!("part-{model_id}-")) else {
+        return false;
+    };
     match batch {
         Batch::Run => true,
-        Batch::File(f) => rest.strip_prefix(&format!("file-{f}")).is_some_and(|r| r.starts_with('-') || r == ".parquet"),
+        Batch::File(f) => rest
+            .strip_prefix(&format!("file-{f}"))
+            .is_some_and(|r| r.starts_with('-') || r == ".parquet"),
     }
 }
 
@@ -119,8 +138,27 @@ pub struct Pending<'a> {
 
 /// Writes the scores of one batch (all datasets' rows of that run); see [`write_batches`].
 /// Returns the new object's path in the table.
-pub async fn write_batch(lake: &Location, doc: &ModelDoc, run: i64, batch: Batch, parts: &[RecordBatch]) -> Result<Option<String>> {
-    Ok(write_batches(lake, &doc.workspace, &[Pending { doc, run, batch, parts }]).await?.into_iter().next().flatten())
+pub async fn write_batch(
+    lake: &Location,
+    doc: &ModelDoc,
+    run: i64,
+    batch: Batch,
+    parts: &[RecordBatch],
+) -> Result<Option<String>> {
+    Ok(write_batches(
+        lake,
+        &doc.workspace,
+        &[Pending {
+            doc,
+            run,
+            batch,
+            parts,
+        }],
+    )
+    .await?
+    .into_iter()
+    .next()
+    .flatten())
 }
 
 /// Writes batches of scores of workspace `ws`, each as one new object, and commits them to the
@@ -129,7 +167,11 @@ pub async fn write_batch(lake: &Location, doc: &ModelDoc, run: i64, batch: Batch
 /// commit: a reader sees the old rows or the new ones, never both, and writing the same batch
 /// again is idempotent. An empty batch commits only its removals. A commit that conflicts with a
 /// concurrent one is retried on the new snapshot. Returns each batch's new object (table path).
-pub async fn write_batches(lake: &Location, ws: &str, items: &[Pending<'_>]) -> Result<Vec<Option<String>>> {
+pub async fn write_batches(
+    lake: &Location,
+    ws: &str,
+    items: &[Pending<'_>],
+) -> Result<Vec<Option<String>>> {
     let mut added = Vec::new();
     for p in items {
         let rows: usize = p.parts.iter().map(RecordBatch::num_rows).sum();
@@ -138,16 +180,32 @@ pub async fn write_batches(lake: &Location, ws: &str, items: &[Pending<'_>]) -> 
             continue;
         }
         let mut buf = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut buf, schema(), Some(dials_lake::ingest::writer_props()))?;
+        let mut w =
+            ArrowWriter::try_new(&mut buf, schema(), Some(dials_lake::ingest::writer_props()))?;
         for b in p.parts {
             w.write(b)?;
         }
         let meta = w.close()?;
         // A new name per write: readers of the previous snapshot keep reading the old object.
-        let rel = format!("{PARTITION}={}/{}-{}.parquet", p.run, p.batch.stem(p.doc.id), uuid::Uuid::new_v4().simple());
+        let rel = format!(
+            "{PARTITION}={}/{}-{}.parquet",
+            p.run,
+            p.batch.stem(p.doc.id),
+            uuid::Uuid::new_v4().simple()
+        );
         let size = buf.len() as u64;
-        lake.store.put(&delta::store_path(lake, ws, TABLE, &rel), PutPayload::from(buf)).await?;
-        added.push(Some(delta::add(rel, size, &[(PARTITION, p.run.to_string())], Some(&meta))));
+        lake.store
+            .put(
+                &delta::store_path(lake, ws, TABLE, &rel),
+                PutPayload::from(buf),
+            )
+            .await?;
+        added.push(Some(delta::add(
+            rel,
+            size,
+            &[(PARTITION, p.run.to_string())],
+            Some(&meta),
+        )));
     }
     if items.is_empty() {
         return Ok(Vec::new());
@@ -160,15 +218,36 @@ pub async fn write_batches(lake: &Location, ws: &str, items: &[Pending<'_>]) -> 
         let replaced = |f: &delta::ActiveFile| {
             let run = f.partition_values.get(PARTITION).cloned().flatten();
             let name = delta::object_name(&f.path);
-            items.iter().any(|p| run.as_deref() == Some(p.run.to_string().as_str()) && replaces(p.batch, p.doc.id, name))
+            items.iter().any(|p| {
+                run.as_deref() == Some(p.run.to_string().as_str())
+                    && replaces(p.batch, p.doc.id, name)
+            })
         };
-        let mut actions: Vec<Action> = active.iter().filter(|f| replaced(f)).map(|f| Action::Remove(delta::remove(f))).collect();
+        let mut actions: Vec<Action> = active
+            .iter()
+            .filter(|f| replaced(f))
+            .map(|f| Action::Remove(delta::remove(f)))
+            .collect();
         // A table without data commits yet takes in the objects the plain-Parquet format of this
         // table left in its folder (those this commit does not replace), so they stay readable.
         if active.is_empty() && t.version() == Some(0) {
-            for f in legacy_objects(lake, ws).await?.iter().filter(|f| !replaced(f)) {
-                let run = f.partition_values.get(PARTITION).cloned().flatten().unwrap_or_default();
-                actions.push(Action::Add(delta::add(f.path.clone(), u64::try_from(f.size).unwrap_or(0), &[(PARTITION, run)], None)));
+            for f in legacy_objects(lake, ws)
+                .await?
+                .iter()
+                .filter(|f| !replaced(f))
+            {
+                let run = f
+                    .partition_values
+                    .get(PARTITION)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default();
+                actions.push(Action::Add(delta::add(
+                    f.path.clone(),
+                    u64::try_from(f.size).unwrap_or(0),
+                    &[(PARTITION, run)],
+                    None,
+                )));
             }
         }
         actions.extend(added.iter().flatten().map(|a| Action::Add(a.clone())));
@@ -177,7 +256,12 @@ pub async fn write_batches(lake: &Location, ws: &str, items: &[Pending<'_>]) -> 
         }
         match delta::commit(&mut t, actions, None, &[PARTITION]).await {
             Ok(version) => {
-                tracing::debug!(workspace = ws, batches = items.len(), version, "ml_scores committed");
+                tracing::debug!(
+                    workspace = ws,
+                    batches = items.len(),
+                    version,
+                    "ml_scores committed"
+                );
                 return Ok(added.into_iter().map(|a| a.map(|a| a.path)).collect());
             }
             Err(e) if e.is_conflict() && tries < COMMIT_TRIES => {
@@ -200,21 +284,43 @@ async fn legacy_objects(lake: &Location, ws: &str) -> Result<Vec<delta::ActiveFi
     };
     let mut out = Vec::new();
     for m in metas {
-        let Some(rel) = m.location.prefix_match(&dir).map(|it| it.map(|p| p.as_ref().to_string()).collect::<Vec<_>>()) else { continue };
-        let [part, name] = rel.as_slice() else { continue };
-        let Some(run) = part.strip_prefix(&format!("{PARTITION}=")).filter(|r| r.parse::<i64>().is_ok()) else { continue };
-        let legacy = name.strip_prefix("part-").and_then(|r| r.strip_suffix(".parquet")).is_some_and(|r| {
-            let mut it = r.splitn(2, '-');
-            let id_ok = it.next().is_some_and(|id| id.parse::<i64>().is_ok());
-            let rest = it.next().unwrap_or_default();
-            id_ok && (rest == "run" || rest.strip_prefix("file-").is_some_and(|f| f.parse::<i64>().is_ok()))
-        });
+        let Some(rel) = m
+            .location
+            .prefix_match(&dir)
+            .map(|it| it.map(|p| p.as_ref().to_string()).collect::<Vec<_>>())
+        else {
+            continue;
+        };
+        let [part, name] = rel.as_slice() else {
+            continue;
+        };
+        let Some(run) = part
+            .strip_prefix(&format!("{PARTITION}="))
+            .filter(|r| r.parse::<i64>().is_ok())
+        else {
+            continue;
+        };
+        let legacy = name
+            .strip_prefix("part-")
+            .and_then(|r| r.strip_suffix(".parquet"))
+            .is_some_and(|r| {
+                let mut it = r.splitn(2, '-');
+                let id_ok = it.next().is_some_and(|id| id.parse::<i64>().is_ok());
+                let rest = it.next().unwrap_or_default();
+                id_ok
+                    && (rest == "run"
+                        || rest
+                            .strip_prefix("file-")
+                            .is_some_and(|f| f.parse::<i64>().is_ok()))
+            });
         if legacy {
             out.push(delta::ActiveFile {
                 path: format!("{part}/{name}"),
                 size: i64::try_from(m.size).unwrap_or(i64::MAX),
                 modification_time: m.last_modified.timestamp_millis(),
-                partition_values: [(PARTITION.to_string(), Some(run.to_string()))].into_iter().collect(),
+                partition_values: [(PARTITION.to_string(), Some(run.to_string()))]
+                    .into_iter()
+                    .collect(),
                 stats: None,
             });
         }
@@ -238,19 +344,34 @@ mod tests {
     }
 
     fn rows(n: i64, file_id: i64) -> Vec<ScoreRow> {
-        (1..=n).map(|ls| ScoreRow { file_id, ls_number: ls, score: Some(ls as f64), flag: false }).collect()
+        (1..=n)
+            .map(|ls| ScoreRow {
+                file_id,
+                ls_number: ls,
+                score: Some(ls as f64),
+                flag: false,
+            })
+            .collect()
     }
 
     async fn active(lake: &Location) -> Vec<String> {
-        let t = delta::open(lake, "ws", TABLE).await.expect("open").expect("a table");
-        let mut v: Vec<String> = delta::active_files(&t).expect("files").into_iter().map(|f| f.path).collect();
+        let t = delta::open(lake, "ws", TABLE)
+            .await
+            .expect("open")
+            .expect("a table");
+        let mut v: Vec<String> = delta::active_files(&t)
+            .expect("files")
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
         v.sort();
         v
     }
 
     #[tokio::test]
     async fn rescoring_replaces_and_legacy_objects_are_taken_in() {
-        let dir = std::env::temp_dir().join(format!("dials-mlscores-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("dials-mlscores-{}", uuid::Uuid::new_v4().simple()));
         let lake = Location::parse(dir.to_str().expect("utf-8"), true).expect("lake");
         let d = doc("ws");
         // An object of the plain-Parquet format, for file 9 of run 5.
@@ -259,22 +380,34 @@ mod tests {
         let mut w = ArrowWriter::try_new(&mut buf, schema(), None).expect("writer");
         w.write(&old).expect("write");
         w.close().expect("close");
-        lake.store.put(&delta::store_path(&lake, "ws", TABLE, "run_number=5/part-12-file-9.parquet"), PutPayload::from(buf)).await.expect("put");
+        lake.store
+            .put(
+                &delta::store_path(&lake, "ws", TABLE, "run_number=5/part-12-file-9.parquet"),
+                PutPayload::from(buf),
+            )
+            .await
+            .expect("put");
 
         // File 10 scored: a new table holding the legacy object and the new one.
         let b = to_batch(&d, 1, "/A/B/DQMIO", Batch::File(10), 5, &rows(3, 10)).expect("batch");
-        write_batch(&lake, &d, 5, Batch::File(10), &[b.clone()]).await.expect("first write");
+        write_batch(&lake, &d, 5, Batch::File(10), &[b.clone()])
+            .await
+            .expect("first write");
         let a = active(&lake).await;
         assert_eq!(a.len(), 2, "{a:?}");
         assert!(a.contains(&"run_number=5/part-12-file-9.parquet".to_string()));
         // The same batch again: still two objects (the file-10 one replaced).
-        write_batch(&lake, &d, 5, Batch::File(10), &[b]).await.expect("again");
+        write_batch(&lake, &d, 5, Batch::File(10), &[b])
+            .await
+            .expect("again");
         let again = active(&lake).await;
         assert_eq!(again.len(), 2);
         assert_ne!(again, a);
         // The whole run: one object replaces every batch of the model in the run.
         let r = to_batch(&d, 1, "/A/B/DQMIO", Batch::Run, 5, &rows(5, 10)).expect("batch");
-        write_batch(&lake, &d, 5, Batch::Run, &[r]).await.expect("run");
+        write_batch(&lake, &d, 5, Batch::Run, &[r])
+            .await
+            .expect("run");
         let last = active(&lake).await;
         assert_eq!(last.len(), 1);
         assert!(last[0].starts_with("run_number=5/part-12-run-"), "{last:?}");
@@ -286,7 +419,11 @@ mod tests {
         // Same file batch (this format and the one before Delta), not another file's, not another model's.
         assert!(replaces(Batch::File(7), 12, "part-12-file-7-0a1b.parquet"));
         assert!(replaces(Batch::File(7), 12, "part-12-file-7.parquet"));
-        assert!(!replaces(Batch::File(7), 12, "part-12-file-70-0a1b.parquet"));
+        assert!(!replaces(
+            Batch::File(7),
+            12,
+            "part-12-file-70-0a1b.parquet"
+        ));
         assert!(!replaces(Batch::File(7), 12, "part-12-run-0a1b.parquet"));
         assert!(!replaces(Batch::File(7), 1, "part-12-file-7-0a1b.parquet"));
         // A whole run replaces every batch of the model in the run.

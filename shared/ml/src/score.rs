@@ -46,7 +46,14 @@ pub struct ScoreRow {
 pub fn score_run(doc: &ModelDoc, model: &OnnxModel, input: &RunInput) -> Result<Vec<ScoreRow>> {
     let label = doc.label();
     if input.mes.len() != model.tails.len() {
-        return Err(MlError::Output { model: label, message: format!("{} inputs given, the model takes {}", input.mes.len(), model.tails.len()) });
+        return Err(MlError::Output {
+            model: label,
+            message: format!(
+                "{} inputs given, the model takes {}",
+                input.mes.len(),
+                model.tails.len()
+            ),
+        });
     }
     let mut keys: Option<BTreeSet<(i64, i64)>> = None;
     for m in &input.mes {
@@ -71,7 +78,12 @@ pub fn score_run(doc: &ModelDoc, model: &OnnxModel, input: &RunInput) -> Result<
                 return Err(MlError::Input {
                     model: label,
                     me: m.me.clone(),
-                    message: format!("lumisection {} of file {} has {} bins, the model takes {tail:?}", k.0, k.1, row.len()),
+                    message: format!(
+                        "lumisection {} of file {} has {} bins, the model takes {tail:?}",
+                        k.0,
+                        k.1,
+                        row.len()
+                    ),
                 });
             }
             d.extend_from_slice(row);
@@ -80,19 +92,37 @@ pub fn score_run(doc: &ModelDoc, model: &OnnxModel, input: &RunInput) -> Result<
     }
     let out = model.run(input.run, n, &data)?;
     let pick = |key: &str| -> Result<Vec<f64>> {
-        let i = model
-            .output_index(key)
-            .ok_or_else(|| MlError::Output { model: label.clone(), message: format!("no output '{key}' (outputs: {:?})", model.outputs.iter().map(|o| &o.name).collect::<Vec<_>>()) })?;
-        let t = out.get(i).ok_or_else(|| MlError::Output { model: label.clone(), message: format!("output {i} missing") })?;
-        per_ls(t, n).map_err(|message| MlError::Output { model: label.clone(), message: format!("output '{key}': {message}") })
+        let i = model.output_index(key).ok_or_else(|| MlError::Output {
+            model: label.clone(),
+            message: format!(
+                "no output '{key}' (outputs: {:?})",
+                model.outputs.iter().map(|o| &o.name).collect::<Vec<_>>()
+            ),
+        })?;
+        let t = out.get(i).ok_or_else(|| MlError::Output {
+            model: label.clone(),
+            message: format!("output {i} missing"),
+        })?;
+        per_ls(t, n).map_err(|message| MlError::Output {
+            model: label.clone(),
+            message: format!("output '{key}': {message}"),
+        })
     };
     let scores = doc.metric_key.as_deref().map(pick).transpose()?;
     let flags: Vec<bool> = if doc.builtin_threshold {
-        let key = doc.flagging_key.as_deref().ok_or_else(|| MlError::Invalid("builtin_threshold without flagging_key".into()))?;
+        let key = doc
+            .flagging_key
+            .as_deref()
+            .ok_or_else(|| MlError::Invalid("builtin_threshold without flagging_key".into()))?;
         pick(key)?.into_iter().map(|v| v != 0.0).collect()
     } else {
-        let t = doc.anomaly_threshold.ok_or_else(|| MlError::Invalid("no anomaly_threshold".into()))?;
-        scores.as_ref().map(|s| s.iter().map(|v| *v > t).collect()).unwrap_or_else(|| vec![false; n])
+        let t = doc
+            .anomaly_threshold
+            .ok_or_else(|| MlError::Invalid("no anomaly_threshold".into()))?;
+        scores
+            .as_ref()
+            .map(|s| s.iter().map(|v| *v > t).collect())
+            .unwrap_or_else(|| vec![false; n])
     };
     Ok(keys
         .iter()
@@ -101,7 +131,11 @@ pub fn score_run(doc: &ModelDoc, model: &OnnxModel, input: &RunInput) -> Result<
             file_id: *file,
             ls_number: *ls,
             // Mode B without a metric: the flag is the value.
-            score: Some(scores.as_ref().map_or(if flags[i] { 1.0 } else { 0.0 }, |s| s[i])),
+            score: Some(
+                scores
+                    .as_ref()
+                    .map_or(if flags[i] { 1.0 } else { 0.0 }, |s| s[i]),
+            ),
             flag: flags[i],
         })
         .collect())

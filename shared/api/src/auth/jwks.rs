@@ -116,7 +116,10 @@ impl KeySet {
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
             .build()
-            .map_err(|source| FetchError::Http { url: issuer.to_string(), source })?;
+            .map_err(|source| FetchError::Http {
+                url: issuer.to_string(),
+                source,
+            })?;
         Ok(KeySet {
             issuer: issuer.trim_end_matches('/').to_string(),
             http,
@@ -139,7 +142,10 @@ impl KeySet {
 
     /// True once a fetch has succeeded.
     pub fn loaded(&self) -> bool {
-        self.state.read().map(|s| s.fetched.is_some()).unwrap_or(false)
+        self.state
+            .read()
+            .map(|s| s.fetched.is_some())
+            .unwrap_or(false)
     }
 
     /// The key for a token's `kid` (or the only key, for a token without one), refetching the set
@@ -172,17 +178,27 @@ impl KeySet {
         let s = self.state.read().ok()?;
         match kid {
             Some(kid) => s.by_kid.get(kid).cloned(),
-            None if s.anonymous.len() + s.by_kid.len() == 1 => s.anonymous.first().or_else(|| s.by_kid.values().next()).cloned(),
+            None if s.anonymous.len() + s.by_kid.len() == 1 => s
+                .anonymous
+                .first()
+                .or_else(|| s.by_kid.values().next())
+                .cloned(),
             None => None,
         }
     }
 
     fn stale(&self) -> bool {
-        self.state.read().map(|s| s.fetched.is_none_or(|t| t.elapsed() > MAX_AGE)).unwrap_or(true)
+        self.state
+            .read()
+            .map(|s| s.fetched.is_none_or(|t| t.elapsed() > MAX_AGE))
+            .unwrap_or(true)
     }
 
     fn may_fetch(&self) -> bool {
-        self.state.read().map(|s| s.attempted.is_none_or(|t| t.elapsed() >= self.cooldown)).unwrap_or(false)
+        self.state
+            .read()
+            .map(|s| s.attempted.is_none_or(|t| t.elapsed() >= self.cooldown))
+            .unwrap_or(false)
     }
 
     async fn fetch(&self) -> Result<usize, FetchError> {
@@ -193,10 +209,16 @@ impl KeySet {
         let url = format!("{}/.well-known/openid-configuration", self.issuer);
         let disc: Discovery = self.get_json(&url).await?;
         if disc.issuer.trim_end_matches('/') != self.issuer {
-            return Err(FetchError::IssuerMismatch { expected: self.issuer.clone(), found: disc.issuer });
+            return Err(FetchError::IssuerMismatch {
+                expected: self.issuer.clone(),
+                found: disc.issuer,
+            });
         }
         if !(disc.jwks_uri.starts_with("https://") || disc.jwks_uri.starts_with("http://")) {
-            return Err(FetchError::Document { url, message: format!("jwks_uri {:?} is not an http(s) URL", disc.jwks_uri) });
+            return Err(FetchError::Document {
+                url,
+                message: format!("jwks_uri {:?} is not an http(s) URL", disc.jwks_uri),
+            });
         }
         let jwks: Jwks = self.get_json(&disc.jwks_uri).await?;
         let (mut by_kid, mut anonymous) = (HashMap::new(), Vec::new());
@@ -208,7 +230,9 @@ impl KeySet {
                     }
                     None => anonymous.push(key),
                 },
-                None => tracing::debug!(kid = ?jwk.kid, kty = %jwk.kty, "JWKS key skipped (not an RS256/ES256 signing key)"),
+                None => {
+                    tracing::debug!(kid = ?jwk.kid, kty = %jwk.kty, "JWKS key skipped (not an RS256/ES256 signing key)")
+                }
             }
         }
         let n = by_kid.len() + anonymous.len();
@@ -222,20 +246,41 @@ impl KeySet {
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, FetchError> {
-        let http = |source| FetchError::Http { url: url.to_string(), source };
-        let resp = self.http.get(url).header("accept", "application/json").send().await.map_err(http)?;
+        let http = |source| FetchError::Http {
+            url: url.to_string(),
+            source,
+        };
+        let resp = self
+            .http
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(http)?;
         if !resp.status().is_success() {
-            return Err(FetchError::Status { url: url.to_string(), status: resp.status().as_u16() });
+            return Err(FetchError::Status {
+                url: url.to_string(),
+                status: resp.status().as_u16(),
+            });
         }
-        let too_large = || FetchError::Document { url: url.to_string(), message: format!("larger than {MAX_DOC_BYTES} bytes") };
-        if resp.content_length().is_some_and(|n| n > MAX_DOC_BYTES as u64) {
+        let too_large = || FetchError::Document {
+            url: url.to_string(),
+            message: format!("larger than {MAX_DOC_BYTES} bytes"),
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_DOC_BYTES as u64)
+        {
             return Err(too_large());
         }
         let body = resp.bytes().await.map_err(http)?;
         if body.len() > MAX_DOC_BYTES {
             return Err(too_large());
         }
-        serde_json::from_slice(&body).map_err(|e| FetchError::Document { url: url.to_string(), message: e.to_string() })
+        serde_json::from_slice(&body).map_err(|e| FetchError::Document {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
     }
 }
 
@@ -246,8 +291,12 @@ fn usable(jwk: &Jwk) -> Option<Key> {
     }
     match (jwk.kty.as_str(), jwk.alg.as_deref()) {
         ("RSA", None | Some("RS256")) => {
-            let key = DecodingKey::from_rsa_components(jwk.n.as_deref()?, jwk.e.as_deref()?).ok()?;
-            Some(Key { alg: Algorithm::RS256, key })
+            let key =
+                DecodingKey::from_rsa_components(jwk.n.as_deref()?, jwk.e.as_deref()?).ok()?;
+            Some(Key {
+                alg: Algorithm::RS256,
+                key,
+            })
         }
         ("EC", None | Some("ES256")) if jwk.crv.as_deref() == Some("P-256") => {
             let (x, y) = (jwk.x.as_deref()?, jwk.y.as_deref()?);
@@ -256,7 +305,10 @@ fn usable(jwk: &Jwk) -> Option<Key> {
                 return None;
             }
             let key = DecodingKey::from_ec_components(x, y).ok()?;
-            Some(Key { alg: Algorithm::ES256, key })
+            Some(Key {
+                alg: Algorithm::ES256,
+                key,
+            })
         }
         _ => None,
     }

@@ -85,10 +85,14 @@ impl OidcConfig {
     pub fn new(issuer: &str, audience: &str) -> Result<Self, ConfigError> {
         let issuer = issuer.trim().trim_end_matches('/').to_string();
         if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
-            return Err(ConfigError::Invalid(format!("issuer {issuer:?} must be an http(s) URL")));
+            return Err(ConfigError::Invalid(format!(
+                "issuer {issuer:?} must be an http(s) URL"
+            )));
         }
         if audience.trim().is_empty() {
-            return Err(ConfigError::Invalid("the audience must not be empty".into()));
+            return Err(ConfigError::Invalid(
+                "the audience must not be empty".into(),
+            ));
         }
         Ok(OidcConfig {
             issuer,
@@ -102,13 +106,24 @@ impl OidcConfig {
 
     /// The configuration the environment asks for: `None` unless `DIALS_AUTH=oidc`.
     pub fn from_env() -> Result<Option<Self>, ConfigError> {
-        let var = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let var = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         match var(ENV_MODE).as_deref() {
             None | Some("none") => return Ok(None),
             Some("oidc") => {}
-            Some(other) => return Err(ConfigError::Invalid(format!("{ENV_MODE}={other}: use oidc or none"))),
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "{ENV_MODE}={other}: use oidc or none"
+                )))
+            }
         }
-        let need = |k: &str| var(k).ok_or_else(|| ConfigError::Invalid(format!("{ENV_MODE}=oidc needs {k}")));
+        let need = |k: &str| {
+            var(k).ok_or_else(|| ConfigError::Invalid(format!("{ENV_MODE}=oidc needs {k}")))
+        };
         let mut c = OidcConfig::new(&need(ENV_ISSUER)?, &need(ENV_AUDIENCE)?)?;
         if let Some(r) = var(ENV_ROLES_CLAIM) {
             c.roles_claim = r;
@@ -119,12 +134,21 @@ impl OidcConfig {
 
     /// Leeway and key-fetch cooldown from `DIALS_OIDC_LEEWAY_SECS` / `DIALS_OIDC_JWKS_COOLDOWN_MS` if set.
     pub fn tuned_from_env(mut self) -> Result<Self, ConfigError> {
-        let var = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let var = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         if let Some(l) = var(ENV_LEEWAY) {
-            self.leeway_secs = l.parse().map_err(|_| ConfigError::Invalid(format!("{ENV_LEEWAY}={l}: not a number of seconds")))?;
+            self.leeway_secs = l.parse().map_err(|_| {
+                ConfigError::Invalid(format!("{ENV_LEEWAY}={l}: not a number of seconds"))
+            })?;
         }
         if let Some(ms) = var(ENV_COOLDOWN) {
-            let ms: u64 = ms.parse().map_err(|_| ConfigError::Invalid(format!("{ENV_COOLDOWN}={ms}: not a number of milliseconds")))?;
+            let ms: u64 = ms.parse().map_err(|_| {
+                ConfigError::Invalid(format!("{ENV_COOLDOWN}={ms}: not a number of milliseconds"))
+            })?;
             self.jwks_cooldown = Duration::from_millis(ms);
         }
         Ok(self)
@@ -186,8 +210,16 @@ impl From<AuthError> for ApiError {
         match e {
             // Our side cannot check tokens right now: a retryable outage, not the caller's fault.
             AuthError::KeysUnavailable(_) => ApiError::Unavailable(e.to_string()),
-            AuthError::Missing => ApiError::Unauthorized { code: e.code(), detail: e.to_string(), invalid: false },
-            _ => ApiError::Unauthorized { code: e.code(), detail: e.to_string(), invalid: true },
+            AuthError::Missing => ApiError::Unauthorized {
+                code: e.code(),
+                detail: e.to_string(),
+                invalid: false,
+            },
+            _ => ApiError::Unauthorized {
+                code: e.code(),
+                detail: e.to_string(),
+                invalid: true,
+            },
         }
     }
 }
@@ -205,9 +237,13 @@ impl Verifier {
         ring_jwt::install();
         let keys = jwks::KeySet::new(&config.issuer, config.jwks_cooldown)?;
         match keys.refresh().await {
-            Ok(0) => tracing::warn!(issuer = %config.issuer, "the issuer publishes no RS256/ES256 signing key: every token will be refused"),
+            Ok(0) => {
+                tracing::warn!(issuer = %config.issuer, "the issuer publishes no RS256/ES256 signing key: every token will be refused")
+            }
             Ok(_) => {}
-            Err(e) => tracing::warn!(issuer = %config.issuer, error = %e, "could not fetch the issuer's keys at start-up; retrying on the first request"),
+            Err(e) => {
+                tracing::warn!(issuer = %config.issuer, error = %e, "could not fetch the issuer's keys at start-up; retrying on the first request")
+            }
         }
         Ok(Verifier { config, keys })
     }
@@ -231,11 +267,17 @@ impl Verifier {
     /// signature, `iss`, `aud`, `exp`, `nbf` (with leeway); then reads the roles.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(AuthError::Malformed(format!("The access token is longer than {MAX_TOKEN_BYTES} bytes.")));
+            return Err(AuthError::Malformed(format!(
+                "The access token is longer than {MAX_TOKEN_BYTES} bytes."
+            )));
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(format!("The access token is not a JWT: {e}.")))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError::Malformed(format!("The access token is not a JWT: {e}.")))?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-            return Err(AuthError::Malformed(format!("Algorithm {:?} is not accepted (RS256 and ES256 are).", header.alg)));
+            return Err(AuthError::Malformed(format!(
+                "Algorithm {:?} is not accepted (RS256 and ES256 are).",
+                header.alg
+            )));
         }
         let Some(key) = self.keys.find(header.kid.as_deref()).await else {
             if !self.keys.loaded() {
@@ -249,7 +291,10 @@ impl Verifier {
         // The key decides the algorithm: a token may not pick another one for the same key.
         if key.alg != header.alg {
             let kid = header.kid.as_deref().unwrap_or("(none)");
-            return Err(AuthError::Signature(format!("Key {kid:?} signs with {:?}, not {:?}.", key.alg, header.alg)));
+            return Err(AuthError::Signature(format!(
+                "Key {kid:?} signs with {:?}, not {:?}.",
+                key.alg, header.alg
+            )));
         }
         let mut v = Validation::new(key.alg);
         v.leeway = self.config.leeway_secs;
@@ -257,41 +302,69 @@ impl Verifier {
         v.set_issuer(&[&self.config.issuer]);
         v.set_audience(&[&self.config.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &v).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-            ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => AuthError::Signature("The access token's signature does not verify.".into()),
-            ErrorKind::InvalidIssuer => AuthError::Claims("The access token was issued by another issuer.".into()),
-            ErrorKind::InvalidAudience => AuthError::Claims("The access token is not meant for this API (audience).".into()),
-            ErrorKind::MissingRequiredClaim(c) => AuthError::Claims(format!("The access token has no {c} claim.")),
-            ErrorKind::InvalidClaimFormat(c) => AuthError::Claims(format!("The access token's {c} claim is malformed.")),
-            _ => AuthError::Malformed(format!("The access token cannot be read: {e}.")),
-        })?;
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &v).map_err(|e| match e
+                .kind()
+            {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
+                    AuthError::Signature("The access token's signature does not verify.".into())
+                }
+                ErrorKind::InvalidIssuer => {
+                    AuthError::Claims("The access token was issued by another issuer.".into())
+                }
+                ErrorKind::InvalidAudience => AuthError::Claims(
+                    "The access token is not meant for this API (audience).".into(),
+                ),
+                ErrorKind::MissingRequiredClaim(c) => {
+                    AuthError::Claims(format!("The access token has no {c} claim."))
+                }
+                ErrorKind::InvalidClaimFormat(c) => {
+                    AuthError::Claims(format!("The access token's {c} claim is malformed."))
+                }
+                _ => AuthError::Malformed(format!("The access token cannot be read: {e}.")),
+            })?;
         let claims = data.claims;
         // Defence in depth on the time claims (jsonwebtoken < 10.3 skipped ones of the wrong type).
-        if !claims.get("exp").is_some_and(Value::is_number) || claims.get("nbf").is_some_and(|n| !n.is_number()) {
-            return Err(AuthError::Claims("The access token's exp/nbf claims must be numbers.".into()));
+        if !claims.get("exp").is_some_and(Value::is_number)
+            || claims.get("nbf").is_some_and(|n| !n.is_number())
+        {
+            return Err(AuthError::Claims(
+                "The access token's exp/nbf claims must be numbers.".into(),
+            ));
         }
         let subject = ["sub", "azp", "client_id"]
             .iter()
             .find_map(|k| claims.get(*k).and_then(Value::as_str))
             .unwrap_or("?")
             .to_string();
-        Ok(Caller { subject, roles: roles(&claims, &self.config.roles_claim) })
+        Ok(Caller {
+            subject,
+            roles: roles(&claims, &self.config.roles_claim),
+        })
     }
 }
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive; exactly one header).
 pub fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     let mut all = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = all.next() else { return Err(AuthError::Missing) };
+    let Some(value) = all.next() else {
+        return Err(AuthError::Missing);
+    };
     if all.next().is_some() {
-        return Err(AuthError::Malformed("More than one Authorization header.".into()));
+        return Err(AuthError::Malformed(
+            "More than one Authorization header.".into(),
+        ));
     }
-    let value = value.to_str().map_err(|_| AuthError::Malformed("The Authorization header is not ASCII.".into()))?;
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::Malformed("The Authorization header is not ASCII.".into()))?;
     let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::Malformed("The Authorization header is not a Bearer token.".into()));
+        return Err(AuthError::Malformed(
+            "The Authorization header is not a Bearer token.".into(),
+        ));
     }
     let token = token.trim();
     if token.is_empty() {
@@ -308,7 +381,12 @@ fn roles(claims: &Map<String, Value>, path: &str) -> Vec<String> {
         cur = cur.and_then(|v| v.get(p));
     }
     match cur {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).take(MAX_ROLES).map(str::to_string).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .take(MAX_ROLES)
+            .map(str::to_string)
+            .collect(),
         Some(Value::String(s)) => vec![s.clone()],
         _ => Vec::new(),
     }
@@ -359,7 +437,11 @@ fn percent_decode(path: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;
@@ -401,7 +483,11 @@ pub async fn require(State(gate): State<Arc<Gate>>, mut req: Request, next: Next
             return ApiError::from(e).into_response();
         }
     };
-    let readable: Vec<String> = gate.workspaces.readable_by(&caller.roles).map(|w| w.name.clone()).collect();
+    let readable: Vec<String> = gate
+        .workspaces
+        .readable_by(&caller.roles)
+        .map(|w| w.name.clone())
+        .collect();
     if class == Class::Data {
         match authorised_workspace(&gate.workspaces, &readable, req.headers()) {
             Ok(ws) => {
@@ -411,7 +497,10 @@ pub async fn require(State(gate): State<Arc<Gate>>, mut req: Request, next: Next
                     Ok(v) => {
                         h.insert("workspace", v);
                     }
-                    Err(_) => return ApiError::Internal("workspace name is not a header value".into()).into_response(),
+                    Err(_) => {
+                        return ApiError::Internal("workspace name is not a header value".into())
+                            .into_response()
+                    }
                 }
             }
             Err(e) => {
@@ -420,35 +509,56 @@ pub async fn require(State(gate): State<Arc<Gate>>, mut req: Request, next: Next
             }
         }
     }
-    req.extensions_mut().insert(Access { workspaces: readable });
+    req.extensions_mut().insert(Access {
+        workspaces: readable,
+    });
     next.run(req).await
 }
 
 /// The workspace a request may read: its `Workspace` header if the caller may read it (unknown →
 /// 404, not theirs → 403), else the caller's default; several different headers are a 400.
-fn authorised_workspace(all: &Workspaces, readable: &[String], headers: &HeaderMap) -> Result<String, ApiError> {
+fn authorised_workspace(
+    all: &Workspaces,
+    readable: &[String],
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
     let mut named: Option<String> = None;
     for v in headers.get_all("workspace") {
-        let v = std::str::from_utf8(v.as_bytes()).map_err(|_| ApiError::bad("Workspace", "The Workspace header is not valid UTF-8."))?.trim();
+        let v = std::str::from_utf8(v.as_bytes())
+            .map_err(|_| ApiError::bad("Workspace", "The Workspace header is not valid UTF-8."))?
+            .trim();
         if v.is_empty() {
             continue;
         }
         match &named {
-            Some(n) if !n.eq_ignore_ascii_case(v) => return Err(ApiError::bad("Workspace", "More than one Workspace header.")),
+            Some(n) if !n.eq_ignore_ascii_case(v) => {
+                return Err(ApiError::bad(
+                    "Workspace",
+                    "More than one Workspace header.",
+                ))
+            }
             _ => named = Some(v.to_string()),
         }
     }
     match named {
-        None => readable.first().cloned().ok_or_else(|| ApiError::Forbidden {
-            code: "no_workspace",
-            detail: "Your roles give access to no workspace.".into(),
-        }),
+        None => readable
+            .first()
+            .cloned()
+            .ok_or_else(|| ApiError::Forbidden {
+                code: "no_workspace",
+                detail: "Your roles give access to no workspace.".into(),
+            }),
         Some(w) => {
-            let ws = all.get(&w).ok_or_else(|| ApiError::NotFound(format!("Workspace '{w}' not found")))?;
+            let ws = all
+                .get(&w)
+                .ok_or_else(|| ApiError::NotFound(format!("Workspace '{w}' not found")))?;
             if readable.iter().any(|r| r == &ws.name) {
                 Ok(ws.name.clone())
             } else {
-                Err(ApiError::Forbidden { code: "workspace_forbidden", detail: format!("Your roles do not give access to workspace '{}'.", ws.name) })
+                Err(ApiError::Forbidden {
+                    code: "workspace_forbidden",
+                    detail: format!("Your roles do not give access to workspace '{}'.", ws.name),
+                })
             }
         }
     }

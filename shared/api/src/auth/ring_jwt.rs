@@ -6,8 +6,8 @@
 
 use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier};
 use jsonwebtoken::errors::{Error, ErrorKind};
-use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey};
 use jsonwebtoken::signature;
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey};
 use ring::signature::{self as sig, RsaPublicKeyComponents, UnparsedPublicKey};
 
 /// The provider installed by [`install`].
@@ -29,9 +29,16 @@ fn no_signer(_: &Algorithm, _: &EncodingKey) -> Result<Box<dyn JwtSigner>, Error
 
 fn verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>, Error> {
     match (alg, key.kind()) {
-        (Algorithm::RS256, DecodingKeyKind::RsaModulusExponent { n, e }) => Ok(Box::new(Rs256 { n: n.clone(), e: e.clone() })),
-        (Algorithm::ES256, DecodingKeyKind::SecretOrDer(point)) if key.family() == jsonwebtoken::AlgorithmFamily::Ec => {
-            Ok(Box::new(Es256 { point: point.clone() }))
+        (Algorithm::RS256, DecodingKeyKind::RsaModulusExponent { n, e }) => Ok(Box::new(Rs256 {
+            n: n.clone(),
+            e: e.clone(),
+        })),
+        (Algorithm::ES256, DecodingKeyKind::SecretOrDer(point))
+            if key.family() == jsonwebtoken::AlgorithmFamily::Ec =>
+        {
+            Ok(Box::new(Es256 {
+                point: point.clone(),
+            }))
         }
         _ => Err(ErrorKind::InvalidAlgorithm.into()),
     }
@@ -45,9 +52,12 @@ struct Rs256 {
 
 impl signature::Verifier<Vec<u8>> for Rs256 {
     fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
-        RsaPublicKeyComponents { n: &self.n, e: &self.e }
-            .verify(&sig::RSA_PKCS1_2048_8192_SHA256, msg, signature)
-            .map_err(|_| signature::Error::new())
+        RsaPublicKeyComponents {
+            n: &self.n,
+            e: &self.e,
+        }
+        .verify(&sig::RSA_PKCS1_2048_8192_SHA256, msg, signature)
+        .map_err(|_| signature::Error::new())
     }
 }
 

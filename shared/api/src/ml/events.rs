@@ -51,7 +51,8 @@ pub struct BackfillRun {
 }
 
 /// Sends backfill messages (one per run) to the queue the ingest function reads.
-pub type RunQueue = Arc<dyn Fn(Vec<BackfillRun>) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+pub type RunQueue =
+    Arc<dyn Fn(Vec<BackfillRun>) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// What an object under the lake is to the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,12 +79,27 @@ pub enum ModelObject {
 pub fn model_object(rel: &str) -> Option<ModelObject> {
     let parts: Vec<&str> = rel.split('/').collect();
     match parts.as_slice() {
-        [ws, models, name, doc] if *models == registry::MODELS && *doc == registry::DOC && dials_ml::model::valid_name(name) => {
-            Some(ModelObject::Upload { workspace: ws.to_string(), name: name.to_string() })
+        [ws, models, name, doc]
+            if *models == registry::MODELS
+                && *doc == registry::DOC
+                && dials_ml::model::valid_name(name) =>
+        {
+            Some(ModelObject::Upload {
+                workspace: ws.to_string(),
+                name: name.to_string(),
+            })
         }
-        [ws, models, name, rev, doc] if *models == registry::MODELS && *doc == registry::DOC && dials_ml::model::valid_name(name) => {
+        [ws, models, name, rev, doc]
+            if *models == registry::MODELS
+                && *doc == registry::DOC
+                && dials_ml::model::valid_name(name) =>
+        {
             let revision = rev.parse().ok().filter(|r: &i64| *r > 0)?;
-            Some(ModelObject::Document { workspace: ws.to_string(), name: name.to_string(), revision })
+            Some(ModelObject::Document {
+                workspace: ws.to_string(),
+                name: name.to_string(),
+                revision,
+            })
         }
         _ => None,
     }
@@ -135,14 +151,29 @@ pub struct MlEvents {
 
 impl MlEvents {
     /// The extension over `lake`; `queue` fans backfills out (none: `threads` runs at a time here).
-    pub fn new(lake: Location, workspaces: Workspaces, queue: Option<RunQueue>, threads: usize) -> Self {
-        MlEvents { lake, workspaces, cache: Arc::new(ModelCache::default()), engine: tokio::sync::OnceCell::new(), queue, threads: threads.max(1) }
+    pub fn new(
+        lake: Location,
+        workspaces: Workspaces,
+        queue: Option<RunQueue>,
+        threads: usize,
+    ) -> Self {
+        MlEvents {
+            lake,
+            workspaces,
+            cache: Arc::new(ModelCache::default()),
+            engine: tokio::sync::OnceCell::new(),
+            queue,
+            threads: threads.max(1),
+        }
     }
 
     /// The query engine over the lake, made on first use (registration and backfill read committed
     /// data through it; scoring on ingest does not need it).
     pub async fn engine(&self) -> Result<&Engine, JobError> {
-        self.engine.get_or_try_init(|| Engine::new(&self.lake, self.workspaces.clone())).await.map_err(JobError::Lake)
+        self.engine
+            .get_or_try_init(|| Engine::new(&self.lake, self.workspaces.clone()))
+            .await
+            .map_err(JobError::Lake)
     }
 
     /// The object's path relative to the lake, if it is in the lake's bucket and under its prefix.
@@ -162,7 +193,9 @@ impl MlEvents {
 
     fn known(&self, o: &ModelObject) -> bool {
         let ws = match o {
-            ModelObject::Upload { workspace, .. } | ModelObject::Document { workspace, .. } => workspace,
+            ModelObject::Upload { workspace, .. } | ModelObject::Document { workspace, .. } => {
+                workspace
+            }
         };
         self.workspaces.get(ws).is_some()
     }
@@ -172,12 +205,18 @@ impl MlEvents {
     /// model. `Err` only when the lake fails (the message is retried).
     pub async fn register_upload(&self, ws: &str, name: &str) -> Result<ModelDoc, JobError> {
         let engine = self.engine().await?;
-        let doc_key = self.lake.child(&[ws, registry::MODELS, name, registry::DOC]);
-        let onnx_key = self.lake.child(&[ws, registry::MODELS, name, registry::ONNX]);
+        let doc_key = self
+            .lake
+            .child(&[ws, registry::MODELS, name, registry::DOC]);
+        let onnx_key = self
+            .lake
+            .child(&[ws, registry::MODELS, name, registry::ONNX]);
         let text = match self.lake.store.get(&doc_key).await {
             Ok(g) => g.bytes().await.map_err(dials_ml::MlError::from)?,
             Err(object_store::Error::NotFound { .. }) => {
-                return Err(JobError::Usage(format!("{doc_key}: gone (registered by an earlier delivery of this event?)")));
+                return Err(JobError::Usage(format!(
+                    "{doc_key}: gone (registered by an earlier delivery of this event?)"
+                )));
             }
             Err(e) => return Err(dials_ml::MlError::from(e).into()),
         };
@@ -192,7 +231,8 @@ impl MlEvents {
         let onnx = match self.lake.store.get(&onnx_key).await {
             Ok(g) => g.bytes().await.map_err(dials_ml::MlError::from)?.to_vec(),
             Err(object_store::Error::NotFound { .. }) => {
-                problems.push("model.onnx is missing beside model.json (upload it first)".to_string());
+                problems
+                    .push("model.onnx is missing beside model.json (upload it first)".to_string());
                 Vec::new()
             }
             Err(e) => return Err(dials_ml::MlError::from(e).into()),
@@ -235,7 +275,9 @@ impl MlEvents {
         for k in [&doc_key, &onnx_key] {
             match self.lake.store.delete(k).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => tracing::warn!(object = %k, error = %e, "dropped model object not deleted"),
+                Err(e) => {
+                    tracing::warn!(object = %k, error = %e, "dropped model object not deleted")
+                }
             }
         }
         tracing::info!(workspace = ws, model = %doc.label(), ready = doc.ready, reason = ?doc.reason, "model registered from an upload");
@@ -248,8 +290,19 @@ impl MlEvents {
     /// Checks a replaced revision document again; writes it back when the identity fields (from
     /// its path), `ready`, `reason` or the signatures change. Returns the document and whether it
     /// was written.
-    pub async fn recheck_document(&self, ws: &str, name: &str, revision: i64) -> Result<Option<(ModelDoc, bool)>, JobError> {
-        let key = self.lake.child(&[ws, registry::MODELS, name, &revision.to_string(), registry::DOC]);
+    pub async fn recheck_document(
+        &self,
+        ws: &str,
+        name: &str,
+        revision: i64,
+    ) -> Result<Option<(ModelDoc, bool)>, JobError> {
+        let key = self.lake.child(&[
+            ws,
+            registry::MODELS,
+            name,
+            &revision.to_string(),
+            registry::DOC,
+        ]);
         let text = match self.lake.store.get(&key).await {
             Ok(g) => g.bytes().await.map_err(dials_ml::MlError::from)?,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -295,13 +348,28 @@ impl MlEvents {
             Some(q) => {
                 let msgs = runs
                     .into_iter()
-                    .map(|run| BackfillRun { kind: BACKFILL.into(), workspace: doc.workspace.clone(), model: doc.name.clone(), revision: doc.revision, run })
+                    .map(|run| BackfillRun {
+                        kind: BACKFILL.into(),
+                        workspace: doc.workspace.clone(),
+                        model: doc.name.clone(),
+                        revision: doc.revision,
+                        run,
+                    })
                     .collect();
                 q(msgs).await.map_err(JobError::Usage)?;
                 tracing::info!(model = %doc.label(), runs = n, "backfill fanned out, one queue message per run");
             }
             None => {
-                let statuses = jobs::backfill(engine, &self.cache, &doc.workspace, &doc.name, None, Some(&runs), self.threads).await?;
+                let statuses = jobs::backfill(
+                    engine,
+                    &self.cache,
+                    &doc.workspace,
+                    &doc.name,
+                    None,
+                    Some(&runs),
+                    self.threads,
+                )
+                .await?;
                 let failed = statuses.iter().filter(|s| s.status != "OK").count();
                 tracing::info!(model = %doc.label(), runs = n, failed, "backfill done here");
             }
@@ -310,9 +378,15 @@ impl MlEvents {
     }
 
     /// Scores one run of a backfill (a queue message). `Err`: the lake failed (retry).
-    pub async fn backfill_run(&self, m: &BackfillRun) -> Result<Option<registry::RunStatus>, JobError> {
+    pub async fn backfill_run(
+        &self,
+        m: &BackfillRun,
+    ) -> Result<Option<registry::RunStatus>, JobError> {
         let docs = registry::list(&self.lake, &m.workspace).await?;
-        let Some(doc) = docs.into_iter().find(|d| d.name == m.model && d.revision == m.revision) else {
+        let Some(doc) = docs
+            .into_iter()
+            .find(|d| d.name == m.model && d.revision == m.revision)
+        else {
             tracing::warn!(workspace = %m.workspace, model = %m.model, revision = m.revision, "backfill message for a model that is not registered; dropped");
             return Ok(None);
         };
@@ -321,11 +395,18 @@ impl MlEvents {
             return Ok(None);
         }
         let engine = self.engine().await?;
-        Ok(Some(jobs::score_run(engine, &self.cache, &doc, m.run, None, Batch::Run).await?))
+        Ok(Some(
+            jobs::score_run(engine, &self.cache, &doc, m.run, None, Batch::Run).await?,
+        ))
     }
 
     fn outcome(obj: &ObjectRef, status: &str, error: Option<String>, retry: bool) -> ObjectOutcome {
-        ObjectOutcome { object: format!("s3://{}/{}", obj.bucket, obj.key), status: status.into(), error, retry }
+        ObjectOutcome {
+            object: format!("s3://{}/{}", obj.bucket, obj.key),
+            status: status.into(),
+            error,
+            retry,
+        }
     }
 }
 
@@ -340,7 +421,11 @@ pub fn sqs_queue(client: aws_sdk_sqs::Client, url: String) -> RunQueue {
                 for (i, m) in chunk.iter().enumerate() {
                     let body = serde_json::to_string(m).map_err(|e| e.to_string())?;
                     entries.push(
-                        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body).build().map_err(|e| e.to_string())?,
+                        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .message_body(body)
+                            .build()
+                            .map_err(|e| e.to_string())?,
                     );
                 }
                 let out = client
@@ -349,9 +434,18 @@ pub fn sqs_queue(client: aws_sdk_sqs::Client, url: String) -> RunQueue {
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| format!("send to {url}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+                    .map_err(|e| {
+                        format!(
+                            "send to {url}: {}",
+                            aws_sdk_sqs::error::DisplayErrorContext(&e)
+                        )
+                    })?;
                 if let Some(f) = out.failed().first() {
-                    return Err(format!("send to {url}: {} message(s) refused, first: {:?}", out.failed().len(), f.message()));
+                    return Err(format!(
+                        "send to {url}: {} message(s) refused, first: {:?}",
+                        out.failed().len(),
+                        f.message()
+                    ));
                 }
             }
             Ok::<(), String>(())
@@ -368,7 +462,11 @@ impl Extension for MlEvents {
                 tracing::info!(workspace = %w, model, run = st.run_number, status = %st.status, scored = st.scored, error = ?st.error, "ML scoring");
             }
             if !scored.is_empty() {
-                tracing::info!(file_id = report.file_id, seconds = t.elapsed().as_secs_f64(), "ML hook done");
+                tracing::info!(
+                    file_id = report.file_id,
+                    seconds = t.elapsed().as_secs_f64(),
+                    "ML hook done"
+                );
             }
         })
     }
@@ -384,16 +482,37 @@ impl Extension for MlEvents {
             };
             if !self.known(&what) {
                 tracing::warn!(object = %obj.key, "model object of a workspace not in the config; ignored");
-                return Self::outcome(obj, "IGNORED", Some("workspace not in the config".into()), false);
+                return Self::outcome(
+                    obj,
+                    "IGNORED",
+                    Some("workspace not in the config".into()),
+                    false,
+                );
             }
             let r = match &what {
-                ModelObject::Upload { workspace, name } => self.register_upload(workspace, name).await.map(|d| d.ready),
-                ModelObject::Document { workspace, name, revision } => {
-                    self.recheck_document(workspace, name, *revision).await.map(|d| d.is_some_and(|(d, _)| d.ready))
+                ModelObject::Upload { workspace, name } => {
+                    self.register_upload(workspace, name).await.map(|d| d.ready)
                 }
+                ModelObject::Document {
+                    workspace,
+                    name,
+                    revision,
+                } => self
+                    .recheck_document(workspace, name, *revision)
+                    .await
+                    .map(|d| d.is_some_and(|(d, _)| d.ready)),
             };
             match r {
-                Ok(ready) => Self::outcome(obj, if ready { "MODEL_READY" } else { "MODEL_NOT_READY" }, None, false),
+                Ok(ready) => Self::outcome(
+                    obj,
+                    if ready {
+                        "MODEL_READY"
+                    } else {
+                        "MODEL_NOT_READY"
+                    },
+                    None,
+                    false,
+                ),
                 Err(JobError::Usage(m)) => {
                     tracing::warn!(object = %obj.key, error = %m, "model object not handled");
                     Self::outcome(obj, "IGNORED", Some(m), false)
@@ -444,8 +563,21 @@ mod tests {
 
     #[test]
     fn model_objects_by_path() {
-        assert_eq!(model_object("trk/models/ae/model.json"), Some(ModelObject::Upload { workspace: "trk".into(), name: "ae".into() }));
-        assert_eq!(model_object("trk/models/ae/3/model.json"), Some(ModelObject::Document { workspace: "trk".into(), name: "ae".into(), revision: 3 }));
+        assert_eq!(
+            model_object("trk/models/ae/model.json"),
+            Some(ModelObject::Upload {
+                workspace: "trk".into(),
+                name: "ae".into()
+            })
+        );
+        assert_eq!(
+            model_object("trk/models/ae/3/model.json"),
+            Some(ModelObject::Document {
+                workspace: "trk".into(),
+                name: "ae".into(),
+                revision: 3
+            })
+        );
         assert_eq!(model_object("trk/models/ae/model.onnx"), None);
         assert_eq!(model_object("trk/models/ae/3/runs/1.json"), None);
         assert_eq!(model_object("trk/models/ae/x/model.json"), None);
@@ -455,7 +587,13 @@ mod tests {
 
     #[test]
     fn backfill_messages_round_trip() {
-        let m = BackfillRun { kind: BACKFILL.into(), workspace: "w".into(), model: "m".into(), revision: 2, run: 7 };
+        let m = BackfillRun {
+            kind: BACKFILL.into(),
+            workspace: "w".into(),
+            model: "m".into(),
+            revision: 2,
+            run: 7,
+        };
         let v = serde_json::to_value(&m).expect("json");
         assert_eq!(v["type"], BACKFILL);
         assert_eq!(serde_json::from_value::<BackfillRun>(v).expect("back"), m);

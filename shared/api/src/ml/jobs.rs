@@ -61,7 +61,16 @@ pub struct Registration {
 
 /// The per-lumisection shapes a document's inputs take (empty when unknown).
 fn tails(doc: &ModelDoc) -> Vec<Vec<usize>> {
-    doc.input_signature.iter().map(|i| i.dims.iter().skip(1).map(|d| (*d).max(0) as usize).collect()).collect()
+    doc.input_signature
+        .iter()
+        .map(|i| {
+            i.dims
+                .iter()
+                .skip(1)
+                .map(|d| (*d).max(0) as usize)
+                .collect()
+        })
+        .collect()
 }
 
 /// Registers a new revision of `r.name`: writes the ONNX file, validates the model against the
@@ -70,12 +79,21 @@ fn tails(doc: &ModelDoc) -> Vec<Vec<usize>> {
 /// revisions are set inactive (only the latest revision of a name scores new data).
 pub async fn register(engine: &Engine, r: Registration) -> Result<ModelDoc, JobError> {
     if !valid_name(&r.name) {
-        return Err(JobError::Usage(format!("model name '{}' must be [A-Za-z0-9_.-]+", r.name)));
+        return Err(JobError::Usage(format!(
+            "model name '{}' must be [A-Za-z0-9_.-]+",
+            r.name
+        )));
     }
     let lake = &engine.lake;
     let ws = r.workspace.clone();
     let all = registry::list(lake, &ws).await?;
-    let revision = all.iter().filter(|d| d.name == r.name).map(|d| d.revision).max().unwrap_or(0) + 1;
+    let revision = all
+        .iter()
+        .filter(|d| d.name == r.name)
+        .map(|d| d.revision)
+        .max()
+        .unwrap_or(0)
+        + 1;
     let now = dials_lake::tables::now_rfc3339();
     let mut doc = ModelDoc {
         id: model_id(&ws, &r.name, revision),
@@ -102,7 +120,12 @@ pub async fn register(engine: &Engine, r: Registration) -> Result<ModelDoc, JobE
         workspace: ws.clone(),
         filename: r.filename.clone(),
     };
-    doc.input_signature = r.inputs.iter().enumerate().map(|(i, me)| input_me(i, me)).collect();
+    doc.input_signature = r
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, me)| input_me(i, me))
+        .collect();
     check(engine, &mut doc, &r.onnx).await?;
     registry::put_onnx(lake, &ws, &doc.name, revision, r.onnx).await?;
     registry::put_doc(lake, &doc).await?;
@@ -116,7 +139,14 @@ pub async fn register(engine: &Engine, r: Registration) -> Result<ModelDoc, JobE
 }
 
 fn input_me(i: usize, me: &str) -> InputMe {
-    InputMe { name: format!("input_{i}"), me: me.to_string(), me_id: dials_lake::ids::me_id(me), dim: 0, dims: Vec::new(), data_type: "float32".into() }
+    InputMe {
+        name: format!("input_{i}"),
+        me: me.to_string(),
+        me_id: dials_lake::ids::me_id(me),
+        dim: 0,
+        dims: Vec::new(),
+        data_type: "float32".into(),
+    }
 }
 
 /// The registration checks, on `doc` as it stands (its input MEs by path, its threshold mode) and
@@ -130,10 +160,18 @@ pub async fn check(engine: &Engine, doc: &mut ModelDoc, onnx: &[u8]) -> Result<(
     for sig in &mut doc.input_signature {
         let info = source::me_info(engine, &ws, &sig.me).await?;
         if info.is_none() {
-            problems.push(format!("input ME '{}' is not in workspace '{ws}' (no committed file holds it)", sig.me));
+            problems.push(format!(
+                "input ME '{}' is not in workspace '{ws}' (no committed file holds it)",
+                sig.me
+            ));
         }
         let (dim, dims) = match &info {
-            Some(x) => (x.dim, std::iter::once(-1).chain(x.tail.iter().map(|d| *d as i64)).collect()),
+            Some(x) => (
+                x.dim,
+                std::iter::once(-1)
+                    .chain(x.tail.iter().map(|d| *d as i64))
+                    .collect(),
+            ),
             None => (0, Vec::new()),
         };
         sig.me_id = dials_lake::ids::me_id(&sig.me);
@@ -164,20 +202,43 @@ pub async fn check(engine: &Engine, doc: &mut ModelDoc, onnx: &[u8]) -> Result<(
 
 /// Loads the model for the inputs' shapes and runs it on one lumisection of real data; the error
 /// text is the reason the model is not ready.
-async fn validate(engine: &Engine, doc: &ModelDoc, onnx: &[u8], infos: &[MeInfo]) -> Result<Arc<dials_ml::OnnxModel>, String> {
+async fn validate(
+    engine: &Engine,
+    doc: &ModelDoc,
+    onnx: &[u8],
+    infos: &[MeInfo],
+) -> Result<Arc<dials_ml::OnnxModel>, String> {
     let shapes: Vec<Vec<usize>> = infos.iter().map(|i| i.tail.clone()).collect();
-    let model = Arc::new(dials_ml::OnnxModel::load(&doc.label(), onnx, &shapes).map_err(|e| e.to_string())?);
+    let model = Arc::new(
+        dials_ml::OnnxModel::load(&doc.label(), onnx, &shapes).map_err(|e| e.to_string())?,
+    );
     let first = &infos[0];
     let ws = &doc.workspace;
-    let runs = source::runs_with(engine, ws, first.me_id, first.dim, None, None).await.map_err(|e| e.to_string())?;
-    let Some((dataset_id, run)) = runs.first().copied() else { return Ok(model) };
-    let mut input = RunInput { run, mes: Vec::new() };
+    let runs = source::runs_with(engine, ws, first.me_id, first.dim, None, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some((dataset_id, run)) = runs.first().copied() else {
+        return Ok(model);
+    };
+    let mut input = RunInput {
+        run,
+        mes: Vec::new(),
+    };
     for (sig, info) in doc.input_signature.iter().zip(infos) {
-        let got = source::read_run(engine, ws, &sig.me, info, run, Some(dataset_id), None).await.map_err(|e| e.to_string())?;
-        input.mes.push(got.into_values().next().map(|(_, m)| m).unwrap_or_default());
+        let got = source::read_run(engine, ws, &sig.me, info, run, Some(dataset_id), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        input
+            .mes
+            .push(got.into_values().next().map(|(_, m)| m).unwrap_or_default());
     }
     // One lumisection (one that has every input): the sample.
-    let key = input.mes.first().and_then(|m| m.rows.keys().find(|k| input.mes.iter().all(|o| o.rows.contains_key(k))).copied());
+    let key = input.mes.first().and_then(|m| {
+        m.rows
+            .keys()
+            .find(|k| input.mes.iter().all(|o| o.rows.contains_key(k)))
+            .copied()
+    });
     let Some(key) = key else { return Ok(model) };
     for m in &mut input.mes {
         m.rows.retain(|k, _| *k == key);
@@ -186,20 +247,37 @@ async fn validate(engine: &Engine, doc: &ModelDoc, onnx: &[u8], infos: &[MeInfo]
     tokio::task::spawn_blocking(move || dials_ml::score::score_run(&d, &m, &input))
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("on a sample lumisection (run {run}, lumisection {}): {e}", key.0))?;
+        .map_err(|e| {
+            format!(
+                "on a sample lumisection (run {run}, lumisection {}): {e}",
+                key.0
+            )
+        })?;
     Ok(model)
 }
 
 /// `dials ml update`: a new threshold and/or active flag on the latest revision of `name`; no
 /// re-run (flags are computed at query time from the stored scores).
-pub async fn update(lake: &Location, ws: &str, name: &str, threshold: Option<f64>, active: Option<bool>, user: &str) -> Result<ModelDoc, JobError> {
+pub async fn update(
+    lake: &Location,
+    ws: &str,
+    name: &str,
+    threshold: Option<f64>,
+    active: Option<bool>,
+    user: &str,
+) -> Result<ModelDoc, JobError> {
     let mut doc = registry::latest(lake, ws, name).await?;
     if let Some(t) = threshold {
         if doc.builtin_threshold {
-            return Err(JobError::Usage(format!("model {} flags by itself (flagging_key); it has no threshold to set", doc.label())));
+            return Err(JobError::Usage(format!(
+                "model {} flags by itself (flagging_key); it has no threshold to set",
+                doc.label()
+            )));
         }
         if !t.is_finite() {
-            return Err(JobError::Usage("the threshold must be a finite number".into()));
+            return Err(JobError::Usage(
+                "the threshold must be a finite number".into(),
+            ));
         }
         doc.anomaly_threshold = Some(t);
     }
@@ -232,17 +310,45 @@ pub async fn score_run(
     let mut per_ds: BTreeMap<i64, (String, Vec<MeRows>)> = BTreeMap::new();
     let n_inputs = doc.input_signature.len();
     for (i, sig) in doc.input_signature.iter().enumerate() {
-        let tail: Vec<usize> = sig.dims.iter().skip(1).map(|d| (*d).max(0) as usize).collect();
-        let info = MeInfo { me_id: sig.me_id, dim: sig.dim, tail };
-        for (d, (name, rows)) in source::read_run(engine, &doc.workspace, &sig.me, &info, run, dataset_id, file).await? {
-            let e = per_ds.entry(d).or_insert_with(|| (name, vec![MeRows::default(); n_inputs]));
+        let tail: Vec<usize> = sig
+            .dims
+            .iter()
+            .skip(1)
+            .map(|d| (*d).max(0) as usize)
+            .collect();
+        let info = MeInfo {
+            me_id: sig.me_id,
+            dim: sig.dim,
+            tail,
+        };
+        for (d, (name, rows)) in source::read_run(
+            engine,
+            &doc.workspace,
+            &sig.me,
+            &info,
+            run,
+            dataset_id,
+            file,
+        )
+        .await?
+        {
+            let e = per_ds
+                .entry(d)
+                .or_insert_with(|| (name, vec![MeRows::default(); n_inputs]));
             e.1[i] = rows;
         }
     }
     let kind = if file.is_some() { "file" } else { "run" };
     if per_ds.is_empty() && file.is_some() {
         // The file holds none of the model's inputs for this run: nothing to score or record.
-        return Ok(RunStatus { run_number: run, status: "OK".into(), error: None, batch: kind.into(), scored: 0, at: dials_lake::tables::now_rfc3339() });
+        return Ok(RunStatus {
+            run_number: run,
+            status: "OK".into(),
+            error: None,
+            batch: kind.into(),
+            scored: 0,
+            at: dials_lake::tables::now_rfc3339(),
+        });
     }
     let outcome: Result<Vec<arrow::array::RecordBatch>, MlError> = async {
         let model = cache.get(lake, doc, &tails(doc)).await?;
@@ -250,9 +356,15 @@ pub async fn score_run(
         for (d, (name, mes)) in per_ds {
             let (doc2, model2) = (doc.clone(), model.clone());
             let input = RunInput { run, mes };
-            let rows = tokio::task::spawn_blocking(move || dials_ml::score::score_run(&doc2, &model2, &input))
-                .await
-                .map_err(|e| MlError::Run { model: doc.label(), run, message: e.to_string() })??;
+            let rows = tokio::task::spawn_blocking(move || {
+                dials_ml::score::score_run(&doc2, &model2, &input)
+            })
+            .await
+            .map_err(|e| MlError::Run {
+                model: doc.label(),
+                run,
+                message: e.to_string(),
+            })??;
             parts.push(results::to_batch(doc, d, &name, batch, run, &rows)?);
         }
         Ok(parts)
@@ -262,12 +374,28 @@ pub async fn score_run(
         Ok(parts) => {
             let scored = parts.iter().map(arrow::array::RecordBatch::num_rows).sum();
             results::write_batch(lake, doc, run, batch, &parts).await?;
-            RunStatus { run_number: run, status: "OK".into(), error: None, batch: kind.into(), scored, at: dials_lake::tables::now_rfc3339() }
+            RunStatus {
+                run_number: run,
+                status: "OK".into(),
+                error: None,
+                batch: kind.into(),
+                scored,
+                at: dials_lake::tables::now_rfc3339(),
+            }
         }
-        Err(e @ (MlError::Store(_) | MlError::Parquet(_) | MlError::Arrow(_))) => return Err(e.into()),
+        Err(e @ (MlError::Store(_) | MlError::Parquet(_) | MlError::Arrow(_))) => {
+            return Err(e.into())
+        }
         Err(e) => {
             tracing::warn!(model = %doc.label(), run, error = %e, "scoring failed; recorded as the run's status");
-            RunStatus { run_number: run, status: "FAILED".into(), error: Some(e.to_string()), batch: kind.into(), scored: 0, at: dials_lake::tables::now_rfc3339() }
+            RunStatus {
+                run_number: run,
+                status: "FAILED".into(),
+                error: Some(e.to_string()),
+                batch: kind.into(),
+                scored: 0,
+                at: dials_lake::tables::now_rfc3339(),
+            }
         }
     };
     registry::put_status(lake, doc, &status).await?;
@@ -300,12 +428,31 @@ pub async fn backfill(
 
 /// The runs a backfill of `doc` scores: every run holding its first input (optionally one
 /// dataset, some runs), ascending. A model that is not ready cannot be backfilled.
-pub async fn backfill_runs(engine: &Engine, doc: &ModelDoc, dataset_id: Option<i64>, runs: Option<&[i64]>) -> Result<Vec<i64>, JobError> {
+pub async fn backfill_runs(
+    engine: &Engine,
+    doc: &ModelDoc,
+    dataset_id: Option<i64>,
+    runs: Option<&[i64]>,
+) -> Result<Vec<i64>, JobError> {
     if !doc.ready {
-        return Err(JobError::Usage(format!("model {} is not ready: {}", doc.label(), doc.reason.clone().unwrap_or_default())));
+        return Err(JobError::Usage(format!(
+            "model {} is not ready: {}",
+            doc.label(),
+            doc.reason.clone().unwrap_or_default()
+        )));
     }
-    let Some(first) = doc.input_signature.first() else { return Ok(Vec::new()) };
-    let pairs = source::runs_with(engine, &doc.workspace, first.me_id, first.dim, dataset_id, runs).await?;
+    let Some(first) = doc.input_signature.first() else {
+        return Ok(Vec::new());
+    };
+    let pairs = source::runs_with(
+        engine,
+        &doc.workspace,
+        first.me_id,
+        first.dim,
+        dataset_id,
+        runs,
+    )
+    .await?;
     let mut run_list: Vec<i64> = pairs.iter().map(|p| p.1).collect();
     run_list.dedup();
     Ok(run_list)

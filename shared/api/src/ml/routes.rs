@@ -26,7 +26,8 @@ use crate::error::ApiError;
 use crate::ml::tables::{finished, scores_table};
 use crate::params::{self, Conditions, Filter, Op};
 use crate::routes::{
-    after, batches_to_json, decode_cursor, encode_cursor, json_response, page_size, page_url, parse_query, respond, row_key, workspace,
+    after, batches_to_json, decode_cursor, encode_cursor, json_response, page_size, page_url,
+    parse_query, respond, row_key, workspace,
 };
 use crate::App;
 
@@ -36,10 +37,19 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/ml-models-index/", get(models_list))
         .route("/api/v1/ml-models-index/{id}/", get(models_get))
         .route("/api/v1/ml-bad-lumisection/", get(bad_list))
-        .route("/api/v1/ml-bad-lumisection/cert-json/", get(cert_get).post(cert_post))
-        .route("/api/v1/ml-bad-lumisection/golden-json/", get(golden_get).post(golden_post))
+        .route(
+            "/api/v1/ml-bad-lumisection/cert-json/",
+            get(cert_get).post(cert_post),
+        )
+        .route(
+            "/api/v1/ml-bad-lumisection/golden-json/",
+            get(golden_get).post(golden_post),
+        )
         .route("/api/v1/ml-bad-lumisection/{m}/{d}/{r}/{l}/", get(bad_get))
-        .route("/api/v1/ml-bad-lumisection/{m}/{d}/{r}/{l}/{me}/", get(bad_get_me))
+        .route(
+            "/api/v1/ml-bad-lumisection/{m}/{d}/{r}/{l}/{me}/",
+            get(bad_get_me),
+        )
 }
 
 /// Rows (highest) that a response may hold for cert/golden JSON.
@@ -53,7 +63,9 @@ fn ml_error(e: dials_ml::MlError) -> ApiError {
 }
 
 async fn models(app: &App, ws: &str) -> Result<Vec<ModelDoc>, ApiError> {
-    dials_ml::registry::list(&app.engine.lake, ws).await.map_err(ml_error)
+    dials_ml::registry::list(&app.engine.lake, ws)
+        .await
+        .map_err(ml_error)
 }
 
 fn boolean(param: &str, v: &str) -> Result<bool, ApiError> {
@@ -65,20 +77,31 @@ fn boolean(param: &str, v: &str) -> Result<bool, ApiError> {
 }
 
 fn ints(param: &str, v: &str) -> Result<Vec<i64>, ApiError> {
-    let items: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let items: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     if items.len() > 1000 {
-        return Err(ApiError::bad(param, "Give at most 1000 comma-separated whole numbers."));
+        return Err(ApiError::bad(
+            param,
+            "Give at most 1000 comma-separated whole numbers.",
+        ));
     }
     items.into_iter().map(|s| params::int(param, s)).collect()
 }
 
 fn regex(param: &str, v: &str) -> Result<regex::Regex, ApiError> {
     let p = params::user_regex(param, v)?;
-    regex::Regex::new(&p).map_err(|e| ApiError::bad(param, format!("Invalid regular expression: {e}")))
+    regex::Regex::new(&p)
+        .map_err(|e| ApiError::bad(param, format!("Invalid regular expression: {e}")))
 }
 
 /// The client's `ml-models-index/` filters, applied to the documents.
-fn filter_models(mut docs: Vec<ModelDoc>, query: &[(String, String)]) -> Result<Vec<ModelDoc>, ApiError> {
+fn filter_models(
+    mut docs: Vec<ModelDoc>,
+    query: &[(String, String)],
+) -> Result<Vec<ModelDoc>, ApiError> {
     let (mut tag_name, mut tag_value) = (None, None);
     for (k, v) in query {
         match k.as_str() {
@@ -104,7 +127,9 @@ fn filter_models(mut docs: Vec<ModelDoc>, query: &[(String, String)]) -> Result<
                 docs.retain(|d| d.ready == b);
             }
             "type" => docs.retain(|d| &d.kind == v),
-            "input_signature_contains_me" => docs.retain(|d| d.input_signature.iter().any(|i| &i.me == v)),
+            "input_signature_contains_me" => {
+                docs.retain(|d| d.input_signature.iter().any(|i| &i.me == v))
+            }
             "input_signature_contains_me__regex" => {
                 let re = regex(k, v)?;
                 docs.retain(|d| d.input_signature.iter().any(|i| re.is_match(&i.me)));
@@ -116,7 +141,10 @@ fn filter_models(mut docs: Vec<ModelDoc>, query: &[(String, String)]) -> Result<
     }
     if tag_name.is_some() || tag_value.is_some() {
         docs.retain(|d| {
-            d.tags.iter().flatten().any(|t| tag_name.as_ref().is_none_or(|n| &t.name == n) && tag_value.as_ref().is_none_or(|v| &t.value == v))
+            d.tags.iter().flatten().any(|t| {
+                tag_name.as_ref().is_none_or(|n| &t.name == n)
+                    && tag_value.as_ref().is_none_or(|v| &t.value == v)
+            })
         });
     }
     Ok(docs)
@@ -126,7 +154,12 @@ fn page_body(next: Value, previous: Value, results: Vec<Value>) -> Result<Respon
     json_response(&json!({ "next": next, "previous": previous, "results": results }))
 }
 
-async fn models_list(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, RawQuery(q): RawQuery) -> Response {
+async fn models_list(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+    RawQuery(q): RawQuery,
+) -> Response {
     let r = async {
         let ws = workspace(&app, &headers)?;
         let query = parse_query(q.as_deref().unwrap_or(""));
@@ -140,27 +173,48 @@ async fn models_list(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, 
         let start = cursor.map_or(0, |c| docs.partition_point(|d| d.id <= c));
         let page: Vec<&ModelDoc> = docs[start..].iter().take(size).collect();
         let next = match page.last() {
-            Some(last) if start + size < docs.len() => Value::String(page_url(&headers, &uri, &query, Some(&encode_cursor(&[last.id])))),
+            Some(last) if start + size < docs.len() => Value::String(page_url(
+                &headers,
+                &uri,
+                &query,
+                Some(&encode_cursor(&[last.id])),
+            )),
             _ => Value::Null,
         };
         let previous = match cursor {
             None => Value::Null,
             Some(_) if start <= size => Value::String(page_url(&headers, &uri, &query, None)),
-            Some(_) => Value::String(page_url(&headers, &uri, &query, Some(&encode_cursor(&[docs[start - size - 1].id])))),
+            Some(_) => Value::String(page_url(
+                &headers,
+                &uri,
+                &query,
+                Some(&encode_cursor(&[docs[start - size - 1].id])),
+            )),
         };
-        let results = page.iter().map(|d| serde_json::to_value(d).unwrap_or(Value::Null)).collect();
+        let results = page
+            .iter()
+            .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
+            .collect();
         page_body(next, previous, results)
     }
     .await;
     respond(&headers, r)
 }
 
-async fn models_get(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn models_get(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let r = async {
         let ws = workspace(&app, &headers)?;
         let missing = || ApiError::NotFound("No MLModelsIndex matches the given query.".into());
         let id: i64 = id.parse().map_err(|_| missing())?;
-        let doc = models(&app, &ws).await?.into_iter().find(|d| d.id == id).ok_or_else(missing)?;
+        let doc = models(&app, &ws)
+            .await?
+            .into_iter()
+            .find(|d| d.id == id)
+            .ok_or_else(missing)?;
         json_response(&serde_json::to_value(&doc).map_err(|e| ApiError::Internal(e.to_string()))?)
     }
     .await;
@@ -168,21 +222,60 @@ async fn models_get(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): P
 }
 
 const BAD_FILTERS: &[Filter] = &[
-    Filter { param: "model_id", column: "model_id", op: Op::IntEq },
-    Filter { param: "model_id__in", column: "model_id", op: Op::IntIn },
-    Filter { param: "dataset_id", column: "dataset_id", op: Op::IntEq },
-    Filter { param: "dataset_id__in", column: "dataset_id", op: Op::IntIn },
-    Filter { param: "dataset", column: "dataset_id", op: Op::NameToId("dataset") },
-    Filter { param: "dataset__regex", column: "dataset", op: Op::Regex },
-    Filter { param: "run_number", column: "run_number", op: Op::IntEq },
-    Filter { param: "run_number__in", column: "run_number", op: Op::IntIn },
-    Filter { param: "ls_number", column: "ls_number", op: Op::IntEq },
+    Filter {
+        param: "model_id",
+        column: "model_id",
+        op: Op::IntEq,
+    },
+    Filter {
+        param: "model_id__in",
+        column: "model_id",
+        op: Op::IntIn,
+    },
+    Filter {
+        param: "dataset_id",
+        column: "dataset_id",
+        op: Op::IntEq,
+    },
+    Filter {
+        param: "dataset_id__in",
+        column: "dataset_id",
+        op: Op::IntIn,
+    },
+    Filter {
+        param: "dataset",
+        column: "dataset_id",
+        op: Op::NameToId("dataset"),
+    },
+    Filter {
+        param: "dataset__regex",
+        column: "dataset",
+        op: Op::Regex,
+    },
+    Filter {
+        param: "run_number",
+        column: "run_number",
+        op: Op::IntEq,
+    },
+    Filter {
+        param: "run_number__in",
+        column: "run_number",
+        op: Op::IntIn,
+    },
+    Filter {
+        param: "ls_number",
+        column: "ls_number",
+        op: Op::IntEq,
+    },
 ];
 
 const BAD_PK: &[&str] = &["model_id", "dataset_id", "run_number", "ls_number"];
 
 /// The models a query's ME filters (`me_id`, `me`, `me__regex`) leave: those with such an input.
-fn models_by_me(mut docs: Vec<ModelDoc>, query: &[(String, String)]) -> Result<Vec<ModelDoc>, ApiError> {
+fn models_by_me(
+    mut docs: Vec<ModelDoc>,
+    query: &[(String, String)],
+) -> Result<Vec<ModelDoc>, ApiError> {
     for (k, v) in query {
         match k.as_str() {
             "me_id" => {
@@ -227,9 +320,15 @@ fn bad_from(table: &str, docs: &[ModelDoc], conds: &mut Conditions) -> Option<St
     ))
 }
 
-const BAD_COLUMNS: &str = "model_id, dataset_id, run_number, ls_number, COALESCE(metric_value, 0.0) AS metric_value";
+const BAD_COLUMNS: &str =
+    "model_id, dataset_id, run_number, ls_number, COALESCE(metric_value, 0.0) AS metric_value";
 
-async fn bad_list(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, RawQuery(q): RawQuery) -> Response {
+async fn bad_list(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+    RawQuery(q): RawQuery,
+) -> Response {
     let r = async {
         let ws = workspace(&app, &headers)?;
         let query = parse_query(q.as_deref().unwrap_or(""));
@@ -241,7 +340,10 @@ async fn bad_list(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, Raw
         let Some(from) = bad_from(&table, &docs, &mut conds) else {
             return page_body(Value::Null, Value::Null, Vec::new());
         };
-        let base = Conditions { sql: conds.sql.clone(), values: conds.values.clone() };
+        let base = Conditions {
+            sql: conds.sql.clone(),
+            values: conds.values.clone(),
+        };
         let mut cursor = None;
         if let Some((_, t)) = query.iter().find(|(k, _)| k == "next_token") {
             let cur = decode_cursor(t, BAD_PK.len())?;
@@ -250,14 +352,21 @@ async fn bad_list(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, Raw
             cursor = Some(cur);
         }
         let pk = BAD_PK.join(", ");
-        let sql = format!("SELECT {BAD_COLUMNS} FROM {from} {} ORDER BY {pk} LIMIT {}", conds.where_clause(), size + 1);
+        let sql = format!(
+            "SELECT {BAD_COLUMNS} FROM {from} {} ORDER BY {pk} LIMIT {}",
+            conds.where_clause(),
+            size + 1
+        );
         let batches = app.engine.query_as(&sql, conds.values, Scan::Wide).await?;
         let mut rows = batches_to_json(&batches)?;
         let more = rows.len() > size;
         rows.truncate(size);
         let next = match rows.last() {
             Some(last) if more => {
-                let key: Vec<i64> = BAD_PK.iter().map(|c| last[*c].as_i64().unwrap_or(0)).collect();
+                let key: Vec<i64> = BAD_PK
+                    .iter()
+                    .map(|c| last[*c].as_i64().unwrap_or(0))
+                    .collect();
                 Value::String(page_url(&headers, &uri, &query, Some(&encode_cursor(&key))))
             }
             _ => Value::Null,
@@ -269,11 +378,23 @@ async fn bad_list(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, Raw
                 let c = after(BAD_PK, &cur, &mut back);
                 back.sql.push(format!("NOT {c}"));
                 let desc: Vec<String> = BAD_PK.iter().map(|c| format!("{c} DESC")).collect();
-                let sql = format!("SELECT {pk} FROM {from} {} ORDER BY {} LIMIT {}", back.where_clause(), desc.join(", "), size + 1);
+                let sql = format!(
+                    "SELECT {pk} FROM {from} {} ORDER BY {} LIMIT {}",
+                    back.where_clause(),
+                    desc.join(", "),
+                    size + 1
+                );
                 let keys = app.engine.query(&sql, back.values).await?;
-                let mut it = keys.iter().flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)));
+                let mut it = keys
+                    .iter()
+                    .flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)));
                 match it.nth(size) {
-                    Some((b, i)) => Value::String(page_url(&headers, &uri, &query, Some(&encode_cursor(&row_key(BAD_PK, b, i)?)))),
+                    Some((b, i)) => Value::String(page_url(
+                        &headers,
+                        &uri,
+                        &query,
+                        Some(&encode_cursor(&row_key(BAD_PK, b, i)?)),
+                    )),
                     None => Value::String(page_url(&headers, &uri, &query, None)),
                 }
             }
@@ -284,11 +405,24 @@ async fn bad_list(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, Raw
     respond(&headers, r)
 }
 
-async fn bad_one(app: &App, headers: &HeaderMap, keys: [&str; 4], me: Option<&str>) -> Result<Response, ApiError> {
+async fn bad_one(
+    app: &App,
+    headers: &HeaderMap,
+    keys: [&str; 4],
+    me: Option<&str>,
+) -> Result<Response, ApiError> {
     let ws = workspace(app, headers)?;
     let missing = || ApiError::NotFound("No MLBadLumisection matches the given query.".into());
-    let k: Vec<i64> = keys.iter().map(|s| s.parse::<i64>()).collect::<Result<_, _>>().map_err(|_| missing())?;
-    let mut docs: Vec<ModelDoc> = models(app, &ws).await?.into_iter().filter(|d| d.id == k[0]).collect();
+    let k: Vec<i64> = keys
+        .iter()
+        .map(|s| s.parse::<i64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| missing())?;
+    let mut docs: Vec<ModelDoc> = models(app, &ws)
+        .await?
+        .into_iter()
+        .filter(|d| d.id == k[0])
+        .collect();
     if let Some(me) = me {
         let me: i64 = me.parse().map_err(|_| missing())?;
         docs.retain(|d| d.input_signature.iter().any(|i| i.me_id == me));
@@ -300,12 +434,19 @@ async fn bad_one(app: &App, headers: &HeaderMap, keys: [&str; 4], me: Option<&st
         conds.sql.push(format!("{c} = {p}"));
     }
     let from = bad_from(&table, &docs, &mut conds).ok_or_else(missing)?;
-    let sql = format!("SELECT {BAD_COLUMNS} FROM {from} {} LIMIT 1", conds.where_clause());
+    let sql = format!(
+        "SELECT {BAD_COLUMNS} FROM {from} {} LIMIT 1",
+        conds.where_clause()
+    );
     let rows = batches_to_json(&app.engine.query_as(&sql, conds.values, Scan::Point).await?)?;
     json_response(&rows.into_iter().next().ok_or_else(missing)?)
 }
 
-async fn bad_get(State(app): State<Arc<App>>, headers: HeaderMap, Path((m, d, r, l)): Path<(String, String, String, String)>) -> Response {
+async fn bad_get(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((m, d, r, l)): Path<(String, String, String, String)>,
+) -> Response {
     let res = bad_one(&app, &headers, [&m, &d, &r, &l], None).await;
     respond(&headers, res)
 }
@@ -334,8 +475,11 @@ fn required(param: &str) -> ApiError {
 
 /// From a JSON body (client 2.4.1): `{"model_id__in": [..], "dataset_id__in": [..], "run_number__in": [..]}`.
 fn cert_params_json(body: &[u8]) -> Result<CertParams, ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad("body", format!("JSON parse error - {e}")))?;
-    let Value::Object(m) = v else { return Err(ApiError::bad("body", "Expected a JSON object.")) };
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad("body", format!("JSON parse error - {e}")))?;
+    let Value::Object(m) = v else {
+        return Err(ApiError::bad("body", "Expected a JSON object."));
+    };
     let list = |k: &str| -> Result<Vec<i64>, ApiError> {
         let items = match m.get(k) {
             None | Some(Value::Null) => return Err(required(k)),
@@ -349,40 +493,65 @@ fn cert_params_json(body: &[u8]) -> Result<CertParams, ApiError> {
         items
             .iter()
             .map(|x| match x {
-                Value::Number(n) => n.as_i64().ok_or_else(|| ApiError::bad(k, "A valid integer is required.")),
+                Value::Number(n) => n
+                    .as_i64()
+                    .ok_or_else(|| ApiError::bad(k, "A valid integer is required.")),
                 Value::String(s) => params::int(k, s),
                 _ => Err(ApiError::bad(k, "A valid integer is required.")),
             })
             .collect()
     };
-    Ok(CertParams { models: list(CERT_KEYS[0])?, datasets: list(CERT_KEYS[1])?, runs: list(CERT_KEYS[2])? })
+    Ok(CertParams {
+        models: list(CERT_KEYS[0])?,
+        datasets: list(CERT_KEYS[1])?,
+        runs: list(CERT_KEYS[2])?,
+    })
 }
 
 /// From CSV query parameters (DIALS v1.12).
 fn cert_params_query(q: Option<&str>) -> Result<CertParams, ApiError> {
     let query = parse_query(q.unwrap_or(""));
     let list = |k: &str| -> Result<Vec<i64>, ApiError> {
-        let v = query.iter().rev().find(|(p, _)| p == k).ok_or_else(|| required(k))?;
+        let v = query
+            .iter()
+            .rev()
+            .find(|(p, _)| p == k)
+            .ok_or_else(|| required(k))?;
         ints(k, &v.1)
     };
-    Ok(CertParams { models: list(CERT_KEYS[0])?, datasets: list(CERT_KEYS[1])?, runs: list(CERT_KEYS[2])? })
+    Ok(CertParams {
+        models: list(CERT_KEYS[0])?,
+        datasets: list(CERT_KEYS[1])?,
+        runs: list(CERT_KEYS[2])?,
+    })
 }
 
 /// The flagged rows of the selected models, datasets and runs, with each model's document.
 async fn flagged(app: &App, ws: &str, p: &CertParams) -> Result<Vec<Flagged>, ApiError> {
     let all = models(app, ws).await?;
     if let Some(unknown) = p.models.iter().find(|id| !all.iter().any(|d| d.id == **id)) {
-        return Err(ApiError::bad("model_id__in", format!("Unknown model id {unknown} in workspace '{ws}'.")));
+        return Err(ApiError::bad(
+            "model_id__in",
+            format!("Unknown model id {unknown} in workspace '{ws}'."),
+        ));
     }
-    let docs: Vec<ModelDoc> = all.into_iter().filter(|d| p.models.contains(&d.id)).collect();
+    let docs: Vec<ModelDoc> = all
+        .into_iter()
+        .filter(|d| p.models.contains(&d.id))
+        .collect();
     if p.datasets.is_empty() || p.runs.is_empty() {
         return Ok(Vec::new());
     }
     let table = scores_table(&app.engine, ws)?;
     let mut conds = Conditions::default();
-    let Some(from) = bad_from(&table, &docs, &mut conds) else { return Ok(Vec::new()) };
+    let Some(from) = bad_from(&table, &docs, &mut conds) else {
+        return Ok(Vec::new());
+    };
     for (col, vals) in [("dataset_id", &p.datasets), ("run_number", &p.runs)] {
-        let ph: Vec<String> = vals.iter().map(|v| conds.bind(ScalarValue::Int64(Some(*v)))).collect();
+        let ph: Vec<String> = vals
+            .iter()
+            .map(|v| conds.bind(ScalarValue::Int64(Some(*v))))
+            .collect();
         conds.sql.push(format!("{col} IN ({})", ph.join(", ")));
     }
     let sql = format!(
@@ -392,13 +561,23 @@ async fn flagged(app: &App, ws: &str, p: &CertParams) -> Result<Vec<Flagged>, Ap
     );
     let mut out = Vec::new();
     for b in app.engine.query(&sql, conds.values).await? {
-        let col = |n: &str| b.column_by_name(n).and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
-        let (Some(m), Some(r), Some(l)) = (col("model_id"), col("run_number"), col("ls_number")) else {
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
+        };
+        let (Some(m), Some(r), Some(l)) = (col("model_id"), col("run_number"), col("ls_number"))
+        else {
             return Err(ApiError::Internal("unexpected ml_scores columns".into()));
         };
-        let v = b.column_by_name("metric_value").and_then(|c| c.as_any().downcast_ref::<arrow::array::Float64Array>().cloned());
+        let v = b.column_by_name("metric_value").and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow::array::Float64Array>()
+                .cloned()
+        });
         for i in 0..b.num_rows() {
-            let Some(doc) = docs.iter().find(|d| d.id == m.value(i)) else { continue };
+            let Some(doc) = docs.iter().find(|d| d.id == m.value(i)) else {
+                continue;
+            };
             let first = doc.input_signature.first();
             out.push(Flagged {
                 model_id: doc.id,
@@ -407,21 +586,31 @@ async fn flagged(app: &App, ws: &str, p: &CertParams) -> Result<Vec<Flagged>, Ap
                 me_id: first.map_or(0, |x| x.me_id),
                 me: first.map(|x| x.me.clone()).unwrap_or_default(),
                 filename: doc.filename.clone(),
-                metric_value: v.as_ref().map_or(0.0, |v| if v.is_null(i) { 0.0 } else { v.value(i) }),
+                metric_value: v
+                    .as_ref()
+                    .map_or(0.0, |v| if v.is_null(i) { 0.0 } else { v.value(i) }),
             });
         }
     }
     Ok(out)
 }
 
-async fn cert(app: &App, headers: &HeaderMap, p: Result<CertParams, ApiError>) -> Result<Response, ApiError> {
+async fn cert(
+    app: &App,
+    headers: &HeaderMap,
+    p: Result<CertParams, ApiError>,
+) -> Result<Response, ApiError> {
     let ws = workspace(app, headers)?;
     let p = p?;
     let rows = flagged(app, &ws, &p).await?;
     json_response(&cert::cert_json(&p.runs, &rows))
 }
 
-async fn golden(app: &App, headers: &HeaderMap, p: Result<CertParams, ApiError>) -> Result<Response, ApiError> {
+async fn golden(
+    app: &App,
+    headers: &HeaderMap,
+    p: Result<CertParams, ApiError>,
+) -> Result<Response, ApiError> {
     let ws = workspace(app, headers)?;
     let p = p?;
     let rows = flagged(app, &ws, &p).await?;
@@ -434,11 +623,18 @@ async fn golden(app: &App, headers: &HeaderMap, p: Result<CertParams, ApiError>)
         let fin = finished(&app.engine, &ws).await?;
         let mut conds = Conditions::default();
         for (col, vals) in [("dataset_id", &p.datasets), ("run_number", &p.runs)] {
-            let ph: Vec<String> = vals.iter().map(|v| conds.bind(ScalarValue::Int64(Some(*v)))).collect();
+            let ph: Vec<String> = vals
+                .iter()
+                .map(|v| conds.bind(ScalarValue::Int64(Some(*v))))
+                .collect();
             conds.sql.push(format!("{col} IN ({})", ph.join(", ")));
         }
         conds.sql.push(format!("file_id IN {fin}"));
-        let sql = format!("SELECT DISTINCT run_number, ls_number FROM {} {}", app.engine.table(&ws, "lumisection_index"), conds.where_clause());
+        let sql = format!(
+            "SELECT DISTINCT run_number, ls_number FROM {} {}",
+            app.engine.table(&ws, "lumisection_index"),
+            conds.where_clause()
+        );
         for b in app.engine.query(&sql, conds.values).await? {
             let keys = |b: &RecordBatch, i: usize| row_key(&["run_number", "ls_number"], b, i);
             for i in 0..b.num_rows() {
@@ -455,7 +651,11 @@ async fn cert_post(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes)
     respond(&headers, r)
 }
 
-async fn cert_get(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+async fn cert_get(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let r = cert(&app, &headers, cert_params_query(q.as_deref())).await;
     respond(&headers, r)
 }
@@ -465,7 +665,11 @@ async fn golden_post(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
     respond(&headers, r)
 }
 
-async fn golden_get(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+async fn golden_get(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let r = golden(&app, &headers, cert_params_query(q.as_deref())).await;
     respond(&headers, r)
 }
@@ -476,12 +680,22 @@ mod tests {
 
     #[test]
     fn cert_parameters_are_required_and_typed() {
-        assert!(cert_params_json(br#"{"model_id__in":[1],"dataset_id__in":[2],"run_number__in":[3]}"#).is_ok());
-        for bad in [&br#"{"model_id__in":[1],"dataset_id__in":[2]}"#[..], br#"{"model_id__in":["x"],"dataset_id__in":[2],"run_number__in":[3]}"#, b"nope", b"[]"] {
+        assert!(cert_params_json(
+            br#"{"model_id__in":[1],"dataset_id__in":[2],"run_number__in":[3]}"#
+        )
+        .is_ok());
+        for bad in [
+            &br#"{"model_id__in":[1],"dataset_id__in":[2]}"#[..],
+            br#"{"model_id__in":["x"],"dataset_id__in":[2],"run_number__in":[3]}"#,
+            b"nope",
+            b"[]",
+        ] {
             let e = cert_params_json(bad).err().expect("400");
             assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
         }
-        assert!(cert_params_query(Some("model_id__in=1,2&dataset_id__in=3&run_number__in=4")).is_ok());
+        assert!(
+            cert_params_query(Some("model_id__in=1,2&dataset_id__in=3&run_number__in=4")).is_ok()
+        );
         assert!(cert_params_query(Some("model_id__in=1")).is_err());
         assert!(cert_params_query(None).is_err());
     }

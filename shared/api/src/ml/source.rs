@@ -43,16 +43,37 @@ fn hist_table(engine: &Engine, ws: &str, dim: i64) -> String {
 pub async fn me_info(engine: &Engine, ws: &str, me: &str) -> Result<Option<MeInfo>, ApiError> {
     let fin = finished(engine, ws).await?;
     let me_id = dials_lake::ids::me_id(me);
-    let sql = format!("SELECT MAX(dim) AS dim FROM {} WHERE me_id = $1 AND file_id IN {fin}", engine.table(ws, "me_index"));
-    let got = engine.query(&sql, vec![ScalarValue::Int64(Some(me_id))]).await?;
-    let dim = got.first().and_then(|b| i64_col(b, "dim").ok().filter(|c| !c.is_empty() && !c.is_null(0)).map(|c| c.value(0)));
+    let sql = format!(
+        "SELECT MAX(dim) AS dim FROM {} WHERE me_id = $1 AND file_id IN {fin}",
+        engine.table(ws, "me_index")
+    );
+    let got = engine
+        .query(&sql, vec![ScalarValue::Int64(Some(me_id))])
+        .await?;
+    let dim = got.first().and_then(|b| {
+        i64_col(b, "dim")
+            .ok()
+            .filter(|c| !c.is_empty() && !c.is_null(0))
+            .map(|c| c.value(0))
+    });
     let Some(dim) = dim else { return Ok(None) };
     let cols = if dim == 2 { "x_bin, y_bin" } else { "x_bin" };
-    let sql = format!("SELECT {cols} FROM {} WHERE me_id = $1 AND file_id IN {fin} LIMIT 1", hist_table(engine, ws, dim));
-    let got = engine.query(&sql, vec![ScalarValue::Int64(Some(me_id))]).await?;
-    let Some(b) = got.iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
+    let sql = format!(
+        "SELECT {cols} FROM {} WHERE me_id = $1 AND file_id IN {fin} LIMIT 1",
+        hist_table(engine, ws, dim)
+    );
+    let got = engine
+        .query(&sql, vec![ScalarValue::Int64(Some(me_id))])
+        .await?;
+    let Some(b) = got.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
     let nx = i32_col(b, "x_bin")?.value(0).max(0) as usize;
-    let tail = if dim == 2 { vec![i32_col(b, "y_bin")?.value(0).max(0) as usize, nx] } else { vec![nx] };
+    let tail = if dim == 2 {
+        vec![i32_col(b, "y_bin")?.value(0).max(0) as usize, nx]
+    } else {
+        vec![nx]
+    };
     Ok(Some(MeInfo { me_id, dim, tail }))
 }
 
@@ -78,7 +99,14 @@ pub async fn runs_with(
             params.push(ScalarValue::Int64(Some(*r)));
             ph.push(format!("${}", params.len()));
         }
-        cond.push_str(&format!(" AND run_number IN ({})", if ph.is_empty() { "NULL".to_string() } else { ph.join(", ") }));
+        cond.push_str(&format!(
+            " AND run_number IN ({})",
+            if ph.is_empty() {
+                "NULL".to_string()
+            } else {
+                ph.join(", ")
+            }
+        ));
     }
     let sql = format!("SELECT DISTINCT dataset_id, run_number FROM {} WHERE {cond} ORDER BY run_number, dataset_id", hist_table(engine, ws, dim));
     let mut out = Vec::new();
@@ -102,7 +130,10 @@ pub async fn read_run(
     file_id: Option<i64>,
 ) -> Result<BTreeMap<i64, (String, MeRows)>, ApiError> {
     let fin = finished(engine, ws).await?;
-    let mut params = vec![ScalarValue::Int64(Some(run)), ScalarValue::Int64(Some(info.me_id))];
+    let mut params = vec![
+        ScalarValue::Int64(Some(run)),
+        ScalarValue::Int64(Some(info.me_id)),
+    ];
     let mut cond = format!("run_number = $1 AND me_id = $2 AND file_id IN {fin}");
     if let Some(d) = dataset_id {
         params.push(ScalarValue::Int64(Some(d)));
@@ -118,8 +149,14 @@ pub async fn read_run(
     );
     let mut out: BTreeMap<i64, (String, MeRows)> = BTreeMap::new();
     for b in engine.query(&sql, params).await? {
-        let (d, f, l) = (i64_col(&b, "dataset_id")?, i64_col(&b, "file_id")?, i64_col(&b, "ls_number")?);
-        let names = b.column_by_name("dataset").and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let (d, f, l) = (
+            i64_col(&b, "dataset_id")?,
+            i64_col(&b, "file_id")?,
+            i64_col(&b, "ls_number")?,
+        );
+        let names = b
+            .column_by_name("dataset")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
         let data = b
             .column_by_name("data")
             .and_then(|c| c.as_any().downcast_ref::<ListArray>())
@@ -127,9 +164,18 @@ pub async fn read_run(
         for i in 0..b.num_rows() {
             let e = out.entry(d.value(i)).or_insert_with(|| {
                 let name = names.map(|n| n.value(i).to_string()).unwrap_or_default();
-                (name, MeRows { me: me.to_string(), tail: info.tail.clone(), rows: BTreeMap::new() })
+                (
+                    name,
+                    MeRows {
+                        me: me.to_string(),
+                        tail: info.tail.clone(),
+                        rows: BTreeMap::new(),
+                    },
+                )
             });
-            e.1.rows.entry((l.value(i), f.value(i))).or_insert_with(|| dials_ml::hook::bins(data, i));
+            e.1.rows
+                .entry((l.value(i), f.value(i)))
+                .or_insert_with(|| dials_ml::hook::bins(data, i));
         }
     }
     Ok(out)

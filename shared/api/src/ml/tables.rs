@@ -11,7 +11,9 @@ pub fn scores_table(engine: &Engine, ws: &str) -> Result<String, ApiError> {
     let table = dials_ml::results::TABLE;
     let ctx = engine.session();
     if !ctx.table_exist(TableReference::bare(Engine::name(ws, table).as_str()))? {
-        return Err(ApiError::NotFound(format!("workspace '{ws}' has no {table} table")));
+        return Err(ApiError::NotFound(format!(
+            "workspace '{ws}' has no {table} table"
+        )));
     }
     Ok(engine.table(ws, table))
 }
