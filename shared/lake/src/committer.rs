@@ -75,12 +75,19 @@ struct Loaded {
     /// The log could not be read directly: ask delta-rs until the table is loaded again (instead
     /// of reading the log again for every batch).
     txns_unreadable: bool,
+    /// The last commit lost a race: follow the log before deciding again.
+    behind: bool,
 }
 
 /// The table at its latest version, followed from the one loaded if any (`create`: created if it
-/// has no commit yet). Loading it again forgets the generations read for the old one.
+/// has no commit yet). Loading it again forgets the generations read for the old one. Without
+/// `follow`, a table already loaded is taken as it is: a commit decided on it fails if the table
+/// moved (`delta::commit_txns_exclusive`) and is then decided again on the followed table, so a
+/// writer alone saves a log listing per commit.
+#[allow(clippy::too_many_arguments)]
 async fn latest<'a>(
     slot: &'a mut Option<DeltaTable>,
+    follow: bool,
     txns: &mut Option<TxnIndex>,
     txns_unreadable: &mut bool,
     lake: &Location,
@@ -89,6 +96,7 @@ async fn latest<'a>(
     create: bool,
 ) -> Result<Option<&'a mut DeltaTable>, delta::DeltaError> {
     let followed = match slot.as_mut() {
+        Some(_) if !follow => true,
         Some(t) => t.update_incremental(None).await.is_ok(),
         None => false,
     };
@@ -256,8 +264,20 @@ async fn decide_and_commit(
         table: slot,
         txns: index_slot,
         txns_unreadable,
+        behind,
     } = loaded;
-    let Some(t) = latest(slot, index_slot, txns_unreadable, lake, ws, table, any_adds).await?
+    let follow = std::mem::take(behind);
+    let Some(t) = latest(
+        slot,
+        follow,
+        index_slot,
+        txns_unreadable,
+        lake,
+        ws,
+        table,
+        any_adds,
+    )
+    .await?
     else {
         // No table and nothing to add: nothing to remove either.
         for (_, tx) in waiting.drain(..) {
@@ -355,6 +375,7 @@ async fn decide_and_commit(
             }
             Err(e) => {
                 // Decided again (conflict) or answered with the error by the caller.
+                *behind = true;
                 waiting.extend(included);
                 waiting.extend(later);
                 return Err(e);

@@ -473,6 +473,8 @@ pub struct TableVacuum {
     pub table: String,
     /// Objects deleted (removed from the table, or never committed, longer ago than the retention).
     pub deleted: usize,
+    /// Expired `_delta_log` entries deleted.
+    pub log_entries_deleted: usize,
 }
 
 /// Deletes the objects of `ws`'s tables that no snapshot younger than `retention` needs: objects
@@ -494,7 +496,7 @@ pub async fn vacuum(
             continue;
         };
         let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-        let (_, metrics) = t
+        let (t, metrics) = t
             .vacuum()
             .with_retention_period(retention)
             .with_enforce_retention_duration(false)
@@ -504,10 +506,19 @@ pub async fn vacuum(
                 table: format!("{ws}/{table}"),
                 source,
             })?;
+        // Log entries older than the table's log retention (30 days unless set), up to a
+        // checkpoint every younger snapshot can start from: commits do not clean the log.
+        let log_entries = deltalake_core::protocol::checkpoints::cleanup_metadata(&t, None)
+            .await
+            .map_err(|source| CompactError::Vacuum {
+                table: format!("{ws}/{table}"),
+                source,
+            })?;
         out.push(TableVacuum {
             workspace: ws.to_string(),
             table: table.to_string(),
             deleted: metrics.files_deleted.len(),
+            log_entries_deleted: log_entries,
         });
     }
     Ok(out)

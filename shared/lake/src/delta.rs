@@ -561,7 +561,11 @@ async fn commit_with(
     retries: usize,
 ) -> Result<i64, DeltaError> {
     let url = t.table_url().clone();
-    let props = CommitProperties::default().with_application_transactions(txns);
+    // No log cleanup after a commit: delta-rs would list the whole `_delta_log` for it after
+    // every commit (a cost that grows with the table's history); `compact::vacuum` cleans the log.
+    let props = CommitProperties::default()
+        .with_application_transactions(txns)
+        .with_cleanup_expired_logs(Some(false));
     let snapshot = t.snapshot().map_err(|e| DeltaError::delta(&url, e))?;
     let done = CommitBuilder::from(props)
         .with_max_retries(retries)
@@ -569,11 +573,10 @@ async fn commit_with(
         .build(Some(snapshot), t.log_store(), op)
         .await
         .map_err(|e| DeltaError::delta(&url, e))?;
-    let version = done.version();
-    // Follow our own commit without another log listing when possible.
-    t.update_incremental(Some(version))
-        .await
-        .map_err(|e| DeltaError::delta(&url, e))?;
+    let version = done.version;
+    // The commit's own snapshot, already brought to its version by delta-rs (following the log
+    // again would read the same commit a second time).
+    t.state = Some(done.snapshot);
     Ok(i64::try_from(version).unwrap_or(i64::MAX))
 }
 
