@@ -40,6 +40,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--bin", default=os.environ.get("DIALS_BENCH_BIN") or str(REPO / "target/release/dials"))
     ap.add_argument("--limit-s", type=float, default=1800)
+    ap.add_argument("--batch-size", type=int, default=10, help="dials worker --batch-size (Lambda's BatchSize)")
     a = ap.parse_args()
     body = FIXTURE.read_bytes()
     procs = []
@@ -54,8 +55,9 @@ def main():
             for w in range(a.workers):
                 log = open(f"/tmp/dials-burst-worker-{w}.log", "w")
                 logs.append(log)
-                procs.append(subprocess.Popen([a.bin, "worker", "--queue-url", ls.info["queue_url"], "--lake", ls.lake],
-                                              env=dict(ls.env, RUST_LOG="warn"), stdout=log, stderr=subprocess.STDOUT))
+                procs.append(subprocess.Popen([a.bin, "worker", "--queue-url", ls.info["queue_url"], "--lake", ls.lake,
+                                               "--batch-size", str(a.batch_size)],
+                                              env=dict(ls.env, DIALS_LOG="warn,deltalake_core::kernel::transaction=off"), stdout=log, stderr=subprocess.STDOUT))
             port = free_port()
             procs.append(subprocess.Popen([a.bin, "serve", "--lake", ls.lake, "--listen", f"127.0.0.1:{port}"], env=ls.env,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -84,7 +86,7 @@ def main():
                                               ContinuationToken=r["NextContinuationToken"])
                     n += r.get("KeyCount", 0)
                 commits[table] = n
-            print(f"binary: {a.bin}; {a.files} files of {len(body)} B, {a.workers} workers, LocalStack")
+            print(f"binary: {a.bin}; {a.files} files of {len(body)} B, {a.workers} workers, batch ≤ {a.batch_size}, LocalStack")
             print(f"upload {t_up:.1f} s; first upload → {done} FINISHED in the API: {total:.1f} s "
                   f"({done / total:.2f} files/s); log objects: {commits}")
             if done < a.files:

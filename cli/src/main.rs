@@ -117,6 +117,10 @@ enum Command {
         /// queue's redrive policy; if given, it must match it (a queue without one needs it).
         #[arg(long, env = "DIALS_MAX_RECEIVES")]
         max_receives: Option<u32>,
+        /// Messages per batch at most, as Lambda's BatchSize: beyond 10 only while the queue is
+        /// full (a burst); the batch's files share their commits to each table.
+        #[arg(long, env = "DIALS_WORKER_BATCH", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=10000))]
+        batch_size: u16,
     },
     /// Convert a lake written before the Delta format (plain Parquet folders) into Delta tables, in
     /// place (no object is copied or rewritten); safe to run again.
@@ -187,7 +191,12 @@ fn main() -> ExitCode {
         std::process::exit(i32::from(EXIT_BAD_INPUT));
     }));
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("DIALS_LOG"))
+        // delta-rs logs every lost commit race as an error; the group committer expects them and
+        // decides again (a commit that really fails comes back as our own error).
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DIALS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,deltalake_core::kernel::transaction=off")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -261,6 +270,7 @@ fn main() -> ExitCode {
             invoke_url,
             idle_exit,
             max_receives,
+            batch_size,
         } => worker::run(worker::Args {
             queue_url,
             lake,
@@ -269,6 +279,7 @@ fn main() -> ExitCode {
             invoke_url,
             idle_exit,
             max_receives,
+            batch_size: usize::from(batch_size),
         }),
         Command::Ingest {
             inputs,

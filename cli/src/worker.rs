@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use dials_lake::events::{handle_event_with, Deps, Extension};
 use serde_json::{json, Value};
 
@@ -31,6 +31,9 @@ pub struct Args {
     pub idle_exit: u64,
     /// maxReceiveCount the operator expects (checked against the queue's redrive policy).
     pub max_receives: Option<u32>,
+    /// Messages per batch at most (Lambda's `BatchSize`): while the queue answers full receives
+    /// of 10, more are taken at once, up to this many; a lone message is never held back.
+    pub batch_size: usize,
 }
 
 /// Runs `dials worker`.
@@ -59,18 +62,28 @@ pub fn run(args: Args) -> Result<(), CliError> {
         let ml = dials_api::ml::events::MlEvents::new(deps.lake.clone(), deps.workspaces.clone(), queue, threads);
         let http = args.invoke_url.as_ref().map(|_| reqwest::Client::new());
         let mut idle_since = Instant::now();
-        loop {
-            let out = sqs
-                .receive_message()
+        let receive = |wait: i32| {
+            sqs.receive_message()
                 .queue_url(&args.queue_url)
                 .max_number_of_messages(10)
-                .wait_time_seconds(if args.idle_exit > 0 { 1 } else { 10 })
+                .wait_time_seconds(wait)
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                 .send()
-                .await
-                .map_err(|e| CliError::Usage(format!("receive from {}: {}", args.queue_url, aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
-            let messages = out.messages.unwrap_or_default();
+        };
+        let receive_error = |e| CliError::Usage(format!("receive from {}: {}", args.queue_url, aws_sdk_sqs::error::DisplayErrorContext(&e)));
+        loop {
+            let out = receive(if args.idle_exit > 0 { 1 } else { 10 }).await.map_err(receive_error)?;
+            let mut messages = out.messages.unwrap_or_default();
+            // A burst: the queue had a full receive's worth. Take more at once (as Lambda's
+            // BatchSize above 10 does), so the batch's files share fewer, larger commits.
+            while messages.len() % 10 == 0 && !messages.is_empty() && messages.len() < args.batch_size {
+                let more = receive(0).await.map_err(receive_error)?.messages.unwrap_or_default();
+                if more.is_empty() {
+                    break;
+                }
+                messages.extend(more);
+            }
             if messages.is_empty() {
                 if args.idle_exit > 0 && idle_since.elapsed() > Duration::from_secs(args.idle_exit) {
                     return Ok(());
@@ -122,14 +135,21 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     messages.iter().filter_map(|m| m.message_id().map(str::to_string)).collect()
                 }
             };
-            for m in &messages {
-                if failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
-                    continue;
-                }
-                if let Some(h) = m.receipt_handle() {
-                    if let Err(e) = sqs.delete_message().queue_url(&args.queue_url).receipt_handle(h).send().await {
-                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "delete failed; the message will be redelivered");
+            let done: Vec<_> = messages
+                .iter()
+                .filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id()))
+                .filter_map(|m| m.receipt_handle())
+                .enumerate()
+                .filter_map(|(i, h)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(h).build().ok())
+                .collect();
+            for chunk in done.chunks(10) {
+                match sqs.delete_message_batch().queue_url(&args.queue_url).set_entries(Some(chunk.to_vec())).send().await {
+                    Ok(out) => {
+                        for f in out.failed() {
+                            tracing::warn!(entry = f.id(), code = f.code(), "delete failed; the message will be redelivered");
+                        }
                     }
+                    Err(e) => tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "delete failed; the messages will be redelivered"),
                 }
             }
             eprintln!("worker: {} message(s), {} to retry", messages.len(), failed.len());

@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
         .json()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DIALS_LOG")
-                .unwrap_or_else(|_| "info,deltalake_core::kernel::transaction=error".into()),
+                .unwrap_or_else(|_| "info,deltalake_core::kernel::transaction=off".into()),
         )
         .without_time()
         .init();
