@@ -194,8 +194,9 @@ fn main() -> ExitCode {
         // delta-rs logs every lost commit race as an error; the group committer expects them and
         // decides again (a commit that really fails comes back as our own error).
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DIALS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,deltalake_core::kernel::transaction=off")),
+            tracing_subscriber::EnvFilter::try_from_env("DIALS_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("error,deltalake_core::kernel::transaction=off")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

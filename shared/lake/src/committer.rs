@@ -15,7 +15,9 @@
 //! batch that loses a race is decided again on the new snapshot.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use deltalake_core::kernel::{Action, Add};
 use deltalake_core::DeltaTable;
@@ -139,6 +141,44 @@ async fn synced<'a>(
     txns.as_ref()
 }
 
+/// Files of this process that have not yet handed their changes to the data tables' commits.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// How long a data table's commit holds back for pending files at most (`DIALS_COMMIT_LINGER_MS`).
+const MAX_LINGER: Duration = Duration::from_millis(2000);
+
+fn max_linger() -> Duration {
+    static MAX: LazyLock<Duration> = LazyLock::new(|| {
+        std::env::var("DIALS_COMMIT_LINGER_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(MAX_LINGER)
+    });
+    *MAX
+}
+
+/// A file on its way to the data tables' commits (from the start of its ingest until it hands
+/// them its changes, or fails). While any is pending, a data table's commit waits for it, up to
+/// [`MAX_LINGER`]: the files of a burst (an SQS batch decoded one after the other) then share one
+/// commit per table instead of one each. A file alone never waits.
+pub struct Pending(());
+
+impl Pending {
+    /// Counts a file as pending until the guard is dropped.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        PENDING.fetch_add(1, Ordering::AcqRel);
+        Pending(())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        PENDING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Queues by table URL (a process may write several lakes: tests do).
 static QUEUES: LazyLock<Mutex<HashMap<String, Arc<Queue>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -160,16 +200,48 @@ pub async fn submit(
     table: &str,
     intent: Intent,
 ) -> Result<(), IngestError> {
+    submit_inner(lake, ws, table, intent, false).await
+}
+
+/// [`submit`] for a data table: the commit first waits (at most [`MAX_LINGER`]) until no file
+/// of this process is [`Pending`] any more, so that their changes join it. Not for `file_index`:
+/// a pending file's STARTED record needs that table's commit.
+pub async fn submit_with_pending(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    intent: Intent,
+) -> Result<(), IngestError> {
+    submit_inner(lake, ws, table, intent, true).await
+}
+
+async fn submit_inner(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    intent: Intent,
+    linger: bool,
+) -> Result<(), IngestError> {
     let key = format!("{}/{ws}/{table}", lake.url.trim_end_matches('/'));
     let q = queue(key);
     let (tx, rx) = oneshot::channel();
     if let Ok(mut w) = q.waiting.lock() {
         w.push((intent, tx));
     }
-    {
+    // The turn at the lock runs as a task of its own: a submitter that stops waiting (its ingest
+    // failed on another table, or ran out of time) never cancels a commit carrying other files'
+    // changes.
+    let (lake, ws_name, table_name) = (lake.clone(), ws.to_string(), table.to_string());
+    tokio::spawn(async move {
         let mut loaded = q.lock.lock().await;
+        if linger {
+            let since = std::time::Instant::now();
+            while PENDING.load(Ordering::Acquire) > 0 && since.elapsed() < max_linger() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         // The oldest waiting changes, at most a batch; the rest go to the next holder of the lock
-        // (every waiter takes the lock in turn, so none is left behind).
+        // (every submitter's turn takes the lock once, so none is left behind).
         let batch = q
             .waiting
             .lock()
@@ -179,9 +251,9 @@ pub async fn submit(
             })
             .unwrap_or_default();
         if !batch.is_empty() {
-            commit_batch(&mut loaded, lake, ws, table, batch).await;
+            commit_batch(&mut loaded, &lake, &ws_name, &table_name, batch).await;
         }
-    }
+    });
     rx.await.unwrap_or_else(|_| {
         Err(IngestError::Task(format!(
             "{ws}/{table}: the commit taking this file's change stopped"

@@ -367,15 +367,9 @@ pub async fn ingest(
 ) -> Result<IngestReport, IngestError> {
     let t0 = Instant::now();
     let ds = resolve_dataset(req)?;
-    let slot = match DECODE_SLOTS.get() {
-        Some(s) => Some(
-            s.clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| IngestError::Task(e.to_string()))?,
-        ),
-        None => None,
-    };
+    // Until this file's changes wait for the data tables' commits, those commits hold back for it
+    // (a burst's files share them instead of each making its own; see `committer::Pending`).
+    let pending = committer::Pending::new();
     let dataset_id = ids::dataset_id(&ds.dataset);
     let file_id = ids::file_id(&req.logical_file_name);
     let file_size = source.len();
@@ -416,9 +410,9 @@ pub async fn ingest(
     let (tx, mut rx) = mpsc::channel::<Routed>(4);
     let ws_for_decoder = workspaces.clone();
     let ds_name = ds.dataset.clone();
-    let decoder = tokio::task::spawn_blocking(move || {
-        decode(source, &ws_for_decoder, &ds_name, dataset_id, file_id, tx)
-    });
+    // Set by the write loop once it holds a decode slot.
+    let mut slot: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let mut decoder: Option<tokio::task::JoinHandle<Result<DecodeSummary, IngestError>>> = None;
 
     // One writer task per data object, so that th1 and th2 (and several runs) encode in parallel.
     let mut writers: BTreeMap<(usize, DataTable, bool, u32), WriterTask> = BTreeMap::new();
@@ -430,6 +424,19 @@ pub async fn ingest(
         })
         .collect();
     let write_loop = async {
+        // The decode slot is waited for while the STARTED record commits: the STARTED records of
+        // files queued for a slot share commits.
+        if let Some(s) = DECODE_SLOTS.get() {
+            slot = Some(
+                s.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| IngestError::Task(e.to_string()))?,
+            );
+        }
+        decoder = Some(tokio::task::spawn_blocking(move || {
+            decode(source, &ws_for_decoder, &ds_name, dataset_id, file_id, tx)
+        }));
         let mut last_run = None;
         while let Some(r) = rx.recv().await {
             // A new run: the previous runs' open row groups are complete, so hand them to the upload
@@ -492,25 +499,28 @@ pub async fn ingest(
         },
     };
     drop(rx);
-    let decoded = if joined.is_err() {
-        // The attempt already failed (deadline, writer, STARTED record). The closed channel stops
-        // the decoder at its next batch, but a read it is blocked in ends only when the read does
-        // (an `ObjectSource` opened with the deadline abandons it then): wait a bounded time, then
-        // leave the blocking thread behind rather than the whole attempt.
-        match tokio::time::timeout(DECODER_GRACE, decoder).await {
-            Ok(r) => r
-                .map_err(|e| IngestError::Task(e.to_string()))
-                .and_then(|r| r),
-            Err(_) => {
-                tracing::warn!(file = %req.logical_file_name, "decoder still blocked in a read after the attempt failed; left behind");
-                Err(IngestError::Task("decoder blocked in a read".into()))
+    let decoded = match decoder.take() {
+        Some(decoder) if joined.is_err() => {
+            // The attempt already failed (deadline, writer, STARTED record). The closed channel stops
+            // the decoder at its next batch, but a read it is blocked in ends only when the read does
+            // (an `ObjectSource` opened with the deadline abandons it then): wait a bounded time, then
+            // leave the blocking thread behind rather than the whole attempt.
+            match tokio::time::timeout(DECODER_GRACE, decoder).await {
+                Ok(r) => r
+                    .map_err(|e| IngestError::Task(e.to_string()))
+                    .and_then(|r| r),
+                Err(_) => {
+                    tracing::warn!(file = %req.logical_file_name, "decoder still blocked in a read after the attempt failed; left behind");
+                    Err(IngestError::Task("decoder blocked in a read".into()))
+                }
             }
         }
-    } else {
-        decoder
+        Some(decoder) => decoder
             .await
             .map_err(|e| IngestError::Task(e.to_string()))
-            .and_then(|r| r)
+            .and_then(|r| r),
+        // The attempt failed before it had a decode slot (`joined` has why).
+        None => Err(IngestError::Task("not decoded".into())),
     };
     // Nothing of a failed attempt is committed: its writers are stopped instead of encoding and
     // uploading their open row groups.
@@ -568,6 +578,7 @@ pub async fn ingest(
     }
     // Every object is written: the next file may decode while this one commits.
     drop(slot);
+    drop(pending);
     let t_commit = Instant::now();
     // One Delta commit per table of each workspace (workspaces in parallel): this attempt's objects
     // in, the file's earlier objects out, under the file's transaction id; `file_index` last, so
@@ -584,7 +595,7 @@ pub async fn ingest(
             // The tables are independent: their commits run at once (on S3 each is a few
             // requests; one after the other they were most of a small file's time to visibility).
             let tables = futures::future::try_join_all(mine.into_iter().map(|(table, a)| {
-                replace_file_objects(lake, &ws.name, table, file_id, generation, a)
+                replace_file_objects(lake, &ws.name, table, file_id, generation, a, true)
             }));
             tokio::try_join!(
                 tables,
@@ -677,7 +688,7 @@ pub async fn record_failure(
         };
         write_file_record(lake, name, &attempt, generation, &record).await?;
         let removals = data_and_index_tables().map(|table| async move {
-            if let Err(e) = replace_file_objects(lake, name, table, file_id, generation, Vec::new()).await {
+            if let Err(e) = replace_file_objects(lake, name, table, file_id, generation, Vec::new(), false).await {
                 tracing::warn!(workspace = %name, table, file_id, error = %e, "rows of a failed file could not be removed now; they stay unserved (status is not FINISHED)");
             }
         });
@@ -897,6 +908,7 @@ async fn put_batch(
 /// committer: concurrent ingests' changes to one table share one Delta commit, `committer.rs`).
 /// Nothing is committed when there is nothing to add or remove. An attempt older than the file's
 /// last commit to the table is superseded (its rows never replace a newer version's).
+/// `with_pending`: the commit waits for this process's pending files (`committer::Pending`).
 async fn replace_file_objects(
     lake: &Location,
     ws: &str,
@@ -904,18 +916,18 @@ async fn replace_file_objects(
     file_id: i64,
     generation: i64,
     adds: Vec<Add>,
+    with_pending: bool,
 ) -> Result<(), IngestError> {
-    committer::submit(
-        lake,
-        ws,
-        table,
-        committer::Intent {
-            file_id,
-            generation,
-            adds,
-        },
-    )
-    .await
+    let intent = committer::Intent {
+        file_id,
+        generation,
+        adds,
+    };
+    if with_pending {
+        committer::submit_with_pending(lake, ws, table, intent).await
+    } else {
+        committer::submit(lake, ws, table, intent).await
+    }
 }
 
 /// The dataset's row in `ws`'s `dataset_index`, added by the first file of the dataset.
@@ -1027,6 +1039,8 @@ async fn write_file_record(
         r.file_id,
         generation,
         vec![delta::add(name, size, &[], Some(&meta))],
+        // Never held back for pending files: a pending file's own STARTED record is one.
+        false,
     )
     .await
 }
