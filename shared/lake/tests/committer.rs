@@ -208,3 +208,49 @@ async fn two_attempts_of_one_file_among_others_leave_one_copy() {
     let records = read_table(&dir.join("default/file_index"));
     assert_eq!(records.len(), 9);
 }
+
+/// Linger (`committer::Pending`): while another file of the process is still on its way, a data
+/// table's commit waits for it, so two files whose ingests overlap share one th1 commit even when
+/// the first is ready long before the second starts writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_data_commit_waits_for_a_pending_file_and_shares_it() {
+    let dir = scratch("group-commit-linger");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    let ws = Workspaces::default();
+    let run = |i: usize| {
+        let (lake, ws) = (lake.clone(), ws.clone());
+        tokio::spawn(async move {
+            let req = IngestRequest {
+                logical_file_name: lfn(i),
+                dataset: None,
+                deadline: None,
+            };
+            ingest(
+                &lake,
+                &ws,
+                &req,
+                source("small_lz4.root", &lfn(i), 1 + i as i64),
+                None,
+            )
+            .await
+        })
+    };
+    // A file of this process that has not reached its commits yet (say, still decoding).
+    let held = dials_lake::committer::Pending::new();
+    let first = run(0);
+    // The first file is written and waits at its th1 commit; the second starts only now.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = run(1);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    drop(held);
+    first.await.expect("task").expect("first");
+    second.await.expect("task").expect("second");
+    let commits = txns_per_commit(&dir.join("default/th1"));
+    let with_files: Vec<_> = commits.iter().filter(|c| !c.is_empty()).collect();
+    assert_eq!(
+        with_files.len(),
+        1,
+        "both files' th1 changes in one commit: {with_files:?}"
+    );
+    assert_eq!(with_files[0].len(), 2);
+}
