@@ -4,8 +4,10 @@
 //! lists the store. [`DeltaFiles`] is that cache: for every registered table it answers with the
 //! objects of the table's latest loaded Delta snapshot (an empty list before the first commit), so
 //! queries read committed objects only, whatever else lies in the folder (a running ingest's
-//! objects, a failed attempt's, removed ones not yet vacuumed). [`DeltaFiles::follow`] moves each
-//! snapshot forward (one log listing per table, a read per new commit), at most once per interval.
+//! objects, a failed attempt's, removed ones not yet vacuumed). [`DeltaFiles::follow_tables`]
+//! moves the snapshots a query reads forward (one log listing per table, a read per new commit):
+//! the `file_index` tables at most once per interval, any other table only when a query reads it
+//! and a `file_index` moved since it was last read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -23,7 +25,7 @@ use crate::guard::GuardedStore;
 use object_store::path::Path;
 use object_store::ObjectMeta;
 
-/// Every table is re-read at least this often, whether or not a `file_index` moved.
+/// A table a query reads is re-read at least this often, whether or not a `file_index` moved.
 const FULL_REFRESH: Duration = Duration::from_secs(60);
 
 /// Integer columns whose per-object bounds (from the Delta `Add` statistics, and the partition
@@ -63,14 +65,36 @@ struct Source {
     key: Path,
     log: LogStoreRef,
     table: tokio::sync::Mutex<Option<DeltaTable>>,
+    /// The index epoch ([`DeltaFiles::epoch`]) and time of this table's last complete refresh.
+    seen: std::sync::Mutex<(u64, Option<Instant>)>,
+}
+
+impl Source {
+    /// True when a query reading this table must refresh it first: a `file_index` moved since
+    /// (`epoch`), or it was last read from the log [`FULL_REFRESH`] ago or more.
+    fn due(&self, epoch: u64) -> bool {
+        match self.seen.lock() {
+            Ok(s) => s.0 < epoch || s.1.is_none_or(|at| at.elapsed() >= FULL_REFRESH),
+            Err(_) => true,
+        }
+    }
+
+    fn refreshed(&self, epoch: u64, at: Instant) {
+        if let Ok(mut s) = self.seen.lock() {
+            *s = (s.0.max(epoch), Some(at));
+        }
+    }
 }
 
 /// The list-files cache of the query engine, fed from the Delta logs.
 pub struct DeltaFiles {
     sources: Vec<Source>,
     lists: RwLock<HashMap<Path, Listed>>,
-    /// When the `file_index` snapshots, and all snapshots, were last brought up to date.
-    followed: tokio::sync::Mutex<(Option<Instant>, Option<Instant>)>,
+    /// When the `file_index` snapshots were last brought up to date.
+    followed: tokio::sync::Mutex<Option<Instant>>,
+    /// Counts the `file_index` moves: a table last refreshed at a lower epoch may miss rows a
+    /// FINISHED record promises.
+    epoch: std::sync::atomic::AtomicU64,
     interval: Duration,
     /// Objects found unreadable are left out (`guard.rs`).
     guard: Arc<GuardedStore>,
@@ -110,55 +134,84 @@ impl DeltaFiles {
                     key,
                     log,
                     table: tokio::sync::Mutex::new(None),
+                    seen: std::sync::Mutex::new((0, None)),
                 }
             })
             .collect();
         DeltaFiles {
             sources,
             lists: RwLock::new(lists),
-            followed: tokio::sync::Mutex::new((None, None)),
+            followed: tokio::sync::Mutex::new(None),
+            epoch: std::sync::atomic::AtomicU64::new(1),
             interval,
             guard,
             changes: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// Brings the snapshots up to date unless that happened less than the interval ago (concurrent
-    /// callers wait for one refresh). The `file_index` tables first (one log listing each): an
-    /// ingest commits its file's record last, so the other tables only need reading when one of
-    /// them moved (or every [`FULL_REFRESH`], for commits that do not end with a record, such as a
-    /// failed file's row removals, whose rows are not served anyway). A log that cannot be read
-    /// fails the call after the others are refreshed, and the next call tries again.
+    /// Brings every snapshot up to date ([`DeltaFiles::follow_tables`] for all tables).
     pub async fn follow(&self) -> Result<(), delta::DeltaError> {
-        let mut followed = self.followed.lock().await;
-        if followed.0.is_some_and(|at| at.elapsed() < self.interval) {
-            return Ok(());
+        self.follow_for(None).await
+    }
+
+    /// Brings the snapshots of the tables at `keys` up to date before a query reads them. The
+    /// `file_index` tables first, unless that happened less than the interval ago (concurrent
+    /// callers wait for one refresh; one log listing each). An ingest commits its file's record
+    /// last, so another table only needs reading when a `file_index` moved since it was last read
+    /// (or every [`FULL_REFRESH`], for commits that do not end with a record: a compaction, a
+    /// failed file's row removals, whose rows are not served anyway); and only when a query reads
+    /// it, so a new file costs a query the logs of the tables it reads, not all of them. A log that
+    /// cannot be read fails the call, and the next call tries it again.
+    pub async fn follow_tables(&self, keys: &[Path]) -> Result<(), delta::DeltaError> {
+        self.follow_for(Some(keys)).await
+    }
+
+    async fn follow_for(&self, keys: Option<&[Path]>) -> Result<(), delta::DeltaError> {
+        {
+            let mut followed = self.followed.lock().await;
+            if followed.is_none_or(|at| at.elapsed() >= self.interval) {
+                let indexes = futures::future::join_all(
+                    self.sources
+                        .iter()
+                        .filter(|s| s.index)
+                        .map(|s| self.refresh(s)),
+                )
+                .await;
+                let mut moved = false;
+                let mut failed = None;
+                for r in indexes {
+                    match r {
+                        Ok(m) => moved |= m,
+                        Err(e) => failed = failed.or(Some(e)),
+                    }
+                }
+                if moved {
+                    self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                }
+                // Only a complete refresh counts: while a log cannot be read, every request tries
+                // again (and answers 503) instead of serving an incomplete lake for an interval.
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                *followed = Some(Instant::now());
+            }
         }
-        let indexes = futures::future::join_all(
-            self.sources
-                .iter()
-                .filter(|s| s.index)
-                .map(|s| self.refresh(s)),
-        )
+        // Read after the `file_index` refresh: what is refreshed now is at least as new as it.
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Acquire);
+        let due = self
+            .sources
+            .iter()
+            .filter(|s| !s.index && keys.is_none_or(|k| k.contains(&s.key)) && s.due(epoch));
+        let results = futures::future::join_all(due.map(|s| async move {
+            let at = Instant::now();
+            let r = self.refresh(s).await;
+            if r.is_ok() {
+                s.refreshed(epoch, at);
+            }
+            r
+        }))
         .await;
-        let mut moved = false;
-        for r in indexes {
-            moved |= r?;
-        }
-        if moved || followed.1.is_none_or(|at| at.elapsed() >= FULL_REFRESH) {
-            let rest = futures::future::join_all(
-                self.sources
-                    .iter()
-                    .filter(|s| !s.index)
-                    .map(|s| self.refresh(s)),
-            )
-            .await;
-            rest.into_iter().collect::<Result<Vec<bool>, _>>()?;
-            followed.1 = Some(Instant::now());
-        }
-        // Only a complete refresh counts: while a log cannot be read, every request tries again
-        // (and answers 503) instead of serving an incomplete lake for a whole interval.
-        followed.0 = Some(Instant::now());
+        results.into_iter().collect::<Result<Vec<bool>, _>>()?;
         Ok(())
     }
 
@@ -167,7 +220,8 @@ impl DeltaFiles {
         let before = self.changes();
         {
             let mut followed = self.followed.lock().await;
-            *followed = (None, None);
+            *followed = None;
+            self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
         self.follow().await?;
         Ok(self.changes() != before)

@@ -296,6 +296,20 @@ impl Engine {
             .map_err(|e| ApiError::Unavailable(e.to_string()))
     }
 
+    /// Brings the snapshots of the tables `sql` reads up to date (`DeltaFiles::follow_tables`).
+    async fn follow_sql(&self, sql: &str) -> Result<(), ApiError> {
+        let keys: Vec<object_store::path::Path> = self
+            .prefixes
+            .iter()
+            .filter(|(n, _)| sql.contains(n.as_str()))
+            .map(|(_, p)| p.clone())
+            .collect();
+        self.files
+            .follow_tables(&keys)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))
+    }
+
     /// The DataFusion session (the ML module registers its results table here, `ml/tables.rs`).
     pub fn session(&self) -> &SessionContext {
         &self.ctx
@@ -314,7 +328,7 @@ impl Engine {
     /// recomputed when a table's snapshot moved. Returns the quoted table name to query.
     pub async fn view(&self, ws: &str, name: &str, sql: &str) -> Result<String, ApiError> {
         let key = format!("{ws}__view_{name}");
-        self.follow().await?;
+        self.follow_sql(sql).await?;
         let changes = self.files.changes();
         let fresh = |views: &HashMap<String, u64>| views.get(&key) == Some(&changes);
         if self.views.lock().map(|v| fresh(&v)).unwrap_or(false) {
@@ -355,7 +369,12 @@ impl Engine {
 
     async fn file_ids(&self, ws: &str, finished: bool) -> Result<Arc<Vec<i64>>, ApiError> {
         let key = format!("{ws}\u{0}{finished}");
-        self.follow().await?;
+        let op = if finished { "=" } else { "<>" };
+        let sql = format!(
+            "SELECT DISTINCT file_id FROM {} WHERE status {op} 'FINISHED'",
+            self.table(ws, "file_index")
+        );
+        self.follow_sql(&sql).await?;
         let changes = self.files.changes();
         if let Ok(cache) = self.finished.lock() {
             if let Some((at, ids)) = cache.get(&key) {
@@ -364,11 +383,6 @@ impl Engine {
                 }
             }
         }
-        let op = if finished { "=" } else { "<>" };
-        let sql = format!(
-            "SELECT DISTINCT file_id FROM {} WHERE status {op} 'FINISHED'",
-            self.table(ws, "file_index")
-        );
         let mut ids = Vec::new();
         for b in self.query(&sql, vec![]).await? {
             if let Some(col) = b
@@ -416,7 +430,7 @@ impl Engine {
     ) -> Result<Vec<RecordBatch>, ApiError> {
         use crate::timing::{timed, Part};
         tracing::debug!(sql, ?params, ?scan, "query");
-        timed(Part::Follow, self.follow()).await?;
+        timed(Part::Follow, self.follow_sql(sql)).await?;
         self.recovering(sql, || async {
             // What `SessionContext::sql` does for a query, with the session's settings adjusted per query.
             let t0 = std::time::Instant::now();

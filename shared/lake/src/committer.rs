@@ -439,12 +439,9 @@ async fn decide_and_commit(
             .iter()
             .map(|(i, _)| (i.file_id, i.generation))
             .collect();
-        match delta::commit_txns_exclusive(t, actions, txns, partitions).await {
-            Ok(version) => {
-                if let (Some(ix), Ok(v)) = (index_slot.as_mut(), u64::try_from(version)) {
-                    ix.apply(v, generations);
-                }
-            }
+        let written = match delta::commit_txns_exclusive_written(t, actions, txns, partitions).await
+        {
+            Ok(w) => w,
             Err(e) => {
                 // Decided again (conflict) or answered with the error by the caller.
                 *behind = true;
@@ -452,10 +449,25 @@ async fn decide_and_commit(
                 waiting.extend(later);
                 return Err(e);
             }
+        };
+        if let (Some(ix), Ok(v)) = (index_slot.as_mut(), u64::try_from(written.version())) {
+            ix.apply(v, generations);
         }
-        tracing::debug!(ws, table, files = included.len(), "batch committed");
+        tracing::debug!(
+            ws,
+            table,
+            files = included.len(),
+            version = written.version(),
+            "batch committed"
+        );
+        // The commit is in the log: its files go on (their next commit, the FINISHED record)
+        // while the table's snapshot is brought to it, under the lock, before the next batch.
         for (_, tx) in included {
             let _ = tx.send(Ok(()));
+        }
+        if let Err(e) = written.finish(t).await {
+            tracing::warn!(ws, table, error = %e, "snapshot after a commit not loaded; followed before the next one");
+            *behind = true;
         }
     }
     waiting.extend(later);

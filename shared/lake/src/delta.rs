@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, PostCommit};
 use deltalake_core::kernel::{Action, Add, Remove, StructField, StructType, Transaction};
 use deltalake_core::logstore::{default_logstore, LogStoreRef, StorageConfig};
 use deltalake_core::operations::create::CreateBuilder;
@@ -560,6 +560,57 @@ async fn commit_with(
     op: DeltaOperation,
     retries: usize,
 ) -> Result<i64, DeltaError> {
+    let written = write_commit(t, actions, txns, op, retries).await?;
+    let version = written.version();
+    written.finish(t).await?;
+    Ok(version)
+}
+
+/// [`commit_txns_exclusive`] that returns as soon as the commit is in the log (durable and
+/// visible to readers), before delta-rs brings `t`'s snapshot to it (a log listing, a read of the
+/// new commit and a replay of the table's files; on S3 often longer than the commit itself): the
+/// caller answers whoever waits for the commit, then calls [`Written::finish`].
+pub async fn commit_txns_exclusive_written(
+    t: &DeltaTable,
+    actions: Vec<Action>,
+    txns: Vec<Transaction>,
+    partition_by: &[&str],
+) -> Result<Written, DeltaError> {
+    write_commit(t, actions, txns, write_op(partition_by), 0).await
+}
+
+/// A commit written to the log whose post-commit work (the new snapshot; a checkpoint every
+/// `delta.checkpointInterval` commits) is still to be done by [`Written::finish`].
+pub struct Written {
+    post: PostCommit,
+    url: Url,
+}
+
+impl Written {
+    /// The commit's version.
+    pub fn version(&self) -> i64 {
+        i64::try_from(self.post.version).unwrap_or(i64::MAX)
+    }
+
+    /// Brings `t` (the table committed to) to the commit's version and writes a checkpoint when
+    /// one is due. On an error the commit stands; only `t` is left behind (follow it again).
+    pub async fn finish(self, t: &mut DeltaTable) -> Result<(), DeltaError> {
+        let url = self.url;
+        let done = self.post.await.map_err(|e| DeltaError::delta(&url, e))?;
+        // The commit's own snapshot, already brought to its version by delta-rs (following the
+        // log again would read the same commit a second time).
+        t.state = Some(done.snapshot);
+        Ok(())
+    }
+}
+
+async fn write_commit(
+    t: &DeltaTable,
+    actions: Vec<Action>,
+    txns: Vec<Transaction>,
+    op: DeltaOperation,
+    retries: usize,
+) -> Result<Written, DeltaError> {
     let url = t.table_url().clone();
     // No log cleanup after a commit: delta-rs would list the whole `_delta_log` for it after
     // every commit (a cost that grows with the table's history); `compact::vacuum` cleans the log.
@@ -567,17 +618,16 @@ async fn commit_with(
         .with_application_transactions(txns)
         .with_cleanup_expired_logs(Some(false));
     let snapshot = t.snapshot().map_err(|e| DeltaError::delta(&url, e))?;
-    let done = CommitBuilder::from(props)
+    let post = CommitBuilder::from(props)
         .with_max_retries(retries)
         .with_actions(actions)
         .build(Some(snapshot), t.log_store(), op)
+        .into_prepared_commit_future()
+        .await
+        .map_err(|e| DeltaError::delta(&url, e))?
         .await
         .map_err(|e| DeltaError::delta(&url, e))?;
-    let version = done.version;
-    // The commit's own snapshot, already brought to its version by delta-rs (following the log
-    // again would read the same commit a second time).
-    t.state = Some(done.snapshot);
-    Ok(i64::try_from(version).unwrap_or(i64::MAX))
+    Ok(Written { post, url })
 }
 
 /// The application transaction id of a DQMIO file's commits.

@@ -597,22 +597,18 @@ pub async fn ingest(
             let tables = futures::future::try_join_all(mine.into_iter().map(|(table, a)| {
                 replace_file_objects(lake, &ws.name, table, file_id, generation, a, true)
             }));
-            tokio::try_join!(
+            // The FINISHED record's object is written meanwhile; it is committed last.
+            let finished = FileRecord {
+                status: "FINISHED",
+                objects: &objects,
+                ..*record
+            };
+            let (_, (), object) = tokio::try_join!(
                 tables,
-                ensure_dataset(lake, &ws.name, dataset_id, ds, attempt)
+                ensure_dataset(lake, &ws.name, dataset_id, ds, attempt),
+                put_file_record(lake, &ws.name, attempt, &finished)
             )?;
-            write_file_record(
-                lake,
-                &ws.name,
-                attempt,
-                generation,
-                &FileRecord {
-                    status: "FINISHED",
-                    objects: &objects,
-                    ..*record
-                },
-            )
-            .await
+            commit_file_record(lake, &ws.name, generation, file_id, object).await
         }
     });
     futures::future::try_join_all(commits).await?;
@@ -1020,6 +1016,18 @@ async fn write_file_record(
     generation: i64,
     r: &FileRecord<'_>,
 ) -> Result<(), IngestError> {
+    let object = put_file_record(lake, workspace, attempt, r).await?;
+    commit_file_record(lake, workspace, generation, r.file_id, object).await
+}
+
+/// Writes `r`'s object into `workspace`'s `file_index` folder (not yet part of the table):
+/// returns its name, size and footer.
+async fn put_file_record(
+    lake: &Location,
+    workspace: &str,
+    attempt: &str,
+    r: &FileRecord<'_>,
+) -> Result<(String, u64, ParquetMetaData), IngestError> {
     let suffix = if r.status == "STARTED" {
         "-started"
     } else {
@@ -1032,11 +1040,22 @@ async fn write_file_record(
         &tables::file_batch(r)?,
     )
     .await?;
+    Ok((name, size, meta))
+}
+
+/// Commits a record object of [`put_file_record`] as file `file_id`'s only record.
+async fn commit_file_record(
+    lake: &Location,
+    workspace: &str,
+    generation: i64,
+    file_id: i64,
+    (name, size, meta): (String, u64, ParquetMetaData),
+) -> Result<(), IngestError> {
     replace_file_objects(
         lake,
         workspace,
         "file_index",
-        r.file_id,
+        file_id,
         generation,
         vec![delta::add(name, size, &[], Some(&meta))],
         // Never held back for pending files: a pending file's own STARTED record is one.
