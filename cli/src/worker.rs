@@ -5,11 +5,16 @@
 //! runs the handler in-process or invokes the real function binary through the Lambda runtime API
 //! (`--invoke-url`, e.g. `cargo lambda watch`). Messages the function does not report in
 //! `batchItemFailures` are deleted; the others become visible again and, after the queue's
-//! maxReceiveCount, SQS moves them to the dead-letter queue.
+//! maxReceiveCount, SQS moves them to the dead-letter queue. While a batch runs, its messages'
+//! visibility is extended every third of the queue's visibility timeout, so a batch that outlives
+//! the timeout (a large one on a slow machine) is not delivered a second time to another worker.
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName,
+};
 use dials_lake::events::{handle_event_with, Deps, Extension};
 use serde_json::{json, Value};
 
@@ -46,6 +51,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let sqs = aws_sdk_sqs::Client::new(&conf);
         let max_receives = max_receives(&sqs, &args.queue_url, args.max_receives).await?;
+        let visibility = visibility_timeout(&sqs, &args.queue_url).await;
         let deps = Deps {
             lake: dials_lake::Location::parse(&args.lake, !args.lake.starts_with("s3://"))
                 .map_err(|e| CliError::Usage(format!("--lake: {e}")))?,
@@ -121,10 +127,15 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 })
                 .collect();
             let event = json!({ "Records": records });
+            let handles: Vec<String> = messages.iter().filter_map(|m| m.receipt_handle().map(str::to_string)).collect();
+            let heartbeat = visibility.map(|v| tokio::spawn(keep_invisible(sqs.clone(), args.queue_url.clone(), handles, v)));
             let response = match (&http, &args.invoke_url) {
                 (Some(client), Some(url)) => invoke(client, url, &event).await,
                 _ => handle_event_with(&deps, Some(&ml as &dyn Extension), &event, None).await,
             };
+            if let Some(h) = heartbeat {
+                h.abort();
+            }
             let failed: Vec<String> = match &response {
                 Ok(v) => v["batchItemFailures"]
                     .as_array()
@@ -155,6 +166,82 @@ pub fn run(args: Args) -> Result<(), CliError> {
             eprintln!("worker: {} message(s), {} to retry", messages.len(), failed.len());
         }
     })
+}
+
+/// The queue's visibility timeout in seconds (`None`, logged, if it cannot be read: no heartbeat).
+async fn visibility_timeout(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Option<i32> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await;
+    let v = attrs.ok().and_then(|a| {
+        a.attributes()
+            .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
+            .and_then(|v| v.parse::<i32>().ok())
+    });
+    if v.is_none() {
+        tracing::warn!(
+            queue_url,
+            "visibility timeout of the queue not read: a batch that outlives it is delivered again"
+        );
+    }
+    v.filter(|v| *v > 0)
+}
+
+/// Keeps the messages of a running batch invisible: every third of the queue's visibility timeout
+/// (`seconds`), their timeout starts again (until the task is aborted when the batch is done).
+async fn keep_invisible(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    handles: Vec<String>,
+    seconds: i32,
+) {
+    let every = Duration::from_millis(u64::try_from(seconds).unwrap_or(1) * 1000 / 3);
+    loop {
+        tokio::time::sleep(every).await;
+        for chunk in handles.chunks(10) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(h)
+                        .visibility_timeout(seconds)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            match sqs
+                .change_message_visibility_batch()
+                .queue_url(&queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    for f in out.failed() {
+                        tracing::warn!(
+                            entry = f.id(),
+                            code = f.code(),
+                            "visibility not extended; the message may be delivered again"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "visibility not extended; the messages may be delivered again")
+                }
+            }
+        }
+        tracing::debug!(
+            messages = handles.len(),
+            seconds,
+            "batch still running: visibility extended"
+        );
+    }
 }
 
 /// The deliveries after which SQS moves a message to the dead-letter queue: the queue's redrive
