@@ -15,8 +15,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, PostCommit};
+use deltalake_core::kernel::transaction::{
+    CommitBuilder, CommitData, CommitProperties, PostCommit, PROTOCOL,
+};
 use deltalake_core::kernel::{Action, Add, Remove, StructField, StructType, Transaction};
+use deltalake_core::logstore::CommitOrBytes;
 use deltalake_core::logstore::{default_logstore, LogStoreRef, StorageConfig};
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
@@ -531,7 +534,10 @@ pub async fn commit_txns_exclusive(
     txns: Vec<Transaction>,
     partition_by: &[&str],
 ) -> Result<i64, DeltaError> {
-    commit_with(t, actions, txns, write_op(partition_by), 0).await
+    let written = commit_txns_exclusive_written(t, actions, txns, partition_by).await?;
+    let version = written.version();
+    written.finish(t).await?;
+    Ok(version)
 }
 
 fn write_op(partition_by: &[&str]) -> DeltaOperation {
@@ -567,39 +573,89 @@ async fn commit_with(
 }
 
 /// [`commit_txns_exclusive`] that returns as soon as the commit is in the log (durable and
-/// visible to readers), before delta-rs brings `t`'s snapshot to it (a log listing, a read of the
-/// new commit and a replay of the table's files; on S3 often longer than the commit itself): the
+/// visible to readers), before `t`'s snapshot is brought to it (a log listing, a read of the new
+/// commit and a replay of the table's files; on S3 often longer than the commit itself): the
 /// caller answers whoever waits for the commit, then calls [`Written::finish`].
+///
+/// The commit is one conditional put of the log entry at the version after `t`'s: it fails
+/// (`is_conflict`) if any commit got there first. (delta-rs lists the log before every commit to
+/// learn the latest version; with no retries that listing can only fail the commit early.)
 pub async fn commit_txns_exclusive_written(
     t: &DeltaTable,
     actions: Vec<Action>,
     txns: Vec<Transaction>,
     partition_by: &[&str],
 ) -> Result<Written, DeltaError> {
-    write_commit(t, actions, txns, write_op(partition_by), 0).await
+    let url = t.table_url().clone();
+    let snapshot = t.snapshot().map_err(|e| DeltaError::delta(&url, e))?;
+    let data = CommitData::new(actions, write_op(partition_by), HashMap::new(), txns);
+    PROTOCOL
+        .can_commit(snapshot, &data.actions, &data.operation)
+        .map_err(|e| DeltaError::delta(&url, e.into()))?;
+    let bytes = data
+        .get_bytes()
+        .map_err(|e| DeltaError::delta(&url, e.into()))?;
+    let version = snapshot.version() + 1;
+    t.log_store()
+        .write_commit_entry(
+            version,
+            CommitOrBytes::LogBytes(bytes),
+            uuid::Uuid::new_v4(),
+        )
+        .await
+        .map_err(|e| DeltaError::delta(&url, e.into()))?;
+    Ok(Written {
+        version,
+        post: None,
+        url,
+    })
 }
 
 /// A commit written to the log whose post-commit work (the new snapshot; a checkpoint every
 /// `delta.checkpointInterval` commits) is still to be done by [`Written::finish`].
 pub struct Written {
-    post: PostCommit,
+    version: u64,
+    /// delta-rs's own post-commit work, for a commit made through its `CommitBuilder`.
+    post: Option<PostCommit>,
     url: Url,
 }
 
 impl Written {
     /// The commit's version.
     pub fn version(&self) -> i64 {
-        i64::try_from(self.post.version).unwrap_or(i64::MAX)
+        i64::try_from(self.version).unwrap_or(i64::MAX)
     }
 
     /// Brings `t` (the table committed to) to the commit's version and writes a checkpoint when
     /// one is due. On an error the commit stands; only `t` is left behind (follow it again).
     pub async fn finish(self, t: &mut DeltaTable) -> Result<(), DeltaError> {
         let url = self.url;
-        let done = self.post.await.map_err(|e| DeltaError::delta(&url, e))?;
-        // The commit's own snapshot, already brought to its version by delta-rs (following the
-        // log again would read the same commit a second time).
-        t.state = Some(done.snapshot);
+        match self.post {
+            Some(post) => {
+                let done = post.await.map_err(|e| DeltaError::delta(&url, e))?;
+                // The commit's own snapshot, already brought to its version by delta-rs
+                // (following the log again would read the same commit a second time).
+                t.state = Some(done.snapshot);
+            }
+            None => {
+                t.update_incremental(Some(self.version))
+                    .await
+                    .map_err(|e| DeltaError::delta(&url, e))?;
+                use deltalake_core::table::config::TablePropertiesExt;
+                let interval = t
+                    .snapshot()
+                    .map_err(|e| DeltaError::delta(&url, e))?
+                    .table_config()
+                    .checkpoint_interval()
+                    .get();
+                let due = (self.version + 1).is_multiple_of(interval);
+                if due && t.version() == Some(self.version) {
+                    deltalake_core::protocol::checkpoints::create_checkpoint(t, None)
+                        .await
+                        .map_err(|e| DeltaError::delta(&url, e))?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -627,7 +683,11 @@ async fn write_commit(
         .map_err(|e| DeltaError::delta(&url, e))?
         .await
         .map_err(|e| DeltaError::delta(&url, e))?;
-    Ok(Written { post, url })
+    Ok(Written {
+        version: post.version,
+        post: Some(post),
+        url,
+    })
 }
 
 /// The application transaction id of a DQMIO file's commits.
