@@ -60,13 +60,49 @@ pub struct Intent {
 
 type Waiter = (Intent, oneshot::Sender<Result<(), IngestError>>);
 
+/// A waiting change, with the sender its submitter's [`settled`] waits on (dropped when done).
+type Queued = (
+    Intent,
+    oneshot::Sender<Result<(), IngestError>>,
+    oneshot::Sender<()>,
+);
+
+tokio::task_local! {
+    /// While [`settled`] runs a future: the commits it submitted, each resolving once its table's
+    /// post-commit work (snapshot, checkpoint) is done.
+    static SETTLES: Mutex<Vec<oneshot::Receiver<()>>>;
+}
+
+/// Runs `f` (an ingest), then waits until every commit it submitted has also finished its
+/// post-commit work, whether `f` succeeded or not. A commit answers its files as soon as it is in
+/// the log and loads the table's new snapshot afterwards; a process must not exit (or a Lambda
+/// invocation end, freezing it) in the middle of that.
+pub async fn settled<F: std::future::Future>(f: F) -> F::Output {
+    let (out, settles) = SETTLES
+        .scope(Mutex::new(Vec::new()), async {
+            let out = f.await;
+            let settles = SETTLES.with(|s| {
+                s.lock()
+                    .map(|mut v| std::mem::take(&mut *v))
+                    .unwrap_or_default()
+            });
+            (out, settles)
+        })
+        .await;
+    for s in settles {
+        // Resolved (or dropped) when the commit task is done.
+        let _ = s.await;
+    }
+    out
+}
+
 /// One table's waiting intents and its commit lock, which guards what the previous commits left:
 /// the loaded table (followed commit by commit instead of loaded again) and its files' generations.
 /// A process assumes nobody deletes a table under it (a table created again at the same place
 /// would be followed from the old one's version).
 #[derive(Default)]
 struct Queue {
-    waiting: Mutex<Vec<Waiter>>,
+    waiting: Mutex<Vec<Queued>>,
     lock: tokio::sync::Mutex<Loaded>,
 }
 
@@ -225,8 +261,15 @@ async fn submit_inner(
     let key = format!("{}/{ws}/{table}", lake.url.trim_end_matches('/'));
     let q = queue(key);
     let (tx, rx) = oneshot::channel();
+    // Dropped by the commit task once the commit carrying this change is completely done.
+    let (done, settle) = oneshot::channel::<()>();
+    let _ = SETTLES.try_with(|s| {
+        if let Ok(mut v) = s.lock() {
+            v.push(settle);
+        }
+    });
     if let Ok(mut w) = q.waiting.lock() {
-        w.push((intent, tx));
+        w.push((intent, tx, done));
     }
     // The turn at the lock runs as a task of its own: a submitter that stops waiting (its ingest
     // failed on another table, or ran out of time) never cancels a commit carrying other files'
@@ -251,7 +294,13 @@ async fn submit_inner(
             })
             .unwrap_or_default();
         if !batch.is_empty() {
+            let (batch, done): (Vec<Waiter>, Vec<oneshot::Sender<()>>) = batch
+                .into_iter()
+                .map(|(intent, tx, done)| ((intent, tx), done))
+                .unzip();
             commit_batch(&mut loaded, &lake, &ws_name, &table_name, batch).await;
+            // The commit and its post-commit work are done.
+            drop(done);
         }
     });
     rx.await.unwrap_or_else(|_| {

@@ -358,7 +358,19 @@ pub fn limit_concurrent_decodes(n: usize) {
 
 /// Ingests one file into `lake` for every workspace of `config` fed by its dataset.
 /// `source` gives the bytes; `stats` (if any) are read for the report at the end.
+/// Returns once every commit it made has finished its post-commit work too
+/// (`committer::settled`), whether it succeeded or not.
 pub async fn ingest(
+    lake: &Location,
+    config: &Workspaces,
+    req: &IngestRequest,
+    source: Arc<dyn ByteSource>,
+    io_stats: Option<Arc<dyn Fn() -> (u64, u64) + Send + Sync>>,
+) -> Result<IngestReport, IngestError> {
+    committer::settled(ingest_attempt(lake, config, req, source, io_stats)).await
+}
+
+async fn ingest_attempt(
     lake: &Location,
     config: &Workspaces,
     req: &IngestRequest,
@@ -634,6 +646,21 @@ pub async fn ingest(
 /// `version`: the source version the failed attempt read, if it got that far (a failure of an
 /// older version never replaces a newer version's rows).
 pub async fn record_failure(
+    lake: &Location,
+    config: &Workspaces,
+    req: &IngestRequest,
+    version: Option<&SourceVersion>,
+    file_size: u64,
+    status: &str,
+    message: &str,
+) -> Result<(), IngestError> {
+    committer::settled(record_failure_commits(
+        lake, config, req, version, file_size, status, message,
+    ))
+    .await
+}
+
+async fn record_failure_commits(
     lake: &Location,
     config: &Workspaces,
     req: &IngestRequest,
