@@ -1,5 +1,6 @@
 //! `dials compact` and `dials vacuum`: merge the small objects of the lake's Delta tables, delete
-//! the objects no recent snapshot needs (see `dials_lake::compact`).
+//! the objects no recent snapshot needs (see `dials_lake::compact`); the ML results table
+//! (`ml_scores`) with the lake's tables.
 
 use std::time::Duration;
 
@@ -21,9 +22,17 @@ pub fn compact(lake: &str, workspaces: Option<&str>, opts: CompactOptions) -> Re
     runtime()?.block_on(async move {
         let loc = Location::parse(lake, false).map_err(|e| CliError::Usage(e.to_string()))?;
         let names = workspace_names(&loc, lake, workspaces).await?;
-        let done = compact::compact_lake(&loc, &names, opts)
+        let mut done = compact::compact_lake(&loc, &names, opts)
             .await
             .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?;
+        // The ML results table of each workspace too.
+        for ws in &names {
+            done.push(
+                dials_ml::results::compact(&loc, ws, opts)
+                    .await
+                    .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?,
+            );
+        }
         for t in done {
             crate::emit(&format!(
                 "{}\n",
@@ -39,9 +48,14 @@ pub fn vacuum(lake: &str, workspaces: Option<&str>, retention: Duration) -> Resu
     runtime()?.block_on(async move {
         let loc = Location::parse(lake, false).map_err(|e| CliError::Usage(e.to_string()))?;
         for ws in workspace_names(&loc, lake, workspaces).await? {
-            let done = compact::vacuum(&loc, &ws, retention)
+            let mut done = compact::vacuum(&loc, &ws, retention)
                 .await
                 .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?;
+            done.extend(
+                dials_ml::results::vacuum(&loc, &ws, retention)
+                    .await
+                    .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?,
+            );
             for t in done {
                 crate::emit(&format!(
                     "{}\n",

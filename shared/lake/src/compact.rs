@@ -165,6 +165,20 @@ pub async fn compact_table(
     table: &str,
     opts: CompactOptions,
 ) -> Result<TableCompaction, CompactError> {
+    let (schema, _) = delta::layout(table)?;
+    compact_table_as(lake, ws, table, &schema, opts).await
+}
+
+/// As [`compact_table`], for a table whose files have schema `schema` (a table of another layer
+/// that is not one of the ingest's, e.g. the ML results `ml_scores`). Its writers must find the
+/// rows they replace in merged objects too ([`rewrite_without`]).
+pub async fn compact_table_as(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    schema: &arrow::datatypes::SchemaRef,
+    opts: CompactOptions,
+) -> Result<TableCompaction, CompactError> {
     let mut report = TableCompaction {
         workspace: ws.to_string(),
         table: table.to_string(),
@@ -173,7 +187,6 @@ pub async fn compact_table(
     let Some(mut t) = delta::open(lake, ws, table).await? else {
         return Ok(report);
     };
-    let (schema, _) = delta::layout(table)?;
     let mut parts: BTreeMap<String, Vec<ActiveFile>> = BTreeMap::new();
     for f in delta::active_files(&t)? {
         // A STARTED record belongs to an ingest still running (or dead): its FINISHED commit removes
@@ -216,7 +229,7 @@ pub async fn compact_table(
             } else {
                 format!("{dir}/{name}")
             };
-            let Some(written) = merge(lake, ws, table, &group, &rel, &schema).await? else {
+            let Some(written) = merge(lake, ws, table, &group, &rel, schema).await? else {
                 continue; // inputs of another schema: left as they are
             };
             let add = Add {
@@ -390,63 +403,84 @@ pub async fn file_rewrites(
         {
             continue;
         }
-        let mut ids = open_object(lake, ws, table, f, Some(&["file_id"]))
-            .await?
-            .build()?;
-        let (mut holds, mut others) = (0usize, 0usize);
-        while let Some(b) = ids.try_next().await? {
+        let drop = |b: &arrow::array::RecordBatch| -> Result<BooleanArray, CompactError> {
             let col = b
                 .column_by_name("file_id")
                 .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
                 .ok_or_else(|| CompactError::NoFileId(f.path.clone()))?;
-            let mine = col.iter().filter(|v| *v == Some(file_id)).count();
-            holds += mine;
-            others += col.len() - mine;
-        }
-        if holds == 0 {
-            continue;
-        }
-        if others == 0 {
-            out.push((f.clone(), None));
-            continue;
-        }
-        let builder = open_object(lake, ws, table, f, None).await?;
-        let schema = builder.schema().clone();
-        let dir = partition_of(f);
-        let name = format!("{MERGED_PREFIX}{}.parquet", uuid::Uuid::new_v4().simple());
-        let rel = if dir.is_empty() {
-            name
-        } else {
-            format!("{dir}/{name}")
+            Ok(col.iter().map(|v| Some(v == Some(file_id))).collect())
         };
-        let w = BufWriter::with_capacity(
-            lake.store.clone(),
-            delta::store_path(lake, ws, table, &rel),
-            UPLOAD_PART_BYTES,
-        );
-        let mut w = AsyncArrowWriter::try_new(w, schema, Some(writer_props()))?;
-        let mut stream = builder.build()?;
-        while let Some(b) = stream.try_next().await? {
-            let col = b
-                .column_by_name("file_id")
-                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-                .ok_or_else(|| CompactError::NoFileId(f.path.clone()))?;
-            let keep: BooleanArray = col.iter().map(|v| Some(v != Some(file_id))).collect();
-            let b = filter_record_batch(&b, &keep)?;
-            if b.num_rows() > 0 {
-                w.write(&b).await?;
-            }
+        if let Some(replacement) = rewrite_without(lake, ws, table, f, &["file_id"], &drop).await? {
+            out.push((f.clone(), replacement));
         }
-        let meta = w.finish().await?;
-        let size = w.bytes_written() as u64;
-        let parts: Vec<(&str, String)> = f
-            .partition_values
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.clone()?)))
-            .collect();
-        out.push((f.clone(), Some(delta::add(rel, size, &parts, Some(&meta)))));
     }
     Ok(out)
+}
+
+/// What a row filter selects in a merged object: `true` for the rows to drop.
+pub type DropRows<'a> =
+    dyn Fn(&arrow::array::RecordBatch) -> Result<BooleanArray, CompactError> + Send + Sync + 'a;
+
+/// Object `f` of `ws`'s `table` written again without the rows `drop` selects: `None` when it
+/// selects none (nothing to do), `Some(None)` when it selects every row (remove the object),
+/// `Some(Some(add))` for the new object holding the rest (not yet committed: the caller commits
+/// its Add with the Remove of `f`). The object is read first by `columns` alone (what `drop`
+/// looks at), then whole only if some rows stay.
+pub async fn rewrite_without(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    f: &ActiveFile,
+    columns: &[&str],
+    drop: &DropRows<'_>,
+) -> Result<Option<Option<Add>>, CompactError> {
+    let mut keys = open_object(lake, ws, table, f, Some(columns))
+        .await?
+        .build()?;
+    let (mut dropped, mut kept) = (0usize, 0usize);
+    while let Some(b) = keys.try_next().await? {
+        let sel = drop(&b)?;
+        let n = sel.iter().filter(|v| *v == Some(true)).count();
+        dropped += n;
+        kept += b.num_rows() - n;
+    }
+    if dropped == 0 {
+        return Ok(None);
+    }
+    if kept == 0 {
+        return Ok(Some(None));
+    }
+    let builder = open_object(lake, ws, table, f, None).await?;
+    let schema = builder.schema().clone();
+    let dir = partition_of(f);
+    let name = format!("{MERGED_PREFIX}{}.parquet", uuid::Uuid::new_v4().simple());
+    let rel = if dir.is_empty() {
+        name
+    } else {
+        format!("{dir}/{name}")
+    };
+    let w = BufWriter::with_capacity(
+        lake.store.clone(),
+        delta::store_path(lake, ws, table, &rel),
+        UPLOAD_PART_BYTES,
+    );
+    let mut w = AsyncArrowWriter::try_new(w, schema, Some(writer_props()))?;
+    let mut stream = builder.build()?;
+    while let Some(b) = stream.try_next().await? {
+        let keep = arrow::compute::not(&drop(&b)?)?;
+        let b = filter_record_batch(&b, &keep)?;
+        if b.num_rows() > 0 {
+            w.write(&b).await?;
+        }
+    }
+    let meta = w.finish().await?;
+    let size = w.bytes_written() as u64;
+    let parts: Vec<(&str, String)> = f
+        .partition_values
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.clone()?)))
+        .collect();
+    Ok(Some(Some(delta::add(rel, size, &parts, Some(&meta)))))
 }
 
 /// Compacts every table of every workspace in `workspaces` (those of [`tables`]).
@@ -492,34 +526,45 @@ pub async fn vacuum(
         .into_iter()
         .chain(delta::ME_MAJOR.iter().map(|(_, copy)| *copy))
     {
-        let Some(t) = delta::open(lake, ws, table).await? else {
-            continue;
-        };
-        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-        let (t, metrics) = t
-            .vacuum()
-            .with_retention_period(retention)
-            .with_enforce_retention_duration(false)
-            .with_mode(VacuumMode::Full)
-            .await
-            .map_err(|source| CompactError::Vacuum {
-                table: format!("{ws}/{table}"),
-                source,
-            })?;
-        // Log entries older than the table's log retention (30 days unless set), up to a
-        // checkpoint every younger snapshot can start from: commits do not clean the log.
-        let log_entries = deltalake_core::protocol::checkpoints::cleanup_metadata(&t, None)
-            .await
-            .map_err(|source| CompactError::Vacuum {
-                table: format!("{ws}/{table}"),
-                source,
-            })?;
-        out.push(TableVacuum {
-            workspace: ws.to_string(),
-            table: table.to_string(),
-            deleted: metrics.files_deleted.len(),
-            log_entries_deleted: log_entries,
-        });
+        out.extend(vacuum_table(lake, ws, table, retention).await?);
     }
     Ok(out)
+}
+
+/// As [`vacuum`], for one table (any Delta table of the workspace, e.g. `ml_scores`); `None` when
+/// it does not exist.
+pub async fn vacuum_table(
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    retention: Duration,
+) -> Result<Option<TableVacuum>, CompactError> {
+    let Some(t) = delta::open(lake, ws, table).await? else {
+        return Ok(None);
+    };
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let (t, metrics) = t
+        .vacuum()
+        .with_retention_period(retention)
+        .with_enforce_retention_duration(false)
+        .with_mode(VacuumMode::Full)
+        .await
+        .map_err(|source| CompactError::Vacuum {
+            table: format!("{ws}/{table}"),
+            source,
+        })?;
+    // Log entries older than the table's log retention (30 days unless set), up to a
+    // checkpoint every younger snapshot can start from: commits do not clean the log.
+    let log_entries = deltalake_core::protocol::checkpoints::cleanup_metadata(&t, None)
+        .await
+        .map_err(|source| CompactError::Vacuum {
+            table: format!("{ws}/{table}"),
+            source,
+        })?;
+    Ok(Some(TableVacuum {
+        workspace: ws.to_string(),
+        table: table.to_string(),
+        deleted: metrics.files_deleted.len(),
+        log_entries_deleted: log_entries,
+    }))
 }

@@ -229,6 +229,12 @@ pub trait Extension: Send + Sync {
     /// Handles a queue message that is not an S3 notification; `None` when it is not the
     /// extension's either. `Some(true)`: retry the message.
     fn handle_message<'a>(&'a self, body: &'a Value) -> Option<BoxFuture<'a, bool>>;
+    /// The extension's own Delta tables of each workspace and their files' schema (e.g. the ML
+    /// results), compacted and vacuumed by the scheduled maintenance with the lake's tables. Their
+    /// writers must find rows they replace in merged objects too (`compact::rewrite_without`).
+    fn tables(&self) -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
+        Vec::new()
+    }
 }
 
 /// As [`handle_object`], with an extension: objects it claims go to it; after a successful ingest
@@ -407,7 +413,7 @@ pub async fn handle_event_with(
     deadline: Option<Instant>,
 ) -> Result<Value, String> {
     if event.get("dials").and_then(Value::as_str) == Some("maintain") {
-        return maintain(deps, event).await;
+        return maintain(deps, ext, event).await;
     }
     if let Some(messages) = sqs_messages(event) {
         // The messages of a batch run concurrently: their reading and decoding is bounded by the
@@ -456,22 +462,34 @@ pub async fn handle_event_with(
 }
 
 /// The scheduled maintenance (`{"dials": "maintain"}`, an EventBridge schedule in
-/// sam-template.yaml): compacts every table of every workspace, then vacuums what no snapshot of
-/// the last `retention_hours` (default 24, longer than any query or ingest) needs.
-async fn maintain(deps: &Deps, event: &Value) -> Result<Value, String> {
+/// sam-template.yaml): compacts every table of every workspace (the extension's tables too), then
+/// vacuums what no snapshot of the last `retention_hours` (default 24, longer than any query or
+/// ingest) needs.
+async fn maintain(
+    deps: &Deps,
+    ext: Option<&dyn Extension>,
+    event: &Value,
+) -> Result<Value, String> {
     let names: Vec<String> = deps
         .workspaces
         .workspaces
         .iter()
         .map(|w| w.name.clone())
         .collect();
-    let compacted = crate::compact::compact_lake(
-        &deps.lake,
-        &names,
-        crate::compact::CompactOptions::default(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let opts = crate::compact::CompactOptions::default();
+    let mut compacted = crate::compact::compact_lake(&deps.lake, &names, opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    let extra = ext.map(Extension::tables).unwrap_or_default();
+    for ws in &names {
+        for (table, schema) in &extra {
+            compacted.push(
+                crate::compact::compact_table_as(&deps.lake, ws, table, schema, opts)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+    }
     let hours = event
         .get("retention_hours")
         .and_then(Value::as_f64)
@@ -479,11 +497,19 @@ async fn maintain(deps: &Deps, event: &Value) -> Result<Value, String> {
         .unwrap_or(24.0);
     let mut vacuumed = Vec::new();
     for ws in &names {
+        let retention = Duration::from_secs_f64(hours * 3600.0);
         vacuumed.extend(
-            crate::compact::vacuum(&deps.lake, ws, Duration::from_secs_f64(hours * 3600.0))
+            crate::compact::vacuum(&deps.lake, ws, retention)
                 .await
                 .map_err(|e| e.to_string())?,
         );
+        for (table, _) in &extra {
+            vacuumed.extend(
+                crate::compact::vacuum_table(&deps.lake, ws, table, retention)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
     }
     tracing::info!(
         merged = compacted.iter().map(|t| t.merged).sum::<usize>(),
@@ -555,6 +581,115 @@ mod tests {
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Some(Box::pin(async { true }))
         }
+        fn tables(&self) -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
+            vec![("probe_scores", probe_schema())]
+        }
+    }
+
+    fn probe_schema() -> arrow::datatypes::SchemaRef {
+        std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("v", arrow::datatypes::DataType::Int64, false),
+        ]))
+    }
+
+    #[tokio::test]
+    async fn maintenance_compacts_and_vacuums_an_extensions_tables() {
+        use object_store::ObjectStoreExt;
+        let dir =
+            std::env::temp_dir().join(format!("dials-maint-{}", uuid::Uuid::new_v4().simple()));
+        let lake = Location::parse(dir.to_str().expect("utf-8"), true).expect("lake");
+        let mut t = crate::delta::open_or_create_table(
+            &lake,
+            "default",
+            "probe_scores",
+            &probe_schema(),
+            &[],
+        )
+        .await
+        .expect("table");
+        // Ten one-row objects, committed one by one (as ten scored files).
+        for i in 0..10i64 {
+            let b = arrow::array::RecordBatch::try_new(
+                probe_schema(),
+                vec![std::sync::Arc::new(arrow::array::Int64Array::from(vec![i]))],
+            )
+            .expect("batch");
+            let mut buf = Vec::new();
+            let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, probe_schema(), None)
+                .expect("writer");
+            w.write(&b).expect("write");
+            let meta = w.close().expect("close");
+            let rel = format!("part-{i}.parquet");
+            let size = buf.len() as u64;
+            lake.store
+                .put(
+                    &crate::delta::store_path(&lake, "default", "probe_scores", &rel),
+                    object_store::PutPayload::from(buf),
+                )
+                .await
+                .expect("put");
+            let add = crate::delta::add(rel, size, &[], Some(&meta));
+            crate::delta::commit(
+                &mut t,
+                vec![deltalake_core::kernel::Action::Add(add)],
+                None,
+                &[],
+            )
+            .await
+            .expect("commit");
+        }
+        let deps = Deps {
+            lake: lake.clone(),
+            workspaces: Workspaces::default(),
+            default_dataset: None,
+            max_receives: 3,
+        };
+        let event = serde_json::json!({"dials": "maintain", "retention_hours": 0});
+        // Without the extension its table is not the lake's: left alone.
+        let out = handle_event_with(&deps, None, &event, None)
+            .await
+            .expect("maintained");
+        assert!(!out.to_string().contains("probe_scores"), "{out}");
+        let out = handle_event_with(&deps, Some(&Probe::default()), &event, None)
+            .await
+            .expect("maintained");
+        let compacted = out["compacted"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["table"] == "probe_scores"))
+            .cloned()
+            .expect("the extension's table compacted");
+        assert_eq!(compacted["merged"], 1, "{compacted}");
+        assert_eq!(compacted["inputs"], 10, "{compacted}");
+        assert_eq!(compacted["objects_after"], 1, "{compacted}");
+        let vacuumed = out["vacuumed"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["table"] == "probe_scores"))
+            .cloned()
+            .expect("the extension's table vacuumed");
+        assert_eq!(vacuumed["deleted"], 10, "{vacuumed}");
+        // What is left is the merged object, holding every row.
+        let t = crate::delta::open(&lake, "default", "probe_scores")
+            .await
+            .expect("open")
+            .expect("table");
+        let active = crate::delta::active_files(&t).expect("files");
+        assert_eq!(active.len(), 1);
+        let bytes = std::fs::read(dir.join("default/probe_scores").join(&active[0].path))
+            .expect("merged object");
+        let rows: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(bytes),
+        )
+        .expect("parquet")
+        .build()
+        .expect("reader")
+        .map(|b| b.expect("batch").num_rows())
+        .sum();
+        assert_eq!(rows, 10);
+        let left = std::fs::read_dir(dir.join("default/probe_scores"))
+            .expect("dir")
+            .count();
+        assert_eq!(left, 2, "the merged object and _delta_log");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]

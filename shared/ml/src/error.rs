@@ -63,6 +63,9 @@ pub enum MlError {
     /// The results table's Delta log refused or failed a commit.
     #[error("{0}")]
     Delta(#[from] dials_lake::delta::DeltaError),
+    /// Compacting or vacuuming the results table, or rewriting a merged object of it, failed.
+    #[error("{0}")]
+    Compact(#[from] dials_lake::compact::CompactError),
     /// Building Arrow arrays failed.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),

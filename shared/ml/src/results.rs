@@ -13,7 +13,8 @@ use deltalake_core::kernel::Action;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 
-use dials_lake::{delta, Location};
+use arrow::array::Array;
+use dials_lake::{compact, delta, Location};
 
 use crate::error::Result;
 use crate::model::ModelDoc;
@@ -105,9 +106,9 @@ pub fn to_batch(
     Ok(RecordBatch::try_new(schema(), cols)?)
 }
 
-/// Commit attempts of one write that lost a race with a conflicting commit (another write of the
-/// same run's objects) before giving up.
-const COMMIT_TRIES: usize = 20;
+/// Commit attempts of one write that lost a race with a concurrent commit to the table (commits
+/// are exclusive: any other commit since its snapshot) before giving up.
+const COMMIT_TRIES: usize = 50;
 
 /// True when an object named `name` holds rows that a write of `batch` by model `model_id`
 /// replaces: the same file batch, or (a whole-run batch) every batch of the model in the run.
@@ -228,6 +229,33 @@ pub async fn write_batches(
             .filter(|f| replaced(f))
             .map(|f| Action::Remove(delta::remove(f)))
             .collect();
+        // Merged objects (compaction) hold rows of many batches: those holding rows this write
+        // replaces are written again without them, in the same commit.
+        for f in active
+            .iter()
+            .filter(|f| delta::object_name(&f.path).starts_with(compact::MERGED_PREFIX))
+        {
+            let run = f.partition_values.get(PARTITION).cloned().flatten();
+            let mine: Vec<&Pending<'_>> = items
+                .iter()
+                .filter(|p| run.as_deref() == Some(p.run.to_string().as_str()))
+                .filter(|p| {
+                    f.int_bounds("model_id")
+                        .is_none_or(|(lo, hi)| (lo..=hi).contains(&p.doc.id))
+                })
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let drop = |b: &RecordBatch| replaced_rows(b, &mine, &f.path);
+            match compact::rewrite_without(lake, ws, TABLE, f, &REPLACE_KEY, &drop).await? {
+                None => {}
+                Some(rest) => {
+                    actions.push(Action::Remove(delta::remove(f)));
+                    actions.extend(rest.map(Action::Add));
+                }
+            }
+        }
         // A table without data commits yet takes in the objects the plain-Parquet format of this
         // table left in its folder (those this commit does not replace), so they stay readable.
         if active.is_empty() && t.version() == Some(0) {
@@ -254,7 +282,18 @@ pub async fn write_batches(
         if actions.is_empty() {
             return Ok(added.into_iter().map(|a| a.map(|a| a.path)).collect());
         }
-        match delta::commit(&mut t, actions, None, &[PARTITION]).await {
+        // A write that replaces objects commits exclusively: any commit since the snapshot it
+        // decided on fails it, and it decides again. delta-rs's own check would let it through a
+        // compaction (whose commit changes no data) that merged an object it removes into a new
+        // one still holding the replaced rows. A write that only adds (a first scoring) keeps
+        // delta-rs's check, so concurrent first scorings of many files do not retry each other.
+        let replacing = actions.iter().any(|a| matches!(a, Action::Remove(_)));
+        let committed = if replacing {
+            delta::commit_txns_exclusive(&mut t, actions, Vec::new(), &[PARTITION]).await
+        } else {
+            delta::commit(&mut t, actions, None, &[PARTITION]).await
+        };
+        match committed {
             Ok(version) => {
                 tracing::debug!(
                     workspace = ws,
@@ -266,10 +305,78 @@ pub async fn write_batches(
             }
             Err(e) if e.is_conflict() && tries < COMMIT_TRIES => {
                 tracing::debug!(workspace = ws, tries, error = %e, "ml_scores commit conflicted; retried on the new snapshot");
+                // Concurrent writers of the table (scoring of parallel ingests, backfills) spread out.
+                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 20;
+                tokio::time::sleep(std::time::Duration::from_millis(5 * tries as u64 + jitter))
+                    .await;
             }
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The columns that say which write a row came from.
+const REPLACE_KEY: [&str; 3] = ["model_id", "batch", "batch_id"];
+
+/// Rows of `b` (columns [`REPLACE_KEY`] at least) that one of `writes` replaces: a file batch's
+/// rows of its model and file, or (a whole-run batch) every row of its model.
+fn replaced_rows(
+    b: &RecordBatch,
+    writes: &[&Pending<'_>],
+    object: &str,
+) -> std::result::Result<BooleanArray, dials_lake::compact::CompactError> {
+    let bad = || {
+        dials_lake::compact::CompactError::Arrow(arrow::error::ArrowError::SchemaError(format!(
+            "{object}: no model_id/batch/batch_id columns"
+        )))
+    };
+    let int = |name: &str| {
+        b.column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .ok_or_else(bad)
+    };
+    let (model, batch_id) = (int("model_id")?, int("batch_id")?);
+    let batch = b
+        .column_by_name("batch")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(bad)?;
+    Ok((0..b.num_rows())
+        .map(|i| {
+            Some(writes.iter().any(|p| {
+                model.is_valid(i)
+                    && model.value(i) == p.doc.id
+                    && match p.batch {
+                        Batch::Run => true,
+                        Batch::File(f) => {
+                            batch.is_valid(i)
+                                && batch.value(i) == "file"
+                                && batch_id.is_valid(i)
+                                && batch_id.value(i) == f
+                        }
+                    }
+            }))
+        })
+        .collect())
+}
+
+/// Merges the small objects of `ws`'s results table per run (`dials compact`, the scheduled
+/// maintenance): one model's scores of a run stop costing one object per scored file.
+pub async fn compact(
+    lake: &Location,
+    ws: &str,
+    opts: compact::CompactOptions,
+) -> Result<compact::TableCompaction> {
+    Ok(compact::compact_table_as(lake, ws, TABLE, &schema(), opts).await?)
+}
+
+/// Deletes the objects of `ws`'s results table that no snapshot younger than `retention` needs
+/// (see `dials_lake::compact::vacuum`); `None` when the table does not exist.
+pub async fn vacuum(
+    lake: &Location,
+    ws: &str,
+    retention: std::time::Duration,
+) -> Result<Option<compact::TableVacuum>> {
+    Ok(compact::vacuum_table(lake, ws, TABLE, retention).await?)
 }
 
 /// Objects of the plain-Parquet `ml_scores` (before it was a Delta table):
@@ -411,6 +518,158 @@ mod tests {
         let last = active(&lake).await;
         assert_eq!(last.len(), 1);
         assert!(last[0].starts_with("run_number=5/part-12-run-"), "{last:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Every row of the table: (model_id, batch, batch_id, ls_number, score), sorted.
+    async fn table_rows(lake: &Location) -> Vec<(i64, String, i64, i64, i64)> {
+        let t = delta::open(lake, "ws", TABLE)
+            .await
+            .expect("open")
+            .expect("a table");
+        let mut out = Vec::new();
+        for f in delta::active_files(&t).expect("files") {
+            let bytes = lake
+                .store
+                .get(&delta::store_path(lake, "ws", TABLE, &f.path))
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes");
+            let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .expect("parquet")
+                .build()
+                .expect("reader");
+            for b in r {
+                let b = b.expect("batch");
+                let int = |n: &str| {
+                    b.column_by_name(n)
+                        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                        .expect("int column")
+                        .clone()
+                };
+                let (m, id, ls) = (int("model_id"), int("batch_id"), int("ls_number"));
+                let kind = b
+                    .column_by_name("batch")
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                    .expect("batch column")
+                    .clone();
+                let score = b
+                    .column_by_name("score")
+                    .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
+                    .expect("score column")
+                    .clone();
+                for i in 0..b.num_rows() {
+                    out.push((
+                        m.value(i),
+                        kind.value(i).to_string(),
+                        id.value(i),
+                        ls.value(i),
+                        score.value(i) as i64,
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn compacted_scores_are_replaced_row_by_row_and_vacuumed() {
+        let dir = std::env::temp_dir().join(format!(
+            "dials-mlscores-c-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let lake = Location::parse(dir.to_str().expect("utf-8"), true).expect("lake");
+        let d12 = doc("ws");
+        let d13 = ModelDoc {
+            id: 13,
+            ..doc("ws")
+        };
+        // Model 12 scored files 10, 11, 12 of run 5; model 13 file 10; model 12 file 20 of run 6.
+        for (d, file, n, run) in [
+            (&d12, 10, 3, 5),
+            (&d12, 11, 3, 5),
+            (&d12, 12, 2, 5),
+            (&d13, 10, 3, 5),
+            (&d12, 20, 2, 6),
+        ] {
+            let b = to_batch(d, 1, "/A/B/DQMIO", Batch::File(file), run, &rows(n, file))
+                .expect("batch");
+            write_batch(&lake, d, run, Batch::File(file), &[b])
+                .await
+                .expect("write");
+        }
+        let before = table_rows(&lake).await;
+        assert_eq!(before.len(), 13);
+        let opts = compact::CompactOptions {
+            min_objects: 2,
+            ..Default::default()
+        };
+        let c = compact(&lake, "ws", opts).await.expect("compact");
+        // Run 5's four objects merged into one; run 6's single object left as it is.
+        assert_eq!((c.merged, c.inputs, c.objects_after), (1, 4, 2), "{c:?}");
+        assert_eq!(table_rows(&lake).await, before, "compaction changes no row");
+        let merged = active(&lake).await;
+        assert!(
+            merged.iter().any(|p| p.starts_with("run_number=5/part-c-")),
+            "{merged:?}"
+        );
+
+        // Model 12 scores file 11 again (4 lumisections now, scores x10): only those rows change,
+        // inside the merged object.
+        let again: Vec<ScoreRow> = rows(4, 11)
+            .into_iter()
+            .map(|r| ScoreRow {
+                score: r.score.map(|s| s * 10.0),
+                ..r
+            })
+            .collect();
+        let b = to_batch(&d12, 1, "/A/B/DQMIO", Batch::File(11), 5, &again).expect("batch");
+        write_batch(&lake, &d12, 5, Batch::File(11), &[b])
+            .await
+            .expect("rescore");
+        let now = table_rows(&lake).await;
+        let of = |m: i64, id: i64| {
+            now.iter()
+                .filter(|r| r.0 == m && r.2 == id)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            of(12, 11).iter().map(|r| (r.3, r.4)).collect::<Vec<_>>(),
+            vec![(1, 10), (2, 20), (3, 30), (4, 40)]
+        );
+        assert_eq!(of(12, 10).len(), 3);
+        assert_eq!(of(12, 12).len(), 2);
+        assert_eq!(
+            of(13, 10).len(),
+            3,
+            "another model's rows of the same file stay"
+        );
+        assert_eq!(of(12, 20).len(), 2, "another run's rows stay");
+        assert_eq!(now.len(), 14);
+
+        // The whole run for model 12: every model-12 row of run 5 replaced, model 13's kept.
+        let r = to_batch(&d12, 1, "/A/B/DQMIO", Batch::Run, 5, &rows(5, 10)).expect("batch");
+        write_batch(&lake, &d12, 5, Batch::Run, &[r])
+            .await
+            .expect("run");
+        let now = table_rows(&lake).await;
+        let run5_model12: Vec<_> = now.iter().filter(|r| r.0 == 12 && r.2 != 20).collect();
+        assert_eq!(run5_model12.len(), 5);
+        assert!(run5_model12.iter().all(|r| r.1 == "run" && r.2 == 5));
+        assert_eq!(now.iter().filter(|r| r.0 == 13).count(), 3);
+        assert_eq!(now.len(), 5 + 3 + 2);
+
+        // Vacuum deletes what no snapshot needs; the table reads back the same.
+        let v = vacuum(&lake, "ws", std::time::Duration::ZERO)
+            .await
+            .expect("vacuum")
+            .expect("a table");
+        assert!(v.deleted >= 4, "{v:?}");
+        assert_eq!(table_rows(&lake).await, now);
         let _ = std::fs::remove_dir_all(dir);
     }
 

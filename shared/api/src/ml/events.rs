@@ -525,6 +525,10 @@ impl Extension for MlEvents {
         })
     }
 
+    fn tables(&self) -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
+        vec![(dials_ml::results::TABLE, dials_ml::results::schema())]
+    }
+
     fn handle_message<'a>(&'a self, body: &'a Value) -> Option<BoxFuture<'a, bool>> {
         if body.get("type").and_then(Value::as_str) != Some(BACKFILL) {
             return None;
