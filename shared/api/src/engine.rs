@@ -64,7 +64,23 @@ pub struct Engine {
     files: Arc<DeltaFiles>,
     /// The lake served (the ML registry reads its model documents from it, `ml/`).
     pub lake: Location,
+    /// Optimised logical plans by SQL text, placeholders unbound ([`Engine::query_as`]).
+    plans: Mutex<HashMap<String, datafusion::logical_expr::LogicalPlan>>,
+    /// The session's state and a task context of it, for [`Scan::Wide`] and [`Scan::Point`]
+    /// queries: made once, not per query. Both share the session's catalog, so tables and views
+    /// registered later are seen.
+    states: [(
+        datafusion::execution::SessionState,
+        Arc<datafusion::execution::TaskContext>,
+    ); 2],
 }
+
+/// Plans kept in [`Engine`]'s plan cache; it is emptied when full (the API's SQL texts are few:
+/// one per resource and filter combination, values bound as parameters).
+const PLAN_CACHE_ENTRIES: usize = 1024;
+
+/// The longest SQL text whose plan is cached (the API's own texts are well under it).
+const PLAN_CACHE_MAX_SQL: usize = 4096;
 
 /// Failed attempts of one query, each after quarantining newly found unreadable objects.
 const MAX_ATTEMPTS: usize = 3;
@@ -207,7 +223,21 @@ impl Engine {
             )?;
             prefixes.push((Self::name(&ws, table), prefix));
         }
+        let state = |scan: Scan| {
+            let mut state = ctx.state();
+            if scan == Scan::Point {
+                state
+                    .config_mut()
+                    .options_mut()
+                    .optimizer
+                    .repartition_file_scans = false;
+            }
+            let task = Arc::new(datafusion::execution::TaskContext::from(&state));
+            (state, task)
+        };
+        let states = [state(Scan::Wide), state(Scan::Point)];
         Ok(Engine {
+            states,
             ctx,
             workspaces,
             finished: Mutex::new(HashMap::new()),
@@ -217,6 +247,7 @@ impl Engine {
             prefixes,
             files,
             lake: lake.clone(),
+            plans: Mutex::new(HashMap::new()),
         })
     }
 
@@ -432,33 +463,61 @@ impl Engine {
         tracing::debug!(sql, ?params, ?scan, "query");
         timed(Part::Follow, self.follow_sql(sql)).await?;
         self.recovering(sql, || async {
-            // What `SessionContext::sql` does for a query, with the session's settings adjusted per query.
+            // What `SessionContext::sql` does for a query, with the session's settings for `scan`.
             let t0 = std::time::Instant::now();
-            let mut state = self.ctx.state();
-            if scan == Scan::Point {
-                state
-                    .config_mut()
-                    .options_mut()
-                    .optimizer
-                    .repartition_file_scans = false;
-            }
-            let task = std::sync::Arc::new(datafusion::execution::TaskContext::from(&state));
-            let plan = state.create_logical_plan(sql).await?;
-            let df = datafusion::dataframe::DataFrame::new(state, plan);
-            let df = if params.is_empty() {
-                df
+            let (state, task) = &self.states[usize::from(scan == Scan::Point)];
+            let plan = self.optimized_plan(state, sql).await?;
+            let plan = if params.is_empty() {
+                plan
             } else {
-                df.with_param_values(params.clone())?
+                plan.with_param_values(params.clone())?
             };
-            let physical = df.create_physical_plan().await?;
+            // Optimised already: straight to physical planning (which prunes objects by the
+            // bound values, `pruned.rs`).
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&plan, state)
+                .await?;
             crate::timing::add(Part::Plan, t0.elapsed());
             timed(
                 Part::Exec,
-                datafusion::physical_plan::collect(physical, task),
+                datafusion::physical_plan::collect(physical, task.clone()),
             )
             .await
         })
         .await
+    }
+}
+
+impl Engine {
+    /// `sql` parsed, planned and optimised with its placeholders unbound; cached by text, so a
+    /// repeated query (a page of the same resource and filters, other values) skips the parser
+    /// and the optimiser. Queries of the materialised views are planned afresh: a view is
+    /// registered again whenever it is recomputed.
+    async fn optimized_plan(
+        &self,
+        state: &datafusion::execution::SessionState,
+        sql: &str,
+    ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+        // Texts with long literal lists (e.g. the file ids an ML query names) are not kept: each
+        // new list would be an entry of its own, each holding the list twice.
+        let cacheable = !sql.contains("__view_") && sql.len() <= PLAN_CACHE_MAX_SQL;
+        if cacheable {
+            if let Some(p) = self.plans.lock().ok().and_then(|c| c.get(sql).cloned()) {
+                return Ok(p);
+            }
+        }
+        let plan = state.create_logical_plan(sql).await?;
+        let plan = state.optimize(&plan)?;
+        if cacheable {
+            if let Ok(mut c) = self.plans.lock() {
+                if c.len() >= PLAN_CACHE_ENTRIES {
+                    c.clear();
+                }
+                c.insert(sql.to_string(), plan.clone());
+            }
+        }
+        Ok(plan)
     }
 }
 

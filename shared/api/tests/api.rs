@@ -457,3 +457,56 @@ async fn responses_carry_server_timing() {
         .to_string();
     assert_eq!(dur(&h, "plan"), 0.0, "{h}");
 }
+
+/// Plans are cached by SQL text with their parameters unbound (`Engine::query_as`): the same
+/// resource and filters with other values must answer for those values, never the first ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_plan_answers_for_the_values_bound_to_it() {
+    let app = app("plan-cache").await;
+    // What each lumisection holds, from the lumisection index (another query, another plan).
+    let (status, index) = call(&app, "/api/v1/lumisection/?page_size=500", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut expected = std::collections::BTreeMap::new();
+    for r in index["results"].as_array().expect("lumisections") {
+        let key = (
+            r["run_number"].as_i64().expect("run"),
+            r["ls_number"].as_i64().expect("ls"),
+        );
+        *expected.entry(key).or_insert(0) += r["th1_count"].as_i64().expect("count");
+    }
+    assert!(expected.len() >= 4, "{expected:?}");
+    let mut first = std::collections::BTreeMap::new();
+    for round in 0..2 {
+        for (&(run, ls), &count) in &expected {
+            let (status, body) = call(
+                &app,
+                &format!("/api/v1/th1/?run_number={run}&ls_number={ls}&page_size=500"),
+                &[],
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let rows = body["results"].as_array().expect("results").clone();
+            assert_eq!(rows.len() as i64, count, "run {run} ls {ls}");
+            for r in &rows {
+                assert_eq!(
+                    (r["run_number"].as_i64(), r["ls_number"].as_i64()),
+                    (Some(run), Some(ls)),
+                    "a row of another lumisection for run {run} ls {ls}"
+                );
+            }
+            if round == 0 {
+                first.insert((run, ls), rows);
+            } else {
+                assert_eq!(
+                    Some(&rows),
+                    first.get(&(run, ls)),
+                    "run {run} ls {ls} changed"
+                );
+            }
+        }
+    }
+    // A value with no rows after values with rows (the same SQL text).
+    let (status, body) = call(&app, "/api/v1/th1/?run_number=380310&ls_number=99", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["results"], serde_json::json!([]));
+}
