@@ -38,6 +38,14 @@ pub type Bounds = [Option<(i64, i64)>; PRUNE_COLUMNS.len()];
 /// A table's objects and their bounds (same order).
 pub type ObjectsWithBounds = (Arc<Vec<ObjectMeta>>, Arc<Vec<Bounds>>);
 
+/// String columns whose per-object bounds (Add statistics) a scan of a `file_index` prunes by:
+/// `status`, so that the API's "files not FINISHED" query opens only objects that hold such
+/// records instead of every file's record.
+pub const TEXT_PRUNE_COLUMNS: [&str; 1] = ["status"];
+
+/// Per object: (min, max) of each of [`TEXT_PRUNE_COLUMNS`] if known (`file_index` tables only).
+pub type TextBounds = [Option<(String, String)>; TEXT_PRUNE_COLUMNS.len()];
+
 /// Per run: for `th1`/`th2`, the digest of the names of the run's objects
 /// (`dials_lake::me_major::covers`); for their ME-major copies, what the run's copy object covers
 /// (empty when the run has more than one copy object: never current).
@@ -48,6 +56,8 @@ pub type RunDigests = Arc<HashMap<i64, String>>;
 struct Listed {
     files: CachedFileList,
     bounds: Arc<Vec<Bounds>>,
+    /// Empty for tables other than a `file_index`.
+    texts: Arc<Vec<TextBounds>>,
     runs: RunDigests,
 }
 
@@ -126,6 +136,7 @@ impl DeltaFiles {
                     Listed {
                         files: CachedFileList::new(Vec::new()),
                         bounds: Arc::new(Vec::new()),
+                        texts: Arc::new(Vec::new()),
                         runs: Arc::default(),
                     },
                 );
@@ -264,6 +275,7 @@ impl DeltaFiles {
         let active = delta::active_files(t)?;
         let runs = run_digests(s.key.filename().unwrap_or_default(), &active);
         let mut bounds = Vec::with_capacity(active.len());
+        let mut texts = Vec::new();
         let mut files = Vec::with_capacity(active.len());
         for f in active {
             let mut b: Bounds = Default::default();
@@ -271,6 +283,13 @@ impl DeltaFiles {
                 *slot = v;
             }
             bounds.push(b);
+            if s.index {
+                let mut t: TextBounds = Default::default();
+                for (slot, v) in t.iter_mut().zip(f.text_bounds(&TEXT_PRUNE_COLUMNS)) {
+                    *slot = v;
+                }
+                texts.push(t);
+            }
             let mut location = s.key.clone();
             for part in f.path.split('/') {
                 location = location.join(part);
@@ -290,6 +309,7 @@ impl DeltaFiles {
                 Listed {
                     files: CachedFileList::new(files),
                     bounds: Arc::new(bounds),
+                    texts: Arc::new(texts),
                     runs,
                 },
             );
@@ -322,6 +342,18 @@ impl DeltaFiles {
         self.lists.read().ok().and_then(|l| {
             l.get(key)
                 .map(|c| (c.files.files.clone(), c.bounds.clone()))
+        })
+    }
+
+    /// [`DeltaFiles::with_bounds`] and the objects' [`TextBounds`] (empty unless the table is a
+    /// `file_index`), from one snapshot.
+    pub fn with_text_bounds(
+        &self,
+        key: &Path,
+    ) -> Option<(ObjectsWithBounds, Arc<Vec<TextBounds>>)> {
+        self.lists.read().ok().and_then(|l| {
+            l.get(key)
+                .map(|c| ((c.files.files.clone(), c.bounds.clone()), c.texts.clone()))
         })
     }
 

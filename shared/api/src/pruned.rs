@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Int64Array, UInt64Array};
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray, UInt64Array};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
@@ -33,7 +33,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use object_store::path::Path;
 use object_store::ObjectMeta;
 
-use crate::delta_files::{Bounds, DeltaFiles, PRUNE_COLUMNS};
+use crate::delta_files::{Bounds, DeltaFiles, TextBounds, PRUNE_COLUMNS, TEXT_PRUNE_COLUMNS};
 
 /// Scans that read an ME-major copy (for tests and traces: whether the copy is used).
 static COPY_SCANS: AtomicU64 = AtomicU64::new(0);
@@ -124,7 +124,7 @@ impl PrunedTable {
                     from_copy: bool|
          -> Result<Vec<ObjectMeta>> {
             let keep = match &predicate {
-                Some(p) => p.prune(&ObjectBounds(bounds))?,
+                Some(p) => p.prune(&ObjectBounds(bounds, &[]))?,
                 None => vec![true; objects.len()],
             };
             Ok(objects
@@ -175,7 +175,7 @@ impl PrunedTable {
         if filters.is_empty() {
             return Ok(None);
         }
-        let Some((objects, bounds)) = self.files.with_bounds(&self.key) else {
+        let Some(((objects, bounds), texts)) = self.files.with_text_bounds(&self.key) else {
             return Ok(None);
         };
         if objects.len() < 2 {
@@ -184,7 +184,7 @@ impl PrunedTable {
         let Some(predicate) = self.predicate(state, filters)? else {
             return Ok(None);
         };
-        let keep = predicate.prune(&ObjectBounds(&bounds))?;
+        let keep = predicate.prune(&ObjectBounds(&bounds, &texts))?;
         Ok(Some(
             objects
                 .iter()
@@ -254,28 +254,43 @@ fn pins(filters: &[Expr], col: &str) -> bool {
     })
 }
 
-/// The objects' bounds as DataFusion's pruning reads statistics (one container per object).
-struct ObjectBounds<'a>(&'a [Bounds]);
+/// The objects' bounds as DataFusion's pruning reads statistics (one container per object): the
+/// integer columns', and the string columns' when known (empty otherwise).
+struct ObjectBounds<'a>(&'a [Bounds], &'a [TextBounds]);
 
 impl ObjectBounds<'_> {
-    fn column(&self, column: &Column, pick: impl Fn((i64, i64)) -> i64) -> Option<ArrayRef> {
-        let i = PRUNE_COLUMNS.iter().position(|c| *c == column.name)?;
+    fn column(&self, column: &Column, max: bool) -> Option<ArrayRef> {
+        if let Some(i) = PRUNE_COLUMNS.iter().position(|c| *c == column.name) {
+            return Some(Arc::new(
+                self.0
+                    .iter()
+                    .map(|b| b[i].map(|(lo, hi)| if max { hi } else { lo }))
+                    .collect::<Int64Array>(),
+            ));
+        }
+        let i = TEXT_PRUNE_COLUMNS.iter().position(|c| *c == column.name)?;
+        if self.1.len() != self.0.len() {
+            return None;
+        }
         Some(Arc::new(
-            self.0
+            self.1
                 .iter()
-                .map(|b| b[i].map(&pick))
-                .collect::<Int64Array>(),
+                .map(|b| {
+                    b[i].as_ref()
+                        .map(|(lo, hi)| if max { hi.as_str() } else { lo.as_str() })
+                })
+                .collect::<StringArray>(),
         ))
     }
 }
 
 impl PruningStatistics for ObjectBounds<'_> {
     fn min_values(&self, column: &Column) -> Option<ArrayRef> {
-        self.column(column, |(lo, _)| lo)
+        self.column(column, false)
     }
 
     fn max_values(&self, column: &Column) -> Option<ArrayRef> {
-        self.column(column, |(_, hi)| hi)
+        self.column(column, true)
     }
 
     fn num_containers(&self) -> usize {

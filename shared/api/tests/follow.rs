@@ -104,3 +104,82 @@ async fn a_table_is_followed_when_a_query_reads_it_after_its_file_index_moved() 
     assert_eq!(objects(&files, &key("file_index")), 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Objects named by an `EXPLAIN` of `sql` (the objects its scan would open).
+async fn scanned_objects(engine: &dials_api::engine::Engine, sql: &str) -> usize {
+    let plan = engine
+        .query(&format!("EXPLAIN {sql}"), vec![])
+        .await
+        .expect("explain");
+    let mut text = String::new();
+    for b in &plan {
+        let col = b
+            .column_by_name("plan")
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>())
+            .expect("plan column");
+        for p in col.iter().flatten() {
+            text.push_str(p);
+        }
+    }
+    // The physical plan names each object once (the logical plan names none).
+    text.matches(".parquet").count()
+}
+
+/// The API's "files not FINISHED" query opens only the `file_index` objects whose `status`
+/// bounds (Add statistics) admit another status: not one object per ingested file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_index_objects_are_pruned_by_status() {
+    let dir = std::env::temp_dir().join(format!("dials-api-status-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    for i in 0..4 {
+        ingest_one(&lake, i).await;
+    }
+    // A failed file: its record says PARSING_ERROR.
+    let bad = IngestRequest {
+        logical_file_name:
+            "/store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/bad.root".into(),
+        dataset: None,
+        deadline: None,
+    };
+    dials_lake::ingest::record_failure(
+        &lake,
+        &Workspaces::default(),
+        &bad,
+        None,
+        5,
+        "PARSING_ERROR",
+        "not DQMIO",
+    )
+    .await
+    .expect("failure recorded");
+    let engine = dials_api::engine::Engine::new(&lake, Workspaces::default())
+        .await
+        .expect("engine");
+    let table = engine.table("default", "file_index");
+    let unfinished = format!("SELECT DISTINCT file_id FROM {table} WHERE status <> 'FINISHED'");
+    assert_eq!(
+        scanned_objects(&engine, &format!("SELECT file_id FROM {table}")).await,
+        5,
+        "five records, five objects"
+    );
+    assert_eq!(
+        scanned_objects(&engine, &unfinished).await,
+        1,
+        "only the failed file's record is opened"
+    );
+    let ids = engine
+        .unfinished_files("default")
+        .await
+        .expect("unfinished");
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        engine
+            .finished_files("default")
+            .await
+            .expect("finished")
+            .len(),
+        4
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -317,10 +317,7 @@ impl ActiveFile {
 
     /// [`ActiveFile::int_bounds`] of each of `cols`, the statistics parsed once.
     pub fn bounds(&self, cols: &[&str]) -> Vec<Option<(i64, i64)>> {
-        let stats: Option<serde_json::Value> = self
-            .stats
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok());
+        let stats = self.parsed_stats();
         cols.iter()
             .map(|col| match self.partition_values.get(*col) {
                 Some(v) => v.as_deref().and_then(|v| v.parse().ok()).map(|v| (v, v)),
@@ -330,6 +327,30 @@ impl ActiveFile {
                         s.get("maxValues")?.get(*col)?.as_i64()?,
                     ))
                 }),
+            })
+            .collect()
+    }
+}
+
+impl ActiveFile {
+    /// The Add's statistics as JSON, if present and valid.
+    fn parsed_stats(&self) -> Option<serde_json::Value> {
+        self.stats
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+    }
+
+    /// Minimum and maximum of each of the string columns `cols` from the statistics (recorded
+    /// when exact, [`stats_json`]), if known.
+    pub fn text_bounds(&self, cols: &[&str]) -> Vec<Option<(String, String)>> {
+        let stats = self.parsed_stats();
+        cols.iter()
+            .map(|col| {
+                let s = stats.as_ref()?;
+                Some((
+                    s.get("minValues")?.get(*col)?.as_str()?.to_string(),
+                    s.get("maxValues")?.get(*col)?.as_str()?.to_string(),
+                ))
             })
             .collect()
     }
