@@ -104,6 +104,8 @@ pub async fn settled<F: std::future::Future>(f: F) -> F::Output {
 struct Queue {
     waiting: Mutex<Vec<Queued>>,
     lock: tokio::sync::Mutex<Loaded>,
+    /// Commits of this queue refused because another writer moved the table first.
+    races_lost: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -227,6 +229,82 @@ fn queue(key: String) -> Arc<Queue> {
     }
 }
 
+fn queue_key(lake: &Location, ws: &str, table: &str) -> String {
+    format!("{}/{ws}/{table}", lake.url.trim_end_matches('/'))
+}
+
+/// Runs `f` as a task of its own that the enclosing [`settled`] waits for (the process must not
+/// exit, nor a Lambda invocation end, while it reads a table's log).
+pub(crate) fn spawn_settled<F>(f: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (done, settle) = oneshot::channel::<()>();
+    let _ = SETTLES.try_with(|s| {
+        if let Ok(mut v) = s.lock() {
+            v.push(settle);
+        }
+    });
+    tokio::spawn(async move {
+        f.await;
+        drop(done);
+    });
+}
+
+/// Brings `ws`'s `table` to its latest version ahead of this process's next commit to it, in the
+/// background: loaded if the process has not loaded it yet, followed past other writers' commits
+/// if it has, with its files' generations. Called when an ingest starts, so that the table's log is
+/// read while the file decodes instead of when its commit is due (for a fresh process on S3 that
+/// was most of the commit time: a LIST and the checkpoint and tail GETs per table), and a warm
+/// process's commit does not first lose a race to the writers that moved the table meanwhile.
+/// Skipped while the table's commit lock is held (its holder loads or follows the table itself).
+/// Never creates the table.
+pub fn prepare(lake: &Location, ws: &str, table: &str) {
+    let q = queue(queue_key(lake, ws, table));
+    let (lake, ws, table) = (lake.clone(), ws.to_string(), table.to_string());
+    spawn_settled(async move {
+        let Ok(mut loaded) = q.lock.try_lock() else {
+            return;
+        };
+        let Loaded {
+            table: slot,
+            txns,
+            txns_unreadable,
+            behind,
+        } = &mut *loaded;
+        let follow = slot.is_some();
+        match latest(
+            slot,
+            follow,
+            txns,
+            txns_unreadable,
+            &lake,
+            &ws,
+            &table,
+            false,
+        )
+        .await
+        {
+            Ok(Some(t)) => {
+                *behind = false;
+                synced(txns, txns_unreadable, t).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(ws, table, error = %e, "table not prepared; its commit loads it");
+            }
+        }
+    });
+}
+
+/// How many of this process's commits to `ws`'s `table` were refused because another writer had
+/// moved the table (each was decided again on the followed table).
+pub fn races_lost(lake: &Location, ws: &str, table: &str) -> usize {
+    queue(queue_key(lake, ws, table))
+        .races_lost
+        .load(Ordering::Relaxed)
+}
+
 /// Commits `intent` to `ws`'s `table`, with whatever other intents for the table are waiting;
 /// returns when it is committed (or superseded, or failed). Nothing is committed when there is
 /// nothing to add or remove.
@@ -258,8 +336,7 @@ async fn submit_inner(
     intent: Intent,
     linger: bool,
 ) -> Result<(), IngestError> {
-    let key = format!("{}/{ws}/{table}", lake.url.trim_end_matches('/'));
-    let q = queue(key);
+    let q = queue(queue_key(lake, ws, table));
     let (tx, rx) = oneshot::channel();
     // Dropped by the commit task once the commit carrying this change is completely done.
     let (done, settle) = oneshot::channel::<()>();
@@ -298,7 +375,7 @@ async fn submit_inner(
                 .into_iter()
                 .map(|(intent, tx, done)| ((intent, tx), done))
                 .unzip();
-            commit_batch(&mut loaded, &lake, &ws_name, &table_name, batch).await;
+            commit_batch(&mut loaded, &q, &lake, &ws_name, &table_name, batch).await;
             // The commit and its post-commit work are done.
             drop(done);
         }
@@ -313,6 +390,7 @@ async fn submit_inner(
 /// Decides and commits `batch` (answering every waiter).
 async fn commit_batch(
     loaded: &mut Loaded,
+    q: &Queue,
     lake: &Location,
     ws: &str,
     table: &str,
@@ -356,6 +434,7 @@ async fn commit_batch(
         match decide_and_commit(loaded, lake, ws, table, partitions, &mut waiting).await {
             Ok(()) => {}
             Err(e) if e.is_conflict() && tries < COMMIT_ATTEMPTS => {
+                q.races_lost.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(ws, table, tries, files = waiting.len(), error = %e, "batch commit raced another; deciding again");
             }
             Err(e) => {

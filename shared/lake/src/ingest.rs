@@ -398,6 +398,14 @@ async fn ingest_attempt(
     // Fenced by the source's version: of two versions of the file, the newer one's rows win, in
     // whatever order their attempts run or commit.
     let generation = attempt_generation(source.version().as_ref());
+    // The tables this file commits to are read (or followed) while it decodes, not when its
+    // commits are due (`committer::prepare`).
+    for ws in &workspaces {
+        for table in data_and_index_tables() {
+            committer::prepare(lake, &ws.name, table);
+        }
+        prepare_dataset(lake, &ws.name, dataset_id);
+    }
     let record = FileRecord {
         dataset_id,
         dataset: &ds.dataset,
@@ -953,6 +961,50 @@ async fn replace_file_objects(
     }
 }
 
+/// Datasets known to be recorded in a workspace's `dataset_index` (a dataset once recorded stays
+/// recorded: a process asks the log once per dataset).
+static KNOWN_DATASETS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn dataset_key(lake: &Location, ws: &str, dataset_id: i64) -> String {
+    format!("{}\u{0}{ws}\u{0}{dataset_id}", lake.url)
+}
+
+fn dataset_known(key: &str) -> bool {
+    KNOWN_DATASETS.lock().is_ok_and(|k| k.contains(key))
+}
+
+fn dataset_recorded(key: String) {
+    if let Ok(mut k) = KNOWN_DATASETS.lock() {
+        k.insert(key);
+    }
+}
+
+/// Looks in the background, while the file decodes, whether `ws`'s `dataset_index` already has the
+/// dataset (then [`ensure_dataset`] has nothing left to ask at commit time).
+fn prepare_dataset(lake: &Location, ws: &str, dataset_id: i64) {
+    let key = dataset_key(lake, ws, dataset_id);
+    if dataset_known(&key) {
+        return;
+    }
+    let (lake, ws) = (lake.clone(), ws.to_string());
+    committer::spawn_settled(async move {
+        match delta::open(&lake, &ws, "dataset_index").await {
+            Ok(Some(t)) => {
+                if delta::active_files(&t).is_ok_and(|files| {
+                    files
+                        .iter()
+                        .any(|f| delta::belongs_to(delta::object_name(&f.path), dataset_id))
+                }) {
+                    dataset_recorded(key);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(ws, error = %e, "dataset_index not read ahead"),
+        }
+    });
+}
+
 /// The dataset's row in `ws`'s `dataset_index`, added by the first file of the dataset.
 async fn ensure_dataset(
     lake: &Location,
@@ -961,17 +1013,12 @@ async fn ensure_dataset(
     ds: &DatasetInfo,
     attempt: &str,
 ) -> Result<(), IngestError> {
-    // A dataset once recorded stays recorded: a process asks the log once per dataset.
-    static KNOWN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
-        std::sync::LazyLock::new(Default::default);
-    let key = format!("{}\u{0}{ws}\u{0}{dataset_id}", lake.url);
-    if KNOWN.lock().is_ok_and(|k| k.contains(&key)) {
+    let key = dataset_key(lake, ws, dataset_id);
+    if dataset_known(&key) {
         return Ok(());
     }
     ensure_dataset_in_log(lake, ws, dataset_id, ds, attempt).await?;
-    if let Ok(mut k) = KNOWN.lock() {
-        k.insert(key);
-    }
+    dataset_recorded(key);
     Ok(())
 }
 

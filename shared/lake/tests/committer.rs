@@ -254,3 +254,77 @@ async fn a_data_commit_waits_for_a_pending_file_and_shares_it() {
     );
     assert_eq!(with_files[0].len(), 2);
 }
+
+/// A table this process loaded earlier is followed past another writer's commits while the next
+/// file decodes (`committer::prepare`): that file's commit is decided on the latest version and
+/// loses no race. Without the prepare step the commit is decided on the stale table, refused, and
+/// decided again (`races_lost` counts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_prepared_table_follows_other_writers_and_its_commit_loses_no_race() {
+    use dials_lake::{committer, delta};
+    let dir = scratch("group-commit-prepare");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    let ws = Workspaces::default();
+    let run = |i: usize| {
+        let (lake, ws) = (lake.clone(), ws.clone());
+        async move {
+            let req = IngestRequest {
+                logical_file_name: lfn(i),
+                dataset: None,
+                deadline: None,
+            };
+            ingest(
+                &lake,
+                &ws,
+                &req,
+                source("small_lz4.root", &lfn(i), 1 + i as i64),
+                None,
+            )
+            .await
+            .expect("ingest")
+        }
+    };
+    run(0).await;
+    // Another writer (a table handle of its own, as another process has) moves th1 and me_index.
+    for table in ["th1", "me_index"] {
+        let mut t = delta::open(&lake, "default", table)
+            .await
+            .expect("open")
+            .expect("table");
+        let txn = deltalake_core::kernel::Transaction::new_with_last_update(
+            format!("other.writer.{table}"),
+            1,
+            Some(delta::now_ms()),
+        );
+        delta::commit(&mut t, vec![], Some(txn), &[])
+            .await
+            .expect("other writer's commit");
+    }
+    let before = committer::races_lost(&lake, "default", "th1")
+        + committer::races_lost(&lake, "default", "me_index");
+    run(1).await;
+    let after = committer::races_lost(&lake, "default", "th1")
+        + committer::races_lost(&lake, "default", "me_index");
+    assert_eq!(
+        after - before,
+        0,
+        "the commits were decided on a stale table and refused"
+    );
+    // Exactly once still: both files' th1 rows, the other writer's commit kept.
+    let per_file = read_table(&dir.join("default/th1"))
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum::<usize>();
+    let records = read_table(&dir.join("default/file_index"));
+    assert_eq!(records.len(), 2);
+    assert!(per_file > 0 && per_file % 2 == 0);
+    let apps: Vec<String> = txns_per_commit(&dir.join("default/th1"))
+        .into_iter()
+        .flat_map(|c| c.into_keys())
+        .collect();
+    assert!(apps.iter().any(|a| a == "other.writer.th1"));
+    assert_eq!(
+        apps.iter().filter(|a| a.starts_with("dials.file.")).count(),
+        2
+    );
+}
