@@ -7,6 +7,7 @@ process ingesting the same file alone (before and after, same run).
 
     python3 bench/concurrent_ingest.py /tmp/kinds-bench/bench.root --writers 50 [--bin target/release/dials]
         [--localstack]   # the lake in LocalStack S3 (conditional puts over HTTP) instead of a folder
+        [--alone K]      # K processes one after the other before the writers (medians of K), default 1
 """
 
 import argparse
@@ -48,10 +49,11 @@ def main():
     ap.add_argument("--writers", type=int, default=50)
     ap.add_argument("--bin", default=os.environ.get("DIALS_BENCH_BIN") or str(REPO / "target/release/dials"))
     ap.add_argument("--localstack", action="store_true")
+    ap.add_argument("--alone", type=int, default=1)
     a = ap.parse_args()
     src = Path(tempfile.mkdtemp(prefix="conc-src-"))
     paths = []
-    for i in range(a.writers + 2):
+    for i in range(a.writers + a.alone + 1):
         p = src / LFN.format(i=i)
         p.parent.mkdir(parents=True, exist_ok=True)
         os.link(a.file, p) if os.stat(a.file).st_dev == os.stat(src).st_dev else shutil.copy(a.file, p)
@@ -67,7 +69,8 @@ def main():
         lake_dir = Path(tempfile.mkdtemp(prefix="conc-lake-"))
         lake = str(lake_dir)
     try:
-        alone_before = report(*ingest(a.bin, paths[-2], lake, env))
+        befores = [report(*ingest(a.bin, paths[a.writers + k], lake, env)) for k in range(a.alone)]
+        alone_before = befores[0]
         t0 = time.perf_counter()
         procs = [ingest(a.bin, paths[i], lake, env) for i in range(a.writers)]
         reps = [report(p, t) for p, t in procs]
@@ -80,7 +83,7 @@ def main():
         if ls is not None:
             opts = {"AWS_ENDPOINT_URL": ls.env["AWS_ENDPOINT_URL"], "AWS_REGION": ls.env.get("AWS_DEFAULT_REGION", "us-east-1"),
                     "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ALLOW_HTTP": "true"}
-        files = a.writers + 2
+        files = a.writers + a.alone + 1
         ok = True
         for table, n in alone_before["rows"].items():
             got = deltalake.DeltaTable(f"{lake}/default/{table}", storage_options=opts).to_pyarrow_table(columns=["file_id"]).num_rows
@@ -95,7 +98,7 @@ def main():
         print(f"\nbinary {a.bin}; {Path(a.file).name} ({os.path.getsize(a.file) / 1e6:.1f} MB); lake {'LocalStack S3' if ls else 'local folder'}")
         print("| | ingest s (median) | commit s (median) | commit share | max ingest s | max commit s |")
         print("|---|---|---|---|---|---|")
-        for name, rs in [("alone, before", [alone_before]), (f"{a.writers} at once", reps), ("alone, after", [alone_after])]:
+        for name, rs in [(f"alone, before ({a.alone})", befores), (f"{a.writers} at once", reps), ("alone, after", [alone_after])]:
             s, c = [r["seconds"] for r in rs], [r["commit"] for r in rs]
             print(f"| {name} | {med(s):.2f} | {med(c):.2f} | {med(c) / med(s) * 100:.0f} % | {max(s):.2f} | {max(c):.2f} |")
         print(f"\n{a.writers} processes: {total:.1f} s from the first start to the last exit; exactly once: {'yes' if ok else 'NO'}")
