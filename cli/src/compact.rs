@@ -17,23 +17,51 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(CliError::Output)
 }
 
+/// Compacts every table of the workspaces `names` (the ML results table too).
+pub async fn compact_all(
+    loc: &Location,
+    names: &[String],
+    opts: CompactOptions,
+) -> Result<Vec<compact::TableCompaction>, CliError> {
+    let lake = &loc.url;
+    let mut done = compact::compact_lake(loc, names, opts)
+        .await
+        .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?;
+    // The ML results table of each workspace too.
+    for ws in names {
+        done.push(
+            dials_ml::results::compact(loc, ws, opts)
+                .await
+                .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?,
+        );
+    }
+    Ok(done)
+}
+
+/// Vacuums every table of workspace `ws` (the ML results table too).
+pub async fn vacuum_all(
+    loc: &Location,
+    ws: &str,
+    retention: Duration,
+) -> Result<Vec<compact::TableVacuum>, CliError> {
+    let lake = &loc.url;
+    let mut done = compact::vacuum(loc, ws, retention)
+        .await
+        .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?;
+    done.extend(
+        dials_ml::results::vacuum(loc, ws, retention)
+            .await
+            .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?,
+    );
+    Ok(done)
+}
+
 /// Compacts every table of the lake's workspaces; one JSON line per table.
 pub fn compact(lake: &str, workspaces: Option<&str>, opts: CompactOptions) -> Result<(), CliError> {
     runtime()?.block_on(async move {
         let loc = Location::parse(lake, false).map_err(|e| CliError::Usage(e.to_string()))?;
         let names = workspace_names(&loc, lake, workspaces).await?;
-        let mut done = compact::compact_lake(&loc, &names, opts)
-            .await
-            .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?;
-        // The ML results table of each workspace too.
-        for ws in &names {
-            done.push(
-                dials_ml::results::compact(&loc, ws, opts)
-                    .await
-                    .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?,
-            );
-        }
-        for t in done {
+        for t in compact_all(&loc, &names, opts).await? {
             crate::emit(&format!(
                 "{}\n",
                 serde_json::to_string(&t).unwrap_or_default()
@@ -48,15 +76,7 @@ pub fn vacuum(lake: &str, workspaces: Option<&str>, retention: Duration) -> Resu
     runtime()?.block_on(async move {
         let loc = Location::parse(lake, false).map_err(|e| CliError::Usage(e.to_string()))?;
         for ws in workspace_names(&loc, lake, workspaces).await? {
-            let mut done = compact::vacuum(&loc, &ws, retention)
-                .await
-                .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?;
-            done.extend(
-                dials_ml::results::vacuum(&loc, &ws, retention)
-                    .await
-                    .map_err(|e| CliError::Usage(format!("{lake}: {e}")))?,
-            );
-            for t in done {
+            for t in vacuum_all(&loc, &ws, retention).await? {
                 crate::emit(&format!(
                     "{}\n",
                     serde_json::to_string(&t).unwrap_or_default()

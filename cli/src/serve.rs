@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use dials_api::auth::{OidcConfig, Verifier};
 use dials_api::{router_with_auth, App, Engine};
@@ -183,12 +183,85 @@ pub fn up(
     })
 }
 
+/// Files ingested by `dials up` after which the lake is compacted once the inbox is quiet
+/// (`DIALS_UP_COMPACT_AFTER`; 0: never).
+const UP_COMPACT_AFTER: usize = 100;
+/// Any file ingested: compacted at the latest this long after the last compaction, once quiet.
+const UP_COMPACT_EVERY: Duration = Duration::from_secs(15 * 60);
+/// Vacuumed at most this often (with [`UP_RETENTION`]).
+const UP_VACUUM_EVERY: Duration = Duration::from_secs(3600);
+/// What a vacuum keeps: every object a snapshot of the last day needs (as `dials vacuum`).
+const UP_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// The embedded default's lake maintenance, what the scheduled function does when deployed: the
+/// runs' small objects (one per DQMIO file) are merged when the inbox is quiet, after
+/// [`UP_COMPACT_AFTER`] files or [`UP_COMPACT_EVERY`]; without it, a folder of thousands of files
+/// leaves queries reading thousands of objects (docs/benchmarks.md).
+struct UpMaintenance {
+    after: usize,
+    ingested: usize,
+    last_compact: Instant,
+    last_vacuum: Option<Instant>,
+}
+
+impl UpMaintenance {
+    fn new() -> Self {
+        let after = std::env::var("DIALS_UP_COMPACT_AFTER")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(UP_COMPACT_AFTER);
+        UpMaintenance {
+            after,
+            ingested: 0,
+            last_compact: Instant::now(),
+            last_vacuum: None,
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.after > 0
+            && self.ingested > 0
+            && (self.ingested >= self.after || self.last_compact.elapsed() >= UP_COMPACT_EVERY)
+    }
+
+    async fn run(&mut self, lake: &Location, ws: &Workspaces) {
+        let names: Vec<String> = ws.workspaces.iter().map(|w| w.name.clone()).collect();
+        let t0 = Instant::now();
+        match crate::compact::compact_all(lake, &names, Default::default()).await {
+            Ok(done) => eprintln!(
+                "dials: compacted the lake after {} files: {} objects merged into {} in {:.1} s",
+                self.ingested,
+                done.iter().map(|t| t.inputs).sum::<usize>(),
+                done.iter().map(|t| t.merged).sum::<usize>(),
+                t0.elapsed().as_secs_f64()
+            ),
+            Err(e) => eprintln!("dials: compaction failed (tried again later): {e}"),
+        }
+        self.ingested = 0;
+        self.last_compact = Instant::now();
+        if self
+            .last_vacuum
+            .is_none_or(|v| v.elapsed() >= UP_VACUUM_EVERY)
+        {
+            for name in &names {
+                if let Err(e) = crate::compact::vacuum_all(lake, name, UP_RETENTION).await {
+                    eprintln!("dials: vacuum of {name} failed (tried again later): {e}");
+                }
+            }
+            self.last_vacuum = Some(Instant::now());
+        }
+    }
+}
+
 /// Polls the inbox; a file is ingested once its size and mtime held still for one poll, and again
-/// whenever it changes. Ingest is idempotent, so a restart simply re-ingests (same rows).
+/// whenever it changes. Ingest is idempotent, so a restart simply re-ingests (same rows). A quiet
+/// poll may compact the lake ([`UpMaintenance`]).
 async fn watch(inbox: &PathBuf, lake: &Location, ws: &Workspaces, dataset: Option<String>) {
     let mut seen: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
     let mut done: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
+    let mut maintenance = UpMaintenance::new();
     loop {
+        let mut busy = false;
         for p in crate::ingest::root_files(inbox).unwrap_or_default() {
             let Ok(meta) = std::fs::metadata(&p) else {
                 continue;
@@ -201,8 +274,11 @@ async fn watch(inbox: &PathBuf, lake: &Location, ws: &Workspaces, dataset: Optio
                 continue;
             }
             if seen.insert(p.clone(), sig) != Some(sig) {
+                busy = true;
                 continue; // still changing (or new): look again next poll
             }
+            busy = true;
+            maintenance.ingested += 1;
             let input = p.display().to_string();
             let rel = p
                 .strip_prefix(inbox)
@@ -216,6 +292,9 @@ async fn watch(inbox: &PathBuf, lake: &Location, ws: &Workspaces, dataset: Optio
                 Err(e) => eprintln!("dials: {} {rel}: {e}", e.status()),
             }
             done.insert(p, sig);
+        }
+        if !busy && maintenance.due() {
+            maintenance.run(lake, ws).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -73,3 +73,50 @@ def test_dials_up_ingests_dropped_files_and_serves_them(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_dials_up_compacts_the_lake_once_the_inbox_is_quiet(tmp_path):
+    """Many small files into one run: `dials up` merges the run's objects when the inbox goes quiet
+    (DIALS_UP_COMPACT_AFTER files), as the scheduled function does when deployed, and every row is
+    still served exactly once."""
+    import os
+
+    import deltalake
+
+    copies = 9  # compaction merges a partition from 8 small objects on
+    port = free_port()
+    lake = tmp_path / "lake"
+    proc = subprocess.Popen([dials_bin(), "up", "--inbox", str(tmp_path / "inbox"), "--lake", str(lake),
+                             "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=dict(os.environ, DIALS_UP_COMPACT_AFTER=str(copies)))
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        wait_for(lambda: get(base + "/workspaces/"))
+        for i in range(copies):
+            p = tmp_path / "inbox" / LFN.format(primary="ZeroBias", name=f"part-{i}")
+            p.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(FIXTURES / "small_zlib.root", p)
+        wait_for(lambda: get(base + "/file-index/count/?status=FINISHED")["count"] == copies, timeout=120)
+        # One object per run partition once compacted (the runs 380310 and 380311).
+        def compacted():
+            t = deltalake.DeltaTable(str(lake / "default" / "th1"))
+            return t if len(t.file_uris()) == 2 else None
+
+        table = wait_for(compacted, timeout=120)
+        exp = expected_rows()
+        want = sum(1 for k, v in exp.items() if v["kind"].startswith("TH1"))
+        assert table.to_pyarrow_table(columns=["file_id"]).num_rows == copies * want
+        # The API serves every row exactly once from the merged objects.
+        rows, url = [], base + "/th1/?page_size=500&run_number=380310"
+        while url:
+            page = get(url)
+            rows += page["results"]
+            url = page.get("next")
+        want_run = {k: v for k, v in exp.items() if v["kind"].startswith("TH1") and k[0] == 380310}
+        assert len(rows) == copies * len(want_run)
+        for h in rows:
+            assert h["data"] == want_run[(h["run_number"], h["ls_number"], h["me"])]["data"]
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert b"dials: compacted the lake after" in err, err.decode(errors="replace")[-2000:]

@@ -278,14 +278,20 @@ impl DeltaFiles {
         let mut texts = Vec::new();
         let mut files = Vec::with_capacity(active.len());
         for f in active {
+            // The statistics are parsed once for both kinds of bounds.
+            let (ints, strs) = if s.index {
+                f.all_bounds(&PRUNE_COLUMNS, &TEXT_PRUNE_COLUMNS)
+            } else {
+                (f.bounds(&PRUNE_COLUMNS), Vec::new())
+            };
             let mut b: Bounds = Default::default();
-            for (slot, v) in b.iter_mut().zip(f.bounds(&PRUNE_COLUMNS)) {
+            for (slot, v) in b.iter_mut().zip(ints) {
                 *slot = v;
             }
             bounds.push(b);
             if s.index {
                 let mut t: TextBounds = Default::default();
-                for (slot, v) in t.iter_mut().zip(f.text_bounds(&TEXT_PRUNE_COLUMNS)) {
+                for (slot, v) in t.iter_mut().zip(strs) {
                     *slot = v;
                 }
                 texts.push(t);

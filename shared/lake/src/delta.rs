@@ -317,11 +317,33 @@ impl ActiveFile {
 
     /// [`ActiveFile::int_bounds`] of each of `cols`, the statistics parsed once.
     pub fn bounds(&self, cols: &[&str]) -> Vec<Option<(i64, i64)>> {
+        self.int_bounds_of(self.parsed_stats().as_ref(), cols)
+    }
+
+    /// [`ActiveFile::bounds`] of `ints` and [`ActiveFile::text_bounds`] of `texts`, the statistics
+    /// parsed once for both.
+    #[allow(clippy::type_complexity)]
+    pub fn all_bounds(
+        &self,
+        ints: &[&str],
+        texts: &[&str],
+    ) -> (Vec<Option<(i64, i64)>>, Vec<Option<(String, String)>>) {
         let stats = self.parsed_stats();
+        (
+            self.int_bounds_of(stats.as_ref(), ints),
+            text_bounds_of(stats.as_ref(), texts),
+        )
+    }
+
+    fn int_bounds_of(
+        &self,
+        stats: Option<&serde_json::Value>,
+        cols: &[&str],
+    ) -> Vec<Option<(i64, i64)>> {
         cols.iter()
             .map(|col| match self.partition_values.get(*col) {
                 Some(v) => v.as_deref().and_then(|v| v.parse().ok()).map(|v| (v, v)),
-                None => stats.as_ref().and_then(|s| {
+                None => stats.and_then(|s| {
                     Some((
                         s.get("minValues")?.get(*col)?.as_i64()?,
                         s.get("maxValues")?.get(*col)?.as_i64()?,
@@ -343,17 +365,23 @@ impl ActiveFile {
     /// Minimum and maximum of each of the string columns `cols` from the statistics (recorded
     /// when exact, [`stats_json`]), if known.
     pub fn text_bounds(&self, cols: &[&str]) -> Vec<Option<(String, String)>> {
-        let stats = self.parsed_stats();
-        cols.iter()
-            .map(|col| {
-                let s = stats.as_ref()?;
-                Some((
-                    s.get("minValues")?.get(*col)?.as_str()?.to_string(),
-                    s.get("maxValues")?.get(*col)?.as_str()?.to_string(),
-                ))
-            })
-            .collect()
+        text_bounds_of(self.parsed_stats().as_ref(), cols)
     }
+}
+
+fn text_bounds_of(
+    stats: Option<&serde_json::Value>,
+    cols: &[&str],
+) -> Vec<Option<(String, String)>> {
+    cols.iter()
+        .map(|col| {
+            let s = stats?;
+            Some((
+                s.get("minValues")?.get(*col)?.as_str()?.to_string(),
+                s.get("maxValues")?.get(*col)?.as_str()?.to_string(),
+            ))
+        })
+        .collect()
 }
 
 /// The table's active objects at its loaded version.
