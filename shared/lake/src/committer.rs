@@ -117,6 +117,25 @@ struct Loaded {
     txns_unreadable: bool,
     /// The last commit lost a race: follow the log before deciding again.
     behind: bool,
+    /// When the table was last brought to the log's latest version (loaded, followed, or
+    /// committed to): [`prepare`] leaves a table this fresh as it is.
+    current_at: Option<std::time::Instant>,
+}
+
+/// A table brought to the latest version this recently is not followed again by [`prepare`]
+/// (`DIALS_PREPARE_FRESH_MS`): the files of a burst, which start within moments of each other, do
+/// not each list the table's log.
+const PREPARE_FRESH: Duration = Duration::from_millis(1000);
+
+fn prepare_fresh() -> Duration {
+    static FRESH: LazyLock<Duration> = LazyLock::new(|| {
+        std::env::var("DIALS_PREPARE_FRESH_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(PREPARE_FRESH)
+    });
+    *FRESH
 }
 
 /// The table at its latest version, followed from the one loaded if any (`create`: created if it
@@ -271,8 +290,12 @@ pub fn prepare(lake: &Location, ws: &str, table: &str) {
             txns,
             txns_unreadable,
             behind,
+            current_at,
         } = &mut *loaded;
         let follow = slot.is_some();
+        if follow && !*behind && current_at.is_some_and(|at| at.elapsed() < prepare_fresh()) {
+            return;
+        }
         match latest(
             slot,
             follow,
@@ -287,6 +310,7 @@ pub fn prepare(lake: &Location, ws: &str, table: &str) {
         {
             Ok(Some(t)) => {
                 *behind = false;
+                *current_at = Some(std::time::Instant::now());
                 synced(txns, txns_unreadable, t).await;
             }
             Ok(None) => {}
@@ -465,6 +489,7 @@ async fn decide_and_commit(
         txns: index_slot,
         txns_unreadable,
         behind,
+        current_at,
     } = loaded;
     let follow = std::mem::take(behind);
     let Some(t) = latest(
@@ -593,9 +618,12 @@ async fn decide_and_commit(
         for (_, tx) in included {
             let _ = tx.send(Ok(()));
         }
-        if let Err(e) = written.finish(t).await {
-            tracing::warn!(ws, table, error = %e, "snapshot after a commit not loaded; followed before the next one");
-            *behind = true;
+        match written.finish(t).await {
+            Ok(()) => *current_at = Some(std::time::Instant::now()),
+            Err(e) => {
+                tracing::warn!(ws, table, error = %e, "snapshot after a commit not loaded; followed before the next one");
+                *behind = true;
+            }
         }
     }
     waiting.extend(later);

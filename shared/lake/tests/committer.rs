@@ -285,6 +285,9 @@ async fn a_prepared_table_follows_other_writers_and_its_commit_loses_no_race() {
         }
     };
     run(0).await;
+    // A table committed to moments ago is taken as current (`DIALS_PREPARE_FRESH_MS`, 1 s): the
+    // next file comes later here.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     // Another writer (a table handle of its own, as another process has) moves th1 and me_index.
     for table in ["th1", "me_index"] {
         let mut t = delta::open(&lake, "default", table)
