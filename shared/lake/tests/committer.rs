@@ -48,6 +48,27 @@ fn source(fixture: &str, name: &str, modified_ms: i64) -> Arc<MemSource> {
     }))
 }
 
+/// Ingests a copy of `small_lz4.root` as file `i` (its own name and version).
+async fn ingest_copy(
+    lake: &Location,
+    ws: &Workspaces,
+    i: usize,
+) -> Result<dials_lake::IngestReport, IngestError> {
+    let req = IngestRequest {
+        logical_file_name: lfn(i),
+        dataset: None,
+        deadline: None,
+    };
+    ingest(
+        lake,
+        ws,
+        &req,
+        source("small_lz4.root", &lfn(i), 1 + i as i64),
+        None,
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_files_share_commits_and_each_lands_once() {
     let dir = scratch("group-commit");
@@ -219,21 +240,7 @@ async fn a_data_commit_waits_for_a_pending_file_and_shares_it() {
     let ws = Workspaces::default();
     let run = |i: usize| {
         let (lake, ws) = (lake.clone(), ws.clone());
-        tokio::spawn(async move {
-            let req = IngestRequest {
-                logical_file_name: lfn(i),
-                dataset: None,
-                deadline: None,
-            };
-            ingest(
-                &lake,
-                &ws,
-                &req,
-                source("small_lz4.root", &lfn(i), 1 + i as i64),
-                None,
-            )
-            .await
-        })
+        tokio::spawn(async move { ingest_copy(&lake, &ws, i).await })
     };
     // A file of this process that has not reached its commits yet (say, still decoding).
     let held = dials_lake::committer::Pending::new();
@@ -265,26 +272,7 @@ async fn a_prepared_table_follows_other_writers_and_its_commit_loses_no_race() {
     let dir = scratch("group-commit-prepare");
     let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
     let ws = Workspaces::default();
-    let run = |i: usize| {
-        let (lake, ws) = (lake.clone(), ws.clone());
-        async move {
-            let req = IngestRequest {
-                logical_file_name: lfn(i),
-                dataset: None,
-                deadline: None,
-            };
-            ingest(
-                &lake,
-                &ws,
-                &req,
-                source("small_lz4.root", &lfn(i), 1 + i as i64),
-                None,
-            )
-            .await
-            .expect("ingest")
-        }
-    };
-    run(0).await;
+    ingest_copy(&lake, &ws, 0).await.expect("ingest");
     // A table committed to moments ago is taken as current (`DIALS_PREPARE_FRESH_MS`, 1 s): the
     // next file comes later here.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
@@ -305,7 +293,7 @@ async fn a_prepared_table_follows_other_writers_and_its_commit_loses_no_race() {
     }
     let before = committer::races_lost(&lake, "default", "th1")
         + committer::races_lost(&lake, "default", "me_index");
-    run(1).await;
+    ingest_copy(&lake, &ws, 1).await.expect("ingest");
     let after = committer::races_lost(&lake, "default", "th1")
         + committer::races_lost(&lake, "default", "me_index");
     assert_eq!(
