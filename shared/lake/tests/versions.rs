@@ -257,6 +257,11 @@ async fn a_key_overwritten_while_read_is_retried_not_recorded_as_broken() {
         .await
         .expect("open v1");
     let v1 = ByteSource::version(&src).expect("a version");
+    // Versions are ordered by modification time in milliseconds, then by their ETag's hash: two
+    // writes within one millisecond would be ordered by the hash, not by time (clean-clone CI once
+    // put both in the same millisecond and the retry of the newer version was superseded). An
+    // overwrite comes later than that here.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     // Overwritten (another object written, then renamed over the key) before the ingest reads on.
     store
         .put(
