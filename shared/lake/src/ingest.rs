@@ -991,11 +991,7 @@ fn prepare_dataset(lake: &Location, ws: &str, dataset_id: i64) {
     committer::spawn_settled(async move {
         match delta::open(&lake, &ws, "dataset_index").await {
             Ok(Some(t)) => {
-                if delta::active_files(&t).is_ok_and(|files| {
-                    files
-                        .iter()
-                        .any(|f| delta::belongs_to(delta::object_name(&f.path), dataset_id))
-                }) {
+                if has_dataset(&t, dataset_id).unwrap_or(false) {
                     dataset_recorded(key);
                 }
             }
@@ -1003,6 +999,13 @@ fn prepare_dataset(lake: &Location, ws: &str, dataset_id: i64) {
             Err(e) => tracing::debug!(ws, error = %e, "dataset_index not read ahead"),
         }
     });
+}
+
+/// Whether `dataset_index` table `t` has the dataset's row.
+fn has_dataset(t: &deltalake_core::DeltaTable, dataset_id: i64) -> Result<bool, IngestError> {
+    Ok(delta::active_files(t)?
+        .iter()
+        .any(|f| delta::belongs_to(delta::object_name(&f.path), dataset_id)))
 }
 
 /// The dataset's row in `ws`'s `dataset_index`, added by the first file of the dataset.
@@ -1029,17 +1032,12 @@ async fn ensure_dataset_in_log(
     ds: &DatasetInfo,
     attempt: &str,
 ) -> Result<(), IngestError> {
-    let has = |t: &deltalake_core::DeltaTable| -> Result<bool, IngestError> {
-        Ok(delta::active_files(t)?
-            .iter()
-            .any(|f| delta::belongs_to(delta::object_name(&f.path), dataset_id)))
-    };
     let mut written = None;
     let mut tries = 0;
     loop {
         tries += 1;
         let mut t = delta::open_or_create(lake, ws, "dataset_index").await?;
-        if has(&t)? {
+        if has_dataset(&t, dataset_id)? {
             return Ok(());
         }
         let (name, size, meta) = match written.take() {
