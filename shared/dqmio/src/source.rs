@@ -43,6 +43,14 @@ pub trait ByteSource: Send + Sync {
     fn version(&self) -> Option<SourceVersion> {
         None
     }
+
+    /// Whether [`version`](Self::version) is still the named object's current version, asked of
+    /// its store; `None` when the source cannot tell (local files, memory). It orders two versions
+    /// whose modification times are equal (S3 records them to the second): the current one is the
+    /// newer. Blocking: call it from a blocking thread, as reads are.
+    fn is_current(&self) -> Option<Result<bool>> {
+        None
+    }
 }
 
 /// Which version of a named object a source reads. Every byte a source hands out belongs to this

@@ -23,6 +23,8 @@ use deltalake_core::kernel::{Action, Add};
 use deltalake_core::DeltaTable;
 use tokio::sync::oneshot;
 
+use dials_dqmio::ByteSource;
+
 use crate::compact;
 use crate::delta;
 use crate::ingest::IngestError;
@@ -48,7 +50,6 @@ fn max_batch() -> usize {
 }
 
 /// One file's change to one table.
-#[derive(Debug)]
 pub struct Intent {
     /// DQMIO file id.
     pub file_id: i64,
@@ -56,6 +57,36 @@ pub struct Intent {
     pub generation: i64,
     /// The attempt's objects of this table.
     pub adds: Vec<Add>,
+    /// The attempt's source, asked whether its version is still the key's current one when the
+    /// file's last commit to the table is of another version written at the same instant
+    /// (`delta::same_instant`): the current version wins. `None`: the generations decide.
+    pub source: Option<Arc<dyn ByteSource>>,
+}
+
+impl std::fmt::Debug for Intent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intent")
+            .field("file_id", &self.file_id)
+            .field("generation", &self.generation)
+            .field("adds", &self.adds.len())
+            .field("source", &self.source.as_ref().map(|s| s.name()))
+            .finish()
+    }
+}
+
+/// Whether `intent`'s source version is its key's current one (`None`: the source cannot tell).
+async fn source_is_current(intent: &Intent) -> Option<Result<bool, IngestError>> {
+    let src = intent.source.clone()?;
+    match tokio::task::spawn_blocking(move || src.is_current()).await {
+        Ok(answer) => answer.map(|r| {
+            r.map_err(|e| {
+                IngestError::NotAvailable(format!("asking which version is current: {e}"))
+            })
+        }),
+        Err(e) => Some(Err(IngestError::Task(format!(
+            "asking which version is current: {e}"
+        )))),
+    }
 }
 
 type Waiter = (Intent, oneshot::Sender<Result<(), IngestError>>);
@@ -431,27 +462,64 @@ async fn commit_batch(
         }
     };
     // Two attempts of one file in a batch: the higher generation (the later one on a tie) is
-    // decided; the other is superseded by it.
-    let mut latest: BTreeMap<i64, usize> = BTreeMap::new();
+    // decided; the other is superseded by it. Attempts of versions written at the same instant
+    // are all decided, one round after the other: the second then meets the first's commit and
+    // the key's current version wins (`decide_and_commit`).
+    let mut latest: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for (i, (intent, _)) in batch.iter().enumerate() {
-        let keep = latest
-            .get(&intent.file_id)
-            .is_none_or(|&j| batch[j].0.generation <= intent.generation);
-        if keep {
-            latest.insert(intent.file_id, i);
+        let kept = latest.entry(intent.file_id).or_default();
+        let g = intent.generation;
+        let older = |j: &usize| {
+            let h = batch[*j].0.generation;
+            !delta::same_instant(g, h) && g > h
+        };
+        let newer = kept.iter().any(|j| {
+            let h = batch[*j].0.generation;
+            !delta::same_instant(g, h) && h > g
+        });
+        if !newer {
+            kept.retain(|j| !older(j));
+            // The later of two attempts of one version replaces the earlier one.
+            kept.retain(|j| batch[*j].0.generation != g);
+            kept.push(i);
         }
     }
-    let keep: BTreeSet<usize> = latest.into_values().collect();
-    let mut waiting = Vec::with_capacity(keep.len());
+    let round: HashMap<usize, usize> = latest
+        .into_values()
+        .flat_map(|kept| kept.into_iter().enumerate().map(|(r, i)| (i, r)))
+        .collect();
+    let mut rounds: Vec<Vec<Waiter>> = Vec::new();
     for (i, (intent, tx)) in batch.into_iter().enumerate() {
-        if keep.contains(&i) {
-            waiting.push((intent, tx));
-        } else {
-            let _ = tx.send(Err(IngestError::Superseded(format!(
-                "{ws}/{table}: a newer attempt of the same file is committed in the same batch"
-            ))));
+        match round.get(&i) {
+            Some(&r) => {
+                if rounds.len() <= r {
+                    rounds.resize_with(r + 1, Vec::new);
+                }
+                rounds[r].push((intent, tx));
+            }
+            None => {
+                let _ = tx.send(Err(IngestError::Superseded(format!(
+                    "{ws}/{table}: a newer attempt of the same file is committed in the same batch"
+                ))));
+            }
         }
     }
+    for waiting in rounds {
+        commit_round(loaded, q, lake, ws, table, partitions, waiting).await;
+    }
+}
+
+/// Decides and commits `waiting` (at most one attempt per file), again on the new snapshot after
+/// each lost race.
+async fn commit_round(
+    loaded: &mut Loaded,
+    q: &Queue,
+    lake: &Location,
+    ws: &str,
+    table: &str,
+    partitions: &[&str],
+    mut waiting: Vec<Waiter>,
+) {
     let mut tries = 0;
     while !waiting.is_empty() {
         tries += 1;
@@ -517,7 +585,7 @@ async fn decide_and_commit(
     let mut included: Vec<Waiter> = Vec::new();
     let mut later: Vec<Waiter> = Vec::new();
     let mut rewriting = false;
-    for (intent, tx) in std::mem::take(waiting) {
+    for (mut intent, tx) in std::mem::take(waiting) {
         let previous = match index {
             Some(ix) => Ok(ix.generation(intent.file_id)),
             None => delta::file_generation(t, intent.file_id).await,
@@ -529,6 +597,27 @@ async fn decide_and_commit(
                 continue;
             }
         };
+        // The last commit is of another version written at the same instant: their generations
+        // are ordered by entity tag, not time. The key's current version is the newer one; when
+        // this attempt's is, it commits above the last one (its later attempts then meet a
+        // higher generation and are superseded, with its rows already in); when it is not, the
+        // current version's own ingest replaces the last commit.
+        if let Some(last) = previous.filter(|p| delta::same_instant(*p, intent.generation)) {
+            match source_is_current(&intent).await {
+                Some(Ok(true)) => intent.generation = intent.generation.max(last + 1),
+                Some(Ok(false)) => {
+                    let _ = tx.send(Err(IngestError::Superseded(format!(
+                        "{ws}/{table}: the key now holds a newer version than this attempt's, written in the same second"
+                    ))));
+                    continue;
+                }
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e));
+                    continue;
+                }
+                None => {}
+            }
+        }
         if let Some(newer) = previous.filter(|g| *g > intent.generation) {
             let _ = tx.send(Err(IngestError::Superseded(format!(
                 "{ws}/{table}: generation {newer} (a newer version of the file) committed; this attempt's is {}",

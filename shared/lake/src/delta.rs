@@ -764,6 +764,15 @@ pub fn version_generation(v: &dials_dqmio::SourceVersion) -> i64 {
     (1 << 62) | ((v.modified_ms.clamp(0, (1 << 42) - 1)) << 20) | tag
 }
 
+/// True when `a` and `b` are generations of two different source versions whose modification
+/// times are equal ([`version_generation`]): their order is then their entity tags' hashes, not
+/// when they were written. S3 records modification times to the second, so two writes of a key
+/// within one second meet this; the committer then asks the store which version is current.
+pub fn same_instant(a: i64, b: i64) -> bool {
+    const VERSIONED: i64 = 1 << 62;
+    a != b && a & VERSIONED != 0 && b & VERSIONED != 0 && a >> 20 == b >> 20
+}
+
 /// The file's transaction: `generation` orders its ingest attempts (the newer one wins).
 pub fn file_txn(file_id: i64, generation: i64) -> Transaction {
     Transaction::new_with_last_update(file_app_id(file_id), generation, Some(now_ms()))

@@ -398,6 +398,11 @@ async fn ingest_attempt(
     // Fenced by the source's version: of two versions of the file, the newer one's rows win, in
     // whatever order their attempts run or commit.
     let generation = attempt_generation(source.version().as_ref());
+    // Two versions written in the same second tie on time: the store says which is current.
+    let fence = &Fence {
+        generation,
+        source: Some(source.clone()),
+    };
     // The tables this file commits to are read (or followed) while it decodes, not when its
     // commits are due (`committer::prepare`).
     for ws in &workspaces {
@@ -420,7 +425,7 @@ async fn ingest_attempt(
     // attempt ends). Committed while the file is already being read and decoded.
     let started = async {
         for ws in &workspaces {
-            write_file_record(lake, &ws.name, &attempt, generation, &record).await?;
+            write_file_record(lake, &ws.name, &attempt, fence, &record).await?;
         }
         Ok::<_, IngestError>(())
     };
@@ -615,7 +620,7 @@ async fn ingest_attempt(
             // The tables are independent: their commits run at once (on S3 each is a few
             // requests; one after the other they were most of a small file's time to visibility).
             let tables = futures::future::try_join_all(mine.into_iter().map(|(table, a)| {
-                replace_file_objects(lake, &ws.name, table, file_id, generation, a, true)
+                replace_file_objects(lake, &ws.name, table, file_id, fence, a, true)
             }));
             // The FINISHED record's object is written meanwhile; it is committed last.
             let finished = FileRecord {
@@ -628,7 +633,7 @@ async fn ingest_attempt(
                 ensure_dataset(lake, &ws.name, dataset_id, ds, attempt),
                 put_file_record(lake, &ws.name, attempt, &finished)
             )?;
-            commit_file_record(lake, &ws.name, generation, file_id, object).await
+            commit_file_record(lake, &ws.name, fence, file_id, object).await
         }
     });
     futures::future::try_join_all(commits).await?;
@@ -704,6 +709,12 @@ async fn record_failure_commits(
                 None => delta::new_generation(),
             },
         };
+        // No source to ask: a tie with a version written in the same second is decided by the
+        // generations.
+        let fence = &Fence {
+            generation,
+            source: None,
+        };
         // The record first: from the moment it is committed the file is no longer FINISHED, so
         // queries stop serving its rows. Then its rows leave every table; a table the store cannot
         // update now keeps them (unserved) until the file's next ingest or failure replaces them.
@@ -717,9 +728,9 @@ async fn record_failure_commits(
             err_trace: Some(message),
             objects: &[],
         };
-        write_file_record(lake, name, &attempt, generation, &record).await?;
+        write_file_record(lake, name, &attempt, fence, &record).await?;
         let removals = data_and_index_tables().map(|table| async move {
-            if let Err(e) = replace_file_objects(lake, name, table, file_id, generation, Vec::new(), false).await {
+            if let Err(e) = replace_file_objects(lake, name, table, file_id, fence, Vec::new(), false).await {
                 tracing::warn!(workspace = %name, table, file_id, error = %e, "rows of a failed file could not be removed now; they stay unserved (status is not FINISHED)");
             }
         });
@@ -907,6 +918,13 @@ fn decode(
     Ok(summary)
 }
 
+/// What an attempt's commits are fenced by: its generation, and its source (which tells, when
+/// asked, whether its version is still the key's current one).
+struct Fence {
+    generation: i64,
+    source: Option<Arc<dyn ByteSource>>,
+}
+
 /// An attempt's generation: its source version's ([`delta::version_generation`]) when known, else
 /// its start time ([`delta::new_generation`]).
 fn attempt_generation(version: Option<&SourceVersion>) -> i64 {
@@ -945,14 +963,15 @@ async fn replace_file_objects(
     ws: &str,
     table: &str,
     file_id: i64,
-    generation: i64,
+    fence: &Fence,
     adds: Vec<Add>,
     with_pending: bool,
 ) -> Result<(), IngestError> {
     let intent = committer::Intent {
         file_id,
-        generation,
+        generation: fence.generation,
         adds,
+        source: fence.source.clone(),
     };
     if with_pending {
         committer::submit_with_pending(lake, ws, table, intent).await
@@ -1085,11 +1104,11 @@ async fn write_file_record(
     lake: &Location,
     workspace: &str,
     attempt: &str,
-    generation: i64,
+    fence: &Fence,
     r: &FileRecord<'_>,
 ) -> Result<(), IngestError> {
     let object = put_file_record(lake, workspace, attempt, r).await?;
-    commit_file_record(lake, workspace, generation, r.file_id, object).await
+    commit_file_record(lake, workspace, fence, r.file_id, object).await
 }
 
 /// Writes `r`'s object into `workspace`'s `file_index` folder (not yet part of the table):
@@ -1119,7 +1138,7 @@ async fn put_file_record(
 async fn commit_file_record(
     lake: &Location,
     workspace: &str,
-    generation: i64,
+    fence: &Fence,
     file_id: i64,
     (name, size, meta): (String, u64, ParquetMetaData),
 ) -> Result<(), IngestError> {
@@ -1128,7 +1147,7 @@ async fn commit_file_record(
         workspace,
         "file_index",
         file_id,
-        generation,
+        fence,
         vec![delta::add(name, size, &[], Some(&meta))],
         // Never held back for pending files: a pending file's own STARTED record is one.
         false,

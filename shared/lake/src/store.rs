@@ -393,6 +393,26 @@ impl ByteSource for ObjectSource {
     fn version(&self) -> Option<SourceVersion> {
         self.version.clone()
     }
+
+    /// One HEAD of the key: the version opened is current while the key still has its entity tag
+    /// (a key deleted since holds no current version).
+    fn is_current(&self) -> Option<Result<bool, ReadError>> {
+        let want = self.etag()?;
+        let head = self.rt.block_on(until(
+            self.deadline,
+            &self.path,
+            self.store.head(&self.path),
+        ));
+        Some(match head {
+            Ok(meta) => Ok(meta.e_tag.is_some_and(|have| same_etag(&have, &want))),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(ReadError::Io {
+                offset: 0,
+                len: 0,
+                source: io_error(e),
+            }),
+        })
+    }
 }
 
 impl ObjectSource {

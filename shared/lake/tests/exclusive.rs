@@ -21,6 +21,7 @@ fn intent(file_id: i64, generation: i64, tag: &str) -> Intent {
         file_id,
         generation,
         adds: vec![delta::add(object(file_id, tag), 10, &[], None)],
+        source: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn intent(file_id: i64, generation: i64, n: usize) -> Intent {
         file_id,
         generation,
         adds,
+        source: None,
     }
 }
 

@@ -309,3 +309,221 @@ async fn a_key_overwritten_while_read_is_retried_not_recorded_as_broken() {
     assert_eq!(signature(&dir), signature(&alone));
     assert_eq!(file_status(&dir), ["FINISHED"]);
 }
+
+/// One version of the key, as an object store serves it: a HEAD tells whether it is still the
+/// key's current version (`current` holds the entity tag the key has now).
+struct Keyed {
+    inner: MemSource,
+    etag: String,
+    current: Arc<std::sync::Mutex<String>>,
+}
+
+impl ByteSource for Keyed {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, offset: u64, len: usize) -> dials_dqmio::Result<bytes::Bytes> {
+        self.inner.read_at(offset, len)
+    }
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn version(&self) -> Option<SourceVersion> {
+        self.inner.version()
+    }
+    fn is_current(&self) -> Option<dials_dqmio::Result<bool>> {
+        let now = self.current.lock().expect("lock").clone();
+        Some(Ok(now == self.etag))
+    }
+}
+
+/// Ingests `fixture`, the version of the key with entity tag `etag` written at `SAME_SECOND`,
+/// retrying transient failures as SQS would; superseded ends the message too.
+async fn ingest_keyed(
+    lake: &Location,
+    fixture: &str,
+    etag: &str,
+    current: &Arc<std::sync::Mutex<String>>,
+) -> Result<(), IngestError> {
+    let bytes = std::fs::read(fixtures().join(fixture)).expect("fixture");
+    for _ in 0..5 {
+        let src = Arc::new(Keyed {
+            inner: MemSource::new(LFN, bytes.clone()).with_version(SourceVersion {
+                modified_ms: SAME_SECOND,
+                etag: etag.to_string(),
+            }),
+            etag: etag.to_string(),
+            current: current.clone(),
+        });
+        match ingest(lake, &Workspaces::default(), &request(), src, None).await {
+            Ok(_) | Err(IngestError::Superseded(_)) => return Ok(()),
+            Err(e) if e.is_transient() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(IngestError::Task("still failing after 5 deliveries".into()))
+}
+
+/// S3 records modification times to the second.
+const SAME_SECOND: i64 = 1_733_000_005_000;
+
+/// Two writes of the key within one second (S3's `LastModified` cannot tell them apart): the lake
+/// ends with the version the key holds now, whole, even when the older version's entity tag would
+/// order it first — whether the older version's ingest ran before the overwrite, after the newer
+/// one's (a late redelivery), or at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_versions_written_in_the_same_second_end_with_the_current_one() {
+    let generation = |etag: &str| {
+        dials_lake::delta::version_generation(&SourceVersion {
+            modified_ms: SAME_SECOND,
+            etag: etag.to_string(),
+        })
+    };
+    let newer = "\"bbbb-same-second\"";
+    // An older version whose generation alone would win against the newer's.
+    let older = (0..)
+        .map(|i| format!("\"aaaa-{i}\""))
+        .find(|t| generation(t) > generation(newer))
+        .expect("an entity tag ordered above");
+    assert!(dials_lake::delta::same_instant(
+        generation(&older),
+        generation(newer)
+    ));
+    let (older_fx, newer_fx) = (OLDER.0, NEWER.0);
+    let key = |etag: &str| Arc::new(std::sync::Mutex::new(etag.to_string()));
+
+    let reference = scratch("same-second-newer-alone");
+    let lake = Location::parse(reference.to_str().expect("utf8"), true).expect("lake");
+    ingest_keyed(&lake, newer_fx, newer, &key(newer))
+        .await
+        .expect("newer alone");
+    let want = signature(&reference);
+
+    // The older version is ingested while it is the key's; then the key is overwritten.
+    let dir = scratch("same-second-overwritten");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    let current = key(&older);
+    ingest_keyed(&lake, older_fx, &older, &current)
+        .await
+        .expect("older");
+    assert_ne!(signature(&dir), want, "the older version differs");
+    *current.lock().expect("lock") = newer.to_string();
+    ingest_keyed(&lake, newer_fx, newer, &current)
+        .await
+        .expect("newer");
+    assert_eq!(
+        signature(&dir),
+        want,
+        "the current version replaced the older one"
+    );
+    assert_eq!(file_status(&dir), ["FINISHED"]);
+    // A late redelivery of the older version changes nothing; one of the newer keeps it.
+    ingest_keyed(&lake, older_fx, &older, &current)
+        .await
+        .expect("late older");
+    assert_eq!(
+        signature(&dir),
+        want,
+        "a late older attempt replaced the newer"
+    );
+    ingest_keyed(&lake, newer_fx, newer, &current)
+        .await
+        .expect("redelivered newer");
+    assert_eq!(signature(&dir), want);
+    assert_eq!(file_status(&dir), ["FINISHED"]);
+
+    // The newer version first, then a late attempt of the older one.
+    let dir = scratch("same-second-late-older");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    let current = key(newer);
+    ingest_keyed(&lake, newer_fx, newer, &current)
+        .await
+        .expect("newer");
+    ingest_keyed(&lake, older_fx, &older, &current)
+        .await
+        .expect("late older");
+    assert_eq!(
+        signature(&dir),
+        want,
+        "the late older version replaced the newer"
+    );
+    assert_eq!(file_status(&dir), ["FINISHED"]);
+
+    // Both at once, in both start orders.
+    for trial in 0..10u64 {
+        let dir = scratch(&format!("same-second-{trial}"));
+        let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+        let current = key(newer);
+        let delay = std::time::Duration::from_millis((trial * 7) % 41);
+        let (da, db) = if trial % 2 == 0 {
+            (delay, std::time::Duration::ZERO)
+        } else {
+            (std::time::Duration::ZERO, delay)
+        };
+        let (a, b, ca, cb, o) = (
+            lake.clone(),
+            lake.clone(),
+            current.clone(),
+            current.clone(),
+            older.clone(),
+        );
+        let ta = tokio::spawn(async move {
+            tokio::time::sleep(da).await;
+            ingest_keyed(&a, older_fx, &o, &ca).await
+        });
+        let tb = tokio::spawn(async move {
+            tokio::time::sleep(db).await;
+            ingest_keyed(&b, newer_fx, newer, &cb).await
+        });
+        ta.await.expect("task").expect("older");
+        tb.await.expect("task").expect("newer");
+        assert_eq!(
+            signature(&dir),
+            want,
+            "trial {trial}: not the current version, whole"
+        );
+        assert_eq!(file_status(&dir), ["FINISHED"], "trial {trial}");
+    }
+}
+
+/// What the committer asks on a same-second tie: one HEAD says whether the version an object
+/// source opened is still the key's (not after an overwrite, nor after a delete).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_source_tells_whether_its_version_is_still_current() {
+    let bucket = scratch("current-bucket");
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&bucket).expect("bucket"));
+    let key = object_store::path::Path::from("store/current.root");
+    let bytes = |fx: &str| PutPayload::from(std::fs::read(fixtures().join(fx)).expect("fixture"));
+    store.put(&key, bytes(OLDER.0)).await.expect("put v1");
+    let src = Arc::new(
+        ObjectSource::open(store.clone(), key.clone(), "current.root".into())
+            .await
+            .expect("open"),
+    );
+    let ask = |s: Arc<ObjectSource>| async move {
+        tokio::task::spawn_blocking(move || s.is_current())
+            .await
+            .expect("task")
+            .expect("an object source can tell")
+            .expect("HEAD")
+    };
+    assert!(ask(src.clone()).await, "just opened: current");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store.put(&key, bytes(NEWER.0)).await.expect("put v2");
+    assert!(!ask(src.clone()).await, "overwritten: no longer current");
+    let v2 = Arc::new(
+        ObjectSource::open(store.clone(), key.clone(), "current.root".into())
+            .await
+            .expect("open v2"),
+    );
+    assert!(ask(v2.clone()).await);
+    store.delete(&key).await.expect("delete");
+    assert!(!ask(v2).await, "deleted: no version is current");
+    // Sources that cannot tell say so.
+    let mem = MemSource::new(
+        "m",
+        std::fs::read(fixtures().join(OLDER.0)).expect("fixture"),
+    );
+    assert!(mem.is_current().is_none());
+}
