@@ -2,7 +2,8 @@
 """Many writers into the same Delta tables at once: N `dials ingest` processes (as N Lambda
 invocations would be), each ingesting one copy of FILE under its own logical file name, all started
 together against one lake. Checks that every file landed exactly once and reports, per process, the
-ingest time and how much of it was committing (`commit_seconds` of the JSON report), beside one
+ingest time, how much of it was committing (`commit_seconds` of the JSON report) and how many
+commits were decided again after another writer moved the table (`commit_retries`), beside one
 process ingesting the same file alone (before and after, same run).
 
     python3 bench/concurrent_ingest.py /tmp/kinds-bench/bench.root --writers 50 [--bin target/release/dials]
@@ -31,16 +32,19 @@ def ingest(binary, path, lake, env):
     t0 = time.perf_counter()
     p = subprocess.Popen([binary, "ingest", str(path), "--lake", lake, "--concurrency", "1"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.dials_name = Path(path).name
     return p, t0
 
 
 def report(p, t0):
     out, err = p.communicate()
+    if os.environ.get("BENCH_LOG_DIR"):
+        Path(os.environ["BENCH_LOG_DIR"], p.dials_name + ".log").write_text(err)
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"ingest failed ({p.returncode}):\n{err[-2000:]}")
     rep = json.loads(out.strip().splitlines()[-1])
-    return {"wall": wall, "seconds": rep["seconds"], "commit": rep["commit_seconds"], "rows": rep["workspaces"][0]["rows"]}
+    return {"wall": wall, "seconds": rep["seconds"], "commit": rep["commit_seconds"], "retries": rep.get("commit_retries", 0), "rebases": rep.get("commit_rebases", 0), "rows": rep["workspaces"][0]["rows"]}
 
 
 def main():
@@ -58,7 +62,9 @@ def main():
         p.parent.mkdir(parents=True, exist_ok=True)
         os.link(a.file, p) if os.stat(a.file).st_dev == os.stat(src).st_dev else shutil.copy(a.file, p)
         paths.append(p)
-    env = dict(os.environ, RUST_LOG="warn", DIALS_LOG="warn")
+    # BENCH_DIALS_LOG=dials_lake=debug BENCH_LOG_DIR=D: each process's log in D/<file>.log.
+    level = os.environ.get("BENCH_DIALS_LOG", "warn")
+    env = dict(os.environ, RUST_LOG=level, DIALS_LOG=level)
     ls = None
     if a.localstack:
         from emu import LocalStack
@@ -96,11 +102,12 @@ def main():
         ok &= statuses.count("FINISHED") == files == len(statuses)
         med = lambda xs: statistics.median(xs)
         print(f"\nbinary {a.bin}; {Path(a.file).name} ({os.path.getsize(a.file) / 1e6:.1f} MB); lake {'LocalStack S3' if ls else 'local folder'}")
-        print("| | ingest s (median) | commit s (median) | commit share | max ingest s | max commit s |")
-        print("|---|---|---|---|---|---|")
+        print("| | ingest s (median) | commit s (median) | commit share | max ingest s | max commit s | commits decided again (median, total) | other files' commits gone past (median, total) |")
+        print("|---|---|---|---|---|---|---|---|")
         for name, rs in [(f"alone, before ({a.alone})", befores), (f"{a.writers} at once", reps), ("alone, after", [alone_after])]:
             s, c = [r["seconds"] for r in rs], [r["commit"] for r in rs]
-            print(f"| {name} | {med(s):.2f} | {med(c):.2f} | {med(c) / med(s) * 100:.0f} % | {max(s):.2f} | {max(c):.2f} |")
+            rt, rb = [r["retries"] for r in rs], [r["rebases"] for r in rs]
+            print(f"| {name} | {med(s):.2f} | {med(c):.2f} | {med(c) / med(s) * 100:.0f} % | {max(s):.2f} | {max(c):.2f} | {med(rt):g}, {sum(rt)} | {med(rb):g}, {sum(rb)} |")
         print(f"\n{a.writers} processes: {total:.1f} s from the first start to the last exit; exactly once: {'yes' if ok else 'NO'}")
         if not ok:
             sys.exit(1)

@@ -352,6 +352,24 @@ pub fn prepare(lake: &Location, ws: &str, table: &str) {
     });
 }
 
+/// Commits of this process refused because another writer moved their table first, all tables.
+static RACES_LOST: AtomicUsize = AtomicUsize::new(0);
+
+/// Commits of other files' that this process's commits went past without deciding again.
+static REBASED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many commits of other writers (of other files) this process's commits went past without
+/// deciding again (`delta::commit_txns_rebasing`), all tables.
+pub fn rebased_total() -> usize {
+    REBASED.load(Ordering::Relaxed)
+}
+
+/// How many of this process's commits, to any table, were refused because another writer had
+/// moved the table (each was decided again on the followed table).
+pub fn races_lost_total() -> usize {
+    RACES_LOST.load(Ordering::Relaxed)
+}
+
 /// How many of this process's commits to `ws`'s `table` were refused because another writer had
 /// moved the table (each was decided again on the followed table).
 pub fn races_lost(lake: &Location, ws: &str, table: &str) -> usize {
@@ -408,7 +426,9 @@ async fn submit_inner(
     // changes.
     let (lake, ws_name, table_name) = (lake.clone(), ws.to_string(), table.to_string());
     tokio::spawn(async move {
+        let asked = std::time::Instant::now();
         let mut loaded = q.lock.lock().await;
+        let lock_wait = asked.elapsed();
         if linger {
             let since = std::time::Instant::now();
             while PENDING.load(Ordering::Acquire) > 0 && since.elapsed() < max_linger() {
@@ -430,7 +450,15 @@ async fn submit_inner(
                 .into_iter()
                 .map(|(intent, tx, done)| ((intent, tx), done))
                 .unzip();
+            let started = std::time::Instant::now();
             commit_batch(&mut loaded, &q, &lake, &ws_name, &table_name, batch).await;
+            tracing::debug!(
+                ws = %ws_name,
+                table = %table_name,
+                lock_wait_ms = lock_wait.as_millis() as u64,
+                commit_ms = started.elapsed().as_millis() as u64,
+                "turn at the table's lock done"
+            );
             // The commit and its post-commit work are done.
             drop(done);
         }
@@ -527,6 +555,7 @@ async fn commit_round(
             Ok(()) => {}
             Err(e) if e.is_conflict() && tries < COMMIT_ATTEMPTS => {
                 q.races_lost.fetch_add(1, Ordering::Relaxed);
+                RACES_LOST.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(ws, table, tries, files = waiting.len(), error = %e, "batch commit raced another; deciding again");
             }
             Err(e) => {
@@ -681,17 +710,31 @@ async fn decide_and_commit(
             .iter()
             .map(|(i, _)| (i.file_id, i.generation))
             .collect();
-        let written = match delta::commit_txns_exclusive_written(t, actions, txns, partitions).await
-        {
-            Ok(w) => w,
-            Err(e) => {
-                // Decided again (conflict) or answered with the error by the caller.
-                *behind = true;
-                waiting.extend(included);
-                waiting.extend(later);
-                return Err(e);
-            }
+        // A commit of other files that lands first does not change this decision: the entry goes
+        // to the next version without deciding again (`delta::commit_txns_rebasing`).
+        let claims = delta::Claims {
+            file_ids: included.iter().map(|(i, _)| i.file_id).collect(),
+            removed: actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Remove(r) => Some(delta::object_name(&r.path).to_string()),
+                    _ => None,
+                })
+                .collect(),
         };
+        let put_at = std::time::Instant::now();
+        let written =
+            match delta::commit_txns_rebasing(t, actions, txns, partitions, Some(&claims)).await {
+                Ok(w) => w,
+                Err(e) => {
+                    // Decided again (conflict) or answered with the error by the caller.
+                    *behind = true;
+                    waiting.extend(included);
+                    waiting.extend(later);
+                    return Err(e);
+                }
+            };
+        REBASED.fetch_add(written.rebased() as usize, Ordering::Relaxed);
         if let (Some(ix), Ok(v)) = (index_slot.as_mut(), u64::try_from(written.version())) {
             ix.apply(v, generations);
         }
@@ -700,6 +743,8 @@ async fn decide_and_commit(
             table,
             files = included.len(),
             version = written.version(),
+            rebased = written.rebased(),
+            put_ms = put_at.elapsed().as_millis() as u64,
             "batch committed"
         );
         // The commit is in the log: its files go on (their next commit, the FINISHED record)
@@ -707,7 +752,15 @@ async fn decide_and_commit(
         for (_, tx) in included {
             let _ = tx.send(Ok(()));
         }
-        match written.finish(t).await {
+        let finish_at = std::time::Instant::now();
+        let finished = written.finish(t).await;
+        tracing::debug!(
+            ws,
+            table,
+            finish_ms = finish_at.elapsed().as_millis() as u64,
+            "snapshot brought to the commit"
+        );
+        match finished {
             Ok(()) => *current_at = Some(std::time::Instant::now()),
             Err(e) => {
                 tracing::warn!(ws, table, error = %e, "snapshot after a commit not loaded; followed before the next one");

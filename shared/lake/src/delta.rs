@@ -635,6 +635,39 @@ pub async fn commit_txns_exclusive_written(
     txns: Vec<Transaction>,
     partition_by: &[&str],
 ) -> Result<Written, DeltaError> {
+    commit_txns_rebasing(t, actions, txns, partition_by, None).await
+}
+
+/// What a commit decided on a snapshot depends on, besides the snapshot's version: the DQMIO files
+/// whose last generation it read and whose objects it adds or removes, and the objects it removes.
+/// A commit that lands first and touches none of these leaves the decision as it was.
+#[derive(Debug, Default)]
+pub struct Claims {
+    /// DQMIO file ids (their application transactions and objects).
+    pub file_ids: std::collections::BTreeSet<i64>,
+    /// Object names (last path segment) removed.
+    pub removed: std::collections::HashSet<String>,
+}
+
+/// Commits that landed first, read and found not to touch a rebasing commit's claims, at most
+/// ([`commit_txns_rebasing`]); past that the caller decides again on a followed snapshot.
+const MAX_REBASES: u64 = 64;
+
+/// [`commit_txns_exclusive_written`]; with `claims`, a commit that finds its version taken reads
+/// the commit that took it and, when that commit touches none of the claims (no application
+/// transaction of the same files, no object of theirs added or removed, none of the removed
+/// objects removed, no protocol or metadata change), puts the same entry at the next version: one
+/// GET per commit that landed first, instead of following the table (a log listing, its commits,
+/// a replay of its files) and deciding again. This is Delta's optimistic concurrency: concurrent
+/// ingests of different files append to different files' rows and do not conflict logically. Any
+/// other commit that landed first is a conflict (`is_conflict`): decide again.
+pub async fn commit_txns_rebasing(
+    t: &DeltaTable,
+    actions: Vec<Action>,
+    txns: Vec<Transaction>,
+    partition_by: &[&str],
+    claims: Option<&Claims>,
+) -> Result<Written, DeltaError> {
     let url = t.table_url().clone();
     let snapshot = t.snapshot().map_err(|e| DeltaError::delta(&url, e))?;
     let data = CommitData::new(actions, write_op(partition_by), HashMap::new(), txns);
@@ -644,32 +677,112 @@ pub async fn commit_txns_exclusive_written(
     let bytes = data
         .get_bytes()
         .map_err(|e| DeltaError::delta(&url, e.into()))?;
-    let version = snapshot.version() + 1;
-    t.log_store()
-        .write_commit_entry(
-            version,
-            CommitOrBytes::LogBytes(bytes),
-            uuid::Uuid::new_v4(),
-        )
-        .await
-        .map_err(|e| DeltaError::delta(&url, e.into()))?;
-    Ok(Written {
-        version,
-        post: None,
-        url,
-    })
+    let first = snapshot.version() + 1;
+    let mut version = first;
+    loop {
+        let put = t
+            .log_store()
+            .write_commit_entry(
+                version,
+                CommitOrBytes::LogBytes(bytes.clone()),
+                uuid::Uuid::new_v4(),
+            )
+            .await
+            .map_err(|e| DeltaError::delta(&url, e.into()));
+        match put {
+            Ok(()) => {
+                return Ok(Written {
+                    version,
+                    post: None,
+                    url,
+                    rebased: version - first,
+                })
+            }
+            Err(e) if e.is_conflict() => {
+                let Some(claims) = claims.filter(|_| version - first < MAX_REBASES) else {
+                    return Err(e);
+                };
+                // The commit that got there first; unreadable: decide again on a followed table.
+                let store = t.log_store().object_store(None);
+                let path = Path::from(format!("_delta_log/{version:020}.json"));
+                let winner = match object_store::ObjectStoreExt::get(&store, &path).await {
+                    Ok(got) => got.bytes().await.ok(),
+                    Err(_) => None,
+                };
+                if winner.is_none_or(|w| touches(w.as_ref(), claims)) {
+                    return Err(e);
+                }
+                tracing::debug!(table = %url, version, "version taken by a commit of other files; committing at the next one");
+                version += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// True when commit entry `json` (newline-delimited actions) touches `claims`, or cannot be read
+/// (then it is treated as a conflict).
+pub fn touches(json: &[u8], claims: &Claims) -> bool {
+    let Ok(text) = std::str::from_utf8(json) else {
+        return true;
+    };
+    let ours = |path: &str| {
+        let name = object_name(path);
+        claims.removed.contains(name) || claims.file_ids.iter().any(|id| belongs_to(name, *id))
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(action) = serde_json::from_str::<serde_json::Value>(line) else {
+            return true;
+        };
+        let Some(obj) = action.as_object() else {
+            return true;
+        };
+        for (kind, body) in obj {
+            let hit = match kind.as_str() {
+                "commitInfo" => false,
+                "add" | "remove" => body.get("path").and_then(|p| p.as_str()).is_none_or(ours),
+                "txn" => body
+                    .get("appId")
+                    .and_then(|a| a.as_str())
+                    .is_none_or(|app| claims.file_ids.iter().any(|id| *app == file_app_id(*id))),
+                // Protocol, metadata, domain metadata, CDC and anything unknown: decide again.
+                _ => true,
+            };
+            if hit {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// A commit written to the log whose post-commit work (the new snapshot; a checkpoint every
 /// `delta.checkpointInterval` commits) is still to be done by [`Written::finish`].
 pub struct Written {
     version: u64,
+    /// Versions taken by other files' commits that this one went past ([`commit_txns_rebasing`]).
+    rebased: u64,
     /// delta-rs's own post-commit work, for a commit made through its `CommitBuilder`.
     post: Option<PostCommit>,
     url: Url,
 }
 
+impl std::fmt::Debug for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Written")
+            .field("version", &self.version)
+            .field("table", &self.url.as_str())
+            .finish()
+    }
+}
+
 impl Written {
+    /// Commits of other files that landed first and that this one went past without deciding
+    /// again ([`commit_txns_rebasing`]).
+    pub fn rebased(&self) -> u64 {
+        self.rebased
+    }
+
     /// The commit's version.
     pub fn version(&self) -> i64 {
         i64::try_from(self.version).unwrap_or(i64::MAX)
@@ -736,6 +849,7 @@ async fn write_commit(
         version: post.version,
         post: Some(post),
         url,
+        rebased: 0,
     })
 }
 

@@ -176,6 +176,12 @@ pub struct IngestReport {
     /// Of which committing: from every object written to the FINISHED record committed (the
     /// Delta commits of every table, waiting for group commits included).
     pub commit_seconds: f64,
+    /// Commits this process decided again during the ingest because another writer had moved
+    /// their table first (other ingests running in the same process count too).
+    pub commit_retries: u64,
+    /// Commits of other writers (of other files) that this process's commits went past without
+    /// deciding again, during the ingest.
+    pub commit_rebases: u64,
 }
 
 /// The logical file name of a path or key: from `/store/` on when present (so the same file gets
@@ -378,6 +384,8 @@ async fn ingest_attempt(
     io_stats: Option<Arc<dyn Fn() -> (u64, u64) + Send + Sync>>,
 ) -> Result<IngestReport, IngestError> {
     let t0 = Instant::now();
+    let (retries_before, rebases_before) =
+        (committer::races_lost_total(), committer::rebased_total());
     let ds = resolve_dataset(req)?;
     // Until this file's changes wait for the data tables' commits, those commits hold back for it
     // (a burst's files share them instead of each making its own; see `committer::Pending`).
@@ -651,6 +659,8 @@ async fn ingest_attempt(
         read_requests,
         seconds: t0.elapsed().as_secs_f64(),
         commit_seconds: t_commit.elapsed().as_secs_f64(),
+        commit_retries: committer::races_lost_total().saturating_sub(retries_before) as u64,
+        commit_rebases: committer::rebased_total().saturating_sub(rebases_before) as u64,
     })
 }
 

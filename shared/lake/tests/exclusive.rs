@@ -141,3 +141,177 @@ async fn the_committer_follows_another_processs_commits_and_loses_nothing() {
     );
     assert_eq!(active(&table(&lake).await), want);
 }
+
+fn claims(file_ids: &[i64], removed: &[&str]) -> delta::Claims {
+    delta::Claims {
+        file_ids: file_ids.iter().copied().collect(),
+        removed: removed.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+/// A commit decided on a table another writer moved, with its claims: when the commits that landed
+/// first are of other files, it lands at the next free version without following the table; when
+/// one touches its files or the objects it removes, it fails as a conflict and writes nothing.
+#[tokio::test]
+async fn a_commit_rebases_over_other_files_commits_and_not_over_its_own() {
+    let dir = scratch("exclusive-rebase");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    submit(&lake, "default", "file_index", intent(1, 1, "a"))
+        .await
+        .expect("first");
+    let stale = table(&lake).await;
+    let before = stale.version().expect("version");
+    let mut other = table(&lake).await;
+    // Two commits of file 2 land first; one removes an object of file 2.
+    delta::commit_txns(
+        &mut other,
+        vec![Action::Add(delta::add(object(2, "a"), 10, &[], None))],
+        vec![delta::file_txn(2, 1)],
+        &[],
+    )
+    .await
+    .expect("other writer");
+    let two_a = delta::active_files(&other)
+        .expect("files")
+        .into_iter()
+        .find(|f| f.path == object(2, "a"))
+        .expect("2a");
+    delta::commit_txns(
+        &mut other,
+        vec![
+            Action::Add(delta::add(object(2, "b"), 10, &[], None)),
+            Action::Remove(delta::remove(&two_a)),
+        ],
+        vec![delta::file_txn(2, 2)],
+        &[],
+    )
+    .await
+    .expect("other writer again");
+    let written = delta::commit_txns_rebasing(
+        &stale,
+        vec![Action::Add(delta::add(object(3, "a"), 10, &[], None))],
+        vec![delta::file_txn(3, 1)],
+        &[],
+        Some(&claims(&[3], &[])),
+    )
+    .await
+    .expect("commits of other files do not conflict");
+    assert_eq!(
+        written.version(),
+        before as i64 + 3,
+        "after the two that landed first"
+    );
+    let now = table(&lake).await;
+    let files = active(&now);
+    for o in [object(1, "a"), object(2, "b"), object(3, "a")] {
+        assert!(files.contains(&o), "{o} missing: {files:?}");
+    }
+    assert!(!files.contains(&object(2, "a")));
+    assert_eq!(delta::file_generation(&now, 3).await.expect("txn"), Some(1));
+
+    // The same file committed by another writer meanwhile: a conflict, nothing written.
+    let stale = table(&lake).await;
+    let v = stale.version().expect("version");
+    let mut other = table(&lake).await;
+    delta::commit_txns(
+        &mut other,
+        vec![Action::Add(delta::add(object(4, "x"), 10, &[], None))],
+        vec![delta::file_txn(4, 9)],
+        &[],
+    )
+    .await
+    .expect("other attempt of file 4");
+    let err = delta::commit_txns_rebasing(
+        &stale,
+        vec![Action::Add(delta::add(object(4, "y"), 10, &[], None))],
+        vec![delta::file_txn(4, 1)],
+        &[],
+        Some(&claims(&[4], &[])),
+    )
+    .await
+    .expect_err("another attempt of the same file landed first");
+    assert!(err.is_conflict(), "{err}");
+    let now = table(&lake).await;
+    assert_eq!(now.version(), Some(v + 1));
+    assert!(!active(&now).contains(&object(4, "y")));
+
+    // An object this commit removes was removed by the commit that landed first: a conflict.
+    let stale = table(&lake).await;
+    let three = delta::active_files(&stale)
+        .expect("files")
+        .into_iter()
+        .find(|f| f.path == object(3, "a"))
+        .expect("3a");
+    let mut other = table(&lake).await;
+    delta::commit_txns(
+        &mut other,
+        vec![
+            Action::Add(delta::add("part-c-merged.parquet".into(), 10, &[], None)),
+            Action::Remove(delta::remove(&three)),
+        ],
+        vec![],
+        &[],
+    )
+    .await
+    .expect("a compaction of file 3's object");
+    let err = delta::commit_txns_rebasing(
+        &stale,
+        vec![Action::Remove(delta::remove(&three))],
+        vec![delta::file_txn(5, 1)],
+        &[],
+        Some(&claims(&[5], &[&object(3, "a")])),
+    )
+    .await
+    .expect_err("its removed object was removed first");
+    assert!(err.is_conflict(), "{err}");
+
+    // Without claims, any commit that landed first is a conflict (as before).
+    let stale = table(&lake).await;
+    let mut other = table(&lake).await;
+    delta::commit_txns(
+        &mut other,
+        vec![Action::Add(delta::add(object(6, "a"), 10, &[], None))],
+        vec![delta::file_txn(6, 1)],
+        &[],
+    )
+    .await
+    .expect("other");
+    let err = delta::commit_txns_rebasing(
+        &stale,
+        vec![Action::Add(delta::add(object(7, "a"), 10, &[], None))],
+        vec![delta::file_txn(7, 1)],
+        &[],
+        None,
+    )
+    .await
+    .expect_err("no claims: no rebase");
+    assert!(err.is_conflict(), "{err}");
+}
+
+/// What a commit entry touches, read from its JSON lines.
+#[test]
+fn a_commit_entry_touches_the_files_objects_and_removals_it_names() {
+    let c = claims(&[42], &["part-c-1.parquet"]);
+    let line = |s: &str| s.to_string() + "\n";
+    let info = line(r#"{"commitInfo":{"operation":"WRITE"}}"#);
+    let other_add = line(r#"{"add":{"path":"run_number=1/part-7-abc.parquet","size":1}}"#);
+    assert!(!delta::touches((info.clone() + &other_add).as_bytes(), &c));
+    let other_txn = line(r#"{"txn":{"appId":"dials.file.7","version":3}}"#);
+    assert!(!delta::touches(other_txn.as_bytes(), &c));
+    for hit in [
+        r#"{"txn":{"appId":"dials.file.42","version":3}}"#,
+        r#"{"add":{"path":"run_number=1/part-42-abc.parquet","size":1}}"#,
+        r#"{"remove":{"path":"part-42.parquet"}}"#,
+        r#"{"remove":{"path":"run_number=2/part-c-1.parquet"}}"#,
+        r#"{"metaData":{"id":"x"}}"#,
+        r#"{"protocol":{"minReaderVersion":1}}"#,
+        r#"{"add":{}}"#,
+        "not json",
+    ] {
+        assert!(delta::touches((info.clone() + hit).as_bytes(), &c), "{hit}");
+    }
+    // File 4 is not file 42 nor 420.
+    let near = line(r#"{"add":{"path":"part-420-abc.parquet","size":1}}"#);
+    assert!(!delta::touches(near.as_bytes(), &c));
+    assert!(!delta::touches(b"", &c));
+}
