@@ -25,6 +25,8 @@ pub struct Args {
     pub dataset: Option<String>,
     /// Files ingested at once.
     pub concurrency: usize,
+    /// Compact the lake each time this many more files are ingested (0: never).
+    pub compact_every: usize,
 }
 
 /// Loads the workspaces config; none → the default workspace.
@@ -342,8 +344,32 @@ pub fn run(args: Args) -> Result<(), CliError> {
         // between their last object and their FINISHED record, their commits batched per table.
         .buffer_unordered(files_in_flight(args.concurrency.max(1)));
         let mut done = 0usize;
+        // Compactions started along the way (one at a time), so that every table's snapshot, held
+        // and followed by this process, stays small: 20,000 files ingested in one run held 1.9 GB
+        // uncompacted (docs/benchmarks.md, stop 26).
+        let names: Vec<String> = ws.workspaces.iter().map(|w| w.name.clone()).collect();
+        let mut compaction: Option<tokio::task::JoinHandle<()>> = None;
         while let Some((input, r)) = stream.next().await {
             done += 1;
+            if args.compact_every > 0
+                && done.is_multiple_of(args.compact_every)
+                && compaction.as_ref().is_none_or(|c| c.is_finished())
+            {
+                let (lake, names) = (lake.clone(), names.clone());
+                compaction = Some(tokio::spawn(async move {
+                    let t = Instant::now();
+                    match crate::compact::compact_all(&lake, &names, Default::default()).await {
+                        Ok(tables) => tracing::info!(
+                            after_files = done,
+                            merged = tables.iter().map(|t| t.inputs).sum::<usize>(),
+                            into = tables.iter().map(|t| t.merged).sum::<usize>(),
+                            seconds = t.elapsed().as_secs_f64(),
+                            "compacted the lake while ingesting"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "compaction while ingesting failed; the ingest goes on (run `dials compact`)"),
+                    }
+                }));
+            }
             if tty {
                 eprint!("\r\x1b[K");
             }
@@ -382,6 +408,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
         if let Some(t) = ticker {
             t.abort();
             eprint!("\r\x1b[K");
+        }
+        if let Some(c) = compaction {
+            // A compaction started along the way ends before the process does.
+            let _ = c.await;
         }
         let secs = t0.elapsed().as_secs_f64();
         eprintln!(

@@ -58,6 +58,11 @@ enum Command {
         /// Files read and decoded at once (more wait for their commits, which are batched per table).
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
+        /// Compact the lake (in the background, while ingesting goes on) each time this many more
+        /// files are ingested: a table's snapshot, which the ingest holds and follows, grows with its
+        /// uncompacted objects (memory and time per commit). 0: never.
+        #[arg(long, env = "DIALS_INGEST_COMPACT_EVERY", default_value_t = 1000)]
+        compact_every: usize,
     },
     /// Serve the DIALS REST API (/api/v1, as cmsdials expects) over a lake.
     Serve {
@@ -288,12 +293,14 @@ fn main() -> ExitCode {
             workspaces,
             dataset,
             concurrency,
+            compact_every,
         } => ingest::run(ingest::Args {
             inputs,
             lake,
             workspaces,
             dataset,
             concurrency,
+            compact_every,
         }),
     };
     match result {

@@ -234,3 +234,93 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Rows of a Delta table folder at its latest version (the `numRecords` statistics of its live
+/// objects, replaying the JSON commits), and its live object names.
+fn live_rows(table: &std::path::Path) -> (u64, Vec<String>) {
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(table.join("_delta_log"))
+        .expect("_delta_log")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    commits.sort();
+    let mut live = std::collections::BTreeMap::new();
+    for c in commits {
+        for line in std::fs::read_to_string(&c).expect("commit").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            if let Some(p) = v.pointer("/add/path").and_then(|p| p.as_str()) {
+                let stats: serde_json::Value = serde_json::from_str(
+                    v.pointer("/add/stats").and_then(|s| s.as_str()).expect("stats"),
+                )
+                .expect("stats json");
+                let n = stats["numRecords"].as_u64().expect("numRecords");
+                live.insert(p.to_string(), n);
+            }
+            if let Some(p) = v.pointer("/remove/path").and_then(|p| p.as_str()) {
+                live.remove(p);
+            }
+        }
+    }
+    let rows = live.values().sum();
+    let names = live
+        .keys()
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+        .collect();
+    (rows, names)
+}
+
+/// `dials ingest --compact-every N` compacts the lake while it ingests: every file's rows are
+/// there exactly once, and the tables hold merged objects instead of one object per file.
+#[test]
+fn ingest_compacts_the_lake_along_the_way() {
+    let dir = scratch("compact-every");
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/data/small_zlib.root");
+    let run = |lake: &std::path::Path, inputs: &std::path::Path, every: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dials"))
+            .args(["ingest", inputs.to_str().expect("utf8"), "--lake"])
+            .arg(lake)
+            .args(["--compact-every", every])
+            .output()
+            .expect("run dials");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let one = dir.join("one");
+    let single =
+        one.join("store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/c0.root");
+    std::fs::create_dir_all(single.parent().expect("dir")).expect("mkdir");
+    std::fs::copy(&fixture, &single).expect("copy");
+    run(&dir.join("lake-one"), &one, "0");
+    let (per_file, _) = live_rows(&dir.join("lake-one/default/th1"));
+    assert!(per_file > 0);
+
+    let inputs = dir.join("in");
+    for i in 0..8 {
+        let p = inputs.join(format!(
+            "store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/c{i}.root"
+        ));
+        std::fs::create_dir_all(p.parent().expect("dir")).expect("mkdir");
+        std::fs::copy(&fixture, &p).expect("copy");
+    }
+    let lake = dir.join("lake");
+    run(&lake, &inputs, "4");
+    for table in ["th1", "lumisection_index", "file_index"] {
+        let (rows, names) = live_rows(&lake.join("default").join(table));
+        let (alone, _) = live_rows(&dir.join("lake-one/default").join(table));
+        assert_eq!(rows, 8 * alone, "{table}: every file's rows exactly once");
+        assert!(
+            names.iter().any(|n| n.starts_with("part-c-")),
+            "{table}: no merged object after ingesting with --compact-every 4: {names:?}"
+        );
+    }
+    // Without it, one object per file (and run) stays.
+    let plain = dir.join("lake-plain");
+    run(&plain, &inputs, "0");
+    let (_, names) = live_rows(&plain.join("default/th1"));
+    assert!(names.iter().all(|n| !n.starts_with("part-c-")), "{names:?}");
+}

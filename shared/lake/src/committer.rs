@@ -607,7 +607,14 @@ async fn decide_and_commit(
         }
         return Ok(());
     };
-    let active = delta::active_files(t)?;
+    // Only the objects a decision looks at: the waiting files' own and the merged ones (an
+    // uncompacted table holds thousands of others; copying them all for every commit made a
+    // commit's cost grow with the table).
+    let ids: BTreeSet<i64> = waiting.iter().map(|(i, _)| i.file_id).collect();
+    let active = delta::active_files_where(t, |name| {
+        name.starts_with(compact::MERGED_PREFIX)
+            || ids.iter().any(|id| delta::belongs_to(name, *id))
+    })?;
     let index = synced(index_slot, txns_unreadable, t).await;
     let mut actions: Vec<Action> = Vec::new();
     let mut txns = Vec::new();

@@ -402,6 +402,31 @@ pub fn active_files(t: &DeltaTable) -> Result<Vec<ActiveFile>, DeltaError> {
         .collect())
 }
 
+/// The table's active objects at its loaded version whose object name (last path segment)
+/// `keep` accepts; the others are not copied.
+pub fn active_files_where(
+    t: &DeltaTable,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<ActiveFile>, DeltaError> {
+    let snap = t
+        .snapshot()
+        .map_err(|e| DeltaError::delta(t.table_url(), e))?;
+    Ok(snap
+        .log_data()
+        .iter()
+        .filter_map(|f| {
+            let path = f.path();
+            keep(object_name(&path)).then(|| ActiveFile {
+                path: path.into_owned(),
+                size: f.size(),
+                modification_time: f.modification_time(),
+                partition_values: f.partition_values_map(),
+                stats: f.stats(),
+            })
+        })
+        .collect())
+}
+
 /// The object name (last path segment) of a relative path.
 pub fn object_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
