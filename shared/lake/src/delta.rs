@@ -386,20 +386,7 @@ fn text_bounds_of(
 
 /// The table's active objects at its loaded version.
 pub fn active_files(t: &DeltaTable) -> Result<Vec<ActiveFile>, DeltaError> {
-    let snap = t
-        .snapshot()
-        .map_err(|e| DeltaError::delta(t.table_url(), e))?;
-    Ok(snap
-        .log_data()
-        .iter()
-        .map(|f| ActiveFile {
-            path: f.path().into_owned(),
-            size: f.size(),
-            modification_time: f.modification_time(),
-            partition_values: f.partition_values_map(),
-            stats: f.stats(),
-        })
-        .collect())
+    active_files_where(t, |_| true)
 }
 
 /// The table's active objects at its loaded version whose object name (last path segment)
@@ -792,6 +779,15 @@ pub struct Written {
     url: Url,
 }
 
+/// Whether a committer loads its table again from each checkpoint it writes
+/// (`DIALS_RELOAD_AT_CHECKPOINT=0`: no).
+fn reload_at_checkpoints() -> bool {
+    static RELOAD: OnceLock<bool> = OnceLock::new();
+    *RELOAD.get_or_init(|| {
+        std::env::var("DIALS_RELOAD_AT_CHECKPOINT").map_or(true, |v| v.trim() != "0")
+    })
+}
+
 impl std::fmt::Debug for Written {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Written")
@@ -840,6 +836,15 @@ impl Written {
                     deltalake_core::protocol::checkpoints::create_checkpoint(t, None)
                         .await
                         .map_err(|e| DeltaError::delta(&url, e))?;
+                    if reload_at_checkpoints() {
+                        // The snapshot again from the checkpoint just written: followed commit by
+                        // commit, delta-rs's snapshot keeps what each update decoded, and a process
+                        // that commits for hours grew by ~90 KB per file (docs/benchmarks.md, stop 26).
+                        t.state = None;
+                        t.update_incremental(Some(self.version))
+                            .await
+                            .map_err(|e| DeltaError::delta(&url, e))?;
+                    }
                 }
             }
         }

@@ -149,6 +149,55 @@ fn claims(file_ids: &[i64], removed: &[&str]) -> delta::Claims {
     }
 }
 
+/// Another writer's commit: `adds` of file `file_id` in, `removes` out, under its transaction.
+async fn other_commit(
+    lake: &Location,
+    file_id: Option<(i64, i64)>,
+    adds: &[&str],
+    removes: &[&str],
+) {
+    let mut t = table(lake).await;
+    let files = delta::active_files(&t).expect("files");
+    let mut actions: Vec<Action> = adds
+        .iter()
+        .map(|a| Action::Add(delta::add(a.to_string(), 10, &[], None)))
+        .collect();
+    for r in removes {
+        let f = files
+            .iter()
+            .find(|f| f.path == *r)
+            .expect("object to remove");
+        actions.push(Action::Remove(delta::remove(f)));
+    }
+    let txns = file_id
+        .map(|(id, g)| vec![delta::file_txn(id, g)])
+        .unwrap_or_default();
+    delta::commit_txns(&mut t, actions, txns, &[])
+        .await
+        .expect("other writer");
+}
+
+/// Commits `actions` of file `file_id` (generation 1) on `stale` with `claims`.
+async fn rebasing(
+    stale: &deltalake_core::DeltaTable,
+    file_id: i64,
+    actions: Vec<Action>,
+    claims: Option<&delta::Claims>,
+) -> Result<delta::Written, delta::DeltaError> {
+    delta::commit_txns_rebasing(
+        stale,
+        actions,
+        vec![delta::file_txn(file_id, 1)],
+        &[],
+        claims,
+    )
+    .await
+}
+
+fn add_of(file_id: i64, tag: &str) -> Vec<Action> {
+    vec![Action::Add(delta::add(object(file_id, tag), 10, &[], None))]
+}
+
 /// A commit decided on a table another writer moved, with its claims: when the commits that landed
 /// first are of other files, it lands at the next free version without following the table; when
 /// one touches its files or the objects it removes, it fails as a conflict and writes nothing.
@@ -161,41 +210,12 @@ async fn a_commit_rebases_over_other_files_commits_and_not_over_its_own() {
         .expect("first");
     let stale = table(&lake).await;
     let before = stale.version().expect("version");
-    let mut other = table(&lake).await;
-    // Two commits of file 2 land first; one removes an object of file 2.
-    delta::commit_txns(
-        &mut other,
-        vec![Action::Add(delta::add(object(2, "a"), 10, &[], None))],
-        vec![delta::file_txn(2, 1)],
-        &[],
-    )
-    .await
-    .expect("other writer");
-    let two_a = delta::active_files(&other)
-        .expect("files")
-        .into_iter()
-        .find(|f| f.path == object(2, "a"))
-        .expect("2a");
-    delta::commit_txns(
-        &mut other,
-        vec![
-            Action::Add(delta::add(object(2, "b"), 10, &[], None)),
-            Action::Remove(delta::remove(&two_a)),
-        ],
-        vec![delta::file_txn(2, 2)],
-        &[],
-    )
-    .await
-    .expect("other writer again");
-    let written = delta::commit_txns_rebasing(
-        &stale,
-        vec![Action::Add(delta::add(object(3, "a"), 10, &[], None))],
-        vec![delta::file_txn(3, 1)],
-        &[],
-        Some(&claims(&[3], &[])),
-    )
-    .await
-    .expect("commits of other files do not conflict");
+    // Two commits of file 2 land first; the second removes an object of file 2.
+    other_commit(&lake, Some((2, 1)), &[&object(2, "a")], &[]).await;
+    other_commit(&lake, Some((2, 2)), &[&object(2, "b")], &[&object(2, "a")]).await;
+    let written = rebasing(&stale, 3, add_of(3, "a"), Some(&claims(&[3], &[])))
+        .await
+        .expect("commits of other files do not conflict");
     assert_eq!(
         written.version(),
         before as i64 + 3,
@@ -212,79 +232,36 @@ async fn a_commit_rebases_over_other_files_commits_and_not_over_its_own() {
     // The same file committed by another writer meanwhile: a conflict, nothing written.
     let stale = table(&lake).await;
     let v = stale.version().expect("version");
-    let mut other = table(&lake).await;
-    delta::commit_txns(
-        &mut other,
-        vec![Action::Add(delta::add(object(4, "x"), 10, &[], None))],
-        vec![delta::file_txn(4, 9)],
-        &[],
-    )
-    .await
-    .expect("other attempt of file 4");
-    let err = delta::commit_txns_rebasing(
-        &stale,
-        vec![Action::Add(delta::add(object(4, "y"), 10, &[], None))],
-        vec![delta::file_txn(4, 1)],
-        &[],
-        Some(&claims(&[4], &[])),
-    )
-    .await
-    .expect_err("another attempt of the same file landed first");
+    other_commit(&lake, Some((4, 9)), &[&object(4, "x")], &[]).await;
+    let err = rebasing(&stale, 4, add_of(4, "y"), Some(&claims(&[4], &[])))
+        .await
+        .expect_err("another attempt of the same file landed first");
     assert!(err.is_conflict(), "{err}");
     let now = table(&lake).await;
     assert_eq!(now.version(), Some(v + 1));
     assert!(!active(&now).contains(&object(4, "y")));
 
-    // An object this commit removes was removed by the commit that landed first: a conflict.
+    // An object this commit removes was removed by the commit that landed first (a compaction
+    // merged it): a conflict.
     let stale = table(&lake).await;
     let three = delta::active_files(&stale)
         .expect("files")
         .into_iter()
         .find(|f| f.path == object(3, "a"))
         .expect("3a");
-    let mut other = table(&lake).await;
-    delta::commit_txns(
-        &mut other,
-        vec![
-            Action::Add(delta::add("part-c-merged.parquet".into(), 10, &[], None)),
-            Action::Remove(delta::remove(&three)),
-        ],
-        vec![],
-        &[],
-    )
-    .await
-    .expect("a compaction of file 3's object");
-    let err = delta::commit_txns_rebasing(
-        &stale,
-        vec![Action::Remove(delta::remove(&three))],
-        vec![delta::file_txn(5, 1)],
-        &[],
-        Some(&claims(&[5], &[&object(3, "a")])),
-    )
-    .await
-    .expect_err("its removed object was removed first");
+    other_commit(&lake, None, &["part-c-merged.parquet"], &[&object(3, "a")]).await;
+    let remove = vec![Action::Remove(delta::remove(&three))];
+    let err = rebasing(&stale, 5, remove, Some(&claims(&[5], &[&object(3, "a")])))
+        .await
+        .expect_err("its removed object was removed first");
     assert!(err.is_conflict(), "{err}");
 
     // Without claims, any commit that landed first is a conflict (as before).
     let stale = table(&lake).await;
-    let mut other = table(&lake).await;
-    delta::commit_txns(
-        &mut other,
-        vec![Action::Add(delta::add(object(6, "a"), 10, &[], None))],
-        vec![delta::file_txn(6, 1)],
-        &[],
-    )
-    .await
-    .expect("other");
-    let err = delta::commit_txns_rebasing(
-        &stale,
-        vec![Action::Add(delta::add(object(7, "a"), 10, &[], None))],
-        vec![delta::file_txn(7, 1)],
-        &[],
-        None,
-    )
-    .await
-    .expect_err("no claims: no rebase");
+    other_commit(&lake, Some((6, 1)), &[&object(6, "a")], &[]).await;
+    let err = rebasing(&stale, 7, add_of(7, "a"), None)
+        .await
+        .expect_err("no claims: no rebase");
     assert!(err.is_conflict(), "{err}");
 }
 
