@@ -375,8 +375,13 @@ def test_ui_signs_in_with_pkce_and_refuses_another_roles_workspace(auth_server, 
         assert "JetMET0" not in pg.content()
         assert issuer.pkce_ok == before + 1, "the token was kept for the tab: no second sign-in"
         # Signing out forgets the token: the next page load signs in again.
+        # Sign-out is asynchronous (it asks the provider for its end-session endpoint first), so the
+        # old document stays "ready" for a while: wait for a new document that is ready.
+        pg.evaluate("window.__before_signout = true")
         pg.click("#signout")
-        pg.wait_for_selector("main[data-state=ready]")
+        pg.wait_for_function(
+            "!window.__before_signout && document.querySelector('main[data-state=ready]') !== null"
+        )
         assert issuer.pkce_ok == before + 2
     finally:
         ctx.close()
