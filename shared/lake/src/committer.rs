@@ -27,6 +27,7 @@ use dials_dqmio::ByteSource;
 
 use crate::compact;
 use crate::delta;
+use crate::handover;
 use crate::ingest::IngestError;
 use crate::store::Location;
 use crate::txns::TxnIndex;
@@ -619,6 +620,7 @@ async fn decide_and_commit(
     let mut actions: Vec<Action> = Vec::new();
     let mut txns = Vec::new();
     let mut included: Vec<Waiter> = Vec::new();
+    let mut decisions: Vec<handover::FileDecision> = Vec::new();
     let mut later: Vec<Waiter> = Vec::new();
     let mut rewriting = false;
     for (mut intent, tx) in std::mem::take(waiting) {
@@ -710,6 +712,17 @@ async fn decide_and_commit(
         );
         actions.extend(removes);
         txns.push(delta::file_txn(intent.file_id, intent.generation));
+        decisions.push(handover::FileDecision {
+            id: intent.file_id,
+            generation: intent.generation,
+            previous,
+            objects: active
+                .iter()
+                .map(|f| delta::object_name(&f.path))
+                .filter(|n| delta::belongs_to(n, intent.file_id))
+                .map(str::to_string)
+                .collect(),
+        });
         included.push((intent, tx));
     }
     if !included.is_empty() {
@@ -729,26 +742,56 @@ async fn decide_and_commit(
                 })
                 .collect(),
         };
+        // Only its files' own objects in and out: another writer may commit this change
+        // (`handover`); a rewrite of merged objects is committed by its own writer.
+        let can_hand_over = actions.iter().all(|a| match a {
+            Action::Add(a) => decisions
+                .iter()
+                .any(|d| delta::belongs_to(delta::object_name(&a.path), d.id)),
+            Action::Remove(r) => decisions
+                .iter()
+                .any(|d| d.objects.contains(delta::object_name(&r.path))),
+            _ => false,
+        });
+        let change = handover::Change {
+            actions,
+            txns,
+            files: decisions,
+            claims: &claims,
+            can_hand_over,
+        };
         let put_at = std::time::Instant::now();
-        let written =
-            match delta::commit_txns_rebasing(t, actions, txns, partitions, Some(&claims)).await {
-                Ok(w) => w,
-                Err(e) => {
-                    // Decided again (conflict) or answered with the error by the caller.
-                    *behind = true;
-                    waiting.extend(included);
-                    waiting.extend(later);
-                    return Err(e);
-                }
-            };
+        let committed = match handover::commit(t, change, partitions, index).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Decided again (conflict) or answered with the error by the caller.
+                *behind = true;
+                waiting.extend(included);
+                waiting.extend(later);
+                return Err(e);
+            }
+        };
+        let written = committed.written;
         REBASED.fetch_add(written.rebased() as usize, Ordering::Relaxed);
-        if let (Some(ix), Ok(v)) = (index_slot.as_mut(), u64::try_from(written.version())) {
-            ix.apply(v, generations);
+        // A commit by another writer may carry other files too: the index reads it.
+        if let (Some(ix), Ok(v), false) = (
+            index_slot.as_mut(),
+            u64::try_from(written.version()),
+            committed.by_other,
+        ) {
+            ix.apply(
+                v,
+                generations
+                    .into_iter()
+                    .chain(committed.carried.iter().copied()),
+            );
         }
         tracing::debug!(
             ws,
             table,
             files = included.len(),
+            carried = committed.carried.len(),
+            by_other = committed.by_other,
             version = written.version(),
             rebased = written.rebased(),
             put_ms = put_at.elapsed().as_millis() as u64,

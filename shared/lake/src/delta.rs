@@ -64,7 +64,7 @@ pub enum DeltaError {
 }
 
 impl DeltaError {
-    fn delta(table: &Url, source: DeltaTableError) -> Self {
+    pub(crate) fn delta(table: &Url, source: DeltaTableError) -> Self {
         DeltaError::Delta {
             table: table.to_string(),
             source,
@@ -601,7 +601,7 @@ pub async fn commit_txns_exclusive(
     Ok(version)
 }
 
-fn write_op(partition_by: &[&str]) -> DeltaOperation {
+pub(crate) fn write_op(partition_by: &[&str]) -> DeltaOperation {
     DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by: (!partition_by.is_empty())
@@ -798,6 +798,17 @@ impl std::fmt::Debug for Written {
 }
 
 impl Written {
+    /// A commit written at `version` (the log entry put by `url`'s caller itself), `rebased` versions
+    /// after the first it tried.
+    pub(crate) fn at(version: u64, url: Url, rebased: u64) -> Self {
+        Written {
+            version,
+            rebased,
+            post: None,
+            url,
+        }
+    }
+
     /// Commits of other files that landed first and that this one went past without deciding
     /// again ([`commit_txns_rebasing`]).
     pub fn rebased(&self) -> u64 {

@@ -1,0 +1,581 @@
+//! Commits handed over between processes: a writer that loses the race for a table's next log
+//! version leaves its decided change beside the log, and whoever commits next carries it.
+//!
+//! Each commit to a Delta table takes one log version, one conditional put at a time: N writers
+//! (Lambda instances, `dials ingest` processes) finishing together wait for N − 1 versions, each
+//! a round trip to the store plus a read of the commit that took the version (docs/scale.md,
+//! "where it breaks" 5). Here a writer whose version was taken by other files' commits writes its
+//! change (the actions it decided and, per DQMIO file, what the decision read: the file's last
+//! generation and its objects) as an object under `_dials_intents/` in the table's folder, lists
+//! the others' changes waiting there, and puts one log entry with all of them; whoever wins the
+//! next version commits everyone it carried, each under its own application transaction. A
+//! writer that finds its own transactions in the commit that took its version is done.
+//!
+//! Exactly-once: a change is carried only when the carrier's view of the table (its snapshot and
+//! every commit it read since) gives each of the change's files the generation and the objects
+//! that its owner decided on, and no commit it read touches them. Once a change is committed its
+//! file's objects are the change's own, so the same change (or any stale copy of it) never passes
+//! that check again; a change that went stale (its owner decided again) does not pass it either.
+//! Readers of the table never see `_dials_intents/` (not in the log; vacuum skips folders whose
+//! name starts with `_`).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use deltalake_core::kernel::transaction::{CommitData, PROTOCOL};
+use deltalake_core::kernel::{Action, Transaction};
+use deltalake_core::logstore::CommitOrBytes;
+use deltalake_core::DeltaTable;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::delta::{self, Claims, DeltaError, Written};
+use crate::txns::TxnIndex;
+
+/// Folder (in the table's folder) of the changes waiting to be carried.
+pub const INTENTS_DIR: &str = "_dials_intents";
+
+/// A waiting change older than this is not carried (its owner has long decided again or failed).
+const CARRY_WITHIN: Duration = Duration::from_secs(120);
+
+/// A waiting change older than this is deleted by whoever lists it (its owner died).
+const DELETE_AFTER: Duration = Duration::from_secs(3600);
+
+/// DQMIO files in one log entry at most (own and carried).
+const MAX_FILES: usize = 128;
+
+/// Versions taken by other commits that a writer goes past at most before deciding again.
+const MAX_VERSIONS: u64 = 64;
+
+/// Changes read at once.
+const CONCURRENT_READS: usize = 16;
+
+static CARRIED: AtomicUsize = AtomicUsize::new(0);
+static HANDED: AtomicUsize = AtomicUsize::new(0);
+
+/// Other writers' changes this process committed with its own (since start).
+pub fn carried_total() -> usize {
+    CARRIED.load(Ordering::Relaxed)
+}
+
+/// This process's changes committed by another writer (since start).
+pub fn handed_total() -> usize {
+    HANDED.load(Ordering::Relaxed)
+}
+
+/// Whether writers hand over and carry changes (`DIALS_COMMIT_HANDOVER=0`: no; every writer then
+/// takes its own version, as before).
+pub fn enabled() -> bool {
+    static ON: LazyLock<bool> =
+        LazyLock::new(|| std::env::var("DIALS_COMMIT_HANDOVER").map_or(true, |v| v.trim() != "0"));
+    *ON
+}
+
+/// What a change's decision read of one DQMIO file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileDecision {
+    /// DQMIO file id.
+    pub id: i64,
+    /// The generation committed (its application transaction's version).
+    pub generation: i64,
+    /// The file's last generation in the table when decided (none: never committed).
+    pub previous: Option<i64>,
+    /// The file's active objects in the table when decided (names); the change removes them all.
+    pub objects: BTreeSet<String>,
+}
+
+/// A decided change, as stored under [`INTENTS_DIR`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    files: Vec<FileDecision>,
+    actions: Vec<Action>,
+    txns: Vec<Transaction>,
+}
+
+/// One writer's change to commit.
+pub struct Change<'a> {
+    /// Its adds and removes.
+    pub actions: Vec<Action>,
+    /// One application transaction per file.
+    pub txns: Vec<Transaction>,
+    /// What the decision read, per file.
+    pub files: Vec<FileDecision>,
+    /// What the decision depends on (`delta::commit_txns_rebasing`).
+    pub claims: &'a Claims,
+    /// Whether another writer may commit this change (every object it adds or removes is one of
+    /// its files' own, none a merged object rewritten).
+    pub can_hand_over: bool,
+}
+
+/// A change committed.
+#[derive(Debug)]
+pub struct Committed {
+    /// The commit (by this writer, or by the one that carried the change).
+    pub written: Written,
+    /// (file id, generation) of every file the commit carried for other writers.
+    pub carried: Vec<(i64, i64)>,
+    /// True when another writer committed this change.
+    pub by_other: bool,
+}
+
+/// A commit read after losing a version to it.
+#[derive(Debug, Default)]
+struct Landed {
+    /// File id → generation, of its application transactions.
+    txns: HashMap<i64, i64>,
+    /// Files whose objects it adds or removes.
+    objects_of: HashSet<i64>,
+    /// Objects it removes (names).
+    removed: HashSet<String>,
+    /// A protocol, metadata or unknown action, or an application transaction not of a file.
+    other: bool,
+}
+
+/// The DQMIO file id an object name belongs to (`part-<id>-…` or `part-<id>.parquet`).
+fn owner_of(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix("part-")?;
+    let (digits, _) = rest
+        .char_indices()
+        .skip(1)
+        .find(|(_, c)| !c.is_ascii_digit())
+        .map_or((rest, ""), |(i, _)| rest.split_at(i));
+    digits.parse().ok()
+}
+
+fn file_of_app(app: &str) -> Option<i64> {
+    app.strip_prefix("dials.file.")?.parse().ok()
+}
+
+fn parse_landed(json: &[u8]) -> Option<Landed> {
+    let text = std::str::from_utf8(json).ok()?;
+    let mut out = Landed::default();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let action: serde_json::Value = serde_json::from_str(line).ok()?;
+        for (kind, body) in action.as_object()? {
+            match kind.as_str() {
+                "commitInfo" => {}
+                "add" | "remove" => {
+                    let name = delta::object_name(body.get("path")?.as_str()?).to_string();
+                    if let Some(id) = owner_of(&name) {
+                        out.objects_of.insert(id);
+                    }
+                    if kind == "remove" {
+                        out.removed.insert(name);
+                    }
+                }
+                "txn" => {
+                    let app = body.get("appId")?.as_str()?;
+                    match (
+                        file_of_app(app),
+                        body.get("version").and_then(|v| v.as_i64()),
+                    ) {
+                        (Some(id), Some(v)) => {
+                            out.txns.insert(id, v);
+                        }
+                        _ => out.other = true,
+                    }
+                }
+                _ => out.other = true,
+            }
+        }
+    }
+    Some(out)
+}
+
+impl Landed {
+    /// True when this commit changes what any of `files`' decisions read.
+    fn touches_files(&self, files: &[FileDecision]) -> bool {
+        self.other
+            || files.iter().any(|f| {
+                self.txns.contains_key(&f.id)
+                    || self.objects_of.contains(&f.id)
+                    || f.objects.iter().any(|o| self.removed.contains(o))
+            })
+    }
+
+    /// True when this commit is the one carrying `files` (each file's transaction at its generation).
+    fn carries(&self, files: &[FileDecision]) -> bool {
+        !files.is_empty()
+            && files
+                .iter()
+                .all(|f| self.txns.get(&f.id) == Some(&f.generation))
+    }
+}
+
+/// A change waiting under [`INTENTS_DIR`], read and checked against the carrier's view.
+struct Waiting {
+    path: Path,
+    stored: Stored,
+}
+
+/// Commits `change` to `t` at the version after `t`'s. A version taken by a commit that touches
+/// none of the change's claims is gone past (as `delta::commit_txns_rebasing`); from the first
+/// such loss on, the change is handed over (written under [`INTENTS_DIR`]) and every change
+/// waiting there that still holds on this writer's view is carried. `index` gives files'
+/// generations at `t`'s version (none: nothing is carried). A conflict (`is_conflict`): decide
+/// again on a followed table.
+pub async fn commit(
+    t: &DeltaTable,
+    change: Change<'_>,
+    partitions: &[&str],
+    index: Option<&TxnIndex>,
+) -> Result<Committed, DeltaError> {
+    let url = t.table_url().clone();
+    let snapshot = t.snapshot().map_err(|e| DeltaError::delta(&url, e))?;
+    let store = t.log_store().object_store(None);
+    let first = snapshot.version() + 1;
+    let mut version = first;
+    // Changes carried, the names of those seen (carried or not to be), commits read since `t`.
+    let mut carrying: Vec<Waiting> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut landed: Vec<Landed> = Vec::new();
+    let mut mine: Option<Path> = None;
+    let own_ids: HashSet<i64> = change.files.iter().map(|f| f.id).collect();
+    let outcome = loop {
+        let mut actions = change.actions.clone();
+        let mut txns = change.txns.clone();
+        for w in &carrying {
+            actions.extend(w.stored.actions.iter().cloned());
+            txns.extend(w.stored.txns.iter().cloned());
+        }
+        let data = CommitData::new(actions, write_op(partitions), HashMap::new(), txns);
+        let bytes = match PROTOCOL
+            .can_commit(snapshot, &data.actions, &data.operation)
+            .map_err(|e| DeltaError::delta(&url, e.into()))
+            .and_then(|()| {
+                data.get_bytes()
+                    .map_err(|e| DeltaError::delta(&url, e.into()))
+            }) {
+            Ok(b) => b,
+            Err(e) => break Err(e),
+        };
+        let put = t
+            .log_store()
+            .write_commit_entry(
+                version,
+                CommitOrBytes::LogBytes(bytes),
+                uuid::Uuid::new_v4(),
+            )
+            .await
+            .map_err(|e| DeltaError::delta(&url, e.into()));
+        match put {
+            Ok(()) => {
+                let carried: Vec<(i64, i64)> = carrying
+                    .iter()
+                    .flat_map(|w| w.stored.files.iter().map(|f| (f.id, f.generation)))
+                    .collect();
+                CARRIED.fetch_add(carrying.len(), Ordering::Relaxed);
+                let done: Vec<Path> = carrying.into_iter().map(|w| w.path).collect();
+                forget(&store, done);
+                break Ok(Committed {
+                    written: Written::at(version, url.clone(), version - first),
+                    carried,
+                    by_other: false,
+                });
+            }
+            Err(e) if e.is_conflict() && version - first < MAX_VERSIONS => {
+                let path = Path::from(format!("_delta_log/{version:020}.json"));
+                let winner = match store.get(&path).await {
+                    Ok(got) => got.bytes().await.ok().and_then(|b| parse_landed(&b)),
+                    Err(_) => None,
+                };
+                let Some(winner) = winner else { break Err(e) };
+                if winner.carries(&change.files) {
+                    HANDED.fetch_add(1, Ordering::Relaxed);
+                    break Ok(Committed {
+                        written: Written::at(version, url.clone(), version - first),
+                        carried: Vec::new(),
+                        by_other: true,
+                    });
+                }
+                if winner.other
+                    || winner.touches_files(&change.files)
+                    || claims_hit(&winner, change.claims)
+                {
+                    break Err(e);
+                }
+                // Carried changes the winner touched (it carried them, or changed their files) drop
+                // out; their owners see to them.
+                carrying.retain(|w| !winner.touches_files(&w.stored.files));
+                landed.push(winner);
+                version += 1;
+                if !(enabled() && index.is_some()) {
+                    continue;
+                }
+                if change.can_hand_over && mine.is_none() {
+                    match hand_over(&store, &change).await {
+                        Ok(p) => {
+                            seen.insert(p.to_string());
+                            mine = Some(p);
+                        }
+                        Err(err) => {
+                            tracing::debug!(table = %url, error = %err, "change not handed over; committing it alone")
+                        }
+                    }
+                }
+                if let Some(index) = index {
+                    let room = MAX_FILES.saturating_sub(
+                        change.files.len()
+                            + carrying.iter().map(|w| w.stored.files.len()).sum::<usize>(),
+                    );
+                    match waiting(&store, &mut seen, room).await {
+                        Ok(found) => {
+                            let taken: HashSet<i64> = own_ids
+                                .iter()
+                                .copied()
+                                .chain(
+                                    carrying
+                                        .iter()
+                                        .flat_map(|w| w.stored.files.iter().map(|f| f.id)),
+                                )
+                                .collect();
+                            let found = holding(t, index, &landed, taken, found);
+                            carrying.extend(found);
+                        }
+                        Err(err) => {
+                            tracing::debug!(table = %url, error = %err, "waiting changes not listed")
+                        }
+                    }
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    if let Some(p) = mine {
+        forget(&store, vec![p]);
+    }
+    outcome
+}
+
+fn claims_hit(winner: &Landed, claims: &Claims) -> bool {
+    winner.txns.keys().any(|id| claims.file_ids.contains(id))
+        || winner
+            .objects_of
+            .iter()
+            .any(|id| claims.file_ids.contains(id))
+        || winner.removed.iter().any(|n| claims.removed.contains(n))
+}
+
+fn write_op(partitions: &[&str]) -> deltalake_core::protocol::DeltaOperation {
+    delta::write_op(partitions)
+}
+
+/// Leaves `change` under `t`'s [`INTENTS_DIR`] for the next writer to carry (what [`commit`]
+/// does after losing a version); returns its path in the table's folder.
+pub async fn leave(t: &DeltaTable, change: &Change<'_>) -> Result<Path, DeltaError> {
+    let store = t.log_store().object_store(None);
+    hand_over(&store, change)
+        .await
+        .map_err(|message| DeltaError::Log {
+            table: t.table_url().to_string(),
+            message: format!("change not left for another writer: {message}"),
+        })
+}
+
+/// Writes `change` under [`INTENTS_DIR`]; returns its path.
+async fn hand_over(store: &Arc<dyn ObjectStore>, change: &Change<'_>) -> Result<Path, String> {
+    let stored = Stored {
+        files: change.files.clone(),
+        actions: change.actions.clone(),
+        txns: change.txns.clone(),
+    };
+    let body = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
+    let path = Path::from(format!("{INTENTS_DIR}/{}.json", uuid::Uuid::new_v4()));
+    store
+        .put(&path, PutPayload::from(body))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// Deletes changes committed (or no longer to be carried), in the background.
+fn forget(store: &Arc<dyn ObjectStore>, paths: Vec<Path>) {
+    if paths.is_empty() {
+        return;
+    }
+    let store = store.clone();
+    tokio::spawn(async move {
+        for p in paths {
+            if let Err(e) = store.delete(&p).await {
+                tracing::debug!(path = %p, error = %e, "committed change not deleted (ignored by later writers)");
+            }
+        }
+    });
+}
+
+/// The changes waiting under [`INTENTS_DIR`] not seen before, at most `room` files' worth, read.
+/// Changes too old to carry are marked seen; those older than [`DELETE_AFTER`] deleted.
+async fn waiting(
+    store: &Arc<dyn ObjectStore>,
+    seen: &mut HashSet<String>,
+    room: usize,
+) -> Result<Vec<Waiting>, object_store::Error> {
+    if room == 0 {
+        return Ok(Vec::new());
+    }
+    let now = delta::now_ms();
+    let listed: Vec<_> = store
+        .list(Some(&Path::from(INTENTS_DIR)))
+        .try_collect()
+        .await?;
+    let mut fresh = Vec::new();
+    let mut dead = Vec::new();
+    for meta in listed {
+        let name = meta.location.to_string();
+        if !seen.insert(name) {
+            continue;
+        }
+        let age = Duration::from_millis(
+            u64::try_from(now - meta.last_modified.timestamp_millis()).unwrap_or(0),
+        );
+        if age > DELETE_AFTER {
+            dead.push(meta.location);
+        } else if age <= CARRY_WITHIN {
+            fresh.push(meta.location);
+        }
+    }
+    forget(store, dead);
+    let read: Vec<Option<Waiting>> = futures::stream::iter(fresh)
+        .map(|path| {
+            let store = store.clone();
+            async move {
+                let bytes = store.get(&path).await.ok()?.bytes().await.ok()?;
+                let stored: Stored = serde_json::from_slice(&bytes).ok()?;
+                Some(Waiting { path, stored })
+            }
+        })
+        .buffer_unordered(CONCURRENT_READS)
+        .collect()
+        .await;
+    let mut out = Vec::new();
+    let mut files = 0;
+    for w in read.into_iter().flatten() {
+        if files + w.stored.files.len() > room {
+            break;
+        }
+        files += w.stored.files.len();
+        out.push(w);
+    }
+    Ok(out)
+}
+
+/// The `found` changes that still hold on this writer's view: `t` at `index`'s version plus the
+/// commits `landed` after it; each file's generation and objects as its owner decided, no file
+/// already `taken` by this commit, every object the change adds or removes one of its files' own,
+/// and the change's transactions exactly its files'.
+fn holding(
+    t: &DeltaTable,
+    index: &TxnIndex,
+    landed: &[Landed],
+    mut taken: HashSet<i64>,
+    found: Vec<Waiting>,
+) -> Vec<Waiting> {
+    if found.is_empty() || t.version().is_none_or(|v| v != index.version()) {
+        return Vec::new();
+    }
+    let ids: HashSet<i64> = found
+        .iter()
+        .flat_map(|w| w.stored.files.iter().map(|f| f.id))
+        .collect();
+    let Ok(active) =
+        delta::active_files_where(t, |name| owner_of(name).is_some_and(|id| ids.contains(&id)))
+    else {
+        return Vec::new();
+    };
+    let mut objects: HashMap<i64, BTreeSet<String>> = HashMap::new();
+    for f in &active {
+        let name = delta::object_name(&f.path);
+        if let Some(id) = owner_of(name) {
+            objects.entry(id).or_default().insert(name.to_string());
+        }
+    }
+    let none = BTreeSet::new();
+    let mut out = Vec::new();
+    for w in found {
+        let files = &w.stored.files;
+        let own: HashSet<i64> = files.iter().map(|f| f.id).collect();
+        let well_formed = !files.is_empty()
+            && own.len() == files.len()
+            && w.stored.txns.len() == files.len()
+            && w.stored.txns.iter().all(|x| {
+                file_of_app(&x.app_id).is_some_and(|id| {
+                    files
+                        .iter()
+                        .any(|f| f.id == id && f.generation == x.version)
+                })
+            })
+            && w.stored.actions.iter().all(|a| match a {
+                Action::Add(a) => {
+                    owner_of(delta::object_name(&a.path)).is_some_and(|id| own.contains(&id))
+                }
+                Action::Remove(r) => {
+                    let name = delta::object_name(&r.path);
+                    owner_of(name).is_some_and(|id| {
+                        files.iter().any(|f| f.id == id && f.objects.contains(name))
+                    })
+                }
+                _ => false,
+            });
+        let holds = well_formed
+            && files.iter().all(|f| {
+                !taken.contains(&f.id)
+                    && index.generation(f.id) == f.previous
+                    && objects.get(&f.id).unwrap_or(&none) == &f.objects
+                    && !landed
+                        .iter()
+                        .any(|l| l.touches_files(std::slice::from_ref(f)))
+            });
+        if holds {
+            taken.extend(own);
+            out.push(w);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_give_their_file() {
+        assert_eq!(owner_of("part-42-abc-th1.parquet"), Some(42));
+        assert_eq!(owner_of("part--7-x.parquet"), Some(-7));
+        assert_eq!(owner_of("part-42.parquet"), Some(42));
+        assert_eq!(owner_of("merged-0001.parquet"), None);
+        assert_eq!(owner_of("part-.parquet"), None);
+    }
+
+    #[test]
+    fn a_commit_carrying_a_change_is_recognised_by_its_owner() {
+        let entry = br#"{"commitInfo":{"operation":"WRITE"}}
+{"txn":{"appId":"dials.file.5","version":77}}
+{"txn":{"appId":"dials.file.6","version":80}}
+{"add":{"path":"run_number=1/part-5-a.parquet","size":1,"partitionValues":{},"modificationTime":0,"dataChange":true}}
+"#;
+        let landed = parse_landed(entry).expect("parsed");
+        let file = |id, generation| FileDecision {
+            id,
+            generation,
+            previous: None,
+            objects: BTreeSet::new(),
+        };
+        assert!(landed.carries(&[file(5, 77)]));
+        assert!(landed.carries(&[file(5, 77), file(6, 80)]));
+        assert!(
+            !landed.carries(&[file(5, 78)]),
+            "another generation of the file"
+        );
+        assert!(
+            !landed.carries(&[file(5, 77), file(7, 1)]),
+            "not every file"
+        );
+        assert!(landed.touches_files(&[file(5, 1)]));
+        assert!(!landed.touches_files(&[file(8, 1)]));
+        assert!(!landed.other);
+    }
+}

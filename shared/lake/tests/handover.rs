@@ -1,0 +1,313 @@
+//! Commits handed over between writers (`handover`): a writer that loses a version leaves its
+//! change beside the log and the next writer carries it, each file under its own transaction;
+//! a change is carried only while what its owner decided on still holds, and never twice.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+
+use common::scratch;
+use deltalake_core::kernel::Action;
+use deltalake_core::DeltaTable;
+use dials_lake::committer::{submit, Intent};
+use dials_lake::delta::{self, Claims};
+use dials_lake::handover::{self, Change, FileDecision};
+use dials_lake::txns::TxnIndex;
+use dials_lake::Location;
+
+const TABLE: &str = "file_index";
+
+fn object(file_id: i64, tag: &str) -> String {
+    format!("part-{file_id}-{tag}.parquet")
+}
+
+async fn table(lake: &Location) -> DeltaTable {
+    delta::open(lake, "default", TABLE)
+        .await
+        .expect("open")
+        .expect("table")
+}
+
+/// A first ingest's change of `file_id`: one object in, nothing out.
+fn first(file_id: i64, generation: i64, tag: &str) -> (Vec<Action>, FileDecision) {
+    (
+        vec![Action::Add(delta::add(object(file_id, tag), 10, &[], None))],
+        FileDecision {
+            id: file_id,
+            generation,
+            previous: None,
+            objects: BTreeSet::new(),
+        },
+    )
+}
+
+fn claims(ids: &[i64]) -> Claims {
+    Claims {
+        file_ids: ids.iter().copied().collect(),
+        removed: Default::default(),
+    }
+}
+
+fn change<'a>(c: &'a Claims, (actions, file): (Vec<Action>, FileDecision)) -> Change<'a> {
+    Change {
+        actions,
+        txns: vec![delta::file_txn(file.id, file.generation)],
+        files: vec![file],
+        claims: c,
+        can_hand_over: true,
+    }
+}
+
+/// Another writer's commit of `file_id` (its own version, no hand-over).
+async fn other_commit(lake: &Location, file_id: i64, generation: i64, tag: &str) -> i64 {
+    let mut t = table(lake).await;
+    delta::commit_txns(
+        &mut t,
+        vec![Action::Add(delta::add(object(file_id, tag), 10, &[], None))],
+        vec![delta::file_txn(file_id, generation)],
+        &[],
+    )
+    .await
+    .expect("other writer")
+}
+
+/// Every active object and every file's generation at the table's latest version.
+async fn state(lake: &Location) -> (BTreeSet<String>, HashMap<i64, i64>) {
+    let t = table(lake).await;
+    let objects = delta::active_files(&t)
+        .expect("files")
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    let mut generations = HashMap::new();
+    for id in 1..=9 {
+        if let Some(g) = delta::file_generation(&t, id).await.expect("generation") {
+            generations.insert(id, g);
+        }
+    }
+    (objects, generations)
+}
+
+async fn lake_with_one_file(name: &str) -> Location {
+    let dir = scratch(name);
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    submit(
+        &lake,
+        "default",
+        TABLE,
+        Intent {
+            file_id: 1,
+            generation: 1,
+            adds: vec![delta::add(object(1, "a"), 10, &[], None)],
+            source: None,
+        },
+    )
+    .await
+    .expect("first file");
+    lake
+}
+
+#[tokio::test]
+async fn a_change_left_by_a_writer_is_committed_by_the_next_and_its_owner_sees_it() {
+    let lake = lake_with_one_file("handover-carried").await;
+    let t_a = table(&lake).await;
+    let t_b = table(&lake).await;
+    let v0 = t_a.version().expect("version");
+    let index = TxnIndex::build(&t_a).await.expect("index");
+
+    // Writer B decided file 2 on v0 and left its change; writer X takes v0 + 1 with file 3.
+    let c2 = claims(&[2]);
+    handover::leave(&t_b, &change(&c2, first(2, 20, "b")))
+        .await
+        .expect("left");
+    assert_eq!(other_commit(&lake, 3, 30, "x").await as u64, v0 + 1);
+
+    // Writer A (file 4, decided on v0) loses v0 + 1, finds B's change and carries it.
+    let c4 = claims(&[4]);
+    let a = handover::commit(&t_a, change(&c4, first(4, 40, "a")), &[], Some(&index))
+        .await
+        .expect("A commits");
+    assert!(!a.by_other);
+    assert_eq!(a.written.version() as u64, v0 + 2);
+    assert_eq!(a.written.rebased(), 1);
+    assert_eq!(a.carried, vec![(2, 20)], "B's change carried");
+    let (objects, generations) = state(&lake).await;
+    assert!(objects.contains(&object(2, "b")) && objects.contains(&object(4, "a")));
+    assert_eq!(generations.get(&2), Some(&20));
+    assert_eq!(generations.get(&4), Some(&40));
+
+    // Writer B, still deciding on v0, meets the commit that carried it: done, nothing written.
+    let b = handover::commit(&t_b, change(&c2, first(2, 20, "b")), &[], Some(&index))
+        .await
+        .expect("B is done");
+    assert!(b.by_other, "B must see that A committed its change");
+    assert_eq!(b.written.version() as u64, v0 + 2);
+    assert_eq!(
+        table(&lake).await.version(),
+        Some(v0 + 2),
+        "no commit of B's own"
+    );
+}
+
+#[tokio::test]
+async fn a_committed_change_left_again_is_not_carried_twice() {
+    let lake = lake_with_one_file("handover-twice").await;
+    let t = table(&lake).await;
+    let c2 = claims(&[2]);
+    // B's change is left, then committed by B itself.
+    handover::leave(&t, &change(&c2, first(2, 20, "b")))
+        .await
+        .expect("left");
+    let index = TxnIndex::build(&t).await.expect("index");
+    handover::commit(&t, change(&c2, first(2, 20, "b")), &[], Some(&index))
+        .await
+        .expect("B commits");
+    // The same change lies there still (its owner died before deleting it), and a failed later
+    // attempt of file 2 took B's object out: the file has no object again, as when B decided.
+    let mut now = table(&lake).await;
+    let b_obj = delta::active_files(&now)
+        .expect("files")
+        .into_iter()
+        .find(|f| f.path == object(2, "b"))
+        .expect("B's object");
+    delta::commit_txns(
+        &mut now,
+        vec![Action::Remove(delta::remove(&b_obj))],
+        vec![delta::file_txn(2, 21)],
+        &[],
+    )
+    .await
+    .expect("failed attempt of file 2");
+    handover::leave(&t, &change(&c2, first(2, 20, "b")))
+        .await
+        .expect("left again");
+
+    // Writer A, on a table one version behind, loses a version and lists the waiting changes.
+    let stale = table(&lake).await;
+    let index = TxnIndex::build(&stale).await.expect("index");
+    other_commit(&lake, 3, 30, "x").await;
+    let c4 = claims(&[4]);
+    let a = handover::commit(&stale, change(&c4, first(4, 40, "a")), &[], Some(&index))
+        .await
+        .expect("A commits");
+    assert!(
+        a.carried.is_empty(),
+        "a stale change was carried: {:?}",
+        a.carried
+    );
+    let (objects, generations) = state(&lake).await;
+    assert!(!objects.contains(&object(2, "b")), "B's object came back");
+    assert_eq!(
+        generations.get(&2),
+        Some(&21),
+        "file 2's generation went back"
+    );
+}
+
+#[tokio::test]
+async fn a_change_replacing_objects_is_carried_once_and_not_over_other_objects() {
+    let lake = lake_with_one_file("handover-replace").await;
+    // File 1's next record at the same generation (as FINISHED replaces STARTED): object a out,
+    // object f in, decided while file 1 had object a.
+    let replace = |tag: &str| {
+        let t_obj = object(1, "a");
+        (
+            vec![
+                Action::Add(delta::add(object(1, tag), 10, &[], None)),
+                Action::Remove(deltalake_core::kernel::Remove {
+                    path: t_obj.clone(),
+                    data_change: true,
+                    deletion_timestamp: Some(delta::now_ms()),
+                    ..Default::default()
+                }),
+            ],
+            FileDecision {
+                id: 1,
+                generation: 1,
+                previous: Some(1),
+                objects: BTreeSet::from([t_obj]),
+            },
+        )
+    };
+    let c1 = Claims {
+        file_ids: [1].into(),
+        removed: [object(1, "a")].into(),
+    };
+    let t = table(&lake).await;
+    let index = TxnIndex::build(&t).await.expect("index");
+    handover::leave(&t, &change(&c1, replace("f")))
+        .await
+        .expect("left");
+    other_commit(&lake, 3, 30, "x").await;
+    let c4 = claims(&[4]);
+    let a = handover::commit(&t, change(&c4, first(4, 40, "a")), &[], Some(&index))
+        .await
+        .expect("A commits");
+    assert_eq!(a.carried, vec![(1, 1)], "the replacement carried");
+    let (objects, _) = state(&lake).await;
+    assert!(objects.contains(&object(1, "f")) && !objects.contains(&object(1, "a")));
+
+    // A copy of it waiting still: file 1's generation is the one it read, but its objects are not.
+    handover::leave(&t, &change(&c1, replace("g")))
+        .await
+        .expect("left again");
+    let stale = table(&lake).await;
+    let index = TxnIndex::build(&stale).await.expect("index");
+    other_commit(&lake, 6, 60, "x").await;
+    let c7 = claims(&[7]);
+    let b = handover::commit(&stale, change(&c7, first(7, 70, "a")), &[], Some(&index))
+        .await
+        .expect("B commits");
+    assert!(
+        b.carried.is_empty(),
+        "carried over other objects: {:?}",
+        b.carried
+    );
+    let (objects, _) = state(&lake).await;
+    assert!(objects.contains(&object(1, "f")) && !objects.contains(&object(1, "g")));
+}
+
+#[tokio::test]
+async fn a_change_whose_file_moved_after_it_was_left_is_not_carried() {
+    let lake = lake_with_one_file("handover-moved").await;
+    let t_a = table(&lake).await;
+    let index = TxnIndex::build(&t_a).await.expect("index");
+    let c5 = claims(&[5]);
+    // D left a first ingest of file 5 decided on v0; a newer version of file 5 is committed by
+    // its own writer before anyone carries D's change.
+    handover::leave(&t_a, &change(&c5, first(5, 50, "d")))
+        .await
+        .expect("left");
+    other_commit(&lake, 5, 51, "e").await;
+    let c4 = claims(&[4]);
+    let a = handover::commit(&t_a, change(&c4, first(4, 40, "a")), &[], Some(&index))
+        .await
+        .expect("A commits");
+    assert!(
+        a.carried.is_empty(),
+        "carried over a newer commit: {:?}",
+        a.carried
+    );
+    let (objects, generations) = state(&lake).await;
+    assert!(!objects.contains(&object(5, "d")));
+    assert_eq!(generations.get(&5), Some(&51));
+}
+
+#[tokio::test]
+async fn without_an_index_a_writer_carries_nothing_and_commits_alone() {
+    let lake = lake_with_one_file("handover-noindex").await;
+    let t_a = table(&lake).await;
+    let c2 = claims(&[2]);
+    handover::leave(&t_a, &change(&c2, first(2, 20, "b")))
+        .await
+        .expect("left");
+    other_commit(&lake, 3, 30, "x").await;
+    let c4 = claims(&[4]);
+    let a = handover::commit(&t_a, change(&c4, first(4, 40, "a")), &[], None)
+        .await
+        .expect("A commits");
+    assert!(a.carried.is_empty());
+    let (objects, _) = state(&lake).await;
+    assert!(!objects.contains(&object(2, "b")));
+    assert!(objects.contains(&object(4, "a")));
+}
