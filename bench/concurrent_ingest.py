@@ -44,7 +44,7 @@ def report(p, t0):
     if p.returncode != 0:
         raise SystemExit(f"ingest failed ({p.returncode}):\n{err[-2000:]}")
     rep = json.loads(out.strip().splitlines()[-1])
-    return {"wall": wall, "seconds": rep["seconds"], "commit": rep["commit_seconds"], "retries": rep.get("commit_retries", 0), "rebases": rep.get("commit_rebases", 0), "rows": rep["workspaces"][0]["rows"]}
+    return {"wall": wall, "seconds": rep["seconds"], "commit": rep["commit_seconds"], "retries": rep.get("commit_retries", 0), "rebases": rep.get("commit_rebases", 0), "carried": rep.get("commits_carried", 0), "handed": rep.get("commits_handed", 0), "rows": rep["workspaces"][0]["rows"]}
 
 
 def main():
@@ -102,12 +102,13 @@ def main():
         ok &= statuses.count("FINISHED") == files == len(statuses)
         med = lambda xs: statistics.median(xs)
         print(f"\nbinary {a.bin}; {Path(a.file).name} ({os.path.getsize(a.file) / 1e6:.1f} MB); lake {'LocalStack S3' if ls else 'local folder'}")
-        print("| | ingest s (median) | commit s (median) | commit share | max ingest s | max commit s | commits decided again (median, total) | other files' commits gone past (median, total) |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| | ingest s (median) | commit s (median) | commit share | max ingest s | max commit s | commits decided again (median, total) | other files' commits gone past (median, total) | changes carried / handed over (total) |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name, rs in [(f"alone, before ({a.alone})", befores), (f"{a.writers} at once", reps), ("alone, after", [alone_after])]:
             s, c = [r["seconds"] for r in rs], [r["commit"] for r in rs]
             rt, rb = [r["retries"] for r in rs], [r["rebases"] for r in rs]
-            print(f"| {name} | {med(s):.2f} | {med(c):.2f} | {med(c) / med(s) * 100:.0f} % | {max(s):.2f} | {max(c):.2f} | {med(rt):g}, {sum(rt)} | {med(rb):g}, {sum(rb)} |")
+            cr, hd = sum(r["carried"] for r in rs), sum(r["handed"] for r in rs)
+            print(f"| {name} | {med(s):.2f} | {med(c):.2f} | {med(c) / med(s) * 100:.0f} % | {max(s):.2f} | {max(c):.2f} | {med(rt):g}, {sum(rt)} | {med(rb):g}, {sum(rb)} | {cr} / {hd} |")
         print(f"\n{a.writers} processes: {total:.1f} s from the first start to the last exit; exactly once: {'yes' if ok else 'NO'}")
         if not ok:
             sys.exit(1)

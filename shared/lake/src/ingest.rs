@@ -30,6 +30,7 @@ use crate::committer;
 use crate::config::{Workspace, Workspaces};
 use crate::dataset::{self, DatasetInfo};
 use crate::delta;
+use crate::handover;
 use crate::ids;
 use crate::store::Location;
 use crate::tables::{self, DataTable, FileRecord, MeRow};
@@ -182,6 +183,11 @@ pub struct IngestReport {
     /// Commits of other writers (of other files) that this process's commits went past without
     /// deciding again, during the ingest.
     pub commit_rebases: u64,
+    /// Other writers' changes this process's commits carried with their own (`handover`), during
+    /// the ingest.
+    pub commits_carried: u64,
+    /// Changes of this process committed by another writer that carried them, during the ingest.
+    pub commits_handed: u64,
 }
 
 /// The logical file name of a path or key: from `/store/` on when present (so the same file gets
@@ -386,6 +392,7 @@ async fn ingest_attempt(
     let t0 = Instant::now();
     let (retries_before, rebases_before) =
         (committer::races_lost_total(), committer::rebased_total());
+    let (carried_before, handed_before) = (handover::carried_total(), handover::handed_total());
     let ds = resolve_dataset(req)?;
     // Until this file's changes wait for the data tables' commits, those commits hold back for it
     // (a burst's files share them instead of each making its own; see `committer::Pending`).
@@ -661,6 +668,8 @@ async fn ingest_attempt(
         commit_seconds: t_commit.elapsed().as_secs_f64(),
         commit_retries: committer::races_lost_total().saturating_sub(retries_before) as u64,
         commit_rebases: committer::rebased_total().saturating_sub(rebases_before) as u64,
+        commits_carried: handover::carried_total().saturating_sub(carried_before) as u64,
+        commits_handed: handover::handed_total().saturating_sub(handed_before) as u64,
     })
 }
 
