@@ -20,7 +20,7 @@
 //! name starts with `_`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -235,6 +235,23 @@ pub async fn commit(
     let mut landed: Vec<Landed> = Vec::new();
     let mut mine: Option<Path> = None;
     let own_ids: HashSet<i64> = change.files.iter().map(|f| f.id).collect();
+    let share = enabled() && index.is_some();
+    // Writers were racing for this process's tables a moment ago: hand over and carry from the
+    // first attempt on (the first writer to put then carries everyone who was there before it).
+    if share && contended() {
+        let found = exchange(
+            &store,
+            &change,
+            share,
+            &mut mine,
+            &mut seen,
+            MAX_FILES.saturating_sub(change.files.len()),
+        )
+        .await;
+        if let Some(index) = index {
+            carrying = holding(t, index, &landed, own_ids.clone(), found);
+        }
+    }
     let outcome = loop {
         let mut actions = change.actions.clone();
         let mut txns = change.txns.clone();
@@ -278,11 +295,20 @@ pub async fn commit(
                 });
             }
             Err(e) if e.is_conflict() && version - first < MAX_VERSIONS => {
+                CONTENDED_AT.store(delta::now_ms(), Ordering::Relaxed);
                 let path = Path::from(format!("_delta_log/{version:020}.json"));
-                let winner = match store.get(&path).await {
-                    Ok(got) => got.bytes().await.ok().and_then(|b| parse_landed(&b)),
-                    Err(_) => None,
+                let read_winner = async {
+                    match store.get(&path).await {
+                        Ok(got) => got.bytes().await.ok().and_then(|b| parse_landed(&b)),
+                        Err(_) => None,
+                    }
                 };
+                // The winner is read while this change is handed over and the waiting ones listed.
+                let room = room_left(&change, &carrying);
+                let (winner, found) = tokio::join!(
+                    read_winner,
+                    exchange(&store, &change, share, &mut mine, &mut seen, room)
+                );
                 let Some(winner) = winner else { break Err(e) };
                 if winner.carries(&change.files) {
                     HANDED.fetch_add(1, Ordering::Relaxed);
@@ -303,43 +329,9 @@ pub async fn commit(
                 carrying.retain(|w| !winner.touches_files(&w.stored.files));
                 landed.push(winner);
                 version += 1;
-                if !(enabled() && index.is_some()) {
-                    continue;
-                }
-                if change.can_hand_over && mine.is_none() {
-                    match hand_over(&store, &change).await {
-                        Ok(p) => {
-                            seen.insert(p.to_string());
-                            mine = Some(p);
-                        }
-                        Err(err) => {
-                            tracing::debug!(table = %url, error = %err, "change not handed over; committing it alone")
-                        }
-                    }
-                }
                 if let Some(index) = index {
-                    let room = MAX_FILES.saturating_sub(
-                        change.files.len()
-                            + carrying.iter().map(|w| w.stored.files.len()).sum::<usize>(),
-                    );
-                    match waiting(&store, &mut seen, room).await {
-                        Ok(found) => {
-                            let taken: HashSet<i64> = own_ids
-                                .iter()
-                                .copied()
-                                .chain(
-                                    carrying
-                                        .iter()
-                                        .flat_map(|w| w.stored.files.iter().map(|f| f.id)),
-                                )
-                                .collect();
-                            let found = holding(t, index, &landed, taken, found);
-                            carrying.extend(found);
-                        }
-                        Err(err) => {
-                            tracing::debug!(table = %url, error = %err, "waiting changes not listed")
-                        }
-                    }
+                    let taken = taken_ids(&own_ids, &carrying);
+                    carrying.extend(holding(t, index, &landed, taken, found));
                 }
             }
             Err(e) => break Err(e),
@@ -349,6 +341,71 @@ pub async fn commit(
         forget(&store, vec![p]);
     }
     outcome
+}
+
+/// When this process last lost a version to another writer (ms since the epoch).
+static CONTENDED_AT: AtomicI64 = AtomicI64::new(0);
+
+/// How long after a lost version a process's commits hand over from their first attempt.
+const CONTENDED_FOR_MS: i64 = 30_000;
+
+fn contended() -> bool {
+    delta::now_ms() - CONTENDED_AT.load(Ordering::Relaxed) < CONTENDED_FOR_MS
+}
+
+fn room_left(change: &Change<'_>, carrying: &[Waiting]) -> usize {
+    MAX_FILES.saturating_sub(
+        change.files.len() + carrying.iter().map(|w| w.stored.files.len()).sum::<usize>(),
+    )
+}
+
+fn taken_ids(own: &HashSet<i64>, carrying: &[Waiting]) -> HashSet<i64> {
+    own.iter()
+        .copied()
+        .chain(
+            carrying
+                .iter()
+                .flat_map(|w| w.stored.files.iter().map(|f| f.id)),
+        )
+        .collect()
+}
+
+/// Hands `change` over (once, when it can be) while listing and reading the changes waiting;
+/// nothing when sharing is off.
+async fn exchange(
+    store: &Arc<dyn ObjectStore>,
+    change: &Change<'_>,
+    share: bool,
+    mine: &mut Option<Path>,
+    seen: &mut HashSet<String>,
+    room: usize,
+) -> Vec<Waiting> {
+    if !share {
+        return Vec::new();
+    }
+    let need = change.can_hand_over && mine.is_none();
+    let put = async {
+        if need {
+            Some(hand_over(store, change).await)
+        } else {
+            None
+        }
+    };
+    let (put, found) = tokio::join!(put, waiting(store, seen, room));
+    match put {
+        Some(Ok(p)) => {
+            seen.insert(p.to_string());
+            *mine = Some(p);
+        }
+        Some(Err(err)) => {
+            tracing::debug!(error = %err, "change not handed over; committing it alone")
+        }
+        None => {}
+    }
+    found.unwrap_or_else(|err| {
+        tracing::debug!(error = %err, "waiting changes not listed");
+        Vec::new()
+    })
 }
 
 fn claims_hit(winner: &Landed, claims: &Claims) -> bool {

@@ -311,3 +311,32 @@ async fn without_an_index_a_writer_carries_nothing_and_commits_alone() {
     assert!(!objects.contains(&object(2, "b")));
     assert!(objects.contains(&object(4, "a")));
 }
+
+#[tokio::test]
+async fn after_a_lost_race_a_writer_carries_waiting_changes_from_its_first_attempt() {
+    let lake = lake_with_one_file("handover-upfront").await;
+    // A lost race (this process's tables are contended from now on).
+    let stale = table(&lake).await;
+    let index = TxnIndex::build(&stale).await.expect("index");
+    other_commit(&lake, 3, 30, "x").await;
+    let c4 = claims(&[4]);
+    handover::commit(&stale, change(&c4, first(4, 40, "a")), &[], Some(&index))
+        .await
+        .expect("A commits");
+    // A change waits; the next commit, on a current table, wins its first version and carries it.
+    let t = table(&lake).await;
+    let index = TxnIndex::build(&t).await.expect("index");
+    let c8 = claims(&[8]);
+    handover::leave(&t, &change(&c8, first(8, 80, "e")))
+        .await
+        .expect("left");
+    let c9 = claims(&[9]);
+    let f = handover::commit(&t, change(&c9, first(9, 90, "f")), &[], Some(&index))
+        .await
+        .expect("F commits");
+    assert_eq!(f.written.rebased(), 0, "no race");
+    assert_eq!(f.carried, vec![(8, 80)]);
+    let (objects, generations) = state(&lake).await;
+    assert!(objects.contains(&object(8, "e")) && objects.contains(&object(9, "f")));
+    assert_eq!(generations.get(&8), Some(&80));
+}
