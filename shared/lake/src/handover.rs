@@ -67,11 +67,14 @@ pub fn handed_total() -> usize {
     HANDED.load(Ordering::Relaxed)
 }
 
-/// Whether writers hand over and carry changes (`DIALS_COMMIT_HANDOVER=0`: no; every writer then
-/// takes its own version, as before).
+/// Whether the group committer hands over and carries changes: off unless
+/// `DIALS_COMMIT_HANDOVER=1`. Measured on LocalStack with 10 writers (docs/benchmarks.md, stop 27)
+/// it takes a third of the log versions but costs about as many requests as it saves, and commits
+/// were not faster; on S3, where a request's latency and not the emulator's CPU is the cost, it is
+/// to be measured before it is turned on.
 pub fn enabled() -> bool {
     static ON: LazyLock<bool> =
-        LazyLock::new(|| std::env::var("DIALS_COMMIT_HANDOVER").map_or(true, |v| v.trim() != "0"));
+        LazyLock::new(|| std::env::var("DIALS_COMMIT_HANDOVER").is_ok_and(|v| v.trim() == "1"));
     *ON
 }
 
@@ -216,13 +219,15 @@ struct Waiting {
 /// none of the change's claims is gone past (as `delta::commit_txns_rebasing`); from the first
 /// such loss on, the change is handed over (written under [`INTENTS_DIR`]) and every change
 /// waiting there that still holds on this writer's view is carried. `index` gives files'
-/// generations at `t`'s version (none: nothing is carried). A conflict (`is_conflict`): decide
-/// again on a followed table.
+/// generations at `t`'s version (none: nothing is carried). `share` false: nothing is handed over
+/// or carried (every lost version is gone past or decided again, as `delta::commit_txns_rebasing`).
+/// A conflict (`is_conflict`): decide again on a followed table.
 pub async fn commit(
     t: &DeltaTable,
     change: Change<'_>,
     partitions: &[&str],
     index: Option<&TxnIndex>,
+    share: bool,
 ) -> Result<Committed, DeltaError> {
     let url = t.table_url().clone();
     let snapshot = t.snapshot().map_err(|e| DeltaError::delta(&url, e))?;
@@ -235,7 +240,7 @@ pub async fn commit(
     let mut landed: Vec<Landed> = Vec::new();
     let mut mine: Option<Path> = None;
     let own_ids: HashSet<i64> = change.files.iter().map(|f| f.id).collect();
-    let share = enabled() && index.is_some();
+    let share = share && index.is_some();
     // Writers were racing for this process's tables a moment ago: hand over and carry from the
     // first attempt on (the first writer to put then carries everyone who was there before it).
     if share && contended() {

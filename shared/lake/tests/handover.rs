@@ -124,9 +124,15 @@ async fn a_change_left_by_a_writer_is_committed_by_the_next_and_its_owner_sees_i
 
     // Writer A (file 4, decided on v0) loses v0 + 1, finds B's change and carries it.
     let c4 = claims(&[4]);
-    let a = handover::commit(&t_a, change(&c4, first(4, 40, "a")), &[], Some(&index))
-        .await
-        .expect("A commits");
+    let a = handover::commit(
+        &t_a,
+        change(&c4, first(4, 40, "a")),
+        &[],
+        Some(&index),
+        true,
+    )
+    .await
+    .expect("A commits");
     assert!(!a.by_other);
     assert_eq!(a.written.version() as u64, v0 + 2);
     assert_eq!(a.written.rebased(), 1);
@@ -137,9 +143,15 @@ async fn a_change_left_by_a_writer_is_committed_by_the_next_and_its_owner_sees_i
     assert_eq!(generations.get(&4), Some(&40));
 
     // Writer B, still deciding on v0, meets the commit that carried it: done, nothing written.
-    let b = handover::commit(&t_b, change(&c2, first(2, 20, "b")), &[], Some(&index))
-        .await
-        .expect("B is done");
+    let b = handover::commit(
+        &t_b,
+        change(&c2, first(2, 20, "b")),
+        &[],
+        Some(&index),
+        true,
+    )
+    .await
+    .expect("B is done");
     assert!(b.by_other, "B must see that A committed its change");
     assert_eq!(b.written.version() as u64, v0 + 2);
     assert_eq!(
@@ -159,7 +171,7 @@ async fn a_committed_change_left_again_is_not_carried_twice() {
         .await
         .expect("left");
     let index = TxnIndex::build(&t).await.expect("index");
-    handover::commit(&t, change(&c2, first(2, 20, "b")), &[], Some(&index))
+    handover::commit(&t, change(&c2, first(2, 20, "b")), &[], Some(&index), true)
         .await
         .expect("B commits");
     // The same change lies there still (its owner died before deleting it), and a failed later
@@ -187,9 +199,15 @@ async fn a_committed_change_left_again_is_not_carried_twice() {
     let index = TxnIndex::build(&stale).await.expect("index");
     other_commit(&lake, 3, 30, "x").await;
     let c4 = claims(&[4]);
-    let a = handover::commit(&stale, change(&c4, first(4, 40, "a")), &[], Some(&index))
-        .await
-        .expect("A commits");
+    let a = handover::commit(
+        &stale,
+        change(&c4, first(4, 40, "a")),
+        &[],
+        Some(&index),
+        true,
+    )
+    .await
+    .expect("A commits");
     assert!(
         a.carried.is_empty(),
         "a stale change was carried: {:?}",
@@ -240,7 +258,7 @@ async fn a_change_replacing_objects_is_carried_once_and_not_over_other_objects()
         .expect("left");
     other_commit(&lake, 3, 30, "x").await;
     let c4 = claims(&[4]);
-    let a = handover::commit(&t, change(&c4, first(4, 40, "a")), &[], Some(&index))
+    let a = handover::commit(&t, change(&c4, first(4, 40, "a")), &[], Some(&index), true)
         .await
         .expect("A commits");
     assert_eq!(a.carried, vec![(1, 1)], "the replacement carried");
@@ -255,9 +273,15 @@ async fn a_change_replacing_objects_is_carried_once_and_not_over_other_objects()
     let index = TxnIndex::build(&stale).await.expect("index");
     other_commit(&lake, 6, 60, "x").await;
     let c7 = claims(&[7]);
-    let b = handover::commit(&stale, change(&c7, first(7, 70, "a")), &[], Some(&index))
-        .await
-        .expect("B commits");
+    let b = handover::commit(
+        &stale,
+        change(&c7, first(7, 70, "a")),
+        &[],
+        Some(&index),
+        true,
+    )
+    .await
+    .expect("B commits");
     assert!(
         b.carried.is_empty(),
         "carried over other objects: {:?}",
@@ -280,9 +304,15 @@ async fn a_change_whose_file_moved_after_it_was_left_is_not_carried() {
         .expect("left");
     other_commit(&lake, 5, 51, "e").await;
     let c4 = claims(&[4]);
-    let a = handover::commit(&t_a, change(&c4, first(4, 40, "a")), &[], Some(&index))
-        .await
-        .expect("A commits");
+    let a = handover::commit(
+        &t_a,
+        change(&c4, first(4, 40, "a")),
+        &[],
+        Some(&index),
+        true,
+    )
+    .await
+    .expect("A commits");
     assert!(
         a.carried.is_empty(),
         "carried over a newer commit: {:?}",
@@ -303,7 +333,7 @@ async fn without_an_index_a_writer_carries_nothing_and_commits_alone() {
         .expect("left");
     other_commit(&lake, 3, 30, "x").await;
     let c4 = claims(&[4]);
-    let a = handover::commit(&t_a, change(&c4, first(4, 40, "a")), &[], None)
+    let a = handover::commit(&t_a, change(&c4, first(4, 40, "a")), &[], None, true)
         .await
         .expect("A commits");
     assert!(a.carried.is_empty());
@@ -320,9 +350,15 @@ async fn after_a_lost_race_a_writer_carries_waiting_changes_from_its_first_attem
     let index = TxnIndex::build(&stale).await.expect("index");
     other_commit(&lake, 3, 30, "x").await;
     let c4 = claims(&[4]);
-    handover::commit(&stale, change(&c4, first(4, 40, "a")), &[], Some(&index))
-        .await
-        .expect("A commits");
+    handover::commit(
+        &stale,
+        change(&c4, first(4, 40, "a")),
+        &[],
+        Some(&index),
+        true,
+    )
+    .await
+    .expect("A commits");
     // A change waits; the next commit, on a current table, wins its first version and carries it.
     let t = table(&lake).await;
     let index = TxnIndex::build(&t).await.expect("index");
@@ -331,7 +367,7 @@ async fn after_a_lost_race_a_writer_carries_waiting_changes_from_its_first_attem
         .await
         .expect("left");
     let c9 = claims(&[9]);
-    let f = handover::commit(&t, change(&c9, first(9, 90, "f")), &[], Some(&index))
+    let f = handover::commit(&t, change(&c9, first(9, 90, "f")), &[], Some(&index), true)
         .await
         .expect("F commits");
     assert_eq!(f.written.rebased(), 0, "no race");
@@ -339,4 +375,30 @@ async fn after_a_lost_race_a_writer_carries_waiting_changes_from_its_first_attem
     let (objects, generations) = state(&lake).await;
     assert!(objects.contains(&object(8, "e")) && objects.contains(&object(9, "f")));
     assert_eq!(generations.get(&8), Some(&80));
+}
+
+#[tokio::test]
+async fn with_sharing_off_a_writer_carries_nothing() {
+    let lake = lake_with_one_file("handover-off").await;
+    let t_a = table(&lake).await;
+    let index = TxnIndex::build(&t_a).await.expect("index");
+    let c2 = claims(&[2]);
+    handover::leave(&t_a, &change(&c2, first(2, 20, "b")))
+        .await
+        .expect("left");
+    other_commit(&lake, 3, 30, "x").await;
+    let c4 = claims(&[4]);
+    let a = handover::commit(
+        &t_a,
+        change(&c4, first(4, 40, "a")),
+        &[],
+        Some(&index),
+        false,
+    )
+    .await
+    .expect("A commits");
+    assert!(a.carried.is_empty());
+    assert_eq!(a.written.rebased(), 1, "the lost version gone past");
+    let (objects, _) = state(&lake).await;
+    assert!(!objects.contains(&object(2, "b")) && objects.contains(&object(4, "a")));
 }
