@@ -58,6 +58,34 @@ pub fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
     Ok(Arc::new(b.build()?))
 }
 
+/// For benchmarks only: `DIALS_STORE_DELAY_MS=N` delays every request to the lake's store by N ms
+/// (GET, PUT, LIST, DELETE), as a remote object store's latency would, without an emulator's CPU
+/// cost (docs/benchmarks.md, stop 27). Unset: the store as it is.
+pub fn with_delay(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let delay = *DELAY.get_or_init(|| {
+        std::env::var("DIALS_STORE_DELAY_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis)
+    });
+    match delay {
+        Some(d) => Arc::new(object_store::throttle::ThrottledStore::new(
+            store,
+            object_store::throttle::ThrottleConfig {
+                wait_get_per_call: d,
+                wait_put_per_call: d,
+                wait_list_per_call: d,
+                wait_list_with_delimiter_per_call: d,
+                wait_delete_per_call: d,
+                ..Default::default()
+            },
+        )),
+        None => store,
+    }
+}
+
 impl Location {
     /// Parses `s3://bucket/prefix` or a local folder (created if missing when `create`).
     pub fn parse(s: &str, create: bool) -> Result<Location, StoreError> {
@@ -86,7 +114,7 @@ impl Location {
         let abs = std::fs::canonicalize(s).map_err(|e| StoreError::Io(s.into(), e))?;
         let store = LocalFileSystem::new_with_prefix(&abs).map_err(StoreError::Store)?;
         Ok(Location {
-            store: Arc::new(store),
+            store: with_delay(Arc::new(store)),
             path: Path::default(),
             url: abs.display().to_string(),
         })
