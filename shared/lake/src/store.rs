@@ -59,8 +59,8 @@ pub fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
 }
 
 /// For benchmarks only: `DIALS_STORE_DELAY_MS=N` delays every request to the lake's store by N ms
-/// (GET, PUT, LIST, DELETE), as a remote object store's latency would, without an emulator's CPU
-/// cost (docs/benchmarks.md, stop 27). Unset: the store as it is.
+/// (GET, PUT, LIST, copy, rename), as a remote object store's latency would, without an emulator's
+/// CPU cost (docs/benchmarks.md, stop 27). Unset: the store as it is.
 pub fn with_delay(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
     static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
     let delay = *DELAY.get_or_init(|| {
@@ -71,18 +71,113 @@ pub fn with_delay(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
             .map(std::time::Duration::from_millis)
     });
     match delay {
-        Some(d) => Arc::new(object_store::throttle::ThrottledStore::new(
-            store,
-            object_store::throttle::ThrottleConfig {
-                wait_get_per_call: d,
-                wait_put_per_call: d,
-                wait_list_per_call: d,
-                wait_list_with_delimiter_per_call: d,
-                wait_delete_per_call: d,
-                ..Default::default()
-            },
-        )),
+        Some(delay) => Arc::new(Delayed {
+            inner: store,
+            delay,
+        }),
         None => store,
+    }
+}
+
+/// A store whose every request waits `delay` first ([`with_delay`]).
+#[derive(Debug)]
+struct Delayed {
+    inner: Arc<dyn ObjectStore>,
+    delay: std::time::Duration,
+}
+
+impl std::fmt::Display for Delayed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Delayed({:?}, {})", self.delay, self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Delayed {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        use futures::StreamExt;
+        let (inner, delay, prefix) = (self.inner.clone(), self.delay, prefix.cloned());
+        futures::stream::once(async move {
+            tokio::time::sleep(delay).await;
+            inner.list(prefix.as_ref())
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::RenameOptions,
+    ) -> object_store::Result<()> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.rename_opts(from, to, options).await
     }
 }
 
