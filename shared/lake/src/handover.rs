@@ -301,39 +301,45 @@ pub async fn commit(
             }
             Err(e) if e.is_conflict() && version - first < MAX_VERSIONS => {
                 CONTENDED_AT.store(delta::now_ms(), Ordering::Relaxed);
-                let path = Path::from(format!("_delta_log/{version:020}.json"));
-                let read_winner = async {
-                    match store.get(&path).await {
-                        Ok(got) => got.bytes().await.ok().and_then(|b| parse_landed(&b)),
-                        Err(_) => None,
-                    }
-                };
-                // The winner is read while this change is handed over and the waiting ones listed.
+                // Every commit that landed from this version on, read at once (one listing and
+                // parallel reads instead of a failed put and a read per version), while this change
+                // is handed over and the waiting ones listed.
                 let room = room_left(&change, &carrying);
-                let (winner, found) = tokio::join!(
-                    read_winner,
+                let (winners, found) = tokio::join!(
+                    landed_from(&store, version),
                     exchange(&store, &change, share, &mut mine, &mut seen, room)
                 );
-                let Some(winner) = winner else { break Err(e) };
-                if winner.carries(&change.files) {
-                    HANDED.fetch_add(1, Ordering::Relaxed);
-                    break Ok(Committed {
-                        written: Written::at(version, url.clone(), version - first),
-                        carried: Vec::new(),
-                        by_other: true,
-                    });
+                let mut step = None;
+                for (v, winner) in winners {
+                    let Some(winner) = winner else {
+                        step = Some(Err(e));
+                        break;
+                    };
+                    if winner.carries(&change.files) {
+                        HANDED.fetch_add(1, Ordering::Relaxed);
+                        step = Some(Ok(Committed {
+                            written: Written::at(v, url.clone(), v - first),
+                            carried: Vec::new(),
+                            by_other: true,
+                        }));
+                        break;
+                    }
+                    if winner.other
+                        || winner.touches_files(&change.files)
+                        || claims_hit(&winner, change.claims)
+                    {
+                        step = Some(Err(e));
+                        break;
+                    }
+                    // Carried changes the winner touched (it carried them, or changed their files)
+                    // drop out; their owners see to them.
+                    carrying.retain(|w| !winner.touches_files(&w.stored.files));
+                    landed.push(winner);
+                    version = v + 1;
                 }
-                if winner.other
-                    || winner.touches_files(&change.files)
-                    || claims_hit(&winner, change.claims)
-                {
-                    break Err(e);
+                if let Some(step) = step {
+                    break step;
                 }
-                // Carried changes the winner touched (it carried them, or changed their files) drop
-                // out; their owners see to them.
-                carrying.retain(|w| !winner.touches_files(&w.stored.files));
-                landed.push(winner);
-                version += 1;
                 if let Some(index) = index {
                     let taken = taken_ids(&own_ids, &carrying);
                     carrying.extend(holding(t, index, &landed, taken, found));
@@ -346,6 +352,44 @@ pub async fn commit(
         forget(&store, vec![p]);
     }
     outcome
+}
+
+/// The commits at `from` and after, in order, each read (`None`: unreadable or missing, treated as
+/// a conflict): the log listed from `from` on, then every entry fetched at once. At least `from`
+/// itself (the version just lost), even when the listing does not show it yet.
+async fn landed_from(store: &Arc<dyn ObjectStore>, from: u64) -> Vec<(u64, Option<Landed>)> {
+    let offset = Path::from(format!("_delta_log/{:020}.json", from.saturating_sub(1)));
+    let listed: Vec<object_store::ObjectMeta> = store
+        .list_with_offset(Some(&Path::from("_delta_log")), &offset)
+        .try_collect()
+        .await
+        .unwrap_or_default();
+    let last = listed
+        .iter()
+        .filter_map(|m| {
+            let name = m.location.filename()?;
+            let digits = name.strip_suffix(".json")?;
+            (digits.len() == 20).then(|| digits.parse::<u64>().ok())?
+        })
+        .filter(|v| *v >= from)
+        .max()
+        .unwrap_or(from)
+        .min(from + MAX_VERSIONS);
+    futures::stream::iter(from..=last)
+        .map(|v| {
+            let store = store.clone();
+            async move {
+                let path = Path::from(format!("_delta_log/{v:020}.json"));
+                let landed = match store.get(&path).await {
+                    Ok(got) => got.bytes().await.ok().and_then(|b| parse_landed(&b)),
+                    Err(_) => None,
+                };
+                (v, landed)
+            }
+        })
+        .buffered(CONCURRENT_READS)
+        .collect()
+        .await
 }
 
 /// When this process last lost a version to another writer (ms since the epoch).

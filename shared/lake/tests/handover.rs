@@ -402,3 +402,48 @@ async fn with_sharing_off_a_writer_carries_nothing() {
     let (objects, _) = state(&lake).await;
     assert!(!objects.contains(&object(2, "b")) && objects.contains(&object(4, "a")));
 }
+
+#[tokio::test]
+async fn a_writer_several_versions_behind_goes_past_them_unless_one_touches_its_file() {
+    let lake = lake_with_one_file("handover-catchup").await;
+    let stale = table(&lake).await;
+    let v0 = stale.version().expect("version");
+    let index = TxnIndex::build(&stale).await.expect("index");
+    for id in [3, 5, 6] {
+        other_commit(&lake, id, id * 10, "x").await;
+    }
+    let c4 = claims(&[4]);
+    let a = handover::commit(
+        &stale,
+        change(&c4, first(4, 40, "a")),
+        &[],
+        Some(&index),
+        false,
+    )
+    .await
+    .expect("A commits");
+    assert_eq!(a.written.version() as u64, v0 + 4);
+    assert_eq!(a.written.rebased(), 3);
+
+    // Three more commits, the middle one of file 7: a writer of file 7 decided before them must
+    // decide again, whatever comes after.
+    let stale = table(&lake).await;
+    let index = TxnIndex::build(&stale).await.expect("index");
+    other_commit(&lake, 8, 80, "x").await;
+    other_commit(&lake, 7, 71, "x").await;
+    other_commit(&lake, 9, 90, "x").await;
+    let c7 = claims(&[7]);
+    let err = handover::commit(
+        &stale,
+        change(&c7, first(7, 70, "b")),
+        &[],
+        Some(&index),
+        false,
+    )
+    .await
+    .expect_err("a commit of the same file landed first");
+    assert!(err.is_conflict(), "{err}");
+    let (objects, generations) = state(&lake).await;
+    assert!(!objects.contains(&object(7, "b")));
+    assert_eq!(generations.get(&7), Some(&71));
+}
