@@ -10,8 +10,9 @@ use common::scratch;
 use deltalake_core::kernel::Action;
 use deltalake_core::DeltaTable;
 use dials_lake::committer::{submit, Intent};
+use dials_lake::delta::DeltaError;
 use dials_lake::delta::{self, Claims};
-use dials_lake::handover::{self, Change, FileDecision};
+use dials_lake::handover::{self, Change, Committed, FileDecision};
 use dials_lake::txns::TxnIndex;
 use dials_lake::Location;
 
@@ -56,6 +57,35 @@ fn change<'a>(c: &'a Claims, (actions, file): (Vec<Action>, FileDecision)) -> Ch
         claims: c,
         can_hand_over: true,
     }
+}
+
+/// A first ingest of `file_id` (generation `file_id × 10`) committed through `handover::commit`.
+async fn commit_first(
+    t: &DeltaTable,
+    index: Option<&TxnIndex>,
+    file_id: i64,
+    tag: &str,
+    share: bool,
+) -> Result<Committed, DeltaError> {
+    let c = claims(&[file_id]);
+    handover::commit(
+        t,
+        change(&c, first(file_id, file_id * 10, tag)),
+        &[],
+        index,
+        share,
+    )
+    .await
+}
+
+/// A first ingest of `file_id` (generation `file_id × 10`) left for another writer to carry.
+async fn leave_first(
+    t: &DeltaTable,
+    file_id: i64,
+    tag: &str,
+) -> Result<object_store::path::Path, DeltaError> {
+    let c = claims(&[file_id]);
+    handover::leave(t, &change(&c, first(file_id, file_id * 10, tag))).await
 }
 
 /// Another writer's commit of `file_id` (its own version, no hand-over).
@@ -116,23 +146,13 @@ async fn a_change_left_by_a_writer_is_committed_by_the_next_and_its_owner_sees_i
     let index = TxnIndex::build(&t_a).await.expect("index");
 
     // Writer B decided file 2 on v0 and left its change; writer X takes v0 + 1 with file 3.
-    let c2 = claims(&[2]);
-    handover::leave(&t_b, &change(&c2, first(2, 20, "b")))
-        .await
-        .expect("left");
+    leave_first(&t_b, 2, "b").await.expect("left");
     assert_eq!(other_commit(&lake, 3, 30, "x").await as u64, v0 + 1);
 
     // Writer A (file 4, decided on v0) loses v0 + 1, finds B's change and carries it.
-    let c4 = claims(&[4]);
-    let a = handover::commit(
-        &t_a,
-        change(&c4, first(4, 40, "a")),
-        &[],
-        Some(&index),
-        true,
-    )
-    .await
-    .expect("A commits");
+    let a = commit_first(&t_a, Some(&index), 4, "a", true)
+        .await
+        .expect("A commits");
     assert!(!a.by_other);
     assert_eq!(a.written.version() as u64, v0 + 2);
     assert_eq!(a.written.rebased(), 1);
@@ -143,15 +163,9 @@ async fn a_change_left_by_a_writer_is_committed_by_the_next_and_its_owner_sees_i
     assert_eq!(generations.get(&4), Some(&40));
 
     // Writer B, still deciding on v0, meets the commit that carried it: done, nothing written.
-    let b = handover::commit(
-        &t_b,
-        change(&c2, first(2, 20, "b")),
-        &[],
-        Some(&index),
-        true,
-    )
-    .await
-    .expect("B is done");
+    let b = commit_first(&t_b, Some(&index), 2, "b", true)
+        .await
+        .expect("B is done");
     assert!(b.by_other, "B must see that A committed its change");
     assert_eq!(b.written.version() as u64, v0 + 2);
     assert_eq!(
@@ -165,13 +179,10 @@ async fn a_change_left_by_a_writer_is_committed_by_the_next_and_its_owner_sees_i
 async fn a_committed_change_left_again_is_not_carried_twice() {
     let lake = lake_with_one_file("handover-twice").await;
     let t = table(&lake).await;
-    let c2 = claims(&[2]);
     // B's change is left, then committed by B itself.
-    handover::leave(&t, &change(&c2, first(2, 20, "b")))
-        .await
-        .expect("left");
+    leave_first(&t, 2, "b").await.expect("left");
     let index = TxnIndex::build(&t).await.expect("index");
-    handover::commit(&t, change(&c2, first(2, 20, "b")), &[], Some(&index), true)
+    commit_first(&t, Some(&index), 2, "b", true)
         .await
         .expect("B commits");
     // The same change lies there still (its owner died before deleting it), and a failed later
@@ -190,24 +201,15 @@ async fn a_committed_change_left_again_is_not_carried_twice() {
     )
     .await
     .expect("failed attempt of file 2");
-    handover::leave(&t, &change(&c2, first(2, 20, "b")))
-        .await
-        .expect("left again");
+    leave_first(&t, 2, "b").await.expect("left again");
 
     // Writer A, on a table one version behind, loses a version and lists the waiting changes.
     let stale = table(&lake).await;
     let index = TxnIndex::build(&stale).await.expect("index");
     other_commit(&lake, 3, 30, "x").await;
-    let c4 = claims(&[4]);
-    let a = handover::commit(
-        &stale,
-        change(&c4, first(4, 40, "a")),
-        &[],
-        Some(&index),
-        true,
-    )
-    .await
-    .expect("A commits");
+    let a = commit_first(&stale, Some(&index), 4, "a", true)
+        .await
+        .expect("A commits");
     assert!(
         a.carried.is_empty(),
         "a stale change was carried: {:?}",
@@ -257,8 +259,7 @@ async fn a_change_replacing_objects_is_carried_once_and_not_over_other_objects()
         .await
         .expect("left");
     other_commit(&lake, 3, 30, "x").await;
-    let c4 = claims(&[4]);
-    let a = handover::commit(&t, change(&c4, first(4, 40, "a")), &[], Some(&index), true)
+    let a = commit_first(&t, Some(&index), 4, "a", true)
         .await
         .expect("A commits");
     assert_eq!(a.carried, vec![(1, 1)], "the replacement carried");
@@ -272,16 +273,9 @@ async fn a_change_replacing_objects_is_carried_once_and_not_over_other_objects()
     let stale = table(&lake).await;
     let index = TxnIndex::build(&stale).await.expect("index");
     other_commit(&lake, 6, 60, "x").await;
-    let c7 = claims(&[7]);
-    let b = handover::commit(
-        &stale,
-        change(&c7, first(7, 70, "a")),
-        &[],
-        Some(&index),
-        true,
-    )
-    .await
-    .expect("B commits");
+    let b = commit_first(&stale, Some(&index), 7, "a", true)
+        .await
+        .expect("B commits");
     assert!(
         b.carried.is_empty(),
         "carried over other objects: {:?}",
@@ -296,23 +290,13 @@ async fn a_change_whose_file_moved_after_it_was_left_is_not_carried() {
     let lake = lake_with_one_file("handover-moved").await;
     let t_a = table(&lake).await;
     let index = TxnIndex::build(&t_a).await.expect("index");
-    let c5 = claims(&[5]);
     // D left a first ingest of file 5 decided on v0; a newer version of file 5 is committed by
     // its own writer before anyone carries D's change.
-    handover::leave(&t_a, &change(&c5, first(5, 50, "d")))
-        .await
-        .expect("left");
+    leave_first(&t_a, 5, "d").await.expect("left");
     other_commit(&lake, 5, 51, "e").await;
-    let c4 = claims(&[4]);
-    let a = handover::commit(
-        &t_a,
-        change(&c4, first(4, 40, "a")),
-        &[],
-        Some(&index),
-        true,
-    )
-    .await
-    .expect("A commits");
+    let a = commit_first(&t_a, Some(&index), 4, "a", true)
+        .await
+        .expect("A commits");
     assert!(
         a.carried.is_empty(),
         "carried over a newer commit: {:?}",
@@ -327,13 +311,9 @@ async fn a_change_whose_file_moved_after_it_was_left_is_not_carried() {
 async fn without_an_index_a_writer_carries_nothing_and_commits_alone() {
     let lake = lake_with_one_file("handover-noindex").await;
     let t_a = table(&lake).await;
-    let c2 = claims(&[2]);
-    handover::leave(&t_a, &change(&c2, first(2, 20, "b")))
-        .await
-        .expect("left");
+    leave_first(&t_a, 2, "b").await.expect("left");
     other_commit(&lake, 3, 30, "x").await;
-    let c4 = claims(&[4]);
-    let a = handover::commit(&t_a, change(&c4, first(4, 40, "a")), &[], None, true)
+    let a = commit_first(&t_a, None, 4, "a", true)
         .await
         .expect("A commits");
     assert!(a.carried.is_empty());
@@ -349,25 +329,14 @@ async fn after_a_lost_race_a_writer_carries_waiting_changes_from_its_first_attem
     let stale = table(&lake).await;
     let index = TxnIndex::build(&stale).await.expect("index");
     other_commit(&lake, 3, 30, "x").await;
-    let c4 = claims(&[4]);
-    handover::commit(
-        &stale,
-        change(&c4, first(4, 40, "a")),
-        &[],
-        Some(&index),
-        true,
-    )
-    .await
-    .expect("A commits");
+    commit_first(&stale, Some(&index), 4, "a", true)
+        .await
+        .expect("A commits");
     // A change waits; the next commit, on a current table, wins its first version and carries it.
     let t = table(&lake).await;
     let index = TxnIndex::build(&t).await.expect("index");
-    let c8 = claims(&[8]);
-    handover::leave(&t, &change(&c8, first(8, 80, "e")))
-        .await
-        .expect("left");
-    let c9 = claims(&[9]);
-    let f = handover::commit(&t, change(&c9, first(9, 90, "f")), &[], Some(&index), true)
+    leave_first(&t, 8, "e").await.expect("left");
+    let f = commit_first(&t, Some(&index), 9, "f", true)
         .await
         .expect("F commits");
     assert_eq!(f.written.rebased(), 0, "no race");
@@ -382,21 +351,11 @@ async fn with_sharing_off_a_writer_carries_nothing() {
     let lake = lake_with_one_file("handover-off").await;
     let t_a = table(&lake).await;
     let index = TxnIndex::build(&t_a).await.expect("index");
-    let c2 = claims(&[2]);
-    handover::leave(&t_a, &change(&c2, first(2, 20, "b")))
-        .await
-        .expect("left");
+    leave_first(&t_a, 2, "b").await.expect("left");
     other_commit(&lake, 3, 30, "x").await;
-    let c4 = claims(&[4]);
-    let a = handover::commit(
-        &t_a,
-        change(&c4, first(4, 40, "a")),
-        &[],
-        Some(&index),
-        false,
-    )
-    .await
-    .expect("A commits");
+    let a = commit_first(&t_a, Some(&index), 4, "a", false)
+        .await
+        .expect("A commits");
     assert!(a.carried.is_empty());
     assert_eq!(a.written.rebased(), 1, "the lost version gone past");
     let (objects, _) = state(&lake).await;
@@ -412,16 +371,9 @@ async fn a_writer_several_versions_behind_goes_past_them_unless_one_touches_its_
     for id in [3, 5, 6] {
         other_commit(&lake, id, id * 10, "x").await;
     }
-    let c4 = claims(&[4]);
-    let a = handover::commit(
-        &stale,
-        change(&c4, first(4, 40, "a")),
-        &[],
-        Some(&index),
-        false,
-    )
-    .await
-    .expect("A commits");
+    let a = commit_first(&stale, Some(&index), 4, "a", false)
+        .await
+        .expect("A commits");
     assert_eq!(a.written.version() as u64, v0 + 4);
     assert_eq!(a.written.rebased(), 3);
 
@@ -432,16 +384,9 @@ async fn a_writer_several_versions_behind_goes_past_them_unless_one_touches_its_
     other_commit(&lake, 8, 80, "x").await;
     other_commit(&lake, 7, 71, "x").await;
     other_commit(&lake, 9, 90, "x").await;
-    let c7 = claims(&[7]);
-    let err = handover::commit(
-        &stale,
-        change(&c7, first(7, 70, "b")),
-        &[],
-        Some(&index),
-        false,
-    )
-    .await
-    .expect_err("a commit of the same file landed first");
+    let err = commit_first(&stale, Some(&index), 7, "b", false)
+        .await
+        .expect_err("a commit of the same file landed first");
     assert!(err.is_conflict(), "{err}");
     let (objects, generations) = state(&lake).await;
     assert!(!objects.contains(&object(7, "b")));
