@@ -664,6 +664,18 @@ async fn decide_and_commit(
             continue;
         }
         let added: BTreeSet<&str> = intent.adds.iter().map(|a| a.path.as_str()).collect();
+        // This very change is in already (another writer carried it while this one went on to
+        // decide again, `handover`): every object it adds is active at its generation, and every
+        // commit of the file since would have removed them.
+        if previous == Some(intent.generation)
+            && !added.is_empty()
+            && added
+                .iter()
+                .all(|p| active.iter().any(|f| f.path.as_str() == *p))
+        {
+            let _ = tx.send(Ok(()));
+            continue;
+        }
         let mut removes: Vec<Action> = active
             .iter()
             .filter(|f| {

@@ -135,6 +135,8 @@ struct Landed {
     objects_of: HashSet<i64>,
     /// Objects it removes (names).
     removed: HashSet<String>,
+    /// Objects it adds (names).
+    added: HashSet<String>,
     /// A protocol, metadata or unknown action, or an application transaction not of a file.
     other: bool,
 }
@@ -169,6 +171,8 @@ fn parse_landed(json: &[u8]) -> Option<Landed> {
                     }
                     if kind == "remove" {
                         out.removed.insert(name);
+                    } else {
+                        out.added.insert(name);
                     }
                 }
                 "txn" => {
@@ -201,12 +205,21 @@ impl Landed {
             })
     }
 
-    /// True when this commit is the one carrying `files` (each file's transaction at its generation).
-    fn carries(&self, files: &[FileDecision]) -> bool {
+    /// True when this commit is the one carrying a change of `files` made of `actions`: each file's
+    /// transaction at its generation, and every object the change adds and removes (their names
+    /// are the attempt's own: another commit of the same files at the same generation, e.g. a
+    /// failed redelivery's removals, is not this change).
+    fn carries(&self, files: &[FileDecision], actions: &[Action]) -> bool {
         !files.is_empty()
+            && !actions.is_empty()
             && files
                 .iter()
                 .all(|f| self.txns.get(&f.id) == Some(&f.generation))
+            && actions.iter().all(|a| match a {
+                Action::Add(a) => self.added.contains(delta::object_name(&a.path)),
+                Action::Remove(r) => self.removed.contains(delta::object_name(&r.path)),
+                _ => false,
+            })
     }
 }
 
@@ -316,7 +329,7 @@ pub async fn commit(
                         step = Some(Err(e));
                         break;
                     };
-                    if winner.carries(&change.files) {
+                    if winner.carries(&change.files, &change.actions) {
                         HANDED.fetch_add(1, Ordering::Relaxed);
                         step = Some(Ok(Committed {
                             written: Written::at(v, url.clone(), v - first),
@@ -350,7 +363,14 @@ pub async fn commit(
         }
     };
     if let Some(p) = mine {
-        forget(&store, vec![p]);
+        if outcome.is_ok() {
+            forget(&store, vec![p]);
+        } else if let Err(e) = store.delete(&p).await {
+            // The writer decides again (or fails): its change must not be carried from now on.
+            // A writer that read it already may still carry it; that commit is then recognised by
+            // the next decision (its objects active at its generation: nothing more to do).
+            tracing::warn!(table = %url, path = %p, error = %e, "handed-over change not withdrawn");
+        }
     }
     outcome
 }
@@ -608,6 +628,12 @@ fn holding(
         let well_formed = !files.is_empty()
             && own.len() == files.len()
             && w.stored.txns.len() == files.len()
+            && w.stored
+                .txns
+                .iter()
+                .filter_map(|x| file_of_app(&x.app_id))
+                .collect::<HashSet<i64>>()
+                == own
             && w.stored.txns.iter().all(|x| {
                 file_of_app(&x.app_id).is_some_and(|id| {
                     files
@@ -671,15 +697,26 @@ mod tests {
             previous: None,
             objects: BTreeSet::new(),
         };
-        assert!(landed.carries(&[file(5, 77)]));
-        assert!(landed.carries(&[file(5, 77), file(6, 80)]));
+        let adds = |names: &[&str]| -> Vec<Action> {
+            names
+                .iter()
+                .map(|n| Action::Add(delta::add(format!("run_number=1/{n}"), 1, &[], None)))
+                .collect()
+        };
+        let mine = adds(&["part-5-a.parquet"]);
+        assert!(landed.carries(&[file(5, 77)], &mine));
+        assert!(landed.carries(&[file(5, 77), file(6, 80)], &mine));
         assert!(
-            !landed.carries(&[file(5, 78)]),
+            !landed.carries(&[file(5, 78)], &mine),
             "another generation of the file"
         );
         assert!(
-            !landed.carries(&[file(5, 77), file(7, 1)]),
+            !landed.carries(&[file(5, 77), file(7, 1)], &mine),
             "not every file"
+        );
+        assert!(
+            !landed.carries(&[file(5, 77)], &adds(&["part-5-b.parquet"])),
+            "another attempt's objects at the same generation"
         );
         assert!(landed.touches_files(&[file(5, 1)]));
         assert!(!landed.touches_files(&[file(8, 1)]));

@@ -392,3 +392,19 @@ async fn a_writer_several_versions_behind_goes_past_them_unless_one_touches_its_
     assert!(!objects.contains(&object(7, "b")));
     assert_eq!(generations.get(&7), Some(&71));
 }
+
+#[tokio::test]
+async fn another_attempts_commit_at_the_same_generation_is_not_taken_for_this_one() {
+    let lake = lake_with_one_file("handover-same-generation").await;
+    let stale = table(&lake).await;
+    let index = TxnIndex::build(&stale).await.expect("index");
+    // A redelivery of the same version (same generation 20) commits file 2 first, objects of its own.
+    other_commit(&lake, 2, 20, "redelivered").await;
+    let err = commit_first(&stale, Some(&index), 2, "b", true)
+        .await
+        .expect_err("not this attempt's commit: decide again");
+    assert!(err.is_conflict(), "{err}");
+    let (objects, _) = state(&lake).await;
+    assert!(!objects.contains(&object(2, "b")));
+    assert!(objects.contains(&object(2, "redelivered")));
+}
