@@ -688,7 +688,12 @@ async fn decide_and_commit(
         // without them. Only when another attempt committed to this table before (a first ingest has
         // nothing to take out).
         let mut rewritten: Vec<Add> = Vec::new();
-        if previous.is_some_and(|g| g != intent.generation) {
+        // A redelivery of the same version (same generation) after compaction merged the first
+        // attempt's objects: none of the file's own objects is left, its rows are in merged ones.
+        let own_objects = active
+            .iter()
+            .any(|f| delta::belongs_to(delta::object_name(&f.path), intent.file_id));
+        if previous.is_some_and(|g| g != intent.generation || !own_objects) {
             let candidates = active
                 .iter()
                 .any(|f| delta::object_name(&f.path).starts_with(compact::MERGED_PREFIX));

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use common::{committed, ingest_fixture, lfn, read_table, scratch};
+use common::{committed, fixtures, ingest_fixture, lfn, read_table, scratch};
 use dials_lake::compact::{self, CompactOptions};
 use dials_lake::{Location, Workspaces};
 
@@ -338,5 +338,63 @@ async fn compaction_writes_a_current_me_major_copy_and_a_reingest_makes_it_stale
         on_disk,
         by_run(&ws.join("th1_by_me")).len(),
         "only the current copy objects remain"
+    );
+}
+
+/// A redelivery of the same source version (same generation) after compaction merged its first
+/// ingest: the merged rows of the file are written again without it, so its rows stay once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_version_ingested_again_after_compaction_keeps_its_rows_once() {
+    use dials_dqmio::{MemSource, SourceVersion};
+    let dir = scratch("compact-same-version");
+    let lake = open(&dir);
+    let versioned = |i: usize| {
+        let bytes = std::fs::read(fixtures().join("small_zlib.root")).expect("fixture");
+        std::sync::Arc::new(MemSource::new(&lfn(i), bytes).with_version(SourceVersion {
+            modified_ms: 1_733_000_000_000 + i as i64,
+            etag: format!("\"etag-{i}\""),
+        }))
+    };
+    let request = |i: usize| dials_lake::IngestRequest {
+        logical_file_name: lfn(i),
+        dataset: None,
+        deadline: None,
+    };
+    for i in 0..10 {
+        dials_lake::ingest(
+            &lake,
+            &Workspaces::default(),
+            &request(i),
+            versioned(i),
+            None,
+        )
+        .await
+        .expect("ingest");
+    }
+    compact::compact_lake(&lake, &["default".to_string()], CompactOptions::default())
+        .await
+        .expect("compact");
+    let merged = committed(&dir.join("default/th1"))
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(compact::MERGED_PREFIX))
+        })
+        .count();
+    assert!(merged > 0, "compaction merged the files' th1 objects");
+    let once = lake_rows(&dir);
+    dials_lake::ingest(
+        &lake,
+        &Workspaces::default(),
+        &request(2),
+        versioned(2),
+        None,
+    )
+    .await
+    .expect("redelivered");
+    assert_eq!(
+        lake_rows(&dir),
+        once,
+        "the same version ingested twice must count once"
     );
 }
