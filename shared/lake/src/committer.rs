@@ -664,6 +664,11 @@ async fn decide_and_commit(
             continue;
         }
         let added: BTreeSet<&str> = intent.adds.iter().map(|a| a.path.as_str()).collect();
+        // The file's own active objects (one scan; the decision below reads them four ways).
+        let own: Vec<&delta::ActiveFile> = active
+            .iter()
+            .filter(|f| delta::belongs_to(delta::object_name(&f.path), intent.file_id))
+            .collect();
         // This very change is in already (another writer carried it while this one went on to
         // decide again, `handover`): every object it adds is active at its generation, and every
         // commit of the file since would have removed them.
@@ -671,17 +676,14 @@ async fn decide_and_commit(
             && !added.is_empty()
             && added
                 .iter()
-                .all(|p| active.iter().any(|f| f.path.as_str() == *p))
+                .all(|p| own.iter().any(|f| f.path.as_str() == *p))
         {
             let _ = tx.send(Ok(()));
             continue;
         }
-        let mut removes: Vec<Action> = active
+        let mut removes: Vec<Action> = own
             .iter()
-            .filter(|f| {
-                delta::belongs_to(delta::object_name(&f.path), intent.file_id)
-                    && !added.contains(f.path.as_str())
-            })
+            .filter(|f| !added.contains(f.path.as_str()))
             .map(|f| Action::Remove(delta::remove(f)))
             .collect();
         // An earlier attempt's rows may sit in merged objects (compaction): those are written again
@@ -690,10 +692,7 @@ async fn decide_and_commit(
         let mut rewritten: Vec<Add> = Vec::new();
         // A redelivery of the same version (same generation) after compaction merged the first
         // attempt's objects: none of the file's own objects is left, its rows are in merged ones.
-        let own_objects = active
-            .iter()
-            .any(|f| delta::belongs_to(delta::object_name(&f.path), intent.file_id));
-        if previous.is_some_and(|g| g != intent.generation || !own_objects) {
+        if previous.is_some_and(|g| g != intent.generation || own.is_empty()) {
             let candidates = active
                 .iter()
                 .any(|f| delta::object_name(&f.path).starts_with(compact::MERGED_PREFIX));
@@ -733,11 +732,9 @@ async fn decide_and_commit(
             id: intent.file_id,
             generation: intent.generation,
             previous,
-            objects: active
+            objects: own
                 .iter()
-                .map(|f| delta::object_name(&f.path))
-                .filter(|n| delta::belongs_to(n, intent.file_id))
-                .map(str::to_string)
+                .map(|f| delta::object_name(&f.path).to_string())
                 .collect(),
         });
         included.push((intent, tx));

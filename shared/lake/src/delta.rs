@@ -419,16 +419,23 @@ pub fn object_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// True when `name` is an object a DQMIO file with this id wrote: `part-<id>-<attempt>…` (this
-/// format) or `part-<id>.parquet` (objects migrated from the lake format before Delta).
+/// The DQMIO file id of an object a file wrote: `part-<id>-…` (this format) or `part-<id>.parquet`
+/// (objects migrated from the lake format before Delta). `None` for any other name (merged objects,
+/// `part-c-…`).
+pub fn file_of(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix("part-")?;
+    let sign = usize::from(rest.starts_with('-'));
+    let end = rest[sign..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(rest.len(), |i| i + sign);
+    let (digits, tail) = rest.split_at(end);
+    let id: i64 = digits.parse().ok()?;
+    (id.to_string() == digits && (tail.starts_with('-') || tail == ".parquet")).then_some(id)
+}
+
+/// True when `name` is an object the DQMIO file with this id wrote ([`file_of`]).
 pub fn belongs_to(name: &str, id: i64) -> bool {
-    let Some(rest) = name.strip_prefix("part-") else {
-        return false;
-    };
-    let Some(rest) = rest.strip_prefix(&id.to_string()) else {
-        return false;
-    };
-    rest.starts_with('-') || rest == ".parquet"
+    file_of(name) == Some(id)
 }
 
 /// An `Add` for an object written at `path` (relative to the table folder), with the statistics
@@ -733,39 +740,9 @@ pub async fn commit_txns_rebasing(
 }
 
 /// True when commit entry `json` (newline-delimited actions) touches `claims`, or cannot be read
-/// (then it is treated as a conflict).
+/// (then it is treated as a conflict). The entry is read as `handover` reads a commit that landed.
 pub fn touches(json: &[u8], claims: &Claims) -> bool {
-    let Ok(text) = std::str::from_utf8(json) else {
-        return true;
-    };
-    let ours = |path: &str| {
-        let name = object_name(path);
-        claims.removed.contains(name) || claims.file_ids.iter().any(|id| belongs_to(name, *id))
-    };
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(action) = serde_json::from_str::<serde_json::Value>(line) else {
-            return true;
-        };
-        let Some(obj) = action.as_object() else {
-            return true;
-        };
-        for (kind, body) in obj {
-            let hit = match kind.as_str() {
-                "commitInfo" => false,
-                "add" | "remove" => body.get("path").and_then(|p| p.as_str()).is_none_or(ours),
-                "txn" => body
-                    .get("appId")
-                    .and_then(|a| a.as_str())
-                    .is_none_or(|app| claims.file_ids.iter().any(|id| *app == file_app_id(*id))),
-                // Protocol, metadata, domain metadata, CDC and anything unknown: decide again.
-                _ => true,
-            };
-            if hit {
-                return true;
-            }
-        }
-    }
-    false
+    crate::handover::touches_claims(json, claims)
 }
 
 /// A commit written to the log whose post-commit work (the new snapshot; a checkpoint every

@@ -141,17 +141,6 @@ struct Landed {
     other: bool,
 }
 
-/// The DQMIO file id an object name belongs to (`part-<id>-…` or `part-<id>.parquet`).
-fn owner_of(name: &str) -> Option<i64> {
-    let rest = name.strip_prefix("part-")?;
-    let (digits, _) = rest
-        .char_indices()
-        .skip(1)
-        .find(|(_, c)| !c.is_ascii_digit())
-        .map_or((rest, ""), |(i, _)| rest.split_at(i));
-    digits.parse().ok()
-}
-
 fn file_of_app(app: &str) -> Option<i64> {
     app.strip_prefix("dials.file.")?.parse().ok()
 }
@@ -166,7 +155,7 @@ fn parse_landed(json: &[u8]) -> Option<Landed> {
                 "commitInfo" => {}
                 "add" | "remove" => {
                     let name = delta::object_name(body.get("path")?.as_str()?).to_string();
-                    if let Some(id) = owner_of(&name) {
+                    if let Some(id) = delta::file_of(&name) {
                         out.objects_of.insert(id);
                     }
                     if kind == "remove" {
@@ -478,13 +467,24 @@ async fn exchange(
     })
 }
 
+/// True when commit entry `json` changes what a decision with `claims` read (`delta::touches`):
+/// unreadable, a protocol/metadata/unknown action, or a transaction or object of a claimed file,
+/// or a claimed object added or removed.
+pub(crate) fn touches_claims(json: &[u8], claims: &Claims) -> bool {
+    parse_landed(json).is_none_or(|l| l.other || claims_hit(&l, claims))
+}
+
 fn claims_hit(winner: &Landed, claims: &Claims) -> bool {
     winner.txns.keys().any(|id| claims.file_ids.contains(id))
         || winner
             .objects_of
             .iter()
             .any(|id| claims.file_ids.contains(id))
-        || winner.removed.iter().any(|n| claims.removed.contains(n))
+        || winner
+            .removed
+            .iter()
+            .chain(&winner.added)
+            .any(|n| claims.removed.contains(n))
 }
 
 fn write_op(partitions: &[&str]) -> deltalake_core::protocol::DeltaOperation {
@@ -608,15 +608,15 @@ fn holding(
         .iter()
         .flat_map(|w| w.stored.files.iter().map(|f| f.id))
         .collect();
-    let Ok(active) =
-        delta::active_files_where(t, |name| owner_of(name).is_some_and(|id| ids.contains(&id)))
-    else {
+    let Ok(active) = delta::active_files_where(t, |name| {
+        delta::file_of(name).is_some_and(|id| ids.contains(&id))
+    }) else {
         return Vec::new();
     };
     let mut objects: HashMap<i64, BTreeSet<String>> = HashMap::new();
     for f in &active {
         let name = delta::object_name(&f.path);
-        if let Some(id) = owner_of(name) {
+        if let Some(id) = delta::file_of(name) {
             objects.entry(id).or_default().insert(name.to_string());
         }
     }
@@ -643,11 +643,11 @@ fn holding(
             })
             && w.stored.actions.iter().all(|a| match a {
                 Action::Add(a) => {
-                    owner_of(delta::object_name(&a.path)).is_some_and(|id| own.contains(&id))
+                    delta::file_of(delta::object_name(&a.path)).is_some_and(|id| own.contains(&id))
                 }
                 Action::Remove(r) => {
                     let name = delta::object_name(&r.path);
-                    owner_of(name).is_some_and(|id| {
+                    delta::file_of(name).is_some_and(|id| {
                         files.iter().any(|f| f.id == id && f.objects.contains(name))
                     })
                 }
@@ -676,11 +676,11 @@ mod tests {
 
     #[test]
     fn object_names_give_their_file() {
-        assert_eq!(owner_of("part-42-abc-th1.parquet"), Some(42));
-        assert_eq!(owner_of("part--7-x.parquet"), Some(-7));
-        assert_eq!(owner_of("part-42.parquet"), Some(42));
-        assert_eq!(owner_of("merged-0001.parquet"), None);
-        assert_eq!(owner_of("part-.parquet"), None);
+        assert_eq!(delta::file_of("part-42-abc-th1.parquet"), Some(42));
+        assert_eq!(delta::file_of("part--7-x.parquet"), Some(-7));
+        assert_eq!(delta::file_of("part-42.parquet"), Some(42));
+        assert_eq!(delta::file_of("merged-0001.parquet"), None);
+        assert_eq!(delta::file_of("part-.parquet"), None);
     }
 
     #[test]
