@@ -9,6 +9,8 @@ process ingesting the same file alone (before and after, same run).
     python3 bench/concurrent_ingest.py /tmp/kinds-bench/bench.root --writers 50 [--bin target/release/dials]
         [--localstack]   # the lake in LocalStack S3 (conditional puts over HTTP) instead of a folder
         [--alone K]      # K processes one after the other before the writers (medians of K), default 1
+        [--nice N]       # writers (and the alone runs) at `nice -n N`: the emulator is served first,
+                         # as S3's capacity is not shared with a function's CPU (2 cores here)
 """
 
 import argparse
@@ -28,9 +30,13 @@ REPO = Path(__file__).resolve().parent.parent
 LFN = "store/data/Run2024C/ZeroBias/DQMIO/PromptReco-v1/000/380/310/00000/w-{i:03d}.root"
 
 
+NICE = 0
+
+
 def ingest(binary, path, lake, env):
     t0 = time.perf_counter()
-    p = subprocess.Popen([binary, "ingest", str(path), "--lake", lake, "--concurrency", "1"], env=env,
+    prefix = ["nice", "-n", str(NICE)] if NICE else []
+    p = subprocess.Popen(prefix + [binary, "ingest", str(path), "--lake", lake, "--concurrency", "1"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     p.dials_name = Path(path).name
     return p, t0
@@ -54,7 +60,10 @@ def main():
     ap.add_argument("--bin", default=os.environ.get("DIALS_BENCH_BIN") or str(REPO / "target/release/dials"))
     ap.add_argument("--localstack", action="store_true")
     ap.add_argument("--alone", type=int, default=1)
+    ap.add_argument("--nice", type=int, default=0)
     a = ap.parse_args()
+    global NICE
+    NICE = a.nice
     src = Path(tempfile.mkdtemp(prefix="conc-src-"))
     paths = []
     for i in range(a.writers + a.alone + 1):

@@ -228,10 +228,10 @@ pub async fn ingest_one(
         deadline: None,
     };
     let opened = open_input(input).await;
-    let mut version = None;
+    let mut source = None;
     let result = match opened {
         Ok((src, stats)) => {
-            version = src.version();
+            source = Some(src.clone());
             if let Some(p) = progress {
                 p.add(input, src.len(), stats.clone());
             }
@@ -266,7 +266,7 @@ pub async fn ingest_one(
                 lake,
                 ws,
                 &req,
-                version.as_ref(),
+                source,
                 size,
                 error.status(),
                 &error.to_string(),
@@ -274,6 +274,10 @@ pub async fn ingest_one(
             .await
             {
                 Ok(()) => true,
+                Err(IngestError::Superseded(why)) => {
+                    tracing::info!(input, reason = %why, "a newer version of the file is in the lake: this failure is not recorded over it");
+                    false
+                }
                 Err(e2) => {
                     tracing::error!(input, error = %e2, "could not record the failure");
                     false

@@ -2,6 +2,7 @@
 //! notifications delivered directly. Parsed leniently: emulators and AWS differ (moto omits
 //! `userIdentity`; S3 first sends an `s3:TestEvent`; keys are form-encoded differently).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -259,7 +260,7 @@ pub async fn handle_object_with(
         },
         deadline,
     };
-    let mut version = None;
+    let mut opened: Option<Arc<dyn dials_dqmio::ByteSource>> = None;
     let result: Result<IngestReport, IngestError> = async {
         let store = crate::store::s3_store(&obj.bucket)
             .map_err(|e| IngestError::NotAvailable(e.to_string()))?;
@@ -277,7 +278,7 @@ pub async fn handle_object_with(
             }
             other => IngestError::Store(other),
         })?;
-        version = dials_dqmio::ByteSource::version(&src);
+        let version = dials_dqmio::ByteSource::version(&src);
         // The key was overwritten after this event: the newer version's own event ingests it.
         if let (Some(want), Some(have)) = (&obj.etag, &version) {
             if !crate::store::same_etag(want, &have.etag) {
@@ -287,7 +288,8 @@ pub async fn handle_object_with(
                 )));
             }
         }
-        let src = std::sync::Arc::new(src);
+        let src = Arc::new(src);
+        opened = Some(src.clone());
         let s2 = src.clone();
         crate::ingest::ingest(
             &deps.lake,
@@ -319,7 +321,7 @@ pub async fn handle_object_with(
     settle(
         deps,
         &req,
-        version.as_ref(),
+        opened,
         &url,
         obj.size.unwrap_or(0),
         result,
@@ -334,7 +336,7 @@ pub async fn handle_object_with(
 pub async fn settle(
     deps: &Deps,
     req: &IngestRequest,
-    version: Option<&dials_dqmio::SourceVersion>,
+    source: Option<Arc<dyn dials_dqmio::ByteSource>>,
     url: &str,
     size: u64,
     result: Result<IngestReport, IngestError>,
@@ -368,18 +370,31 @@ pub async fn settle(
                 (e.status(), e.to_string())
             };
             if !transient || give_up {
-                if let Err(e2) = crate::ingest::record_failure(
+                match crate::ingest::record_failure(
                     &deps.lake,
                     &deps.workspaces,
                     req,
-                    version,
+                    source,
                     size,
                     status,
                     &msg,
                 )
                 .await
                 {
-                    tracing::error!(object = %url, error = %e2, "could not record the failure");
+                    Ok(()) => {}
+                    // A newer version of the file is in: its rows stay, this failure is not recorded.
+                    Err(IngestError::Superseded(why)) => {
+                        tracing::info!(object = %url, reason = %why, status, error = %msg, "failed, but superseded by a newer version of the same file; nothing recorded");
+                        return ObjectOutcome {
+                            object: url.to_string(),
+                            status: "SUPERSEDED".into(),
+                            error: None,
+                            retry: false,
+                        };
+                    }
+                    Err(e2) => {
+                        tracing::error!(object = %url, error = %e2, "could not record the failure");
+                    }
                 }
             }
             tracing::warn!(object = %url, status, error = %msg, retry = transient, "ingest failed");

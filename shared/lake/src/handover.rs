@@ -74,9 +74,31 @@ pub fn handed_total() -> usize {
 /// latency is the cost, it made no difference. A writer alone never hands over (nothing is listed
 /// or written before a lost race).
 pub fn enabled() -> bool {
-    static ON: LazyLock<bool> =
-        LazyLock::new(|| std::env::var("DIALS_COMMIT_HANDOVER").map_or(true, |v| v.trim() != "0"));
-    *ON
+    mode() != Mode::Off
+}
+
+/// When a writer hands over ([`enabled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Never (`DIALS_COMMIT_HANDOVER=0`).
+    Off,
+    /// Only after losing a version (`DIALS_COMMIT_HANDOVER=lost`).
+    AfterLoss,
+    /// After losing a version, and for 30 s after any lost version from the first attempt on
+    /// (the default).
+    Eager,
+}
+
+/// The mode `DIALS_COMMIT_HANDOVER` chooses.
+pub fn mode() -> Mode {
+    static MODE: LazyLock<Mode> = LazyLock::new(|| {
+        match std::env::var("DIALS_COMMIT_HANDOVER").as_deref().map(str::trim) {
+            Ok("0") => Mode::Off,
+            Ok("lost") => Mode::AfterLoss,
+            _ => Mode::Eager,
+        }
+    });
+    *MODE
 }
 
 /// What a change's decision read of one DQMIO file.
@@ -246,7 +268,7 @@ pub async fn commit(
     let share = share && index.is_some();
     // Writers were racing for this process's tables a moment ago: hand over and carry from the
     // first attempt on (the first writer to put then carries everyone who was there before it).
-    if share && contended() {
+    if share && mode() == Mode::Eager && contended() {
         let found = exchange(
             &store,
             &change,

@@ -675,19 +675,21 @@ async fn ingest_attempt(
 
 /// Records a failed file: status + error text in `file_index` of every workspace its dataset feeds
 /// (the default workspace if the dataset is unknown), and no data rows (earlier rows are removed).
-/// `version`: the source version the failed attempt read, if it got that far (a failure of an
-/// older version never replaces a newer version's rows).
+/// `source`: what the failed attempt opened, if it got that far. Its version fences the record (a
+/// failure of an older version never replaces a newer version's rows: it ends as
+/// [`IngestError::Superseded`]); on a tie with a version written in the same second the source is
+/// asked whether it is still the key's current version, as an ingest's commit does.
 pub async fn record_failure(
     lake: &Location,
     config: &Workspaces,
     req: &IngestRequest,
-    version: Option<&SourceVersion>,
+    source: Option<Arc<dyn ByteSource>>,
     file_size: u64,
     status: &str,
     message: &str,
 ) -> Result<(), IngestError> {
     committer::settled(record_failure_commits(
-        lake, config, req, version, file_size, status, message,
+        lake, config, req, source, file_size, status, message,
     ))
     .await
 }
@@ -696,7 +698,7 @@ async fn record_failure_commits(
     lake: &Location,
     config: &Workspaces,
     req: &IngestRequest,
-    version: Option<&SourceVersion>,
+    source: Option<Arc<dyn ByteSource>>,
     file_size: u64,
     status: &str,
     message: &str,
@@ -715,11 +717,12 @@ async fn record_failure_commits(
     };
     let file_id = ids::file_id(&req.logical_file_name);
     let attempt = attempt_id();
+    let version = source.as_ref().and_then(|s| s.version());
     for name in &names {
         // Without the version (the object could not be opened), the failure takes the generation of
         // the file's last record: it replaces that record (an earlier attempt's STARTED, say)
         // instead of being superseded by it.
-        let generation = match version {
+        let generation = match &version {
             Some(v) => delta::version_generation(v),
             None => match delta::open(lake, name, "file_index").await? {
                 Some(t) => delta::file_generation(&t, file_id)
@@ -728,11 +731,11 @@ async fn record_failure_commits(
                 None => delta::new_generation(),
             },
         };
-        // No source to ask: a tie with a version written in the same second is decided by the
-        // generations.
+        // A tie with a version written in the same second: the source says whether the failed
+        // version is still the key's (a source that cannot tell leaves it to the generations).
         let fence = &Fence {
             generation,
-            source: None,
+            source: version.as_ref().and(source.clone()),
         };
         // The record first: from the moment it is committed the file is no longer FINISHED, so
         // queries stop serving its rows. Then its rows leave every table; a table the store cannot

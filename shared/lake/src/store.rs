@@ -71,36 +71,80 @@ pub fn with_delay(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
             .map(std::time::Duration::from_millis)
     });
     match delay {
-        Some(delay) => Arc::new(Delayed {
-            inner: store,
-            delay,
-        }),
+        Some(delay) => hooked(store, Arc::new(Delay(delay))),
         None => store,
     }
 }
 
-/// A store whose every request waits `delay` first ([`with_delay`]).
-#[derive(Debug)]
-struct Delayed {
-    inner: Arc<dyn ObjectStore>,
-    delay: std::time::Duration,
+/// A request a [`hooked`] store is about to pass on.
+#[derive(Debug, Clone, Copy)]
+pub enum Request<'a> {
+    /// A put (single or multipart; a multipart upload's payload is not shown).
+    Put(&'a Path, Option<&'a object_store::PutPayload>),
+    /// A GET (whole, ranged, or several ranges).
+    Get(&'a Path),
+    /// A listing, with its prefix.
+    List(Option<&'a Path>),
+    /// A copy or rename (source, destination).
+    Copy(&'a Path, &'a Path),
 }
 
-impl std::fmt::Display for Delayed {
+/// What a [`hooked`] store runs before each request it passes on: it may wait, do something else
+/// first, or fail the request. For benchmarks ([`with_delay`]) and tests (faults, races at a chosen
+/// moment). Deletes pass through unhooked.
+pub trait Hook: Send + Sync + std::fmt::Debug {
+    /// Runs before `req`; an error fails the request without passing it on.
+    fn before<'a>(
+        &'a self,
+        req: Request<'a>,
+    ) -> futures::future::BoxFuture<'a, object_store::Result<()>>;
+}
+
+/// `store` with `hook` run before each of its requests.
+pub fn hooked(store: Arc<dyn ObjectStore>, hook: Arc<dyn Hook>) -> Arc<dyn ObjectStore> {
+    Arc::new(Hooked { inner: store, hook })
+}
+
+/// Every request waits this long first ([`with_delay`]).
+#[derive(Debug)]
+struct Delay(std::time::Duration);
+
+impl Hook for Delay {
+    fn before<'a>(
+        &'a self,
+        _: Request<'a>,
+    ) -> futures::future::BoxFuture<'a, object_store::Result<()>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.0).await;
+            Ok(())
+        })
+    }
+}
+
+/// A store that runs a [`Hook`] before each request ([`hooked`]).
+#[derive(Debug)]
+struct Hooked {
+    inner: Arc<dyn ObjectStore>,
+    hook: Arc<dyn Hook>,
+}
+
+impl std::fmt::Display for Hooked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Delayed({:?}, {})", self.delay, self.inner)
+        write!(f, "Hooked({:?}, {})", self.hook, self.inner)
     }
 }
 
 #[async_trait::async_trait]
-impl ObjectStore for Delayed {
+impl ObjectStore for Hooked {
     async fn put_opts(
         &self,
         location: &Path,
         payload: object_store::PutPayload,
         opts: object_store::PutOptions,
     ) -> object_store::Result<object_store::PutResult> {
-        tokio::time::sleep(self.delay).await;
+        self.hook
+            .before(Request::Put(location, Some(&payload)))
+            .await?;
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -109,7 +153,7 @@ impl ObjectStore for Delayed {
         location: &Path,
         opts: object_store::PutMultipartOptions,
     ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
-        tokio::time::sleep(self.delay).await;
+        self.hook.before(Request::Put(location, None)).await?;
         self.inner.put_multipart_opts(location, opts).await
     }
 
@@ -118,7 +162,7 @@ impl ObjectStore for Delayed {
         location: &Path,
         options: object_store::GetOptions,
     ) -> object_store::Result<object_store::GetResult> {
-        tokio::time::sleep(self.delay).await;
+        self.hook.before(Request::Get(location)).await?;
         self.inner.get_opts(location, options).await
     }
 
@@ -127,7 +171,7 @@ impl ObjectStore for Delayed {
         location: &Path,
         ranges: &[std::ops::Range<u64>],
     ) -> object_store::Result<Vec<bytes::Bytes>> {
-        tokio::time::sleep(self.delay).await;
+        self.hook.before(Request::Get(location)).await?;
         self.inner.get_ranges(location, ranges).await
     }
 
@@ -142,11 +186,12 @@ impl ObjectStore for Delayed {
         &self,
         prefix: Option<&Path>,
     ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
-        use futures::StreamExt;
-        let (inner, delay, prefix) = (self.inner.clone(), self.delay, prefix.cloned());
+        let (inner, hook, prefix) = (self.inner.clone(), self.hook.clone(), prefix.cloned());
         futures::stream::once(async move {
-            tokio::time::sleep(delay).await;
-            inner.list(prefix.as_ref())
+            match hook.before(Request::List(prefix.as_ref())).await {
+                Ok(()) => inner.list(prefix.as_ref()),
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            }
         })
         .flatten()
         .boxed()
@@ -156,7 +201,7 @@ impl ObjectStore for Delayed {
         &self,
         prefix: Option<&Path>,
     ) -> object_store::Result<object_store::ListResult> {
-        tokio::time::sleep(self.delay).await;
+        self.hook.before(Request::List(prefix)).await?;
         self.inner.list_with_delimiter(prefix).await
     }
 
@@ -166,7 +211,7 @@ impl ObjectStore for Delayed {
         to: &Path,
         options: object_store::CopyOptions,
     ) -> object_store::Result<()> {
-        tokio::time::sleep(self.delay).await;
+        self.hook.before(Request::Copy(from, to)).await?;
         self.inner.copy_opts(from, to, options).await
     }
 
@@ -176,7 +221,7 @@ impl ObjectStore for Delayed {
         to: &Path,
         options: object_store::RenameOptions,
     ) -> object_store::Result<()> {
-        tokio::time::sleep(self.delay).await;
+        self.hook.before(Request::Copy(from, to)).await?;
         self.inner.rename_opts(from, to, options).await
     }
 }

@@ -4,22 +4,17 @@
 
 mod common;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arrow::array::AsArray;
-use async_trait::async_trait;
 use dials_dqmio::LocalFile;
 use dials_lake::events::{settle, Deps};
+use dials_lake::store::{hooked, Hook, Request};
 use dials_lake::{ingest, IngestRequest, Location, Workspaces};
-use futures::stream::BoxStream;
+use futures::future::BoxFuture;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Fails writes of objects whose path contains one of `targets` while `failures` > 0 (usize::MAX:
@@ -27,16 +22,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 /// like a store that hangs.
 #[derive(Debug)]
 struct Faulty {
-    inner: Arc<dyn ObjectStore>,
     failures: AtomicUsize,
     targets: &'static [&'static str],
     stall: Option<std::time::Duration>,
-}
-
-impl fmt::Display for Faulty {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Faulty({})", self.inner)
-    }
 }
 
 impl Faulty {
@@ -71,51 +59,14 @@ impl Faulty {
     }
 }
 
-#[async_trait]
-impl ObjectStore for Faulty {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.fault(location).await?;
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.fault(location).await?;
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
+impl Hook for Faulty {
+    fn before<'a>(&'a self, req: Request<'a>) -> BoxFuture<'a, object_store::Result<()>> {
+        Box::pin(async move {
+            match req {
+                Request::Put(location, _) => self.fault(location).await,
+                _ => Ok(()),
+            }
+        })
     }
 }
 
@@ -148,13 +99,12 @@ async fn transient_faults_are_retried_then_dead_lettered_with_status() {
     let _ = std::fs::remove_dir_all(&dir);
     let local = Location::parse(dir.to_str().unwrap(), true).unwrap();
     let faulty = Arc::new(Faulty {
-        inner: local.store.clone(),
         failures: AtomicUsize::new(2),
         targets: &["/th1/", "/th2/"],
         stall: None,
     });
     let lake = Location {
-        store: faulty.clone(),
+        store: hooked(local.store.clone(), faulty.clone()),
         path: local.path.clone(),
         url: local.url.clone(),
     };
@@ -250,13 +200,12 @@ async fn a_failed_started_record_fails_the_ingest_instead_of_hanging() {
     let _ = std::fs::remove_dir_all(&dir);
     let local = Location::parse(dir.to_str().unwrap(), true).unwrap();
     let faulty = Arc::new(Faulty {
-        inner: local.store.clone(),
         failures: AtomicUsize::new(usize::MAX),
         targets: &["/file_index/"],
         stall: None,
     });
     let lake = Location {
-        store: faulty,
+        store: hooked(local.store.clone(), faulty),
         path: local.path.clone(),
         url: local.url.clone(),
     };
@@ -294,13 +243,12 @@ async fn an_attempt_out_of_time_ends_as_a_recorded_status() {
     // The STARTED record's write hangs for 2 s, once: the attempt is still reading when its
     // 200 ms run out.
     let stalling = Arc::new(Faulty {
-        inner: local.store.clone(),
         failures: AtomicUsize::new(1),
         targets: &["/file_index/"],
         stall: Some(Duration::from_secs(2)),
     });
     let lake = Location {
-        store: stalling,
+        store: hooked(local.store.clone(), stalling),
         path: local.path.clone(),
         url: local.url.clone(),
     };

@@ -198,7 +198,7 @@ async fn an_older_version_never_replaces_a_newer_one() {
         &lake,
         &Workspaces::default(),
         &request(),
-        Some(&older),
+        Some(Arc::new(MemSource::new(LFN, Vec::new()).with_version(older)) as Arc<dyn ByteSource>),
         1,
         "ROOTFILE_ERROR",
         "corrupt",
@@ -226,7 +226,7 @@ async fn an_older_version_never_replaces_a_newer_one() {
         &lake,
         &Workspaces::default(),
         &request(),
-        Some(&newest),
+        Some(Arc::new(MemSource::new(LFN, Vec::new()).with_version(newest)) as Arc<dyn ByteSource>),
         1,
         "ROOTFILE_ERROR",
         "corrupt",
@@ -483,6 +483,83 @@ async fn two_versions_written_in_the_same_second_end_with_the_current_one() {
             "trial {trial}: not the current version, whole"
         );
         assert_eq!(file_status(&dir), ["FINISHED"], "trial {trial}");
+    }
+}
+
+/// A failed attempt of a version written in the same second as the last committed one: its record
+/// is fenced like an ingest's commit, by which version the key holds now, not by the entity tags'
+/// order. (Before, a failure carried no source to ask: an older version's failure replaced the
+/// current version's rows whenever its tag ordered it above, and a failure of the current version
+/// was refused whenever its tag ordered it below, leaving the older version's rows served.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_in_the_same_second_is_fenced_by_the_current_version() {
+    let generation = |etag: &str| {
+        dials_lake::delta::version_generation(&SourceVersion {
+            modified_ms: SAME_SECOND,
+            etag: etag.to_string(),
+        })
+    };
+    let (low, high) = ("\"bbbb-fail\"".to_string(), (0..)
+        .map(|i| format!("\"aaaa-fail-{i}\""))
+        .find(|t| generation(t) > generation("\"bbbb-fail\""))
+        .expect("an entity tag ordered above"));
+    let failed = |etag: &str, current: &Arc<std::sync::Mutex<String>>| -> Arc<dyn ByteSource> {
+        Arc::new(Keyed {
+            inner: MemSource::new(LFN, Vec::new()).with_version(SourceVersion {
+                modified_ms: SAME_SECOND,
+                etag: etag.to_string(),
+            }),
+            etag: etag.to_string(),
+            current: current.clone(),
+        })
+    };
+    let fail = |lake: Location, src: Arc<dyn ByteSource>| async move {
+        record_failure(
+            &lake,
+            &Workspaces::default(),
+            &request(),
+            Some(src),
+            1,
+            "ROOTFILE_ERROR",
+            "corrupt",
+        )
+        .await
+    };
+
+    // The current version (ordered below by its tag) is in; the older one (ordered above) fails late.
+    let dir = scratch("same-second-older-fails");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    let current = Arc::new(std::sync::Mutex::new(low.clone()));
+    ingest_keyed(&lake, NEWER.0, &low, &current)
+        .await
+        .expect("current version");
+    let before = signature(&dir);
+    let late = fail(lake.clone(), failed(&high, &current)).await;
+    assert!(
+        matches!(late, Err(IngestError::Superseded(_))),
+        "an older version's failure must not be recorded: {late:?}"
+    );
+    assert_eq!(signature(&dir), before, "the current version's rows stay");
+    assert_eq!(file_status(&dir), ["FINISHED"]);
+
+    // The older version (ordered above) was in; the key now holds a version ordered below, which fails.
+    let dir = scratch("same-second-current-fails");
+    let lake = Location::parse(dir.to_str().expect("utf8"), true).expect("lake");
+    let current = Arc::new(std::sync::Mutex::new(high.clone()));
+    ingest_keyed(&lake, OLDER.0, &high, &current)
+        .await
+        .expect("older version");
+    *current.lock().expect("lock") = low.clone();
+    fail(lake.clone(), failed(&low, &current))
+        .await
+        .expect("the current version's failure is recorded");
+    assert_eq!(file_status(&dir), ["ROOTFILE_ERROR"]);
+    for table in ["th1", "th2", "me_index", "lumisection_index"] {
+        let rows: usize = read_table(&dir.join("default").join(table))
+            .iter()
+            .map(|(_, b)| b.num_rows())
+            .sum();
+        assert_eq!(rows, 0, "{table}: the older version's rows are gone");
     }
 }
 
