@@ -673,6 +673,127 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// Compacts the table through the store underneath (unhooked) just before the first commit
+    /// that removes objects is put: a compaction that lands between a rescore's decision and its
+    /// commit, at the moment chosen, every time.
+    #[derive(Debug)]
+    struct CompactBeforeRescore {
+        lake: Location,
+        fired: std::sync::atomic::AtomicBool,
+        compacted: std::sync::Mutex<Option<(usize, usize)>>,
+    }
+
+    impl dials_lake::store::Hook for CompactBeforeRescore {
+        fn before<'a>(
+            &'a self,
+            req: dials_lake::store::Request<'a>,
+        ) -> futures::future::BoxFuture<'a, object_store::Result<()>> {
+            Box::pin(async move {
+                let dials_lake::store::Request::Put(path, Some(payload)) = req else {
+                    return Ok(());
+                };
+                let entry: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+                let commit = path.as_ref().contains(&format!("{TABLE}/_delta_log/"))
+                    && path.as_ref().ends_with(".json");
+                if commit
+                    && String::from_utf8_lossy(&entry).contains("\"remove\"")
+                    && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    let opts = compact::CompactOptions {
+                        min_objects: 2,
+                        ..Default::default()
+                    };
+                    let c = compact(&self.lake, "ws", opts).await.map_err(|e| {
+                        object_store::Error::Generic {
+                            store: "test",
+                            source: e.to_string().into(),
+                        }
+                    })?;
+                    *self.compacted.lock().expect("lock") = Some((c.merged, c.inputs));
+                }
+                Ok(())
+            })
+        }
+    }
+
+    /// A rescore decides on a snapshot, then a compaction merges the object it replaces (and the
+    /// other files' objects of the run) before the rescore's commit lands: the rescore must not
+    /// commit over the compaction (the merged object would keep the old scores beside the new
+    /// ones); it decides again and ends with each row once.
+    #[tokio::test]
+    async fn a_rescore_that_a_compaction_overtakes_decides_again() {
+        let dir = std::env::temp_dir().join(format!(
+            "dials-mlscores-race-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let lake = Location::parse(dir.to_str().expect("utf-8"), true).expect("lake");
+        let d12 = doc("ws");
+        let d13 = ModelDoc {
+            id: 13,
+            ..doc("ws")
+        };
+        for (d, file, n, run) in [
+            (&d12, 10, 3, 5),
+            (&d12, 11, 3, 5),
+            (&d12, 12, 2, 5),
+            (&d13, 10, 3, 5),
+            (&d12, 20, 2, 6),
+        ] {
+            let b = to_batch(d, 1, "/A/B/DQMIO", Batch::File(file), run, &rows(n, file))
+                .expect("batch");
+            write_batch(&lake, d, run, Batch::File(file), &[b])
+                .await
+                .expect("write");
+        }
+        let before = table_rows(&lake).await;
+        assert_eq!(before.len(), 13);
+        let hook = std::sync::Arc::new(CompactBeforeRescore {
+            lake: lake.clone(),
+            fired: Default::default(),
+            compacted: Default::default(),
+        });
+        let raced = Location {
+            store: dials_lake::store::hooked(lake.store.clone(), hook.clone()),
+            ..lake.clone()
+        };
+        // Model 12 scores file 11 again: 4 lumisections, scores x10.
+        let again: Vec<ScoreRow> = rows(4, 11)
+            .into_iter()
+            .map(|r| ScoreRow {
+                score: r.score.map(|s| s * 10.0),
+                ..r
+            })
+            .collect();
+        let b = to_batch(&d12, 1, "/A/B/DQMIO", Batch::File(11), 5, &again).expect("batch");
+        write_batch(&raced, &d12, 5, Batch::File(11), &[b])
+            .await
+            .expect("rescore");
+        assert_eq!(
+            *hook.compacted.lock().expect("lock"),
+            Some((1, 4)),
+            "the compaction merged run 5's four objects between the rescore's decision and commit"
+        );
+        let mut want: Vec<_> = before
+            .into_iter()
+            .filter(|r| !(r.0 == 12 && r.2 == 11))
+            .collect();
+        want.extend((1..=4).map(|ls| (12, "file".to_string(), 11, ls, 10 * ls)));
+        want.sort();
+        assert_eq!(
+            table_rows(&lake).await,
+            want,
+            "every row once: the new scores of file 11, nothing else changed"
+        );
+        assert!(
+            active(&lake)
+                .await
+                .iter()
+                .any(|p| p.starts_with("run_number=5/part-c-")),
+            "the compaction's merged object stays (rewritten without file 11's old rows)"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn a_batch_replaces_its_own_objects_only() {
         // Same file batch (this format and the one before Delta), not another file's, not another model's.
