@@ -776,7 +776,7 @@ async fn decide_and_commit(
         };
         let put_at = std::time::Instant::now();
         let committed =
-            match handover::commit(t, change, partitions, index, handover::enabled()).await {
+            match handover::commit(t, change, partitions, index, handover::mode()).await {
                 Ok(c) => c,
                 Err(e) => {
                     // Decided again (conflict) or answered with the error by the caller.

@@ -20,7 +20,7 @@
 //! name starts with `_`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -82,12 +82,18 @@ pub fn enabled() -> bool {
 pub enum Mode {
     /// Never (`DIALS_COMMIT_HANDOVER=0`).
     Off,
-    /// Only after losing a version (`DIALS_COMMIT_HANDOVER=lost`).
+    /// After every lost version (`DIALS_COMMIT_HANDOVER=lost`).
     AfterLoss,
-    /// After losing a version, and for 30 s after any lost version from the first attempt on
-    /// (the default).
-    Eager,
+    /// Only where writers crowd the table (the default): after a lost version past which at
+    /// least [`CROWDED`] commits had landed, and then for 30 s from a commit's first attempt on.
+    /// Two or three writers (a burst's few workers) lose a version or two at a time: they never
+    /// hand over, since nobody would carry for them and each hand-over costs requests.
+    Crowded,
 }
+
+/// Commits landed past a writer's snapshot, found at one lost version, that make a process hand
+/// over ([`Mode::Crowded`]).
+pub const CROWDED: usize = 3;
 
 /// The mode `DIALS_COMMIT_HANDOVER` chooses.
 pub fn mode() -> Mode {
@@ -95,7 +101,7 @@ pub fn mode() -> Mode {
         match std::env::var("DIALS_COMMIT_HANDOVER").as_deref().map(str::trim) {
             Ok("0") => Mode::Off,
             Ok("lost") => Mode::AfterLoss,
-            _ => Mode::Eager,
+            _ => Mode::Crowded,
         }
     });
     *MODE
@@ -242,17 +248,18 @@ struct Waiting {
 
 /// Commits `change` to `t` at the version after `t`'s. A version taken by a commit that touches
 /// none of the change's claims is gone past (as `delta::commit_txns_rebasing`); from the first
-/// such loss on, the change is handed over (written under [`INTENTS_DIR`]) and every change
-/// waiting there that still holds on this writer's view is carried. `index` gives files'
-/// generations at `t`'s version (none: nothing is carried). `share` false: nothing is handed over
-/// or carried (every lost version is gone past or decided again, as `delta::commit_txns_rebasing`).
+/// such loss on (`mode` [`Mode::AfterLoss`]; [`Mode::Crowded`]: once writers crowd the table),
+/// the change is handed over (written under [`INTENTS_DIR`]) and every change waiting there that
+/// still holds on this writer's view is carried. `index` gives files' generations at `t`'s version
+/// (none: nothing is carried). [`Mode::Off`]: nothing is handed over or carried (every lost
+/// version is gone past or decided again, as `delta::commit_txns_rebasing`).
 /// A conflict (`is_conflict`): decide again on a followed table.
 pub async fn commit(
     t: &DeltaTable,
     change: Change<'_>,
     partitions: &[&str],
     index: Option<&TxnIndex>,
-    share: bool,
+    mode: Mode,
 ) -> Result<Committed, DeltaError> {
     let url = t.table_url().clone();
     let snapshot = t.snapshot().map_err(|e| DeltaError::delta(&url, e))?;
@@ -265,10 +272,11 @@ pub async fn commit(
     let mut landed: Vec<Landed> = Vec::new();
     let mut mine: Option<Path> = None;
     let own_ids: HashSet<i64> = change.files.iter().map(|f| f.id).collect();
-    let share = share && index.is_some();
+    let share = mode != Mode::Off && index.is_some();
     // Writers were racing for this process's tables a moment ago: hand over and carry from the
     // first attempt on (the first writer to put then carries everyone who was there before it).
-    if share && mode() == Mode::Eager && contended() {
+    let mut crowded = share && mode == Mode::Crowded && contended(&url);
+    if crowded {
         let found = exchange(
             &store,
             &change,
@@ -325,15 +333,19 @@ pub async fn commit(
                 });
             }
             Err(e) if e.is_conflict() && version - first < MAX_VERSIONS => {
-                CONTENDED_AT.store(delta::now_ms(), Ordering::Relaxed);
                 // Every commit that landed from this version on, read at once (one listing and
                 // parallel reads instead of a failed put and a read per version), while this change
-                // is handed over and the waiting ones listed.
+                // is handed over and the waiting ones listed (where writers crowd the table).
                 let room = room_left(&change, &carrying);
+                let hand = share && (crowded || mode == Mode::AfterLoss);
                 let (winners, found) = tokio::join!(
                     landed_from(&store, version),
-                    exchange(&store, &change, share, &mut mine, &mut seen, room)
+                    exchange(&store, &change, hand, &mut mine, &mut seen, room)
                 );
+                if winners.len() >= CROWDED {
+                    mark_contended(&url);
+                    crowded = share && mode == Mode::Crowded;
+                }
                 let mut step = None;
                 for (v, winner) in winners {
                     let Some(winner) = winner else {
@@ -424,14 +436,27 @@ async fn landed_from(store: &Arc<dyn ObjectStore>, from: u64) -> Vec<(u64, Optio
         .await
 }
 
-/// When this process last lost a version to another writer (ms since the epoch).
-static CONTENDED_AT: AtomicI64 = AtomicI64::new(0);
+/// Per table (its URL): when this process last lost a version past which [`CROWDED`] commits had
+/// landed (ms since the epoch).
+static CONTENDED_AT: LazyLock<std::sync::Mutex<HashMap<String, i64>>> =
+    LazyLock::new(Default::default);
 
-/// How long after a lost version a process's commits hand over from their first attempt.
+/// How long after a crowded lost version a process's commits to the table hand over from their
+/// first attempt.
 const CONTENDED_FOR_MS: i64 = 30_000;
 
-fn contended() -> bool {
-    delta::now_ms() - CONTENDED_AT.load(Ordering::Relaxed) < CONTENDED_FOR_MS
+fn contended(table: &url::Url) -> bool {
+    CONTENDED_AT
+        .lock()
+        .ok()
+        .and_then(|m| m.get(table.as_str()).copied())
+        .is_some_and(|at| delta::now_ms() - at < CONTENDED_FOR_MS)
+}
+
+fn mark_contended(table: &url::Url) {
+    if let Ok(mut m) = CONTENDED_AT.lock() {
+        m.insert(table.to_string(), delta::now_ms());
+    }
 }
 
 fn room_left(change: &Change<'_>, carrying: &[Waiting]) -> usize {

@@ -12,7 +12,7 @@ use deltalake_core::DeltaTable;
 use dials_lake::committer::{submit, Intent};
 use dials_lake::delta::DeltaError;
 use dials_lake::delta::{self, Claims};
-use dials_lake::handover::{self, Change, Committed, FileDecision};
+use dials_lake::handover::{self, Change, Committed, FileDecision, Mode};
 use dials_lake::txns::TxnIndex;
 use dials_lake::Location;
 
@@ -65,7 +65,7 @@ async fn commit_first(
     index: Option<&TxnIndex>,
     file_id: i64,
     tag: &str,
-    share: bool,
+    mode: Mode,
 ) -> Result<Committed, DeltaError> {
     let c = claims(&[file_id]);
     handover::commit(
@@ -73,7 +73,7 @@ async fn commit_first(
         change(&c, first(file_id, file_id * 10, tag)),
         &[],
         index,
-        share,
+        mode,
     )
     .await
 }
@@ -150,7 +150,7 @@ async fn a_change_left_by_a_writer_is_committed_by_the_next_and_its_owner_sees_i
     assert_eq!(other_commit(&lake, 3, 30, "x").await as u64, v0 + 1);
 
     // Writer A (file 4, decided on v0) loses v0 + 1, finds B's change and carries it.
-    let a = commit_first(&t_a, Some(&index), 4, "a", true)
+    let a = commit_first(&t_a, Some(&index), 4, "a", Mode::AfterLoss)
         .await
         .expect("A commits");
     assert!(!a.by_other);
@@ -163,7 +163,7 @@ async fn a_change_left_by_a_writer_is_committed_by_the_next_and_its_owner_sees_i
     assert_eq!(generations.get(&4), Some(&40));
 
     // Writer B, still deciding on v0, meets the commit that carried it: done, nothing written.
-    let b = commit_first(&t_b, Some(&index), 2, "b", true)
+    let b = commit_first(&t_b, Some(&index), 2, "b", Mode::AfterLoss)
         .await
         .expect("B is done");
     assert!(b.by_other, "B must see that A committed its change");
@@ -182,7 +182,7 @@ async fn a_committed_change_left_again_is_not_carried_twice() {
     // B's change is left, then committed by B itself.
     leave_first(&t, 2, "b").await.expect("left");
     let index = TxnIndex::build(&t).await.expect("index");
-    commit_first(&t, Some(&index), 2, "b", true)
+    commit_first(&t, Some(&index), 2, "b", Mode::AfterLoss)
         .await
         .expect("B commits");
     // The same change lies there still (its owner died before deleting it), and a failed later
@@ -207,7 +207,7 @@ async fn a_committed_change_left_again_is_not_carried_twice() {
     let stale = table(&lake).await;
     let index = TxnIndex::build(&stale).await.expect("index");
     other_commit(&lake, 3, 30, "x").await;
-    let a = commit_first(&stale, Some(&index), 4, "a", true)
+    let a = commit_first(&stale, Some(&index), 4, "a", Mode::AfterLoss)
         .await
         .expect("A commits");
     assert!(
@@ -259,7 +259,7 @@ async fn a_change_replacing_objects_is_carried_once_and_not_over_other_objects()
         .await
         .expect("left");
     other_commit(&lake, 3, 30, "x").await;
-    let a = commit_first(&t, Some(&index), 4, "a", true)
+    let a = commit_first(&t, Some(&index), 4, "a", Mode::AfterLoss)
         .await
         .expect("A commits");
     assert_eq!(a.carried, vec![(1, 1)], "the replacement carried");
@@ -273,7 +273,7 @@ async fn a_change_replacing_objects_is_carried_once_and_not_over_other_objects()
     let stale = table(&lake).await;
     let index = TxnIndex::build(&stale).await.expect("index");
     other_commit(&lake, 6, 60, "x").await;
-    let b = commit_first(&stale, Some(&index), 7, "a", true)
+    let b = commit_first(&stale, Some(&index), 7, "a", Mode::AfterLoss)
         .await
         .expect("B commits");
     assert!(
@@ -294,7 +294,7 @@ async fn a_change_whose_file_moved_after_it_was_left_is_not_carried() {
     // its own writer before anyone carries D's change.
     leave_first(&t_a, 5, "d").await.expect("left");
     other_commit(&lake, 5, 51, "e").await;
-    let a = commit_first(&t_a, Some(&index), 4, "a", true)
+    let a = commit_first(&t_a, Some(&index), 4, "a", Mode::AfterLoss)
         .await
         .expect("A commits");
     assert!(
@@ -313,7 +313,7 @@ async fn without_an_index_a_writer_carries_nothing_and_commits_alone() {
     let t_a = table(&lake).await;
     leave_first(&t_a, 2, "b").await.expect("left");
     other_commit(&lake, 3, 30, "x").await;
-    let a = commit_first(&t_a, None, 4, "a", true)
+    let a = commit_first(&t_a, None, 4, "a", Mode::AfterLoss)
         .await
         .expect("A commits");
     assert!(a.carried.is_empty());
@@ -323,26 +323,46 @@ async fn without_an_index_a_writer_carries_nothing_and_commits_alone() {
 }
 
 #[tokio::test]
-async fn after_a_lost_race_a_writer_carries_waiting_changes_from_its_first_attempt() {
+async fn where_writers_crowd_a_table_a_writer_carries_waiting_changes_from_its_first_attempt() {
     let lake = lake_with_one_file("handover-upfront").await;
-    // A lost race (this process's tables are contended from now on).
+    // One version lost (two writers, as a burst's few workers): no hand-over in the default mode,
+    // a waiting change is not carried.
     let stale = table(&lake).await;
     let index = TxnIndex::build(&stale).await.expect("index");
+    leave_first(&stale, 2, "b").await.expect("left");
     other_commit(&lake, 3, 30, "x").await;
-    commit_first(&stale, Some(&index), 4, "a", true)
+    let a = commit_first(&stale, Some(&index), 4, "a", Mode::Crowded)
         .await
         .expect("A commits");
+    assert_eq!(a.written.rebased(), 1);
+    assert!(a.carried.is_empty(), "carried {:?}", a.carried);
+    let (objects, _) = state(&lake).await;
+    assert!(!objects.contains(&object(2, "b")));
+    // A lost version past which `CROWDED` commits had landed: the table is crowded from now on.
+    let stale = table(&lake).await;
+    let index = TxnIndex::build(&stale).await.expect("index");
+    for id in 5..5 + handover::CROWDED as i64 {
+        other_commit(&lake, id, id * 10, "x").await;
+    }
+    let c = commit_first(&stale, Some(&index), 10, "c", Mode::Crowded)
+        .await
+        .expect("C commits");
+    assert_eq!(c.written.rebased(), handover::CROWDED as u64);
     // A change waits; the next commit, on a current table, wins its first version and carries it.
     let t = table(&lake).await;
     let index = TxnIndex::build(&t).await.expect("index");
     leave_first(&t, 8, "e").await.expect("left");
-    let f = commit_first(&t, Some(&index), 9, "f", true)
+    let f = commit_first(&t, Some(&index), 9, "f", Mode::Crowded)
         .await
         .expect("F commits");
     assert_eq!(f.written.rebased(), 0, "no race");
-    assert_eq!(f.carried, vec![(8, 80)]);
+    // Both waiting changes: the one just left, and B's, left before the table was crowded.
+    let mut carried = f.carried.clone();
+    carried.sort_unstable();
+    assert_eq!(carried, vec![(2, 20), (8, 80)]);
     let (objects, generations) = state(&lake).await;
     assert!(objects.contains(&object(8, "e")) && objects.contains(&object(9, "f")));
+    assert!(objects.contains(&object(2, "b")));
     assert_eq!(generations.get(&8), Some(&80));
 }
 
@@ -353,7 +373,7 @@ async fn with_sharing_off_a_writer_carries_nothing() {
     let index = TxnIndex::build(&t_a).await.expect("index");
     leave_first(&t_a, 2, "b").await.expect("left");
     other_commit(&lake, 3, 30, "x").await;
-    let a = commit_first(&t_a, Some(&index), 4, "a", false)
+    let a = commit_first(&t_a, Some(&index), 4, "a", Mode::Off)
         .await
         .expect("A commits");
     assert!(a.carried.is_empty());
@@ -371,7 +391,7 @@ async fn a_writer_several_versions_behind_goes_past_them_unless_one_touches_its_
     for id in [3, 5, 6] {
         other_commit(&lake, id, id * 10, "x").await;
     }
-    let a = commit_first(&stale, Some(&index), 4, "a", false)
+    let a = commit_first(&stale, Some(&index), 4, "a", Mode::Off)
         .await
         .expect("A commits");
     assert_eq!(a.written.version() as u64, v0 + 4);
@@ -384,7 +404,7 @@ async fn a_writer_several_versions_behind_goes_past_them_unless_one_touches_its_
     other_commit(&lake, 8, 80, "x").await;
     other_commit(&lake, 7, 71, "x").await;
     other_commit(&lake, 9, 90, "x").await;
-    let err = commit_first(&stale, Some(&index), 7, "b", false)
+    let err = commit_first(&stale, Some(&index), 7, "b", Mode::Off)
         .await
         .expect_err("a commit of the same file landed first");
     assert!(err.is_conflict(), "{err}");
@@ -400,7 +420,7 @@ async fn another_attempts_commit_at_the_same_generation_is_not_taken_for_this_on
     let index = TxnIndex::build(&stale).await.expect("index");
     // A redelivery of the same version (same generation 20) commits file 2 first, objects of its own.
     other_commit(&lake, 2, 20, "redelivered").await;
-    let err = commit_first(&stale, Some(&index), 2, "b", true)
+    let err = commit_first(&stale, Some(&index), 2, "b", Mode::AfterLoss)
         .await
         .expect_err("not this attempt's commit: decide again");
     assert!(err.is_conflict(), "{err}");
