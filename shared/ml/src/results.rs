@@ -575,19 +575,14 @@ mod tests {
         out
     }
 
-    #[tokio::test]
-    async fn compacted_scores_are_replaced_row_by_row_and_vacuumed() {
-        let dir = std::env::temp_dir().join(format!(
-            "dials-mlscores-c-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        let lake = Location::parse(dir.to_str().expect("utf-8"), true).expect("lake");
+    /// Model 12 scores files 10, 11, 12 of run 5 and file 20 of run 6, model 13 file 10 of run 5
+    /// (13 rows, one object each); returns model 12.
+    async fn scored(lake: &Location) -> ModelDoc {
         let d12 = doc("ws");
         let d13 = ModelDoc {
             id: 13,
             ..doc("ws")
         };
-        // Model 12 scored files 10, 11, 12 of run 5; model 13 file 10; model 12 file 20 of run 6.
         for (d, file, n, run) in [
             (&d12, 10, 3, 5),
             (&d12, 11, 3, 5),
@@ -597,10 +592,32 @@ mod tests {
         ] {
             let b = to_batch(d, 1, "/A/B/DQMIO", Batch::File(file), run, &rows(n, file))
                 .expect("batch");
-            write_batch(&lake, d, run, Batch::File(file), &[b])
+            write_batch(lake, d, run, Batch::File(file), &[b])
                 .await
                 .expect("write");
         }
+        d12
+    }
+
+    /// Model 12's new scores of file 11: 4 lumisections, scores x10.
+    fn rescored() -> Vec<ScoreRow> {
+        rows(4, 11)
+            .into_iter()
+            .map(|r| ScoreRow {
+                score: r.score.map(|s| s * 10.0),
+                ..r
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn compacted_scores_are_replaced_row_by_row_and_vacuumed() {
+        let dir = std::env::temp_dir().join(format!(
+            "dials-mlscores-c-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let lake = Location::parse(dir.to_str().expect("utf-8"), true).expect("lake");
+        let d12 = scored(&lake).await;
         let before = table_rows(&lake).await;
         assert_eq!(before.len(), 13);
         let opts = compact::CompactOptions {
@@ -619,13 +636,7 @@ mod tests {
 
         // Model 12 scores file 11 again (4 lumisections now, scores x10): only those rows change,
         // inside the merged object.
-        let again: Vec<ScoreRow> = rows(4, 11)
-            .into_iter()
-            .map(|r| ScoreRow {
-                score: r.score.map(|s| s * 10.0),
-                ..r
-            })
-            .collect();
+        let again = rescored();
         let b = to_batch(&d12, 1, "/A/B/DQMIO", Batch::File(11), 5, &again).expect("batch");
         write_batch(&lake, &d12, 5, Batch::File(11), &[b])
             .await
@@ -727,24 +738,7 @@ mod tests {
             uuid::Uuid::new_v4().simple()
         ));
         let lake = Location::parse(dir.to_str().expect("utf-8"), true).expect("lake");
-        let d12 = doc("ws");
-        let d13 = ModelDoc {
-            id: 13,
-            ..doc("ws")
-        };
-        for (d, file, n, run) in [
-            (&d12, 10, 3, 5),
-            (&d12, 11, 3, 5),
-            (&d12, 12, 2, 5),
-            (&d13, 10, 3, 5),
-            (&d12, 20, 2, 6),
-        ] {
-            let b = to_batch(d, 1, "/A/B/DQMIO", Batch::File(file), run, &rows(n, file))
-                .expect("batch");
-            write_batch(&lake, d, run, Batch::File(file), &[b])
-                .await
-                .expect("write");
-        }
+        let d12 = scored(&lake).await;
         let before = table_rows(&lake).await;
         assert_eq!(before.len(), 13);
         let hook = std::sync::Arc::new(CompactBeforeRescore {
@@ -757,13 +751,7 @@ mod tests {
             ..lake.clone()
         };
         // Model 12 scores file 11 again: 4 lumisections, scores x10.
-        let again: Vec<ScoreRow> = rows(4, 11)
-            .into_iter()
-            .map(|r| ScoreRow {
-                score: r.score.map(|s| s * 10.0),
-                ..r
-            })
-            .collect();
+        let again = rescored();
         let b = to_batch(&d12, 1, "/A/B/DQMIO", Batch::File(11), 5, &again).expect("batch");
         write_batch(&raced, &d12, 5, Batch::File(11), &[b])
             .await
