@@ -67,19 +67,7 @@ pub fn handed_total() -> usize {
     HANDED.load(Ordering::Relaxed)
 }
 
-/// Whether the group committer may hand over and carry changes ([`mode`] is not [`Mode::Off`]).
-/// Measured (docs/benchmarks.md, stops 27–28): with each request to the store 30 ms away, 20 and
-/// 50 writers at once spent 7–9 % of their ingest committing with it and 11–14 % without; on a
-/// saturated LocalStack, where the request rate and not the latency is the cost, it made no
-/// difference for 10 writers, and with two workers every hand-over was overhead (a 1,000-file burst
-/// finished in 524–591 s with it off, and did not finish in 600 s with it on): off unless set, and
-/// then [`Mode::Crowded`]. A writer alone never hands over (nothing is listed or written before a
-/// lost race).
-pub fn enabled() -> bool {
-    mode() != Mode::Off
-}
-
-/// When a writer hands over ([`enabled`]).
+/// When a writer hands over ([`mode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Never (`DIALS_COMMIT_HANDOVER` unset or `0`: a local lake's few writers, `dials up`).
@@ -89,8 +77,9 @@ pub enum Mode {
     /// Only where writers crowd the table (`DIALS_COMMIT_HANDOVER=1`, set by `sam-template.yaml`
     /// for the ingest function, whose instances are many): after a lost version past which at
     /// least [`CROWDED`] commits had landed, and then for 30 s from a commit's first attempt on.
-    /// Two or three writers (a burst's few workers) lose a version or two at a time: they never
-    /// hand over, since nobody would carry for them and each hand-over costs requests.
+    /// Meant to keep two or three writers (a burst's few workers) out, since nobody would carry for
+    /// them and each hand-over costs requests; but a table with several commits per worker batch
+    /// (`file_index`) can still make two workers crowded (docs/benchmarks.md, stop 28).
     Crowded,
 }
 
@@ -98,7 +87,14 @@ pub enum Mode {
 /// over ([`Mode::Crowded`]).
 pub const CROWDED: usize = 3;
 
-/// The mode `DIALS_COMMIT_HANDOVER` chooses.
+/// When the group committer hands over and carries changes, as `DIALS_COMMIT_HANDOVER` says.
+/// Measured (docs/benchmarks.md, stops 27–28): with each request to the store 30 ms away, 20 and
+/// 50 writers at once spent 7–9 % of their ingest committing with it and 11–14 % without; on a
+/// saturated LocalStack, where the request rate and not the latency is the cost, it made no
+/// difference for 10 writers, and with two workers every hand-over was overhead (a 1,000-file burst
+/// finished in 524–591 s with it off, and did not finish in 600 s with it on): off unless set, and
+/// then [`Mode::Crowded`]. A writer alone never hands over (nothing is listed or written before a
+/// lost race).
 pub fn mode() -> Mode {
     static MODE: LazyLock<Mode> = LazyLock::new(|| {
         match std::env::var("DIALS_COMMIT_HANDOVER").as_deref().map(str::trim) {
