@@ -474,6 +474,23 @@ pub fn remove(f: &ActiveFile) -> Remove {
     }
 }
 
+/// The `commitInfo` key naming the process that wrote a commit ([`writer`]).
+pub const WRITER_KEY: &str = "dials.writer";
+
+/// This process's name in the commits it writes (`commitInfo."dials.writer"`, a random id taken
+/// at start): a writer that loses versions can tell how many other processes are committing to
+/// the table, not only how many commits (`handover::Mode::Crowded`).
+pub fn writer() -> &'static str {
+    static WRITER: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string());
+    &WRITER
+}
+
+/// The application metadata of a commit written by `writer` (its `commitInfo`).
+pub(crate) fn written_by(writer: &str) -> HashMap<String, serde_json::Value> {
+    HashMap::from([(WRITER_KEY.to_string(), serde_json::Value::from(writer))])
+}
+
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -687,9 +704,33 @@ pub async fn commit_txns_rebasing(
     partition_by: &[&str],
     claims: Option<&Claims>,
 ) -> Result<Written, DeltaError> {
+    commit_rebasing_as(t, actions, txns, partition_by, claims, writer()).await
+}
+
+/// [`commit_txns_rebasing`] with no claims (any commit that landed first fails it), named in the
+/// log as written by `writer` instead of this process: what another process's commit looks like
+/// (tests of `handover::Mode::Crowded`).
+pub async fn commit_txns_as(
+    t: &DeltaTable,
+    actions: Vec<Action>,
+    txns: Vec<Transaction>,
+    partition_by: &[&str],
+    writer: &str,
+) -> Result<Written, DeltaError> {
+    commit_rebasing_as(t, actions, txns, partition_by, None, writer).await
+}
+
+async fn commit_rebasing_as(
+    t: &DeltaTable,
+    actions: Vec<Action>,
+    txns: Vec<Transaction>,
+    partition_by: &[&str],
+    claims: Option<&Claims>,
+    writer: &str,
+) -> Result<Written, DeltaError> {
     let url = t.table_url().clone();
     let snapshot = t.snapshot().map_err(|e| DeltaError::delta(&url, e))?;
-    let data = CommitData::new(actions, write_op(partition_by), HashMap::new(), txns);
+    let data = CommitData::new(actions, write_op(partition_by), written_by(writer), txns);
     PROTOCOL
         .can_commit(snapshot, &data.actions, &data.operation)
         .map_err(|e| DeltaError::delta(&url, e.into()))?;

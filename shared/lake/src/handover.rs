@@ -75,17 +75,18 @@ pub enum Mode {
     /// After every lost version (`DIALS_COMMIT_HANDOVER=lost`).
     AfterLoss,
     /// Only where writers crowd the table (`DIALS_COMMIT_HANDOVER=1`, set by `sam-template.yaml`
-    /// for the ingest function, whose instances are many): after a lost version past which at
-    /// least [`CROWDED`] commits had landed, and then for 30 s from a commit's first attempt on.
-    /// Meant to keep two or three writers (a burst's few workers) out, since nobody would carry for
-    /// them and each hand-over costs requests; but a table with several commits per worker batch
-    /// (`file_index`) can still make two workers crowded (docs/benchmarks.md, stop 28).
+    /// for the ingest function, whose instances are many): once the versions one commit lost were
+    /// taken by commits of at least [`CROWDED`] other processes (`commitInfo."dials.writer"`,
+    /// [`delta::writer`]; a commit naming no writer counts as one more), and then for 30 s from a
+    /// commit's first attempt on. Two writers (a burst's two workers) never turn crowded however
+    /// many commits each makes: nobody would carry for them and each hand-over costs requests
+    /// (stop 28 counted commits, and two workers did turn crowded on `file_index`).
     Crowded,
 }
 
-/// Commits landed past a writer's snapshot, found at one lost version, that make a process hand
-/// over ([`Mode::Crowded`]).
-pub const CROWDED: usize = 3;
+/// Other processes whose commits took the versions one commit lost that make a process hand over
+/// ([`Mode::Crowded`]).
+pub const CROWDED: usize = 2;
 
 /// When the group committer hands over and carries changes, as `DIALS_COMMIT_HANDOVER` says.
 /// Measured (docs/benchmarks.md, stops 27–28): with each request to the store 30 ms away, 20 and
@@ -166,6 +167,8 @@ struct Landed {
     added: HashSet<String>,
     /// A protocol, metadata or unknown action, or an application transaction not of a file.
     other: bool,
+    /// The process that wrote it (`commitInfo."dials.writer"`), when named.
+    writer: Option<String>,
 }
 
 fn file_of_app(app: &str) -> Option<i64> {
@@ -179,7 +182,12 @@ fn parse_landed(json: &[u8]) -> Option<Landed> {
         let action: serde_json::Value = serde_json::from_str(line).ok()?;
         for (kind, body) in action.as_object()? {
             match kind.as_str() {
-                "commitInfo" => {}
+                "commitInfo" => {
+                    out.writer = body
+                        .get(delta::WRITER_KEY)
+                        .and_then(|w| w.as_str())
+                        .map(str::to_string);
+                }
                 "add" | "remove" => {
                     let name = delta::object_name(body.get("path")?.as_str()?).to_string();
                     if let Some(id) = delta::file_of(&name) {
@@ -270,6 +278,9 @@ pub async fn commit(
     let mut seen: HashSet<String> = HashSet::new();
     let mut landed: Vec<Landed> = Vec::new();
     let mut mine: Option<Path> = None;
+    // Other processes whose commits took this commit's versions (named, and not named).
+    let mut rivals: HashSet<String> = HashSet::new();
+    let mut unnamed = 0usize;
     let own_ids: HashSet<i64> = change.files.iter().map(|f| f.id).collect();
     let share = mode != Mode::Off && index.is_some();
     // Writers were racing for this process's tables a moment ago: hand over and carry from the
@@ -296,7 +307,12 @@ pub async fn commit(
             actions.extend(w.stored.actions.iter().cloned());
             txns.extend(w.stored.txns.iter().cloned());
         }
-        let data = CommitData::new(actions, write_op(partitions), HashMap::new(), txns);
+        let data = CommitData::new(
+            actions,
+            write_op(partitions),
+            delta::written_by(delta::writer()),
+            txns,
+        );
         let bytes = match PROTOCOL
             .can_commit(snapshot, &data.actions, &data.operation)
             .map_err(|e| DeltaError::delta(&url, e.into()))
@@ -341,7 +357,16 @@ pub async fn commit(
                     landed_from(&store, version),
                     exchange(&store, &change, hand, &mut mine, &mut seen, room)
                 );
-                if winners.len() >= CROWDED {
+                for w in winners.iter().filter_map(|(_, w)| w.as_ref()) {
+                    match &w.writer {
+                        Some(id) if id == delta::writer() => {}
+                        Some(id) => {
+                            rivals.insert(id.clone());
+                        }
+                        None => unnamed += 1,
+                    }
+                }
+                if rivals.len() + unnamed >= CROWDED {
                     mark_contended(&url);
                     crowded = share && mode == Mode::Crowded;
                 }
@@ -435,8 +460,8 @@ async fn landed_from(store: &Arc<dyn ObjectStore>, from: u64) -> Vec<(u64, Optio
         .await
 }
 
-/// Per table (its URL): when this process last lost a version past which [`CROWDED`] commits had
-/// landed (ms since the epoch).
+/// Per table (its URL): when one of this process's commits last lost versions to [`CROWDED`]
+/// other processes (ms since the epoch).
 static CONTENDED_AT: LazyLock<std::sync::Mutex<HashMap<String, i64>>> =
     LazyLock::new(Default::default);
 
@@ -731,7 +756,7 @@ mod tests {
 
     #[test]
     fn a_commit_carrying_a_change_is_recognised_by_its_owner() {
-        let entry = br#"{"commitInfo":{"operation":"WRITE"}}
+        let entry = br#"{"commitInfo":{"operation":"WRITE","dials.writer":"w1"}}
 {"txn":{"appId":"dials.file.5","version":77}}
 {"txn":{"appId":"dials.file.6","version":80}}
 {"add":{"path":"run_number=1/part-5-a.parquet","size":1,"partitionValues":{},"modificationTime":0,"dataChange":true}}
@@ -767,5 +792,6 @@ mod tests {
         assert!(landed.touches_files(&[file(5, 1)]));
         assert!(!landed.touches_files(&[file(8, 1)]));
         assert!(!landed.other);
+        assert_eq!(landed.writer.as_deref(), Some("w1"));
     }
 }

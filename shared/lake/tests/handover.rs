@@ -101,6 +101,21 @@ async fn other_commit(lake: &Location, file_id: i64, generation: i64, tag: &str)
     .expect("other writer")
 }
 
+/// Another process's commit of a first ingest of `file_id` (generation `file_id × 10`), named in
+/// the log as written by `writer`.
+async fn commit_by(lake: &Location, file_id: i64, writer: &str) {
+    let t = table(lake).await;
+    delta::commit_txns_as(
+        &t,
+        vec![Action::Add(delta::add(object(file_id, "x"), 10, &[], None))],
+        vec![delta::file_txn(file_id, file_id * 10)],
+        &[],
+        writer,
+    )
+    .await
+    .expect("other writer");
+}
+
 /// Every active object and every file's generation at the table's latest version.
 async fn state(lake: &Location) -> (BTreeSet<String>, HashMap<i64, i64>) {
     let t = table(lake).await;
@@ -325,45 +340,57 @@ async fn without_an_index_a_writer_carries_nothing_and_commits_alone() {
 #[tokio::test]
 async fn where_writers_crowd_a_table_a_writer_carries_waiting_changes_from_its_first_attempt() {
     let lake = lake_with_one_file("handover-upfront").await;
-    // One version lost (two writers, as a burst's few workers): no hand-over in the default mode,
-    // a waiting change is not carried.
+    // One other process, however many of its commits were first (a burst's two workers): no
+    // hand-over, a waiting change is not carried, then or later.
     let stale = table(&lake).await;
     let index = TxnIndex::build(&stale).await.expect("index");
     leave_first(&stale, 2, "b").await.expect("left");
-    other_commit(&lake, 3, 30, "x").await;
-    let a = commit_first(&stale, Some(&index), 4, "a", Mode::Crowded)
+    for id in 3..6 {
+        commit_by(&lake, id, "worker-b").await;
+    }
+    let a = commit_first(&stale, Some(&index), 6, "a", Mode::Crowded)
         .await
         .expect("A commits");
-    assert_eq!(a.written.rebased(), 1);
+    assert_eq!(a.written.rebased(), 3);
     assert!(a.carried.is_empty(), "carried {:?}", a.carried);
+    let t = table(&lake).await;
+    let index = TxnIndex::build(&t).await.expect("index");
+    let g = commit_first(&t, Some(&index), 7, "g", Mode::Crowded)
+        .await
+        .expect("G commits");
+    assert!(g.carried.is_empty(), "carried {:?}", g.carried);
     let (objects, _) = state(&lake).await;
     assert!(!objects.contains(&object(2, "b")));
-    // A lost version past which `CROWDED` commits had landed: the table is crowded from now on.
+    // Versions lost to `CROWDED` other processes: the table is crowded from now on.
     let stale = table(&lake).await;
     let index = TxnIndex::build(&stale).await.expect("index");
-    for id in 5..5 + handover::CROWDED as i64 {
-        other_commit(&lake, id, id * 10, "x").await;
-    }
+    commit_by(&lake, 8, "worker-b").await;
+    commit_by(&lake, 9, "worker-c").await;
+    assert_eq!(handover::CROWDED, 2);
     let c = commit_first(&stale, Some(&index), 10, "c", Mode::Crowded)
         .await
         .expect("C commits");
-    assert_eq!(c.written.rebased(), handover::CROWDED as u64);
+    assert_eq!(c.written.rebased(), 2);
     // A change waits; the next commit, on a current table, wins its first version and carries it.
     let t = table(&lake).await;
     let index = TxnIndex::build(&t).await.expect("index");
-    leave_first(&t, 8, "e").await.expect("left");
-    let f = commit_first(&t, Some(&index), 9, "f", Mode::Crowded)
+    leave_first(&t, 11, "e").await.expect("left");
+    let f = commit_first(&t, Some(&index), 12, "f", Mode::Crowded)
         .await
         .expect("F commits");
     assert_eq!(f.written.rebased(), 0, "no race");
     // Both waiting changes: the one just left, and B's, left before the table was crowded.
     let mut carried = f.carried.clone();
     carried.sort_unstable();
-    assert_eq!(carried, vec![(2, 20), (8, 80)]);
-    let (objects, generations) = state(&lake).await;
-    assert!(objects.contains(&object(8, "e")) && objects.contains(&object(9, "f")));
+    assert_eq!(carried, vec![(2, 20), (11, 110)]);
+    let (objects, _) = state(&lake).await;
+    assert!(objects.contains(&object(11, "e")) && objects.contains(&object(12, "f")));
     assert!(objects.contains(&object(2, "b")));
-    assert_eq!(generations.get(&8), Some(&80));
+    let t = table(&lake).await;
+    assert_eq!(
+        delta::file_generation(&t, 11).await.expect("generation"),
+        Some(110)
+    );
 }
 
 #[tokio::test]
