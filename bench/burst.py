@@ -8,13 +8,15 @@ Files: small_zlib.root (62 KB, 2 runs × 2 lumisections, 24 MEs) under N distinc
 by 16 threads. Each worker is one `dials worker` process (one SQS batch at a time, as one Lambda
 instance; K workers = Lambda concurrency K) committing to the same Delta tables. Reports: upload
 time, time from the first upload to the last file FINISHED in the API, files/s, and the lake's log
-size (commits per table) at the end.
+size (commits per table) at the end. `--count`: the workers count their requests to the lake
+(`DIALS_STORE_COUNT=1`) and the report gives them per file, by kind.
 """
 
 import argparse
 import concurrent.futures
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -34,6 +36,23 @@ def get(url):
         return json.loads(r.read())
 
 
+def per_file(workers, done):
+    """Each worker's last process-wide count of lake requests (its log's last FINISHED line), summed,
+    per file FINISHED."""
+    total = {}
+    for w in range(workers):
+        last = None
+        for line in open(f"/tmp/dials-burst-worker-{w}.log", errors="replace"):
+            m = re.search(r'lake_requests_total"?[=:]"?Requests \{ ([^}]*) \}', line)
+            if m:
+                last = m.group(1)
+        for part in (last or "").split(","):
+            k, _, v = part.strip().partition(": ")
+            if k:
+                total[k] = total.get(k, 0) + int(v)
+    return {k: round(v / max(done, 1), 1) for k, v in total.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=1000)
@@ -41,6 +60,7 @@ def main():
     ap.add_argument("--bin", default=os.environ.get("DIALS_BENCH_BIN") or str(REPO / "target/release/dials"))
     ap.add_argument("--limit-s", type=float, default=1800)
     ap.add_argument("--batch-size", type=int, default=10, help="dials worker --batch-size (Lambda's BatchSize)")
+    ap.add_argument("--count", action="store_true", help="count the workers' lake requests (DIALS_STORE_COUNT=1)")
     a = ap.parse_args()
     body = FIXTURE.read_bytes()
     procs = []
@@ -57,7 +77,10 @@ def main():
                 logs.append(log)
                 procs.append(subprocess.Popen([a.bin, "worker", "--queue-url", ls.info["queue_url"], "--lake", ls.lake,
                                                "--batch-size", str(a.batch_size)],
-                                              env=dict(ls.env, DIALS_LOG="warn,deltalake_core::kernel::transaction=off"), stdout=log, stderr=subprocess.STDOUT))
+                                              env=dict(ls.env, DIALS_LOG="warn,deltalake_core::kernel::transaction=off"
+                                                       + (",dials_lake::events=info" if a.count else ""),
+                                                       **({"DIALS_STORE_COUNT": "1"} if a.count else {})),
+                                              stdout=log, stderr=subprocess.STDOUT))
             port = free_port()
             procs.append(subprocess.Popen([a.bin, "serve", "--lake", ls.lake, "--listen", f"127.0.0.1:{port}"], env=ls.env,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -89,6 +112,9 @@ def main():
             print(f"binary: {a.bin}; {a.files} files of {len(body)} B, {a.workers} workers, batch ≤ {a.batch_size}, LocalStack")
             print(f"upload {t_up:.1f} s; first upload → {done} FINISHED in the API: {total:.1f} s "
                   f"({done / total:.2f} files/s); log objects: {commits}")
+            if a.count:
+                stop(procs)
+                print(f"lake requests per file FINISHED, workers: {per_file(a.workers, done)}")
             if done < a.files:
                 sys.exit(f"only {done} of {a.files} visible after {total:.0f} s")
         finally:

@@ -9,6 +9,7 @@ process ingesting the same file alone (before and after, same run).
     python3 bench/concurrent_ingest.py /tmp/kinds-bench/bench.root --writers 50 [--bin target/release/dials]
         [--localstack]   # the lake in LocalStack S3 (conditional puts over HTTP) instead of a folder
         [--alone K]      # K processes one after the other before the writers (medians of K), default 1
+        [DIALS_STORE_COUNT=1]  # also each process's requests to the lake, by kind (medians)
         [--nice N]       # writers (and the alone runs) at `nice -n N`: the emulator is served first,
                          # as S3's capacity is not shared with a function's CPU (2 cores here)
 """
@@ -50,7 +51,8 @@ def report(p, t0):
     if p.returncode != 0:
         raise SystemExit(f"ingest failed ({p.returncode}):\n{err[-2000:]}")
     rep = json.loads(out.strip().splitlines()[-1])
-    return {"wall": wall, "seconds": rep["seconds"], "commit": rep["commit_seconds"], "retries": rep.get("commit_retries", 0), "rebases": rep.get("commit_rebases", 0), "carried": rep.get("commits_carried", 0), "handed": rep.get("commits_handed", 0), "rows": rep["workspaces"][0]["rows"]}
+    return {"wall": wall, "seconds": rep["seconds"], "commit": rep["commit_seconds"], "retries": rep.get("commit_retries", 0), "rebases": rep.get("commit_rebases", 0), "carried": rep.get("commits_carried", 0), "handed": rep.get("commits_handed", 0), "rows": rep["workspaces"][0]["rows"],
+            "requests": rep.get("lake_requests"), "requests_committing": rep.get("lake_requests_committing")}
 
 
 def main():
@@ -118,6 +120,15 @@ def main():
             rt, rb = [r["retries"] for r in rs], [r["rebases"] for r in rs]
             cr, hd = sum(r["carried"] for r in rs), sum(r["handed"] for r in rs)
             print(f"| {name} | {med(s):.2f} | {med(c):.2f} | {med(c) / med(s) * 100:.0f} % | {max(s):.2f} | {max(c):.2f} | {med(rt):g}, {sum(rt)} | {med(rb):g}, {sum(rb)} | {cr} / {hd} |")
+        if reps[0]["requests"]:
+            # DIALS_STORE_COUNT=1: each process's lake requests (medians), all and while committing.
+            print("\n| lake requests per process (median) | get | put | list | all | of them committing |")
+            print("|---|---|---|---|---|---|")
+            for name, rs in [(f"alone, before ({a.alone})", befores), (f"{a.writers} at once", reps), ("alone, after", [alone_after])]:
+                k = lambda r, key: r["requests"][key]
+                allr = [sum(r["requests"].values()) for r in rs]
+                comm = [sum(r["requests_committing"].values()) for r in rs]
+                print(f"| {name} | {med([k(r, 'get') for r in rs]):g} | {med([k(r, 'put') for r in rs]):g} | {med([k(r, 'list') for r in rs]):g} | {med(allr):g} | {med(comm):g} |")
         print(f"\n{a.writers} processes: {total:.1f} s from the first start to the last exit; exactly once: {'yes' if ok else 'NO'}")
         if not ok:
             sys.exit(1)

@@ -149,7 +149,7 @@ pub fn layout(
 /// The store the Delta kernel reads a local lake through (rooted at `/`).
 fn local_root() -> Arc<dyn ObjectStore> {
     static ROOT: OnceLock<Arc<dyn ObjectStore>> = OnceLock::new();
-    ROOT.get_or_init(|| crate::store::with_delay(Arc::new(LocalFileSystem::new())))
+    ROOT.get_or_init(|| crate::store::instrumented(Arc::new(LocalFileSystem::new())))
         .clone()
 }
 

@@ -344,7 +344,7 @@ pub async fn settle(
 ) -> ObjectOutcome {
     match result {
         Ok(rep) => {
-            tracing::info!(object = %url, histograms = rep.histograms, seconds = rep.seconds, commit_seconds = rep.commit_seconds, commit_retries = rep.commit_retries, commit_rebases = rep.commit_rebases, commits_carried = rep.commits_carried, commits_handed = rep.commits_handed, bytes_read = rep.bytes_read, read_requests = rep.read_requests, "FINISHED");
+            tracing::info!(object = %url, histograms = rep.histograms, seconds = rep.seconds, commit_seconds = rep.commit_seconds, commit_retries = rep.commit_retries, commit_rebases = rep.commit_rebases, commits_carried = rep.commits_carried, commits_handed = rep.commits_handed, bytes_read = rep.bytes_read, read_requests = rep.read_requests, lake_requests = ?rep.lake_requests, lake_requests_total = ?crate::store::requests(), "FINISHED");
             ObjectOutcome {
                 object: url.to_string(),
                 status: "FINISHED".into(),

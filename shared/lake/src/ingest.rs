@@ -188,6 +188,14 @@ pub struct IngestReport {
     pub commits_carried: u64,
     /// Changes of this process committed by another writer that carried them, during the ingest.
     pub commits_handed: u64,
+    /// Requests to the lake during the ingest, by kind, and of them those made while committing
+    /// (other ingests running in the same process count too). Only with `DIALS_STORE_COUNT=1`
+    /// (`store::instrumented`): absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lake_requests: Option<crate::store::Requests>,
+    /// Of [`Self::lake_requests`], those made while committing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lake_requests_committing: Option<crate::store::Requests>,
 }
 
 /// The logical file name of a path or key: from `/store/` on when present (so the same file gets
@@ -390,6 +398,7 @@ async fn ingest_attempt(
     io_stats: Option<Arc<dyn Fn() -> (u64, u64) + Send + Sync>>,
 ) -> Result<IngestReport, IngestError> {
     let t0 = Instant::now();
+    let requests_before = crate::store::requests();
     let (retries_before, rebases_before) =
         (committer::races_lost_total(), committer::rebased_total());
     let (carried_before, handed_before) = (handover::carried_total(), handover::handed_total());
@@ -620,6 +629,7 @@ async fn ingest_attempt(
     drop(slot);
     drop(pending);
     let t_commit = Instant::now();
+    let requests_at_commit = crate::store::requests();
     // One Delta commit per table of each workspace (workspaces in parallel): this attempt's objects
     // in, the file's earlier objects out, under the file's transaction id; `file_index` last, so
     // FINISHED means every table has this attempt's rows.
@@ -670,7 +680,15 @@ async fn ingest_attempt(
         commit_rebases: committer::rebased_total().saturating_sub(rebases_before) as u64,
         commits_carried: handover::carried_total().saturating_sub(carried_before) as u64,
         commits_handed: handover::handed_total().saturating_sub(handed_before) as u64,
+        lake_requests: counted(requests_before),
+        lake_requests_committing: counted(requests_at_commit),
     })
+}
+
+/// Lake requests made since `before`, when they are counted (`DIALS_STORE_COUNT`).
+fn counted(before: crate::store::Requests) -> Option<crate::store::Requests> {
+    let now = crate::store::requests();
+    (now != crate::store::Requests::default()).then(|| now.since(before))
 }
 
 /// Records a failed file: status + error text in `file_index` of every workspace its dataset feeds

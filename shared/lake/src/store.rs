@@ -60,8 +60,80 @@ pub fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
 
 /// For benchmarks only: `DIALS_STORE_DELAY_MS=N` delays every request to the lake's store by N ms
 /// (GET, PUT, LIST, copy, rename), as a remote object store's latency would, without an emulator's
-/// CPU cost (docs/benchmarks.md, stop 27). Unset: the store as it is.
-pub fn with_delay(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+/// CPU cost (docs/benchmarks.md, stop 27); `DIALS_STORE_COUNT=1` counts them ([`requests`], the
+/// ingest report's `lake_requests`). Unset: the store as it is.
+pub fn instrumented(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    static COUNT: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+        std::env::var("DIALS_STORE_COUNT").is_ok_and(|v| !matches!(v.trim(), "" | "0"))
+    });
+    let store = with_delay(store);
+    if *COUNT {
+        hooked(store, Arc::new(Count))
+    } else {
+        store
+    }
+}
+
+/// Requests to lake stores made by this process so far, by kind (all zero unless
+/// `DIALS_STORE_COUNT` is set: [`instrumented`]). Deletes are not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Requests {
+    /// GETs (whole, ranged, or several ranges of one object).
+    pub get: u64,
+    /// PUTs (a multipart upload counts once).
+    pub put: u64,
+    /// Listings (one per call, however many pages).
+    pub list: u64,
+    /// Copies and renames.
+    pub copy: u64,
+}
+
+impl Requests {
+    /// Requests made since `before`.
+    pub fn since(self, before: Requests) -> Requests {
+        Requests {
+            get: self.get.saturating_sub(before.get),
+            put: self.put.saturating_sub(before.put),
+            list: self.list.saturating_sub(before.list),
+            copy: self.copy.saturating_sub(before.copy),
+        }
+    }
+}
+
+static COUNTED: [std::sync::atomic::AtomicU64; 4] = [const { std::sync::atomic::AtomicU64::new(0) }; 4];
+
+/// Requests to lake stores counted so far ([`instrumented`]).
+pub fn requests() -> Requests {
+    let n = |i: usize| COUNTED[i].load(std::sync::atomic::Ordering::Relaxed);
+    Requests {
+        get: n(0),
+        put: n(1),
+        list: n(2),
+        copy: n(3),
+    }
+}
+
+/// Counts every request into [`requests`].
+#[derive(Debug)]
+struct Count;
+
+impl Hook for Count {
+    fn before<'a>(
+        &'a self,
+        req: Request<'a>,
+    ) -> futures::future::BoxFuture<'a, object_store::Result<()>> {
+        let i = match req {
+            Request::Get(_) => 0,
+            Request::Put(..) => 1,
+            Request::List(_) => 2,
+            Request::Copy(..) => 3,
+        };
+        COUNTED[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(futures::future::ready(Ok(())))
+    }
+}
+
+fn with_delay(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
     static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
     let delay = *DELAY.get_or_init(|| {
         std::env::var("DIALS_STORE_DELAY_MS")
@@ -197,6 +269,24 @@ impl ObjectStore for Hooked {
         .boxed()
     }
 
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        // Passed on as such: S3 lists from the offset (`start-after`) instead of from the start.
+        let (inner, hook) = (self.inner.clone(), self.hook.clone());
+        let (prefix, offset) = (prefix.cloned(), offset.clone());
+        futures::stream::once(async move {
+            match hook.before(Request::List(prefix.as_ref())).await {
+                Ok(()) => inner.list_with_offset(prefix.as_ref(), &offset),
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+
     async fn list_with_delimiter(
         &self,
         prefix: Option<&Path>,
@@ -237,7 +327,7 @@ impl Location {
             let path = Path::parse(key.trim_end_matches('/'))
                 .map_err(|e| StoreError::Location(s.into(), e.to_string()))?;
             return Ok(Location {
-                store: s3_store(bucket)?,
+                store: instrumented(s3_store(bucket)?),
                 path,
                 url: s.into(),
             });
@@ -254,7 +344,7 @@ impl Location {
         let abs = std::fs::canonicalize(s).map_err(|e| StoreError::Io(s.into(), e))?;
         let store = LocalFileSystem::new_with_prefix(&abs).map_err(StoreError::Store)?;
         Ok(Location {
-            store: with_delay(Arc::new(store)),
+            store: instrumented(Arc::new(store)),
             path: Path::default(),
             url: abs.display().to_string(),
         })
