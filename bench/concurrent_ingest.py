@@ -122,13 +122,14 @@ def main():
             print(f"| {name} | {med(s):.2f} | {med(c):.2f} | {med(c) / med(s) * 100:.0f} % | {max(s):.2f} | {max(c):.2f} | {med(rt):g}, {sum(rt)} | {med(rb):g}, {sum(rb)} | {cr} / {hd} |")
         if reps[0]["requests"]:
             # DIALS_STORE_COUNT=1: each process's lake requests (medians), all and while committing.
-            print("\n| lake requests per process (median) | get | put | list | all | of them committing |")
+            print("\n| lake requests per process (median) | get | put | list | all | of them committing (get / put / list) |")
             print("|---|---|---|---|---|---|")
             for name, rs in [(f"alone, before ({a.alone})", befores), (f"{a.writers} at once", reps), ("alone, after", [alone_after])]:
                 k = lambda r, key: r["requests"][key]
                 allr = [sum(r["requests"].values()) for r in rs]
                 comm = [sum(r["requests_committing"].values()) for r in rs]
-                print(f"| {name} | {med([k(r, 'get') for r in rs]):g} | {med([k(r, 'put') for r in rs]):g} | {med([k(r, 'list') for r in rs]):g} | {med(allr):g} | {med(comm):g} |")
+                c = lambda key: med([r["requests_committing"][key] for r in rs])
+                print(f"| {name} | {med([k(r, 'get') for r in rs]):g} | {med([k(r, 'put') for r in rs]):g} | {med([k(r, 'list') for r in rs]):g} | {med(allr):g} | {med(comm):g} ({c('get'):g} / {c('put'):g} / {c('list'):g}) |")
         print(f"\n{a.writers} processes: {total:.1f} s from the first start to the last exit; exactly once: {'yes' if ok else 'NO'}")
         if not ok:
             sys.exit(1)

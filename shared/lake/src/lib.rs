@@ -15,6 +15,7 @@ pub mod events;
 pub mod handover;
 pub mod ids;
 pub mod ingest;
+pub mod logcache;
 pub mod me_major;
 pub mod store;
 pub mod tables;

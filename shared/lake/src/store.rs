@@ -327,7 +327,8 @@ impl Location {
             let path = Path::parse(key.trim_end_matches('/'))
                 .map_err(|e| StoreError::Location(s.into(), e.to_string()))?;
             return Ok(Location {
-                store: instrumented(s3_store(bucket)?),
+                // Counted inside the log cache: only what reaches S3.
+                store: crate::logcache::log_cached(instrumented(s3_store(bucket)?)),
                 path,
                 url: s.into(),
             });
