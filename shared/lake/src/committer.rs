@@ -230,6 +230,16 @@ async fn synced<'a>(
     txns.as_ref()
 }
 
+/// Whether a commit made while no file of the process is pending leaves its table's snapshot
+/// behind, to be followed at the table's next use, instead of bringing it to the commit at once
+/// (`DIALS_FOLLOW_AFTER_COMMIT=1`: at once, as before stop 29). Measured: docs/benchmarks.md, stop 29.
+fn follow_lazily() -> bool {
+    static LAZY: LazyLock<bool> = LazyLock::new(|| {
+        !std::env::var("DIALS_FOLLOW_AFTER_COMMIT").is_ok_and(|v| matches!(v.trim(), "1" | "true"))
+    });
+    *LAZY
+}
+
 /// Files of this process that have not yet handed their changes to the data tables' commits.
 static PENDING: AtomicUsize = AtomicUsize::new(0);
 
@@ -816,6 +826,16 @@ async fn decide_and_commit(
         // while the table's snapshot is brought to it, under the lock, before the next batch.
         for (_, tx) in included {
             let _ = tx.send(Ok(()));
+        }
+        if follow_lazily() && PENDING.load(Ordering::Acquire) == 0 && !written.checkpoint_due(t) {
+            // No file of this process is on its way to a commit: the snapshot is brought to the
+            // commit when the table is next used (the next ingest's `prepare`, or its commit),
+            // together with whatever other writers commit meanwhile. A process that ingests one
+            // file (a `dials ingest` of it, a Lambda invocation) then lists no log after it.
+            *behind = true;
+            tracing::debug!(ws, table, "snapshot followed at the table's next use");
+            waiting.extend(later);
+            return Ok(());
         }
         let finish_at = std::time::Instant::now();
         let finished = written.finish(t).await;

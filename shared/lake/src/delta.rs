@@ -838,6 +838,20 @@ impl Written {
         i64::try_from(self.version).unwrap_or(i64::MAX)
     }
 
+    /// True when [`Written::finish`] has work beyond bringing the snapshot to the commit: a
+    /// checkpoint is due at its version (`delta.checkpointInterval` of `t`, the table committed
+    /// to), or delta-rs's own post-commit work is pending.
+    pub fn checkpoint_due(&self, t: &DeltaTable) -> bool {
+        use deltalake_core::table::config::TablePropertiesExt;
+        if self.post.is_some() {
+            return true;
+        }
+        let interval = t
+            .snapshot()
+            .map_or(1, |s| s.table_config().checkpoint_interval().get());
+        (self.version + 1).is_multiple_of(interval)
+    }
+
     /// Brings `t` (the table committed to) to the commit's version and writes a checkpoint when
     /// one is due. On an error the commit stands; only `t` is left behind (follow it again).
     pub async fn finish(self, t: &mut DeltaTable) -> Result<(), DeltaError> {
