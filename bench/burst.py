@@ -43,6 +43,7 @@ def per_file(workers, done):
     for w in range(workers):
         last = None
         for line in open(f"/tmp/dials-burst-worker-{w}.log", errors="replace"):
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # the log's colours
             m = re.search(r'lake_requests_total"?[=:]"?Requests \{ ([^}]*) \}', line)
             if m:
                 last = m.group(1)
