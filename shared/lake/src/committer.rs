@@ -785,17 +785,17 @@ async fn decide_and_commit(
             can_hand_over,
         };
         let put_at = std::time::Instant::now();
-        let committed =
-            match handover::commit(t, change, partitions, index, handover::mode()).await {
-                Ok(c) => c,
-                Err(e) => {
-                    // Decided again (conflict) or answered with the error by the caller.
-                    *behind = true;
-                    waiting.extend(included);
-                    waiting.extend(later);
-                    return Err(e);
-                }
-            };
+        let committed = match handover::commit(t, change, partitions, index, handover::mode()).await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                // Decided again (conflict) or answered with the error by the caller.
+                *behind = true;
+                waiting.extend(included);
+                waiting.extend(later);
+                return Err(e);
+            }
+        };
         let written = committed.written;
         REBASED.fetch_add(written.rebased() as usize, Ordering::Relaxed);
         // A commit by another writer may carry other files too: the index reads it.

@@ -98,7 +98,10 @@ pub const CROWDED: usize = 2;
 /// lost race).
 pub fn mode() -> Mode {
     static MODE: LazyLock<Mode> = LazyLock::new(|| {
-        match std::env::var("DIALS_COMMIT_HANDOVER").as_deref().map(str::trim) {
+        match std::env::var("DIALS_COMMIT_HANDOVER")
+            .as_deref()
+            .map(str::trim)
+        {
             Err(_) | Ok("" | "0" | "off") => Mode::Off,
             Ok("lost") => Mode::AfterLoss,
             Ok(_) => Mode::Crowded,

@@ -141,8 +141,8 @@ impl ObjectStore for LogCache {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         // Only a create can be kept: it fails if anything was there.
-        let copy = (is_entry(location) && matches!(opts.mode, PutMode::Create))
-            .then(|| payload.clone());
+        let copy =
+            (is_entry(location) && matches!(opts.mode, PutMode::Create)).then(|| payload.clone());
         let put = self.inner.put_opts(location, payload, opts).await?;
         if let Some(payload) = copy {
             let bytes = Bytes::from(payload);
@@ -271,11 +271,19 @@ mod tests {
 
     #[test]
     fn only_commit_entries_are_kept() {
-        assert!(is_entry(&Path::from("lake/default/th1/_delta_log/00000000000000000007.json")));
-        assert!(is_entry(&Path::from("_delta_log/00000000000000000000.json")));
+        assert!(is_entry(&Path::from(
+            "lake/default/th1/_delta_log/00000000000000000007.json"
+        )));
+        assert!(is_entry(&Path::from(
+            "_delta_log/00000000000000000000.json"
+        )));
         assert!(!is_entry(&Path::from("_delta_log/_last_checkpoint")));
-        assert!(!is_entry(&Path::from("_delta_log/00000000000000000010.checkpoint.parquet")));
-        assert!(!is_entry(&Path::from("_delta_log/0000000000000000007.json")));
+        assert!(!is_entry(&Path::from(
+            "_delta_log/00000000000000000010.checkpoint.parquet"
+        )));
+        assert!(!is_entry(&Path::from(
+            "_delta_log/0000000000000000007.json"
+        )));
         assert!(!is_entry(&Path::from("th1/00000000000000000007.json")));
     }
 
@@ -294,10 +302,20 @@ mod tests {
             ..Default::default()
         };
         store
-            .put_opts(&mine, PutPayload::from_static(b"{\"add\":1}"), create.clone())
+            .put_opts(
+                &mine,
+                PutPayload::from_static(b"{\"add\":1}"),
+                create.clone(),
+            )
             .await
             .expect("put");
-        let got = store.get(&mine).await.expect("get").bytes().await.expect("bytes");
+        let got = store
+            .get(&mine)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
         assert_eq!(got.as_ref(), b"{\"add\":1}");
         assert_eq!(gets(&counted), 0);
 
@@ -307,7 +325,13 @@ mod tests {
             .await
             .expect("put");
         for _ in 0..3 {
-            let got = store.get(&theirs).await.expect("get").bytes().await.expect("bytes");
+            let got = store
+                .get(&theirs)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes");
             assert_eq!(got.as_ref(), b"{\"remove\":2}");
         }
         assert_eq!(gets(&counted), 1);
@@ -315,7 +339,10 @@ mod tests {
         // A ranged or conditional GET, a HEAD, or any other object: passed on every time.
         store.get_range(&theirs, 0..2).await.expect("range");
         store.head(&theirs).await.expect("head");
-        store.put(&data, PutPayload::from_static(b"x")).await.expect("put");
+        store
+            .put(&data, PutPayload::from_static(b"x"))
+            .await
+            .expect("put");
         store.get(&data).await.expect("get");
         store.get(&data).await.expect("get");
         assert_eq!(gets(&counted), 5);
@@ -333,7 +360,13 @@ mod tests {
             .put_opts(&lost, PutPayload::from_static(b"loser"), create)
             .await
             .is_err());
-        let got = store.get(&lost).await.expect("get").bytes().await.expect("bytes");
+        let got = store
+            .get(&lost)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
         assert_eq!(got.as_ref(), b"winner");
 
         // A missing entry is not kept as missing.
@@ -343,7 +376,13 @@ mod tests {
             .put(&next, PutPayload::from_static(b"later"))
             .await
             .expect("put");
-        let got = store.get(&next).await.expect("get").bytes().await.expect("bytes");
+        let got = store
+            .get(&next)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
         assert_eq!(got.as_ref(), b"later");
     }
 

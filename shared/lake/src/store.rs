@@ -100,7 +100,8 @@ impl Requests {
     }
 }
 
-static COUNTED: [std::sync::atomic::AtomicU64; 4] = [const { std::sync::atomic::AtomicU64::new(0) }; 4];
+static COUNTED: [std::sync::atomic::AtomicU64; 4] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 4];
 
 /// Requests to lake stores counted so far ([`instrumented`]).
 pub fn requests() -> Requests {

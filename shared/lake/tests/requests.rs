@@ -42,7 +42,10 @@ async fn an_ingest_reports_the_requests_it_made_to_the_lake() {
     );
     // Its commits were among them: at least the log entries written after the tables existed
     // (one per table and the FINISHED record); the tables were read before that.
-    assert!(committing.put >= 1 && committing.put <= all.put, "{committing:?} of {all:?}");
+    assert!(
+        committing.put >= 1 && committing.put <= all.put,
+        "{committing:?} of {all:?}"
+    );
     assert!(committing.get <= all.get && committing.list <= all.list);
     assert!(all.list >= 1, "{all:?}");
 

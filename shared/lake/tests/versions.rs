@@ -499,10 +499,13 @@ async fn a_failure_in_the_same_second_is_fenced_by_the_current_version() {
             etag: etag.to_string(),
         })
     };
-    let (low, high) = ("\"bbbb-fail\"".to_string(), (0..)
-        .map(|i| format!("\"aaaa-fail-{i}\""))
-        .find(|t| generation(t) > generation("\"bbbb-fail\""))
-        .expect("an entity tag ordered above"));
+    let (low, high) = (
+        "\"bbbb-fail\"".to_string(),
+        (0..)
+            .map(|i| format!("\"aaaa-fail-{i}\""))
+            .find(|t| generation(t) > generation("\"bbbb-fail\""))
+            .expect("an entity tag ordered above"),
+    );
     let failed = |etag: &str, current: &Arc<std::sync::Mutex<String>>| -> Arc<dyn ByteSource> {
         Arc::new(Keyed {
             inner: MemSource::new(LFN, Vec::new()).with_version(SourceVersion {
