@@ -49,6 +49,23 @@ async fn an_ingest_reports_the_requests_it_made_to_the_lake() {
     assert!(committing.get <= all.get && committing.list <= all.list);
     assert!(all.list >= 1, "{all:?}");
 
+    // Every table followed past the first file's commits now, and awaited: the second file's own
+    // `prepare` then finds them fresh and reads nothing in the background, whose requests could
+    // otherwise still be in flight while it commits on a slow machine.
+    let tables: Vec<String> = std::fs::read_dir(dir.join("default"))
+        .expect("workspace")
+        .flatten()
+        .filter(|e| e.path().join("_delta_log").is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(tables.len() > 5, "{tables:?}");
+    dials_lake::committer::settled(async {
+        for t in &tables {
+            dials_lake::committer::prepare(&lake, "default", t);
+        }
+    })
+    .await;
+
     // A second file: its counts are its own (the first's are not counted again), and it reads the
     // tables the first one created.
     let second = ingest_fixture(&lake, &ws, "small_zlib.root", &lfn(2)).await;
@@ -62,12 +79,16 @@ async fn an_ingest_reports_the_requests_it_made_to_the_lake() {
     // again would make the second's the larger.
     assert!(again.put < all.put, "{again:?} against the first's {all:?}");
     assert!(again.get + again.list >= 1, "{again:?}");
-    // Alone on tables it already has, a warm process's commits only put: the tables were
-    // followed while the file decoded (`committer::prepare`), and a commit made with no file
-    // pending leaves its snapshot to be followed at the table's next use. Bringing each table to
-    // its commit at once (`DIALS_FOLLOW_AFTER_COMMIT=1`) lists every log again and reads the
-    // commits back: 14 LISTs and 28 GETs here.
+    // Alone on tables it has followed, a warm process's commits only put: a commit made with no
+    // file pending leaves its snapshot to be followed at the table's next use. (At most one LIST
+    // and its reads may be the STARTED record's follow, made while the file was still pending,
+    // overlapping the commits on a slow machine.) Bringing each table to its commit at once
+    // (`DIALS_FOLLOW_AFTER_COMMIT=1`) lists every log again and reads the commits back: 14 LISTs
+    // and 28 GETs here.
     let committing = second.lake_requests_committing.expect("counted");
     assert!(committing.put >= 1, "{committing:?}");
-    assert_eq!((committing.get, committing.list), (0, 0), "{committing:?}");
+    assert!(
+        committing.list <= 1 && committing.get <= 2,
+        "{committing:?}"
+    );
 }
