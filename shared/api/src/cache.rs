@@ -17,8 +17,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    GetOptions, GetRange, GetResult, GetResultPayload, ListResult, ObjectMeta, ObjectStore,
 };
 
 /// Block size of the cache.
@@ -228,107 +227,78 @@ fn short(location: &Path, r: &Range<u64>) -> object_store::Error {
     }
 }
 
-#[async_trait::async_trait]
-impl ObjectStore for CachedStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        // Only plain bounded range reads of listed objects are cached; everything else passes through.
-        let plain = options.if_match.is_none()
-            && options.if_none_match.is_none()
-            && options.if_modified_since.is_none()
-            && options.if_unmodified_since.is_none()
-            && options.version.is_none()
-            && !options.head;
-        let (Some(GetRange::Bounded(range)), true, Some(meta)) =
-            (options.range.clone(), plain, self.listed(location))
-        else {
-            return self.inner.get_opts(location, options).await;
-        };
-        if self.budget == 0 || range.end > meta.size || range.start >= range.end {
-            return self.inner.get_opts(location, options).await;
-        }
-        let data = self
-            .cached_ranges(location, meta.size, std::slice::from_ref(&range))
-            .await?
-            .pop()
-            .unwrap_or_default();
-        let stream = futures::stream::once(async move { Ok(data) }).boxed();
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(stream),
-            meta,
-            range,
-            attributes: Default::default(),
-        })
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        match self.listed(location).map(|m| m.size) {
-            Some(size) if self.budget > 0 && ranges.iter().all(|r| r.end <= size) => {
-                self.cached_ranges(location, size, ranges).await
+dials_lake::forward_object_store! {
+    impl ObjectStore for CachedStore {
+        // `list_with_offset` stays the trait's default (through `list`, so that what it lists is
+        // observed too); DataFusion reads the files the Delta log names and lists nothing here.
+        forward(inner) [put_opts, put_multipart_opts, delete_stream, copy_opts];
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            // Only plain bounded range reads of listed objects are cached; everything else passes through.
+            let plain = options.if_match.is_none()
+                && options.if_none_match.is_none()
+                && options.if_modified_since.is_none()
+                && options.if_unmodified_since.is_none()
+                && options.version.is_none()
+                && !options.head;
+            let (Some(GetRange::Bounded(range)), true, Some(meta)) =
+                (options.range.clone(), plain, self.listed(location))
+            else {
+                return self.inner.get_opts(location, options).await;
+            };
+            if self.budget == 0 || range.end > meta.size || range.start >= range.end {
+                return self.inner.get_opts(location, options).await;
             }
-            _ => self.inner.get_ranges(location, ranges).await,
-        }
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let state = self.state.clone();
-        self.inner
-            .list(prefix)
-            .map(move |r| {
-                if let Ok(m) = &r {
-                    CachedStore::observe(&state, m);
-                }
-                r
+            let data = self
+                .cached_ranges(location, meta.size, std::slice::from_ref(&range))
+                .await?
+                .pop()
+                .unwrap_or_default();
+            let stream = futures::stream::once(async move { Ok(data) }).boxed();
+            Ok(GetResult {
+                payload: GetResultPayload::Stream(stream),
+                meta,
+                range,
+                attributes: Default::default(),
             })
-            .boxed()
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        let res = self.inner.list_with_delimiter(prefix).await?;
-        for m in &res.objects {
-            CachedStore::observe(&self.state, m);
         }
-        Ok(res)
-    }
 
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
+        async fn get_ranges(
+            &self,
+            location: &Path,
+            ranges: &[Range<u64>],
+        ) -> object_store::Result<Vec<Bytes>> {
+            match self.listed(location).map(|m| m.size) {
+                Some(size) if self.budget > 0 && ranges.iter().all(|r| r.end <= size) => {
+                    self.cached_ranges(location, size, ranges).await
+                }
+                _ => self.inner.get_ranges(location, ranges).await,
+            }
+        }
+
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            let state = self.state.clone();
+            self.inner
+                .list(prefix)
+                .map(move |r| {
+                    if let Ok(m) = &r {
+                        CachedStore::observe(&state, m);
+                    }
+                    r
+                })
+                .boxed()
+        }
+
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+            let res = self.inner.list_with_delimiter(prefix).await?;
+            for m in &res.objects {
+                CachedStore::observe(&self.state, m);
+            }
+            Ok(res)
+        }
     }
 }
 

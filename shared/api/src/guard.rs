@@ -15,10 +15,7 @@ use std::sync::{Arc, Mutex};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{ListResult, ObjectMeta, ObjectStore};
 
 /// Quarantined objects: the listing entry each had when it was found unreadable.
 type Quarantine = Arc<Mutex<HashMap<Path, ObjectMeta>>>;
@@ -112,73 +109,28 @@ impl GuardedStore {
     }
 }
 
-#[async_trait::async_trait]
-impl ObjectStore for GuardedStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
+dials_lake::forward_object_store! {
+    impl ObjectStore for GuardedStore {
+        // `list_with_offset` stays the trait's default: it goes through `list`, which hides
+        // quarantined objects.
+        forward(inner) [put_opts, put_multipart_opts, get_opts, get_ranges, delete_stream, copy_opts];
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            let q = self.quarantine.clone();
+            self.inner
+                .list(prefix)
+                .filter(move |r| {
+                    let keep = !matches!(r, Ok(m) if GuardedStore::hides(&q, m));
+                    futures::future::ready(keep)
+                })
+                .boxed()
+        }
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[std::ops::Range<u64>],
-    ) -> object_store::Result<Vec<bytes::Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let q = self.quarantine.clone();
-        self.inner
-            .list(prefix)
-            .filter(move |r| {
-                let keep = !matches!(r, Ok(m) if GuardedStore::hides(&q, m));
-                futures::future::ready(keep)
-            })
-            .boxed()
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        let mut res = self.inner.list_with_delimiter(prefix).await?;
-        res.objects
-            .retain(|m| !GuardedStore::hides(&self.quarantine, m));
-        Ok(res)
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+            let mut res = self.inner.list_with_delimiter(prefix).await?;
+            res.objects
+                .retain(|m| !GuardedStore::hides(&self.quarantine, m));
+            Ok(res)
+        }
     }
 }
 

@@ -19,10 +19,7 @@ use futures::StreamExt;
 use http_body_util::BodyExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{GetOptions, GetResult, ListResult, ObjectMeta, ObjectStore};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -120,82 +117,56 @@ impl Faulty {
     }
 }
 
-#[async_trait::async_trait]
-impl ObjectStore for Faulty {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.gate().await?;
-        self.inner.get_opts(location, options).await
-    }
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        self.gate().await?;
-        self.inner.get_ranges(location, ranges).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let mode = self.mode.load(Ordering::SeqCst);
-        // S3 lists keys in lexicographic order (the Delta kernel relies on it); a folder does not.
-        let inner = self.inner.list(prefix);
-        let inner = futures::stream::once(async move {
-            let mut all: Vec<object_store::Result<ObjectMeta>> = inner.collect().await;
-            all.sort_by(|a, b| match (a, b) {
-                (Ok(a), Ok(b)) => a.location.cmp(&b.location),
-                _ => std::cmp::Ordering::Equal,
-            });
-            futures::stream::iter(all)
-        })
-        .flatten()
-        .boxed();
-        match mode {
-            FAIL => futures::stream::once(async {
-                Err(object_store::Error::Generic {
-                    store: "S3",
-                    source: "error sending request: connection refused".into(),
-                })
-            })
-            .boxed(),
-            HANG => futures::stream::pending().boxed(),
-            _ => inner,
+dials_lake::forward_object_store! {
+    impl ObjectStore for Faulty {
+        // `list_with_offset` stays the default: through `list`, sorted and failing like it.
+        forward(inner) [put_opts, put_multipart_opts, delete_stream, copy_opts];
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.gate().await?;
+            self.inner.get_opts(location, options).await
         }
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.gate().await?;
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
+        async fn get_ranges(
+            &self,
+            location: &Path,
+            ranges: &[Range<u64>],
+        ) -> object_store::Result<Vec<Bytes>> {
+            self.gate().await?;
+            self.inner.get_ranges(location, ranges).await
+        }
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            let mode = self.mode.load(Ordering::SeqCst);
+            // S3 lists keys in lexicographic order (the Delta kernel relies on it); a folder does not.
+            let inner = self.inner.list(prefix);
+            let inner = futures::stream::once(async move {
+                let mut all: Vec<object_store::Result<ObjectMeta>> = inner.collect().await;
+                all.sort_by(|a, b| match (a, b) {
+                    (Ok(a), Ok(b)) => a.location.cmp(&b.location),
+                    _ => std::cmp::Ordering::Equal,
+                });
+                futures::stream::iter(all)
+            })
+            .flatten()
+            .boxed();
+            match mode {
+                FAIL => futures::stream::once(async {
+                    Err(object_store::Error::Generic {
+                        store: "S3",
+                        source: "error sending request: connection refused".into(),
+                    })
+                })
+                .boxed(),
+                HANG => futures::stream::pending().boxed(),
+                _ => inner,
+            }
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+            self.gate().await?;
+            self.inner.list_with_delimiter(prefix).await
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dataset;
 pub mod delta;
 pub mod events;
+pub mod forward;
 pub mod handover;
 pub mod ids;
 pub mod ingest;

@@ -131,112 +131,51 @@ fn answer(bytes: Bytes, meta: ObjectMeta, attributes: object_store::Attributes) 
     }
 }
 
-#[async_trait::async_trait]
-impl ObjectStore for LogCache {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        // Only a create can be kept: it fails if anything was there.
-        let copy =
-            (is_entry(location) && matches!(opts.mode, PutMode::Create)).then(|| payload.clone());
-        let put = self.inner.put_opts(location, payload, opts).await?;
-        if let Some(payload) = copy {
-            let bytes = Bytes::from(payload);
-            let meta = ObjectMeta {
-                location: location.clone(),
-                last_modified: chrono::Utc::now(),
-                size: bytes.len() as u64,
-                e_tag: put.e_tag.clone(),
-                version: put.version.clone(),
-            };
-            self.keep(bytes, meta);
+crate::forward_object_store! {
+    impl ObjectStore for LogCache {
+        forward(inner) [put_multipart_opts, get_ranges, delete_stream, list, list_with_offset, list_with_delimiter, copy_opts, rename_opts];
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            // Only a create can be kept: it fails if anything was there.
+            let copy =
+                (is_entry(location) && matches!(opts.mode, PutMode::Create)).then(|| payload.clone());
+            let put = self.inner.put_opts(location, payload, opts).await?;
+            if let Some(payload) = copy {
+                let bytes = Bytes::from(payload);
+                let meta = ObjectMeta {
+                    location: location.clone(),
+                    last_modified: chrono::Utc::now(),
+                    size: bytes.len() as u64,
+                    e_tag: put.e_tag.clone(),
+                    version: put.version.clone(),
+                };
+                self.keep(bytes, meta);
+            }
+            Ok(put)
         }
-        Ok(put)
-    }
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: object_store::PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        if !(whole(&options) && is_entry(location)) {
-            return self.inner.get_opts(location, options).await;
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            if !(whole(&options) && is_entry(location)) {
+                return self.inner.get_opts(location, options).await;
+            }
+            if let Some((bytes, meta)) = self.find(location) {
+                HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(answer(bytes, meta, Default::default()));
+            }
+            let got = self.inner.get_opts(location, options).await?;
+            let (meta, attributes) = (got.meta.clone(), got.attributes.clone());
+            let bytes = got.bytes().await?;
+            self.keep(bytes.clone(), meta.clone());
+            Ok(answer(bytes, meta, attributes))
         }
-        if let Some((bytes, meta)) = self.find(location) {
-            HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(answer(bytes, meta, Default::default()));
-        }
-        let got = self.inner.get_opts(location, options).await?;
-        let (meta, attributes) = (got.meta.clone(), got.attributes.clone());
-        let bytes = got.bytes().await?;
-        self.keep(bytes.clone(), meta.clone());
-        Ok(answer(bytes, meta, attributes))
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[std::ops::Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&Path>,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&Path>,
-    ) -> object_store::Result<object_store::ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: object_store::CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-
-    async fn rename_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: object_store::RenameOptions,
-    ) -> object_store::Result<()> {
-        self.inner.rename_opts(from, to, options).await
     }
 }
 

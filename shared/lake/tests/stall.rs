@@ -10,16 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::AsArray;
-use async_trait::async_trait;
 use dials_lake::events::{settle, Deps};
 use dials_lake::{ingest, IngestRequest, Location, ObjectSource, Workspaces};
-use futures::stream::BoxStream;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetRange, GetResult, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{GetOptions, GetRange, GetResult, ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Serves the open (a suffix read) and stalls every bounded range read forever, counting the reads
@@ -44,54 +39,22 @@ impl Drop for Pending {
     }
 }
 
-#[async_trait]
-impl ObjectStore for Stalling {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        if matches!(options.range, Some(GetRange::Bounded(_))) {
-            self.pending.fetch_add(1, Ordering::SeqCst);
-            let _guard = Pending(self.pending.clone());
-            std::future::pending::<()>().await;
+dials_lake::forward_object_store! {
+    impl ObjectStore for Stalling {
+        // Not `get_ranges`: the default goes through `get_opts`, so ranged reads stall too.
+        forward(inner) [put_opts, put_multipart_opts, delete_stream, list, list_with_delimiter, copy_opts];
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            if matches!(options.range, Some(GetRange::Bounded(_))) {
+                self.pending.fetch_add(1, Ordering::SeqCst);
+                let _guard = Pending(self.pending.clone());
+                std::future::pending::<()>().await;
+            }
+            self.inner.get_opts(location, options).await
         }
-        self.inner.get_opts(location, options).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
     }
 }
 
