@@ -426,16 +426,30 @@ pub async fn commit(
 }
 
 /// The commits at `from` and after, in order, each read (`None`: unreadable or missing, treated as
-/// a conflict): the log listed from `from` on, then every entry fetched at once. At least `from`
-/// itself (the version just lost), even when the listing does not show it yet.
+/// a conflict): the log listed from `from` on, then every later entry fetched at once. At least
+/// `from` itself (the version just lost), even when the listing does not show it yet. That entry
+/// exists (the put at `from` failed because of it), so it is read while the log is listed: a lost
+/// version costs one round trip after the failed put instead of two, when no other commit landed
+/// after it.
 async fn landed_from(store: &Arc<dyn ObjectStore>, from: u64) -> Vec<(u64, Option<Landed>)> {
+    let read = |v: u64| {
+        let store = store.clone();
+        async move {
+            let path = Path::from(format!("_delta_log/{v:020}.json"));
+            let landed = match store.get(&path).await {
+                Ok(got) => got.bytes().await.ok().and_then(|b| parse_landed(&b)),
+                Err(_) => None,
+            };
+            (v, landed)
+        }
+    };
     let offset = Path::from(format!("_delta_log/{:020}.json", from.saturating_sub(1)));
-    let listed: Vec<object_store::ObjectMeta> = store
+    let listing = store
         .list_with_offset(Some(&Path::from("_delta_log")), &offset)
-        .try_collect()
-        .await
-        .unwrap_or_default();
+        .try_collect::<Vec<object_store::ObjectMeta>>();
+    let (listed, first) = tokio::join!(listing, read(from));
     let last = listed
+        .unwrap_or_default()
         .iter()
         .filter_map(|m| {
             let name = m.location.filename()?;
@@ -446,21 +460,15 @@ async fn landed_from(store: &Arc<dyn ObjectStore>, from: u64) -> Vec<(u64, Optio
         .max()
         .unwrap_or(from)
         .min(from + MAX_VERSIONS);
-    futures::stream::iter(from..=last)
-        .map(|v| {
-            let store = store.clone();
-            async move {
-                let path = Path::from(format!("_delta_log/{v:020}.json"));
-                let landed = match store.get(&path).await {
-                    Ok(got) => got.bytes().await.ok().and_then(|b| parse_landed(&b)),
-                    Err(_) => None,
-                };
-                (v, landed)
-            }
-        })
-        .buffered(CONCURRENT_READS)
-        .collect()
-        .await
+    let mut all = vec![first];
+    all.extend(
+        futures::stream::iter(from + 1..=last)
+            .map(read)
+            .buffered(CONCURRENT_READS)
+            .collect::<Vec<_>>()
+            .await,
+    );
+    all
 }
 
 /// Per table (its URL): when one of this process's commits last lost versions to [`CROWDED`]
