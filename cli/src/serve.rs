@@ -250,6 +250,9 @@ impl UpMaintenance {
             }
             self.last_vacuum = Some(Instant::now());
         }
+        // What compaction and vacuum allocated goes back to the system instead of staying in
+        // glibc's arenas while `up` goes on serving and ingesting (docs/benchmarks.md, stop 30).
+        dials_malloc::release_free();
     }
 }
 
