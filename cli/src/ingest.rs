@@ -332,7 +332,7 @@ async fn compact_along(
             .and_then(|r| r),
         Err(e) => Err(e),
     };
-    let tables: Vec<serde_json::Value> = match ran {
+    let tables: Vec<dials_lake::compact::TableCompaction> = match ran {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
@@ -349,10 +349,7 @@ async fn compact_along(
             // What it allocated would otherwise stay in glibc's arenas.
             dials_malloc::release_free();
             match r {
-                Ok(t) => t
-                    .iter()
-                    .filter_map(|t| serde_json::to_value(t).ok())
-                    .collect(),
+                Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(error = %e, "compaction while ingesting failed; the ingest goes on (run `dials compact`)");
                     return;
@@ -360,16 +357,10 @@ async fn compact_along(
             }
         }
     };
-    let sum = |k: &str| {
-        tables
-            .iter()
-            .filter_map(|t| t.get(k).and_then(serde_json::Value::as_u64))
-            .sum::<u64>()
-    };
     tracing::info!(
         after_files = done,
-        merged = sum("inputs"),
-        into = sum("merged"),
+        merged = tables.iter().map(|t| t.inputs).sum::<usize>(),
+        into = tables.iter().map(|t| t.merged).sum::<usize>(),
         seconds = t.elapsed().as_secs_f64(),
         "compacted the lake while ingesting"
     );

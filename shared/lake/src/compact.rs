@@ -119,8 +119,8 @@ impl Default for CompactOptions {
     }
 }
 
-/// What compaction did to one table.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// What compaction did to one table (a line of `dials compact`'s output).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct TableCompaction {
     /// Workspace.
     pub workspace: String,
