@@ -12,6 +12,10 @@ process ingesting the same file alone (before and after, same run).
         [DIALS_STORE_COUNT=1]  # also each process's requests to the lake, by kind (medians)
         [--nice N]       # writers (and the alone runs) at `nice -n N`: the emulator is served first,
                          # as S3's capacity is not shared with a function's CPU (2 cores here)
+        [--barrier]      # the writers decode and write their objects, then all commit at the same
+                         # instant (DIALS_BENCH_COMMIT_BARRIER): commits as N Lambda instances
+                         # finishing together meet them, each with its own CPU; their commit time is
+                         # then set against the ingest time of one process alone
 """
 
 import argparse
@@ -63,6 +67,7 @@ def main():
     ap.add_argument("--localstack", action="store_true")
     ap.add_argument("--alone", type=int, default=1)
     ap.add_argument("--nice", type=int, default=0)
+    ap.add_argument("--barrier", action="store_true")
     a = ap.parse_args()
     global NICE
     NICE = a.nice
@@ -89,9 +94,24 @@ def main():
         befores = [report(*ingest(a.bin, paths[a.writers + k], lake, env)) for k in range(a.alone)]
         alone_before = befores[0]
         t0 = time.perf_counter()
-        procs = [ingest(a.bin, paths[i], lake, env) for i in range(a.writers)]
+        gate = None
+        wenv = env
+        if a.barrier:
+            gate = Path(tempfile.mkdtemp(prefix="conc-gate-")) / "go"
+            wenv = dict(env, DIALS_BENCH_COMMIT_BARRIER=str(gate))
+        procs = [ingest(a.bin, paths[i], lake, wenv) for i in range(a.writers)]
+        if gate is not None:
+            # Every writer has written its objects (its marker is there): open the gate at once.
+            while len(list(gate.parent.glob("go.*"))) < a.writers:
+                if any(p.poll() not in (None, 0) for p, _ in procs):
+                    break
+                time.sleep(0.005)
+            gate.touch()
+            t0 = time.perf_counter()
         reps = [report(p, t) for p, t in procs]
         total = time.perf_counter() - t0
+        if gate is not None:
+            shutil.rmtree(gate.parent, ignore_errors=True)
         alone_after = report(*ingest(a.bin, paths[-1], lake, env))
         # Exactly once: every table holds writers + 2 copies of one file's rows.
         import deltalake
@@ -120,6 +140,14 @@ def main():
             rt, rb = [r["retries"] for r in rs], [r["rebases"] for r in rs]
             cr, hd = sum(r["carried"] for r in rs), sum(r["handed"] for r in rs)
             print(f"| {name} | {med(s):.2f} | {med(c):.2f} | {med(c) / med(s) * 100:.0f} % | {max(s):.2f} | {max(c):.2f} | {med(rt):g}, {sum(rt)} | {med(rb):g}, {sum(rb)} | {cr} / {hd} |")
+        if gate is not None:
+            # Commits at one instant against one ingest alone (its own commit included).
+            alone = med([r["seconds"] for r in befores[1:] or befores] + [alone_after["seconds"]])
+            c = sorted(r["commit"] for r in reps)
+            p90 = c[min(len(c) - 1, int(round(0.9 * (len(c) - 1))))]
+            print(f"\nbarrier: {a.writers} commits started at one instant; commit s p50 {med(c):.3f}, p90 {p90:.3f}, max {c[-1]:.3f}; "
+                  f"one ingest alone {alone:.3f} s (median of the alone runs after the first); "
+                  f"commit p50 / ingest alone = {med(c) / alone * 100:.0f} %, max / ingest alone = {c[-1] / alone * 100:.0f} %")
         if reps[0]["requests"]:
             # DIALS_STORE_COUNT=1: each process's lake requests (medians), all and while committing.
             print("\n| lake requests per process (median) | get | put | list | all | of them committing (get / put / list) |")
@@ -130,7 +158,7 @@ def main():
                 comm = [sum(r["requests_committing"].values()) for r in rs]
                 c = lambda key: med([r["requests_committing"][key] for r in rs])
                 print(f"| {name} | {med([k(r, 'get') for r in rs]):g} | {med([k(r, 'put') for r in rs]):g} | {med([k(r, 'list') for r in rs]):g} | {med(allr):g} | {med(comm):g} ({c('get'):g} / {c('put'):g} / {c('list'):g}) |")
-        print(f"\n{a.writers} processes: {total:.1f} s from the first start to the last exit; exactly once: {'yes' if ok else 'NO'}")
+        print(f"\n{a.writers} processes: {total:.1f} s from the {'gate' if gate else 'first start'} to the last exit; exactly once: {'yes' if ok else 'NO'}")
         if not ok:
             sys.exit(1)
     finally:

@@ -11,6 +11,8 @@ Creates
              RedrivePolicy {maxReceiveCount: 3 → dials-ingest-dlq}
   - a queue policy on dials-ingest that lets s3.amazonaws.com send from the raw bucket
   - the raw bucket's notification: s3:ObjectCreated:* with suffix .root → dials-ingest
+  - FIFO queues dials-commits-dlq.fifo, and dials-commits.fifo with the same visibility timeout and
+    redrive policy (queued commits: `dials worker --commit-queue-url`, docs/lake.md)
 and prints one JSON line: endpoint, region, buckets, queue/DLQ URLs and ARNs.
 
 Names: flags, else DIALS_RAW_BUCKET, DIALS_LAKE_BUCKET, DIALS_INGEST_QUEUE, DIALS_INGEST_DLQ.
@@ -49,6 +51,8 @@ def parse_args(argv=None):
     p.add_argument("--lake-bucket", default=os.environ.get("DIALS_LAKE_BUCKET", "dials-lake"))
     p.add_argument("--queue", default=os.environ.get("DIALS_INGEST_QUEUE", "dials-ingest"))
     p.add_argument("--dlq", default=os.environ.get("DIALS_INGEST_DLQ", "dials-ingest-dlq"))
+    p.add_argument("--commit-queue", default=os.environ.get("DIALS_COMMIT_QUEUE", "dials-commits.fifo"))
+    p.add_argument("--commit-dlq", default=os.environ.get("DIALS_COMMIT_DLQ", "dials-commits-dlq.fifo"))
     p.add_argument("--suffix", default=".root", help="key suffix filter of the notification (default .root)")
     p.add_argument("--visibility-timeout", type=int, default=60)
     p.add_argument("--max-receive-count", type=int, default=3)
@@ -75,13 +79,15 @@ def ensure_bucket(s3, name, region):
 
 def ensure_queue(sqs, name):
     """Returns the queue URL, creating the queue without attributes if missing (attributes are then set with
-    SetQueueAttributes, so a re-run with other values updates instead of failing with QueueAlreadyExists)."""
+    SetQueueAttributes, so a re-run with other values updates instead of failing with QueueAlreadyExists).
+    A name ending in .fifo makes a FIFO queue (fixed at creation)."""
     try:
         return sqs.get_queue_url(QueueName=name)["QueueUrl"]
     except ClientError as e:
         if "NonExistentQueue" not in e.response["Error"]["Code"] and "QueueDoesNotExist" not in e.response["Error"]["Code"]:
             raise
-    return sqs.create_queue(QueueName=name)["QueueUrl"]
+    attrs = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
+    return sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
 
 
 def queue_arn(sqs, url):
@@ -122,6 +128,16 @@ def main(argv=None):
         },
     )
 
+    commit_dlq_url = ensure_queue(sqs, a.commit_dlq)
+    commit_url = ensure_queue(sqs, a.commit_queue)
+    sqs.set_queue_attributes(
+        QueueUrl=commit_url,
+        Attributes={
+            "VisibilityTimeout": str(a.visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": queue_arn(sqs, commit_dlq_url), "maxReceiveCount": str(a.max_receive_count)}),
+        },
+    )
+
     # PutBucketNotificationConfiguration replaces the whole configuration, so re-running is idempotent.
     s3.put_bucket_notification_configuration(
         Bucket=a.raw_bucket,
@@ -148,6 +164,8 @@ def main(argv=None):
                 "queue_arn": q_arn,
                 "dlq_url": dlq_url,
                 "dlq_arn": dlq_arn,
+                "commit_queue_url": commit_url,
+                "commit_dlq_url": commit_dlq_url,
             }
         )
     )

@@ -198,6 +198,27 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// With `DIALS_COMMIT_QUEUE_URL` set, the FIFO queue ingests send their commits to, as the ingest
+/// function does (a `dials worker --queue-url` of that queue makes them); `None` otherwise.
+async fn commit_queue() -> Option<&'static dyn dials_lake::ingest::CommitQueue> {
+    static QUEUE: tokio::sync::OnceCell<Option<dials_lake::ingest::SqsCommitQueue>> =
+        tokio::sync::OnceCell::const_new();
+    QUEUE
+        .get_or_init(|| async {
+            let url = std::env::var("DIALS_COMMIT_QUEUE_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty())?;
+            let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Some(dials_lake::ingest::SqsCommitQueue::new(
+                aws_sdk_sqs::Client::new(&conf),
+                url.trim().to_string(),
+            ))
+        })
+        .await
+        .as_ref()
+        .map(|q| q as &dyn dials_lake::ingest::CommitQueue)
+}
+
 /// Models loaded by this process (each ONNX file is loaded once).
 fn ml_models() -> &'static dials_ml::registry::ModelCache {
     static CACHE: std::sync::OnceLock<dials_ml::registry::ModelCache> = std::sync::OnceLock::new();
@@ -235,7 +256,8 @@ pub async fn ingest_one(
             if let Some(p) = progress {
                 p.add(input, src.len(), stats.clone());
             }
-            let r = dials_lake::ingest(lake, ws, &req, src, Some(stats)).await;
+            let queue = commit_queue().await;
+            let r = dials_lake::ingest_queued(lake, ws, &req, src, Some(stats), queue).await;
             if let Some(p) = progress {
                 p.remove(input);
             }
@@ -244,6 +266,8 @@ pub async fn ingest_one(
         Err(e) => Err(e),
     };
     match result {
+        // Committed by the commit queue's consumer, which also runs the models.
+        Ok(rep) if rep.commit_queued => Ok(rep),
         Ok(rep) => {
             // Issue 11: active models score the file's lumisections (never fails the ingest).
             let t = Instant::now();

@@ -126,6 +126,10 @@ enum Command {
         /// full (a burst); the batch's files share their commits to each table.
         #[arg(long, env = "DIALS_WORKER_BATCH", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=10000))]
         batch_size: u16,
+        /// A FIFO queue the ingests send their commits to instead of making them (as the function
+        /// with DIALS_COMMIT_QUEUE_URL); a second `dials worker --queue-url` of that queue makes them.
+        #[arg(long, env = "DIALS_COMMIT_QUEUE_URL")]
+        commit_queue_url: Option<String>,
     },
     /// Convert a lake written before the Delta format (plain Parquet folders) into Delta tables, in
     /// place (no object is copied or rewritten); safe to run again.
@@ -277,6 +281,7 @@ fn main() -> ExitCode {
             idle_exit,
             max_receives,
             batch_size,
+            commit_queue_url,
         } => worker::run(worker::Args {
             queue_url,
             lake,
@@ -286,6 +291,7 @@ fn main() -> ExitCode {
             idle_exit,
             max_receives,
             batch_size: usize::from(batch_size),
+            commit_queue_url: commit_queue_url.filter(|u| !u.trim().is_empty()),
         }),
         Command::Ingest {
             inputs,

@@ -9,6 +9,7 @@
 //! visibility is extended every third of the queue's visibility timeout, so a batch that outlives
 //! the timeout (a large one on a slow machine) is not delivered a second time to another worker.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{
@@ -39,6 +40,8 @@ pub struct Args {
     /// Messages per batch at most (Lambda's `BatchSize`): while the queue answers full receives
     /// of 10, more are taken at once, up to this many; a lone message is never held back.
     pub batch_size: usize,
+    /// FIFO queue the ingests send their commits to (`None`: they commit themselves).
+    pub commit_queue_url: Option<String>,
 }
 
 /// Runs `dials worker`.
@@ -58,6 +61,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
             workspaces: crate::ingest::load_workspaces(args.workspaces.as_deref()).await?,
             default_dataset: args.default_dataset.clone(),
             max_receives,
+            commit_queue: args.commit_queue_url.as_ref().map(|u| {
+                Arc::new(dials_lake::ingest::SqsCommitQueue::new(sqs.clone(), u.trim().to_string()))
+                    as Arc<dyn dials_lake::ingest::CommitQueue>
+            }),
         };
         dials_lake::ingest::limit_concurrent_decodes(dials_lake::events::decode_slots_from_env());
         // The ML extension, as in the function: with DIALS_ML_QUEUE_URL set, backfills fan out one

@@ -20,10 +20,13 @@ EMU = {"localstack": ("start-localstack.sh", "LOCALSTACK_PORT"), "moto": ("start
 KEY = "store/data/Run2024C/{primary}/DQMIO/PromptReco-v1/000/380/310/00000/{name}.root"
 
 
-@pytest.fixture(params=["localstack", "moto", "localstack+lambda"])
+@pytest.fixture(params=["localstack", "moto", "localstack+lambda", "localstack+queued"])
 def emulator(request, tmp_path):
     name = request.param.split("+")[0]
     via_lambda = request.param.endswith("+lambda")
+    # Queued commits (docs/lake.md): the ingests send their commits to a FIFO queue that a second
+    # worker drains, as the deployed function's second event source does.
+    queued = request.param.endswith("+queued")
     port = free_port()
     script, port_var = EMU[name]
     env = dict(os.environ, **{port_var: str(port)})
@@ -59,7 +62,7 @@ def emulator(request, tmp_path):
                 if watch.poll() is not None:
                     raise RuntimeError((tmp_path / "watch.log").read_text()[-3000:])
                 time.sleep(1)
-    yield {"name": name, "endpoint": endpoint, "env": full_env, "info": info, "invoke_url": invoke_url}
+    yield {"name": name, "endpoint": endpoint, "env": full_env, "info": info, "invoke_url": invoke_url, "queued": queued}
     if watch:
         watch.terminate()
         watch.wait(timeout=20)
@@ -97,9 +100,24 @@ def test_bucket_to_lake_through_the_queue(emulator, tmp_path):
     worker = [dials_bin(), "worker", "--queue-url", queue, "--lake", "s3://dials-lake/lake", "--idle-exit", "4"]
     if emulator["invoke_url"]:
         worker += ["--invoke-url", emulator["invoke_url"]]
+    commits = emulator["info"]["commit_queue_url"]
+    if emulator["queued"]:
+        worker += ["--commit-queue-url", commits]
+        env = dict(env, DIALS_LOG="dials_lake=info")
     r = subprocess.run(worker, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    for q in (queue, dlq):
+    if emulator["queued"]:
+        # Every good file's commits wait in the commit queue: none of its rows is in the lake yet.
+        assert "QUEUED" in r.stderr, r.stderr[-3000:]
+        attrs = sqs.get_queue_attributes(QueueUrl=commits, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        assert int(attrs["ApproximateNumberOfMessages"]) >= 2, attrs
+        th1_log = s3.list_objects_v2(Bucket="dials-lake", Prefix="lake/default/th1/_delta_log/").get("KeyCount", 0)
+        assert th1_log == 0, "no th1 commit before the commit queue is drained"
+        r = subprocess.run([dials_bin(), "worker", "--queue-url", commits, "--lake", "s3://dials-lake/lake", "--idle-exit", "3"],
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert "FINISHED" in r.stderr, r.stderr[-3000:]
+    for q in (queue, dlq) + ((commits, emulator["info"]["commit_dlq_url"]) if emulator["queued"] else ()):
         attrs = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
         assert attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0", (q, attrs)
 

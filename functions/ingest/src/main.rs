@@ -6,7 +6,9 @@
 //! (required: the queue's maxReceiveCount, which sam-template.yaml sets from the same parameter as the
 //! queue's redrive policy), `DIALS_ML_QUEUE_URL` (optional: the queue backfills fan out to, one
 //! message per run; without it a backfill runs in this invocation), `DIALS_DECODE_SLOTS` (optional,
-//! default 1: files of a batch decoded at once), plus the usual AWS variables.
+//! default 1: files of a batch decoded at once), `DIALS_COMMIT_QUEUE_URL` (optional: the FIFO queue
+//! ingests send their commits to; its messages come back here and are committed one batch at a
+//! time), plus the usual AWS variables.
 //!
 //! The ML extension (`dials_api::ml::events`) is made once per process: models stay loaded while
 //! the function is warm.
@@ -53,11 +55,25 @@ async fn deps_from_env() -> Result<Deps, Error> {
         .filter(|&n: &u32| n > 0)
         .ok_or("DIALS_MAX_RECEIVES must be a positive integer equal to the queue's maxReceiveCount")?;
     dials_lake::ingest::limit_concurrent_decodes(dials_lake::events::decode_slots_from_env());
+    // Commits through the FIFO commit queue (whose messages come back to this function): an
+    // ingest's commit is then one message sent, and one consumer at a time makes them.
+    let commit_queue = match std::env::var("DIALS_COMMIT_QUEUE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Some(std::sync::Arc::new(dials_lake::ingest::SqsCommitQueue::new(
+                aws_sdk_sqs::Client::new(&conf),
+                url.trim().to_string(),
+            ))
+                as std::sync::Arc<dyn dials_lake::ingest::CommitQueue>)
+        }
+        _ => None,
+    };
     Ok(Deps {
         lake,
         workspaces,
         default_dataset: std::env::var("DIALS_DEFAULT_DATASET").ok(),
         max_receives,
+        commit_queue,
     })
 }
 

@@ -177,6 +177,10 @@ pub struct Deps {
     pub default_dataset: Option<String>,
     /// Deliveries after which a transiently failing message is given up (the queue's maxReceiveCount).
     pub max_receives: u32,
+    /// Where ingests send their commits instead of making them (`DIALS_COMMIT_QUEUE_URL`: the
+    /// deployment's FIFO commit queue, whose messages come back to this handler); `None`: every
+    /// ingest commits itself.
+    pub commit_queue: Option<Arc<dyn crate::ingest::CommitQueue>>,
 }
 
 /// Outcome of one object.
@@ -291,7 +295,7 @@ pub async fn handle_object_with(
         let src = Arc::new(src);
         opened = Some(src.clone());
         let s2 = src.clone();
-        crate::ingest::ingest(
+        crate::ingest::ingest_queued(
             &deps.lake,
             &deps.workspaces,
             &req,
@@ -299,11 +303,13 @@ pub async fn handle_object_with(
             Some(std::sync::Arc::new(move || {
                 (s2.stats().bytes(), s2.stats().requests())
             })),
+            deps.commit_queue.as_deref(),
         )
         .await
     }
     .await;
-    if let (Ok(rep), Some(ext)) = (&result, ext) {
+    // A queued commit's hook runs where it is committed (`handle_queued`).
+    if let (Some(rep), Some(ext)) = (result.as_ref().ok().filter(|r| !r.commit_queued), ext) {
         let hook = ext.after_ingest(rep);
         let done = match deadline {
             Some(d) => tokio::time::timeout_at(tokio::time::Instant::from_std(d), hook)
@@ -343,6 +349,15 @@ pub async fn settle(
     receive_count: u32,
 ) -> ObjectOutcome {
     match result {
+        Ok(rep) if rep.commit_queued => {
+            tracing::info!(object = %url, histograms = rep.histograms, seconds = rep.seconds, send_seconds = rep.commit_seconds, "QUEUED (its commits are made by the commit queue's consumer)");
+            ObjectOutcome {
+                object: url.to_string(),
+                status: "QUEUED".into(),
+                error: None,
+                retry: false,
+            }
+        }
         Ok(rep) => {
             tracing::info!(object = %url, histograms = rep.histograms, seconds = rep.seconds, commit_seconds = rep.commit_seconds, commit_retries = rep.commit_retries, commit_rebases = rep.commit_rebases, commits_carried = rep.commits_carried, commits_handed = rep.commits_handed, bytes_read = rep.bytes_read, read_requests = rep.read_requests, lake_requests = ?rep.lake_requests, lake_requests_total = ?crate::store::requests(), "FINISHED");
             ObjectOutcome {
@@ -408,6 +423,72 @@ pub async fn settle(
     }
 }
 
+fn is_queued_commit(body: &Value) -> bool {
+    body.get("dials").and_then(Value::as_str) == Some(crate::ingest::QUEUED_KIND)
+}
+
+/// Commits one queued commit (a message of the commit queue, [`crate::ingest::commit_queued`]),
+/// then runs the extension's after-ingest hook and settles the file as its ingest would have
+/// ([`settle`]: FINISHED; a newer version's rows stand; a failure recorded and retried, at the
+/// last delivery recorded as `FILE_NOT_AVAILABLE`). Returns whether to retry the message. A
+/// message this code cannot read is dropped (logged): retrying it cannot help.
+async fn handle_queued(
+    deps: &Deps,
+    ext: Option<&dyn Extension>,
+    body: Value,
+    receive_count: u32,
+    pending: Option<crate::committer::Pending>,
+) -> bool {
+    let message: crate::ingest::QueuedCommit = match serde_json::from_value(body) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "queued commit not readable; dropped");
+            return false;
+        }
+    };
+    let t0 = Instant::now();
+    let result = crate::ingest::commit_queued(&deps.lake, &message, pending).await;
+    let mut report = message.report.clone();
+    report.commit_queued = false;
+    report.commit_seconds = t0.elapsed().as_secs_f64();
+    let url = message
+        .source
+        .as_ref()
+        .map_or_else(|| report.logical_file_name.clone(), |s| s.name.clone());
+    if result.is_ok() {
+        if let Some(ext) = ext {
+            ext.after_ingest(&report).await;
+        }
+    }
+    let source = message.source.as_ref().and_then(|s| {
+        crate::store::KeyVersion::from_name(
+            &s.name,
+            dials_dqmio::SourceVersion {
+                modified_ms: s.modified_ms,
+                etag: s.etag.clone(),
+            },
+        )
+        .map(|k| Arc::new(k) as Arc<dyn dials_dqmio::ByteSource>)
+    });
+    let req = IngestRequest {
+        logical_file_name: report.logical_file_name.clone(),
+        dataset: Some(report.dataset.clone()),
+        deadline: None,
+    };
+    let size = report.file_size;
+    settle(
+        deps,
+        &req,
+        source,
+        &url,
+        size,
+        result.map(|()| report),
+        receive_count,
+    )
+    .await
+    .retry
+}
+
 /// Handles a Lambda event: SQS (returns `{"batchItemFailures": [...]}` for messages to retry) or a
 /// direct S3 notification (returns the outcomes; an error if any must be retried). Every attempt ends
 /// by `deadline` if any (the Lambda passes its invocation's deadline through [`attempt_deadline`];
@@ -431,38 +512,58 @@ pub async fn handle_event_with(
         return maintain(deps, ext, event).await;
     }
     if let Some(messages) = sqs_messages(event) {
+        // A batch's queued commits are all pending before any of them is committed: they share
+        // one Delta transaction per table (`committer::Pending`).
+        let mut pending: Vec<Option<crate::committer::Pending>> = messages
+            .iter()
+            .map(|m| {
+                serde_json::from_str::<Value>(&m.body)
+                    .ok()
+                    .filter(is_queued_commit)
+                    .map(|_| crate::committer::Pending::new())
+            })
+            .collect();
         // The messages of a batch run concurrently: their reading and decoding is bounded by the
         // process's decode slots (`ingest::limit_concurrent_decodes`, memory), and their commits
         // to each table share Delta transactions (`committer.rs`).
-        let handled = futures::future::join_all(messages.iter().map(|m| async move {
-            let Ok(body) = serde_json::from_str::<Value>(&m.body) else {
-                tracing::warn!(message = %m.id, "message body is not JSON; dropped");
-                return None;
-            };
-            // Messages routed through SNS wrap the notification in "Message".
-            let body = match body
-                .get("Message")
-                .and_then(Value::as_str)
-                .and_then(|s| serde_json::from_str(s).ok())
-            {
-                Some(inner) => inner,
-                None => body,
-            };
-            let mut retry = false;
-            if let Some(own) = ext
-                .filter(|_| body.get("Records").is_none())
-                .and_then(|e| e.handle_message(&body))
-            {
-                retry = own.await;
-            }
-            for obj in objects_in_s3_event(&body) {
-                retry |= handle_object_with(deps, ext, &obj, m.receive_count, deadline)
-                    .await
-                    .retry;
-            }
-            retry.then(|| serde_json::json!({ "itemIdentifier": m.id }))
-        }))
-        .await;
+        let handled =
+            futures::future::join_all(messages.iter().zip(pending.iter_mut()).map(|(m, guard)| {
+                let guard = guard.take();
+                async move {
+                    let Ok(body) = serde_json::from_str::<Value>(&m.body) else {
+                        tracing::warn!(message = %m.id, "message body is not JSON; dropped");
+                        return None;
+                    };
+                    if is_queued_commit(&body) {
+                        return handle_queued(deps, ext, body, m.receive_count, guard)
+                            .await
+                            .then(|| serde_json::json!({ "itemIdentifier": m.id }));
+                    }
+                    // Messages routed through SNS wrap the notification in "Message".
+                    let body = match body
+                        .get("Message")
+                        .and_then(Value::as_str)
+                        .and_then(|s| serde_json::from_str(s).ok())
+                    {
+                        Some(inner) => inner,
+                        None => body,
+                    };
+                    let mut retry = false;
+                    if let Some(own) = ext
+                        .filter(|_| body.get("Records").is_none())
+                        .and_then(|e| e.handle_message(&body))
+                    {
+                        retry = own.await;
+                    }
+                    for obj in objects_in_s3_event(&body) {
+                        retry |= handle_object_with(deps, ext, &obj, m.receive_count, deadline)
+                            .await
+                            .retry;
+                    }
+                    retry.then(|| serde_json::json!({ "itemIdentifier": m.id }))
+                }
+            }))
+            .await;
         let failures: Vec<Value> = handled.into_iter().flatten().collect();
         return Ok(serde_json::json!({ "batchItemFailures": failures }));
     }
@@ -662,6 +763,7 @@ mod tests {
             workspaces: Workspaces::default(),
             default_dataset: None,
             max_receives: 3,
+            commit_queue: None,
         };
         let event = serde_json::json!({"dials": "maintain", "retention_hours": 0});
         // Without the extension its table is not the lake's: left alone.
@@ -719,6 +821,7 @@ mod tests {
             workspaces: Workspaces::default(),
             default_dataset: None,
             max_receives: 3,
+            commit_queue: None,
         };
         let s3 = serde_json::json!({"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"lake"},"object":{"key":"p/ws/models/m/model.json"}}}]});
         let own = serde_json::json!({"type": "probe"});

@@ -471,26 +471,36 @@ async fn landed_from(store: &Arc<dyn ObjectStore>, from: u64) -> Vec<(u64, Optio
     all
 }
 
-/// Per table (its URL): when one of this process's commits last lost versions to [`CROWDED`]
-/// other processes (ms since the epoch).
+/// Per workspace (the folder of its tables): when one of this process's commits last lost
+/// versions to [`CROWDED`] other processes (ms since the epoch).
 static CONTENDED_AT: LazyLock<std::sync::Mutex<HashMap<String, i64>>> =
     LazyLock::new(Default::default);
 
-/// How long after a crowded lost version a process's commits to the table hand over from their
-/// first attempt.
+/// How long after a crowded lost version a process's commits to the workspace's tables hand over
+/// from their first attempt.
 const CONTENDED_FOR_MS: i64 = 30_000;
+
+/// The workspace of `table`: writers that crowded one of its tables (an ingest's STARTED records
+/// in `file_index`, first of all) finish together and crowd the others next, so a crowd seen on
+/// one table makes the commits to all of them hand over from their first attempt. Measured with
+/// writers that commit at one instant (`bench/concurrent_ingest.py --barrier`, docs/benchmarks.md
+/// stop 31): per table, a crowd was only seen after its second lost version.
+fn workspace_of(table: &url::Url) -> String {
+    let s = table.as_str().trim_end_matches('/');
+    s.rsplit_once('/').map_or(s, |(ws, _)| ws).to_string()
+}
 
 fn contended(table: &url::Url) -> bool {
     CONTENDED_AT
         .lock()
         .ok()
-        .and_then(|m| m.get(table.as_str()).copied())
+        .and_then(|m| m.get(&workspace_of(table)).copied())
         .is_some_and(|at| delta::now_ms() - at < CONTENDED_FOR_MS)
 }
 
 fn mark_contended(table: &url::Url) {
     if let Ok(mut m) = CONTENDED_AT.lock() {
-        m.insert(table.to_string(), delta::now_ms());
+        m.insert(workspace_of(table), delta::now_ms());
     }
 }
 

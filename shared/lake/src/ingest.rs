@@ -82,6 +82,9 @@ pub enum IngestError {
     /// Writing a merged object again without an earlier attempt's rows failed.
     #[error("rewriting a compacted object: {0}")]
     Rewrite(#[from] crate::compact::CompactError),
+    /// A queued commit could not be sent, or a queue message is not a commit this code reads.
+    #[error("commit queue: {0}")]
+    Queue(String),
 }
 
 impl IngestError {
@@ -112,7 +115,7 @@ impl IngestError {
             IngestError::Parquet(parquet::errors::ParquetError::External(_)) => true,
             IngestError::Read(dials_dqmio::Error::Io { .. }) => true,
             IngestError::Task(_) | IngestError::OutOfTime(_) => true,
-            IngestError::Delta(_) | IngestError::Rewrite(_) => true,
+            IngestError::Delta(_) | IngestError::Rewrite(_) | IngestError::Queue(_) => true,
             _ => false,
         }
     }
@@ -134,7 +137,7 @@ pub struct IngestRequest {
 }
 
 /// Per-workspace outcome.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct WorkspaceReport {
     /// Workspace.
     pub workspace: String,
@@ -149,7 +152,7 @@ pub struct WorkspaceReport {
 }
 
 /// Summary of one ingested file.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IngestReport {
     /// Logical file name.
     pub logical_file_name: String,
@@ -175,8 +178,13 @@ pub struct IngestReport {
     /// Wall time.
     pub seconds: f64,
     /// Of which committing: from every object written to the FINISHED record committed (the
-    /// Delta commits of every table, waiting for group commits included).
+    /// Delta commits of every table, waiting for group commits included); for a queued commit
+    /// ([`Self::commit_queued`]), to its message sent.
     pub commit_seconds: f64,
+    /// True when the commits were queued ([`ingest_queued`]) instead of made: the rows become
+    /// visible once the commit queue's consumer has made them ([`commit_queued`]).
+    #[serde(default)]
+    pub commit_queued: bool,
     /// Commits this process decided again during the ingest because another writer had moved
     /// their table first (other ingests running in the same process count too).
     pub commit_retries: u64,
@@ -191,10 +199,10 @@ pub struct IngestReport {
     /// Requests to the lake during the ingest, by kind, and of them those made while committing
     /// (other ingests running in the same process count too). Only with `DIALS_STORE_COUNT=1`
     /// (`store::instrumented`): absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lake_requests: Option<crate::store::Requests>,
     /// Of [`Self::lake_requests`], those made while committing.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lake_requests_committing: Option<crate::store::Requests>,
 }
 
@@ -387,7 +395,22 @@ pub async fn ingest(
     source: Arc<dyn ByteSource>,
     io_stats: Option<Arc<dyn Fn() -> (u64, u64) + Send + Sync>>,
 ) -> Result<IngestReport, IngestError> {
-    committer::settled(ingest_attempt(lake, config, req, source, io_stats)).await
+    ingest_queued(lake, config, req, source, io_stats, None).await
+}
+
+/// As [`ingest`]; with `queue`, the file's commits are not made here but sent to `queue` as one
+/// [`QueuedCommit`] once every object is written (the STARTED record and a new dataset's record are
+/// still committed here), and the report says [`IngestReport::commit_queued`]. A commit too large
+/// for a queue message ([`QUEUED_BODY_MAX`]) is made here as without a queue.
+pub async fn ingest_queued(
+    lake: &Location,
+    config: &Workspaces,
+    req: &IngestRequest,
+    source: Arc<dyn ByteSource>,
+    io_stats: Option<Arc<dyn Fn() -> (u64, u64) + Send + Sync>>,
+    queue: Option<&dyn CommitQueue>,
+) -> Result<IngestReport, IngestError> {
+    committer::settled(ingest_attempt(lake, config, req, source, io_stats, queue)).await
 }
 
 async fn ingest_attempt(
@@ -396,6 +419,7 @@ async fn ingest_attempt(
     req: &IngestRequest,
     source: Arc<dyn ByteSource>,
     io_stats: Option<Arc<dyn Fn() -> (u64, u64) + Send + Sync>>,
+    queue: Option<&dyn CommitQueue>,
 ) -> Result<IngestReport, IngestError> {
     let t0 = Instant::now();
     let requests_before = crate::store::requests();
@@ -427,6 +451,11 @@ async fn ingest_attempt(
         generation,
         source: Some(source.clone()),
     };
+    let read_version = source.version().map(|v| QueuedSource {
+        name: source.name(),
+        modified_ms: v.modified_ms,
+        etag: v.etag,
+    });
     // The tables this file commits to are read (or followed) while it decodes, not when its
     // commits are due (`committer::prepare`).
     for ws in &workspaces {
@@ -628,8 +657,75 @@ async fn ingest_attempt(
     // Every object is written: the next file may decode while this one commits.
     drop(slot);
     drop(pending);
+    commit_barrier().await;
     let t_commit = Instant::now();
     let requests_at_commit = crate::store::requests();
+    let make_report = |workspaces: Vec<WorkspaceReport>, commit_queued: bool| {
+        let (bytes_read, read_requests) = io_stats.as_ref().map(|f| f()).unwrap_or((0, 0));
+        IngestReport {
+            logical_file_name: req.logical_file_name.clone(),
+            dataset: ds.dataset.clone(),
+            file_id,
+            file_size,
+            runs: summary.runs.iter().copied().collect(),
+            lumisections: summary.lumi_count,
+            histograms: summary.histograms,
+            workspaces,
+            bytes_read,
+            read_requests,
+            seconds: t0.elapsed().as_secs_f64(),
+            commit_seconds: t_commit.elapsed().as_secs_f64(),
+            commit_queued,
+            commit_retries: committer::races_lost_total().saturating_sub(retries_before) as u64,
+            commit_rebases: committer::rebased_total().saturating_sub(rebases_before) as u64,
+            commits_carried: handover::carried_total().saturating_sub(carried_before) as u64,
+            commits_handed: handover::handed_total().saturating_sub(handed_before) as u64,
+            lake_requests: counted(requests_before),
+            lake_requests_committing: counted(requests_at_commit),
+        }
+    };
+    // Queued: the file's FINISHED record objects are written (and its dataset recorded), then one
+    // message carries every commit this attempt would make; the queue's consumer makes them.
+    if let Some(queue) = queue {
+        let mut queued = Vec::new();
+        for (i, ws) in workspaces.iter().enumerate() {
+            let finished = FileRecord {
+                status: "FINISHED",
+                objects: &reports[i].objects,
+                ..record
+            };
+            let ((), (name, size, meta)) = tokio::try_join!(
+                ensure_dataset(lake, &ws.name, dataset_id, &ds, &attempt),
+                put_file_record(lake, &ws.name, &attempt, &finished)
+            )?;
+            queued.push(QueuedWorkspace {
+                name: ws.name.clone(),
+                tables: data_and_index_tables()
+                    .filter_map(|t| adds.get(&(i, t)).map(|a| (t.to_string(), a.clone())))
+                    .collect(),
+                finished: delta::add(name, size, &[], Some(&meta)),
+            });
+        }
+        let message = QueuedCommit {
+            dials: QUEUED_KIND.to_string(),
+            file_id,
+            generation,
+            attempt: attempt.clone(),
+            source: read_version,
+            workspaces: queued,
+            report: make_report(reports.clone(), true),
+        };
+        let body =
+            serde_json::to_string(&message).map_err(|e| IngestError::Queue(e.to_string()))?;
+        if body.len() <= QUEUED_BODY_MAX {
+            queue
+                .send(body, format!("{file_id}-{generation}-{attempt}"))
+                .await
+                .map_err(IngestError::Queue)?;
+            return Ok(make_report(reports, true));
+        }
+        tracing::info!(file = %req.logical_file_name, bytes = body.len(), "commit too large for a queue message; made here");
+    }
     // One Delta commit per table of each workspace (workspaces in parallel): this attempt's objects
     // in, the file's earlier objects out, under the file's transaction id; `file_index` last, so
     // FINISHED means every table has this attempt's rows.
@@ -662,27 +758,29 @@ async fn ingest_attempt(
         }
     });
     futures::future::try_join_all(commits).await?;
-    let (bytes_read, read_requests) = io_stats.map(|f| f()).unwrap_or((0, 0));
-    Ok(IngestReport {
-        logical_file_name: req.logical_file_name.clone(),
-        dataset: ds.dataset,
-        file_id,
-        file_size,
-        runs: summary.runs.into_iter().collect(),
-        lumisections: summary.lumi_count,
-        histograms: summary.histograms,
-        workspaces: reports,
-        bytes_read,
-        read_requests,
-        seconds: t0.elapsed().as_secs_f64(),
-        commit_seconds: t_commit.elapsed().as_secs_f64(),
-        commit_retries: committer::races_lost_total().saturating_sub(retries_before) as u64,
-        commit_rebases: committer::rebased_total().saturating_sub(rebases_before) as u64,
-        commits_carried: handover::carried_total().saturating_sub(carried_before) as u64,
-        commits_handed: handover::handed_total().saturating_sub(handed_before) as u64,
-        lake_requests: counted(requests_before),
-        lake_requests_committing: counted(requests_at_commit),
-    })
+    Ok(make_report(reports, false))
+}
+
+/// Benchmarks only (`bench/concurrent_ingest.py --barrier`): with `DIALS_BENCH_COMMIT_BARRIER=P`
+/// set, an ingest whose objects are all written creates `P.<pid>` and waits until `P` exists
+/// before it commits (at most 10 minutes). N writers then commit at the same instant with their
+/// CPU idle, as N Lambda instances finishing together would, which 2 shared cores cannot show
+/// otherwise (their decoding staggers them and stretches every ingest). Unset: nothing happens.
+async fn commit_barrier() {
+    let Some(path) = std::env::var_os("DIALS_BENCH_COMMIT_BARRIER") else {
+        return;
+    };
+    let gate = std::path::PathBuf::from(path);
+    let mut marker = gate.clone().into_os_string();
+    marker.push(format!(".{}", std::process::id()));
+    if let Err(e) = std::fs::write(&marker, b"") {
+        tracing::warn!(error = %e, "commit barrier: marker not written; committing now");
+        return;
+    }
+    let until = Instant::now() + std::time::Duration::from_secs(600);
+    while !gate.exists() && Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }
 
 /// Lake requests made since `before`, when they are counted (`DIALS_STORE_COUNT`).
@@ -777,6 +875,147 @@ async fn record_failure_commits(
         futures::future::join_all(removals).await;
     }
     Ok(())
+}
+
+/// The `dials` field of a [`QueuedCommit`] message.
+pub const QUEUED_KIND: &str = "commit";
+
+/// The largest queued commit sent (bytes of JSON): an SQS message holds 256 KiB.
+pub const QUEUED_BODY_MAX: usize = 240 * 1024;
+
+/// Where [`ingest_queued`] sends a file's commits (an SQS FIFO queue in the deployment: one
+/// message group, so one consumer at a time commits, and never against another).
+pub trait CommitQueue: Send + Sync + std::fmt::Debug {
+    /// Sends one message; `dedup` is the same for the same attempt's message (a FIFO queue drops
+    /// a second copy sent within its deduplication interval).
+    fn send<'a>(
+        &'a self,
+        body: String,
+        dedup: String,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>>;
+}
+
+/// The version of the source a queued commit's ingest read (`ByteSource::version`), so that its
+/// committer can ask whether it is still current (`store::KeyVersion`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct QueuedSource {
+    /// The source's name (`s3://bucket/key`).
+    pub name: String,
+    /// Its modification time, ms since the epoch.
+    pub modified_ms: i64,
+    /// Its entity tag.
+    pub etag: String,
+}
+
+/// One workspace's part of a [`QueuedCommit`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct QueuedWorkspace {
+    /// Workspace name.
+    pub name: String,
+    /// The attempt's objects, by table (tables without any are absent: the file's earlier objects
+    /// still leave them).
+    pub tables: BTreeMap<String, Vec<Add>>,
+    /// The attempt's FINISHED record object in `file_index`.
+    pub finished: Add,
+}
+
+/// Every commit one ingest attempt would make, as a message ([`ingest_queued`], [`commit_queued`]):
+/// its objects are written, none is in any table until the message is committed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct QueuedCommit {
+    /// Always [`QUEUED_KIND`].
+    pub dials: String,
+    /// DQMIO file id.
+    pub file_id: i64,
+    /// The attempt's generation (its fence).
+    pub generation: i64,
+    /// The attempt's id (its objects' names).
+    pub attempt: String,
+    /// The source version read, when it has one.
+    pub source: Option<QueuedSource>,
+    /// Per workspace fed by the file.
+    pub workspaces: Vec<QueuedWorkspace>,
+    /// The ingest's report (for the after-ingest hook and the log, once committed).
+    pub report: IngestReport,
+}
+
+/// Makes the commits of a [`QueuedCommit`] exactly as its ingest would have: in each workspace
+/// every table's (the file's earlier objects out, the attempt's in, fenced by its generation), then
+/// the FINISHED record last. Idempotent: a message committed again finds its objects in at its
+/// generation and changes nothing; an attempt superseded by a newer version of the file ends as
+/// [`IngestError::Superseded`], as its ingest would have. Commits of several messages (a queue
+/// batch run at once, each with a [`committer::Pending`] guard made before any starts) share one
+/// Delta transaction per table.
+pub async fn commit_queued(
+    lake: &Location,
+    message: &QueuedCommit,
+    pending: Option<committer::Pending>,
+) -> Result<(), IngestError> {
+    committer::settled(commit_queued_inner(lake, message, pending)).await
+}
+
+async fn commit_queued_inner(
+    lake: &Location,
+    message: &QueuedCommit,
+    pending: Option<committer::Pending>,
+) -> Result<(), IngestError> {
+    if message.dials != QUEUED_KIND {
+        return Err(IngestError::Queue(format!(
+            "not a queued commit: {}",
+            message.dials
+        )));
+    }
+    let source: Option<Arc<dyn ByteSource>> = message.source.as_ref().and_then(|s| {
+        crate::store::KeyVersion::from_name(
+            &s.name,
+            SourceVersion {
+                modified_ms: s.modified_ms,
+                etag: s.etag.clone(),
+            },
+        )
+        .map(|k| Arc::new(k) as Arc<dyn ByteSource>)
+    });
+    let fence = &Fence {
+        generation: message.generation,
+        source,
+    };
+    let file_id = message.file_id;
+    for ws in &message.workspaces {
+        for table in data_and_index_tables() {
+            committer::prepare(lake, &ws.name, table);
+        }
+    }
+    let commits: Vec<_> = message
+        .workspaces
+        .iter()
+        .map(|ws| async move {
+            let tables = futures::future::try_join_all(data_and_index_tables().map(|table| {
+                let adds = ws.tables.get(table).cloned().unwrap_or_default();
+                replace_file_objects(lake, &ws.name, table, file_id, fence, adds, true)
+            }));
+            tables.await?;
+            replace_file_objects(
+                lake,
+                &ws.name,
+                "file_index",
+                file_id,
+                fence,
+                vec![ws.finished.clone()],
+                false,
+            )
+            .await
+        })
+        .collect();
+    // Every table's change of this message is queued at the first poll below: the batch's data
+    // commits may go once no other message of it is pending.
+    let all = futures::future::try_join_all(commits);
+    futures::pin_mut!(all);
+    let first = futures::poll!(all.as_mut());
+    drop(pending);
+    match first {
+        std::task::Poll::Ready(r) => r.map(|_| ()),
+        std::task::Poll::Pending => all.await.map(|_| ()),
+    }
 }
 
 /// The tables an ingest replaces a file's objects in, before `dataset_index` and `file_index`:
@@ -1282,4 +1521,50 @@ pub fn store(lake: &Location) -> Arc<dyn ObjectStore> {
 /// single part named "a.b" and silently matches nothing).
 fn col_path(dotted: &str) -> ColumnPath {
     ColumnPath::new(dotted.split('.').map(str::to_string).collect())
+}
+
+/// The deployment's commit queue: an SQS FIFO queue with one message group, so that one consumer
+/// at a time makes the commits (`DIALS_COMMIT_QUEUE_URL`, sam-template.yaml; `dials worker
+/// --commit-queue-url` locally).
+#[derive(Debug, Clone)]
+pub struct SqsCommitQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+/// The one message group of a commit queue: every commit of the lake goes through one consumer.
+pub const COMMIT_GROUP: &str = "dials-commits";
+
+impl SqsCommitQueue {
+    /// Sends to the FIFO queue at `url`.
+    pub fn new(client: aws_sdk_sqs::Client, url: String) -> Self {
+        SqsCommitQueue { client, url }
+    }
+}
+
+impl CommitQueue for SqsCommitQueue {
+    fn send<'a>(
+        &'a self,
+        body: String,
+        dedup: String,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.client
+                .send_message()
+                .queue_url(&self.url)
+                .message_body(body)
+                .message_group_id(COMMIT_GROUP)
+                .message_deduplication_id(dedup)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    format!(
+                        "send to {}: {}",
+                        self.url,
+                        aws_sdk_sqs::error::DisplayErrorContext(&e)
+                    )
+                })
+        })
+    }
 }

@@ -24,5 +24,5 @@ pub mod txns;
 
 pub use config::{Workspace, Workspaces};
 pub use dataset::DatasetInfo;
-pub use ingest::{ingest, record_failure, IngestError, IngestReport, IngestRequest};
+pub use ingest::{ingest, ingest_queued, record_failure, IngestError, IngestReport, IngestRequest};
 pub use store::{Location, ObjectSource};

@@ -76,7 +76,7 @@ pub fn instrumented(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
 
 /// Requests to lake stores made by this process so far, by kind (all zero unless
 /// `DIALS_STORE_COUNT` is set: [`instrumented`]). Deletes are not counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Requests {
     /// GETs (whole, ranged, or several ranges of one object).
     pub get: u64,
@@ -931,5 +931,75 @@ mod tests {
             merge_ranges(&[0..1000, 500..1500, 1687..1688], 0, 8, mb),
             vec![0..1688]
         );
+    }
+}
+
+/// A version of an object that is no longer read, only asked about: whether it is still its key's
+/// current version (one HEAD). A queued commit (`ingest::QueuedCommit`) carries the version its
+/// ingest read; the committing process asks this as the ingest itself would have
+/// ([`ByteSource::is_current`] on a tie between two versions written in the same second). It
+/// holds no bytes.
+pub struct KeyVersion {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    name: String,
+    version: SourceVersion,
+    rt: tokio::runtime::Handle,
+}
+
+impl KeyVersion {
+    /// `name` as an ingest names its source (`s3://bucket/key`); `None` for any other name (a
+    /// local file has no version to ask about) or outside a Tokio runtime.
+    pub fn from_name(name: &str, version: SourceVersion) -> Option<Self> {
+        let (bucket, key) = name.strip_prefix("s3://")?.split_once('/')?;
+        let store = s3_store(bucket).ok()?;
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        Some(KeyVersion {
+            store,
+            path: Path::from(key),
+            name: name.to_string(),
+            version,
+            rt,
+        })
+    }
+}
+
+impl ByteSource for KeyVersion {
+    fn len(&self) -> u64 {
+        0
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, ReadError> {
+        Err(ReadError::Io {
+            offset,
+            len: len as u64,
+            source: std::io::Error::other(format!(
+                "{}: a version asked about, not read",
+                self.name
+            )),
+        })
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn version(&self) -> Option<SourceVersion> {
+        Some(self.version.clone())
+    }
+
+    fn is_current(&self) -> Option<Result<bool, ReadError>> {
+        let head = self.rt.block_on(self.store.head(&self.path));
+        Some(match head {
+            Ok(meta) => Ok(meta
+                .e_tag
+                .is_some_and(|have| same_etag(&have, &self.version.etag))),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(ReadError::Io {
+                offset: 0,
+                len: 0,
+                source: io_error(e),
+            }),
+        })
     }
 }

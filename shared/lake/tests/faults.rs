@@ -113,6 +113,7 @@ async fn transient_faults_are_retried_then_dead_lettered_with_status() {
         workspaces: Workspaces::default(),
         default_dataset: None,
         max_receives: 3,
+        commit_queue: None,
     };
     let req = IngestRequest {
         logical_file_name:
@@ -257,6 +258,7 @@ async fn an_attempt_out_of_time_ends_as_a_recorded_status() {
         workspaces: Workspaces::default(),
         default_dataset: None,
         max_receives: 3,
+        commit_queue: None,
     };
     let req = |deadline: Duration| IngestRequest {
         logical_file_name:

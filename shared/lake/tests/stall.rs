@@ -153,6 +153,7 @@ fn a_stalled_read_ends_at_the_deadline_and_the_failure_is_recorded() {
             workspaces: Workspaces::default(),
             default_dataset: None,
             max_receives: 3,
+            commit_queue: None,
         };
         let o = settle(&deps, &req, None, "s3://raw/stall.root", size, Err(e), 3).await;
         Ok((took, left, transient, text, o.status, o.retry))
