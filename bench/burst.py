@@ -62,6 +62,8 @@ def main():
     ap.add_argument("--limit-s", type=float, default=1800)
     ap.add_argument("--batch-size", type=int, default=10, help="dials worker --batch-size (Lambda's BatchSize)")
     ap.add_argument("--count", action="store_true", help="count the workers' lake requests (DIALS_STORE_COUNT=1)")
+    ap.add_argument("--queued", action="store_true",
+                    help="the workers send their commits to the FIFO commit queue, drained by one more worker (docs/lake.md)")
     a = ap.parse_args()
     body = FIXTURE.read_bytes()
     procs = []
@@ -73,11 +75,17 @@ def main():
                                                          Body=body), range(a.files)))
             t_up = time.perf_counter() - t0
             logs = []
-            for w in range(a.workers):
+            for w in range(a.workers + (1 if a.queued else 0)):
                 log = open(f"/tmp/dials-burst-worker-{w}.log", "w")
                 logs.append(log)
-                procs.append(subprocess.Popen([a.bin, "worker", "--queue-url", ls.info["queue_url"], "--lake", ls.lake,
-                                               "--batch-size", str(a.batch_size)],
+                if w == a.workers:
+                    # The commit queue's consumer (FIFO: ten messages at a time).
+                    args = [a.bin, "worker", "--queue-url", ls.info["commit_queue_url"], "--lake", ls.lake]
+                else:
+                    args = [a.bin, "worker", "--queue-url", ls.info["queue_url"], "--lake", ls.lake, "--batch-size", str(a.batch_size)]
+                    if a.queued:
+                        args += ["--commit-queue-url", ls.info["commit_queue_url"]]
+                procs.append(subprocess.Popen(args,
                                               env=dict(ls.env, DIALS_LOG="warn,deltalake_core::kernel::transaction=off"
                                                        + (",dials_lake::events=info" if a.count else ""),
                                                        **({"DIALS_STORE_COUNT": "1"} if a.count else {})),
@@ -110,10 +118,11 @@ def main():
                                               ContinuationToken=r["NextContinuationToken"])
                     n += r.get("KeyCount", 0)
                 commits[table] = n
-            print(f"binary: {a.bin}; {a.files} files of {len(body)} B, {a.workers} workers, batch ≤ {a.batch_size}, LocalStack")
+            print(f"binary: {a.bin}; {a.files} files of {len(body)} B, {a.workers} workers, batch ≤ {a.batch_size}, LocalStack"
+                  + (", commits queued (one consumer)" if a.queued else ""))
             print(f"upload {t_up:.1f} s; first upload → {done} FINISHED in the API: {total:.1f} s "
                   f"({done / total:.2f} files/s); log objects: {commits}")
-            if a.count:
+            if a.count and not a.queued:  # queued: the ingest workers log no FINISHED line
                 stop(procs)
                 print(f"lake requests per file FINISHED, workers: {per_file(a.workers, done)}")
             if done < a.files:

@@ -16,6 +16,9 @@ process ingesting the same file alone (before and after, same run).
                          # instant (DIALS_BENCH_COMMIT_BARRIER): commits as N Lambda instances
                          # finishing together meet them, each with its own CPU; their commit time is
                          # then set against the ingest time of one process alone
+        [--queued]       # with --localstack: every ingest sends its commits to the FIFO commit queue
+                         # (DIALS_COMMIT_QUEUE_URL) that one `dials worker` drains, as deployed;
+                         # also reports upload-to-committed times from the consumer's log
 """
 
 import argparse
@@ -68,6 +71,7 @@ def main():
     ap.add_argument("--alone", type=int, default=1)
     ap.add_argument("--nice", type=int, default=0)
     ap.add_argument("--barrier", action="store_true")
+    ap.add_argument("--queued", action="store_true")
     a = ap.parse_args()
     global NICE
     NICE = a.nice
@@ -90,8 +94,45 @@ def main():
     else:
         lake_dir = Path(tempfile.mkdtemp(prefix="conc-lake-"))
         lake = str(lake_dir)
+    consumer = None
+    if a.queued:
+        if ls is None:
+            raise SystemExit("--queued needs --localstack (the commit queue is an SQS FIFO queue)")
+        env = dict(env, DIALS_COMMIT_QUEUE_URL=ls.info["commit_queue_url"])
+        consumer_log = Path(tempfile.mkdtemp(prefix="conc-consumer-")) / "worker.log"
+        consumer = subprocess.Popen([a.bin, "worker", "--queue-url", ls.info["commit_queue_url"], "--lake", lake],
+                                    env=dict(env, DIALS_LOG="dials_lake=info", DIALS_COMMIT_QUEUE_URL=""),
+                                    stdout=subprocess.DEVNULL, stderr=open(consumer_log, "w"))
+
+    def committed_at():
+        # Wall-clock time (s) of each file's FINISHED line in the consumer's log, by file name.
+        import re
+        from datetime import datetime
+        out = {}
+        for line in consumer_log.read_text().splitlines():
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            if " FINISHED" not in line:
+                continue
+            m = re.search(r"object=\S*?(w-\d+\.root)", line)
+            if m:
+                out[m.group(1)] = datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+        return out
+
+    def wait_committed(names, limit=600):
+        t = time.time()
+        while time.time() - t < limit:
+            done = committed_at()
+            if all(n in done for n in names):
+                return done
+            time.sleep(0.05)
+        raise SystemExit(f"commit queue not drained in {limit} s:\n{consumer_log.read_text()[-3000:]}")
+
     try:
-        befores = [report(*ingest(a.bin, paths[a.writers + k], lake, env)) for k in range(a.alone)]
+        befores = []
+        for k in range(a.alone):
+            befores.append(report(*ingest(a.bin, paths[a.writers + k], lake, env)))
+            if consumer is not None:
+                wait_committed([paths[a.writers + k].name])
         alone_before = befores[0]
         t0 = time.perf_counter()
         gate = None
@@ -108,11 +149,21 @@ def main():
                 time.sleep(0.005)
             gate.touch()
             t0 = time.perf_counter()
+            gate_wall = time.time()
         reps = [report(p, t) for p, t in procs]
         total = time.perf_counter() - t0
         if gate is not None:
             shutil.rmtree(gate.parent, ignore_errors=True)
+        visible = None
+        if consumer is not None:
+            done = wait_committed([paths[i].name for i in range(a.writers)])
+            start = gate_wall if gate is not None else time.time() - total
+            visible = sorted(done[paths[i].name] - start for i in range(a.writers))
         alone_after = report(*ingest(a.bin, paths[-1], lake, env))
+        if consumer is not None:
+            wait_committed([paths[-1].name])
+            consumer.terminate()
+            consumer.wait(timeout=20)
         # Exactly once: every table holds writers + 2 copies of one file's rows.
         import deltalake
 
@@ -148,6 +199,9 @@ def main():
             print(f"\nbarrier: {a.writers} commits started at one instant; commit s p50 {med(c):.3f}, p90 {p90:.3f}, max {c[-1]:.3f}; "
                   f"one ingest alone {alone:.3f} s (median of the alone runs after the first); "
                   f"commit p50 / ingest alone = {med(c) / alone * 100:.0f} %, max / ingest alone = {c[-1] / alone * 100:.0f} %")
+        if visible:
+            print(f"\nqueued commits: {a.writers} files committed by the consumer {med(visible):.3f} s (p50), {visible[-1]:.3f} s (last) "
+                  f"after the {'gate' if gate is not None else 'first start'}")
         if reps[0]["requests"]:
             # DIALS_STORE_COUNT=1: each process's lake requests (medians), all and while committing.
             print("\n| lake requests per process (median) | get | put | list | all | of them committing (get / put / list) |")
@@ -162,6 +216,8 @@ def main():
         if not ok:
             sys.exit(1)
     finally:
+        if consumer is not None and consumer.poll() is None:
+            consumer.kill()
         if ls is not None:
             ls.__exit__(None, None, None)
         shutil.rmtree(src, ignore_errors=True)

@@ -2,7 +2,10 @@
 """Freshness: time from a DQMIO object's upload to its rows being visible in the API, on LocalStack
 (S3 → SQS → `dials worker` → Delta lake in S3 → `dials serve` over the same bucket).
 
-    python3 bench/freshness.py [--files 20] [--ttl-ms 2000,250] [--bin target/release/dials]
+    python3 bench/freshness.py [--files 20] [--ttl-ms 2000,250] [--bin target/release/dials] [--queued]
+
+`--queued`: the worker sends each file's commits to the FIFO commit queue and a second worker drains
+it (the deployment's two event sources of the ingest function, docs/lake.md "Queued commits").
 
 For each `--ttl-ms` value (`DIALS_LISTING_TTL_MS`: how old the API's view of the Delta logs may be), one
 `dials serve` runs beside the worker; files are uploaded one at a time (a new key each, small_zlib.root,
@@ -49,6 +52,7 @@ def main():
     ap.add_argument("--files", type=int, default=20)
     ap.add_argument("--ttl-ms", default="2000,250")
     ap.add_argument("--bin", default=os.environ.get("DIALS_BENCH_BIN") or str(REPO / "target/release/dials"))
+    ap.add_argument("--queued", action="store_true")
     a = ap.parse_args()
     ttls = [int(t) for t in a.ttl_ms.split(",")]
     procs = []
@@ -57,8 +61,12 @@ def main():
             full, info, s3, raw, lake = ls.env, ls.info, ls.s3, ls.raw, ls.lake
             # The lake exists before the servers start (one file through the pipeline).
             wlog = open("/tmp/dials-freshness-worker.log", "w")
-            procs.append(subprocess.Popen([a.bin, "worker", "--queue-url", info["queue_url"], "--lake", lake], env=dict(full, DIALS_LOG="info"),
-                                          stdout=wlog, stderr=subprocess.STDOUT))
+            worker = [a.bin, "worker", "--queue-url", info["queue_url"], "--lake", lake]
+            if a.queued:
+                worker += ["--commit-queue-url", info["commit_queue_url"]]
+                procs.append(subprocess.Popen([a.bin, "worker", "--queue-url", info["commit_queue_url"], "--lake", lake],
+                                              env=dict(full, DIALS_LOG="info"), stdout=wlog, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(worker, env=dict(full, DIALS_LOG="info"), stdout=wlog, stderr=subprocess.STDOUT))
             s3.upload_file(str(FIXTURE), raw, KEY.format(i=9999))
             bases = {}
             for ttl in ttls:

@@ -635,7 +635,45 @@ async fn ingest_attempt(
         futures::future::try_join_all(index_objects.iter().map(|(i, table, batch)| async move {
             put_batch(lake, &[&wss[*i].name, table, part_ref], batch).await
         }));
-    let (closed, put) = tokio::try_join!(closes, puts)?;
+    // Queued commits: each workspace's FINISHED record object (it names every object, the index
+    // objects' names are known before they are written) and a new dataset's record are written
+    // with the other objects, so that committing is one message sent.
+    let finished_objects: Vec<Vec<String>> = workspaces
+        .iter()
+        .enumerate()
+        .map(|(i, ws)| {
+            let mut objects = reports[i].objects.clone();
+            objects.extend(
+                index_objects
+                    .iter()
+                    .filter(|(j, _, _)| *j == i)
+                    .map(|(_, table, _)| lake.child(&[&ws.name, table, &part]).to_string()),
+            );
+            objects
+        })
+        .collect();
+    let finished_puts = async {
+        if queue.is_none() {
+            return Ok(Vec::new());
+        }
+        futures::future::try_join_all(wss.iter().zip(&finished_objects).map(|(ws, objects)| {
+            let (ds, attempt) = (&ds, &attempt);
+            async move {
+                let finished = FileRecord {
+                    status: "FINISHED",
+                    objects,
+                    ..record
+                };
+                let ((), put) = tokio::try_join!(
+                    ensure_dataset(lake, &ws.name, dataset_id, ds, attempt),
+                    put_file_record(lake, &ws.name, attempt, &finished)
+                )?;
+                Ok::<_, IngestError>(put)
+            }
+        }))
+        .await
+    };
+    let (closed, put, finished_records) = tokio::try_join!(closes, puts, finished_puts)?;
     // Per workspace and table: the Adds of this attempt.
     let mut adds: BTreeMap<(usize, &str), Vec<Add>> = BTreeMap::new();
     for ((ws, table, per_run, run), (meta, size)) in keys.into_iter().zip(closed) {
@@ -687,17 +725,17 @@ async fn ingest_attempt(
     // Queued: the file's FINISHED record objects are written (and its dataset recorded), then one
     // message carries every commit this attempt would make; the queue's consumer makes them.
     if let Some(queue) = queue {
+        if reports
+            .iter()
+            .map(|r| &r.objects)
+            .ne(finished_objects.iter())
+        {
+            return Err(IngestError::Queue(
+                "the FINISHED record names other objects than were written".into(),
+            ));
+        }
         let mut queued = Vec::new();
-        for (i, ws) in workspaces.iter().enumerate() {
-            let finished = FileRecord {
-                status: "FINISHED",
-                objects: &reports[i].objects,
-                ..record
-            };
-            let ((), (name, size, meta)) = tokio::try_join!(
-                ensure_dataset(lake, &ws.name, dataset_id, &ds, &attempt),
-                put_file_record(lake, &ws.name, &attempt, &finished)
-            )?;
+        for (i, (ws, (name, size, meta))) in workspaces.iter().zip(finished_records).enumerate() {
             queued.push(QueuedWorkspace {
                 name: ws.name.clone(),
                 tables: data_and_index_tables()
