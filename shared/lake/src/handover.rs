@@ -498,6 +498,17 @@ fn contended(table: &url::Url) -> bool {
         .is_some_and(|at| delta::now_ms() - at < CONTENDED_FOR_MS)
 }
 
+/// True when, within the last 30 s, one of this process's commits lost versions to [`CROWDED`]
+/// other processes, on any table: the process is one of many writers that finish together (an
+/// ingest then queues its commits, `ingest::ingest_queued`).
+pub fn crowd_seen_recently() -> bool {
+    let now = delta::now_ms();
+    CONTENDED_AT
+        .lock()
+        .map(|m| m.values().any(|at| now - at < CONTENDED_FOR_MS))
+        .unwrap_or(false)
+}
+
 fn mark_contended(table: &url::Url) {
     if let Ok(mut m) = CONTENDED_AT.lock() {
         m.insert(workspace_of(table), delta::now_ms());

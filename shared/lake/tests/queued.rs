@@ -15,7 +15,7 @@ use dials_lake::ingest::{CommitQueue, QueuedCommit};
 use dials_lake::{ingest, ingest_queued, IngestError, IngestRequest, Location, Workspaces};
 use serde_json::{json, Value};
 
-/// A queue that keeps what is sent.
+/// A queue that keeps what is sent (used by every ingest given it).
 #[derive(Debug, Default)]
 struct Captured(Mutex<Vec<(String, String)>>);
 
