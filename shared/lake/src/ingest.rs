@@ -399,9 +399,10 @@ pub async fn ingest(
 }
 
 /// As [`ingest`]; with `queue` (and when its [`QueueWhen`] says so), the file's commits are not
-/// made here but sent to `queue` as one [`QueuedCommit`] once every object is written (the STARTED record and a new dataset's record are
-/// still committed here), and the report says [`IngestReport::commit_queued`]. A commit too large
-/// for a queue message ([`QUEUED_BODY_MAX`]) is made here as without a queue.
+/// made here but sent to `queue` as one [`QueuedCommit`] once every object is written (the STARTED
+/// record and a new dataset's record are still committed here), and the report says
+/// [`IngestReport::commit_queued`]. A commit too large for a queue message ([`QUEUED_BODY_MAX`])
+/// is made here as without a queue.
 pub async fn ingest_queued(
     lake: &Location,
     config: &Workspaces,

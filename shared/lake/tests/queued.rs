@@ -19,6 +19,18 @@ use serde_json::{json, Value};
 #[derive(Debug, Default)]
 struct Captured(Mutex<Vec<(String, String)>>);
 
+impl Captured {
+    /// The message bodies sent so far.
+    fn bodies(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .expect("sent")
+            .iter()
+            .map(|(b, _)| b.clone())
+            .collect()
+    }
+}
+
 impl CommitQueue for Captured {
     fn send<'a>(
         &'a self,
@@ -195,13 +207,7 @@ async fn queued_commits_land_once_batched_and_idempotent() {
     )
     .await
     .expect("second attempt");
-    let again: Vec<String> =
-        q2.0.lock()
-            .expect("sent")
-            .iter()
-            .map(|(b, _)| b.clone())
-            .collect();
-    let out = handle_event(&deps(&lake), &sqs_event(&again, 1), None)
+    let out = handle_event(&deps(&lake), &sqs_event(&q2.bodies(), 1), None)
         .await
         .expect("handled");
     assert_eq!(out["batchItemFailures"], json!([]), "{out}");
@@ -244,13 +250,7 @@ async fn a_queued_commit_of_an_older_version_never_replaces_a_newer_one() {
     assert_eq!(rows, new.workspaces[0].th1_rows as usize);
     let objects_before = common::committed(&dir.join("default/th1"));
     // The older version's message arrives late: superseded, not retried, nothing changes.
-    let bodies: Vec<String> = queue
-        .0
-        .lock()
-        .expect("sent")
-        .iter()
-        .map(|(b, _)| b.clone())
-        .collect();
+    let bodies = queue.bodies();
     let message: QueuedCommit = serde_json::from_str(&bodies[0]).expect("queued");
     let direct = dials_lake::ingest::commit_queued(&lake, &message, None).await;
     assert!(
