@@ -74,11 +74,11 @@ pub enum Mode {
     Off,
     /// After every lost version (`DIALS_COMMIT_HANDOVER=lost`).
     AfterLoss,
-    /// Only where writers crowd the table (`DIALS_COMMIT_HANDOVER=1`, set by `sam-template.yaml`
-    /// for the ingest function, whose instances are many): once the versions one commit lost were
-    /// taken by commits of at least [`CROWDED`] other processes (`commitInfo."dials.writer"`,
-    /// [`delta::writer`]; a commit naming no writer counts as one more), and then for 30 s from a
-    /// commit's first attempt on. Two writers (a burst's two workers) never turn crowded however
+    /// Only where writers crowd a workspace's tables (`DIALS_COMMIT_HANDOVER=1`, set by
+    /// `sam-template.yaml` for the ingest function, whose instances are many): once the versions
+    /// one commit lost were taken by commits of at least [`CROWDED`] other processes
+    /// (`commitInfo."dials.writer"`, [`delta::writer`]; a commit naming no writer counts as one
+    /// more), and then for 30 s from a commit's first attempt on, on every table of the workspace. Two writers (a burst's two workers) never turn crowded however
     /// many commits each makes: nobody would carry for them and each hand-over costs requests
     /// (stop 28 counted commits, and two workers did turn crowded on `file_index`).
     Crowded,
