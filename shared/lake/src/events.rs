@@ -460,16 +460,10 @@ async fn handle_queued(
             ext.after_ingest(&report).await;
         }
     }
-    let source = message.source.as_ref().and_then(|s| {
-        crate::store::KeyVersion::from_name(
-            &s.name,
-            dials_dqmio::SourceVersion {
-                modified_ms: s.modified_ms,
-                etag: s.etag.clone(),
-            },
-        )
-        .map(|k| Arc::new(k) as Arc<dyn dials_dqmio::ByteSource>)
-    });
+    let source = message
+        .source
+        .as_ref()
+        .and_then(crate::ingest::QueuedSource::key_version);
     let req = IngestRequest {
         logical_file_name: report.logical_file_name.clone(),
         dataset: Some(report.dataset.clone()),

@@ -643,6 +643,7 @@ async fn ingest_attempt(
     let finished_objects: Vec<Vec<String>> = workspaces
         .iter()
         .enumerate()
+        .filter(|_| queue.is_some())
         .map(|(i, ws)| {
             let mut objects = reports[i].objects.clone();
             objects.extend(
@@ -979,6 +980,21 @@ pub struct QueuedSource {
     pub etag: String,
 }
 
+impl QueuedSource {
+    /// The version as a source its committer can ask whether it is still current (`None` for a
+    /// name that is no `s3://` object).
+    pub fn key_version(&self) -> Option<Arc<dyn ByteSource>> {
+        crate::store::KeyVersion::from_name(
+            &self.name,
+            SourceVersion {
+                modified_ms: self.modified_ms,
+                etag: self.etag.clone(),
+            },
+        )
+        .map(|k| Arc::new(k) as Arc<dyn ByteSource>)
+    }
+}
+
 /// One workspace's part of a [`QueuedCommit`].
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct QueuedWorkspace {
@@ -1037,26 +1053,12 @@ async fn commit_queued_inner(
             message.dials
         )));
     }
-    let source: Option<Arc<dyn ByteSource>> = message.source.as_ref().and_then(|s| {
-        crate::store::KeyVersion::from_name(
-            &s.name,
-            SourceVersion {
-                modified_ms: s.modified_ms,
-                etag: s.etag.clone(),
-            },
-        )
-        .map(|k| Arc::new(k) as Arc<dyn ByteSource>)
-    });
+    let source = message.source.as_ref().and_then(QueuedSource::key_version);
     let fence = &Fence {
         generation: message.generation,
         source,
     };
     let file_id = message.file_id;
-    for ws in &message.workspaces {
-        for table in data_and_index_tables() {
-            committer::prepare(lake, &ws.name, table);
-        }
-    }
     let commits: Vec<_> = message
         .workspaces
         .iter()
